@@ -1,0 +1,1 @@
+//! Storage targets (filled in by the backends work).

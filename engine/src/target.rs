@@ -1,0 +1,87 @@
+//! The one seam between the engine and storage. Library users implement [`Target`] for their own
+//! store; the engine never learns which store it talks to.
+//!
+//! Keys are `/`-separated paths relative to the backup location (`chunk-000000.000000`,
+//! `index/indexmap`, `.esbackup/manifest.json`). Objects are replaced atomically: a reader sees
+//! either the old or the new whole object, never a partial one. The engine's crash safety rests
+//! on that and on the order of its writes, nothing else.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use crate::upload::Upload;
+
+/// A stream of bytes read from the store.
+pub type ByteStream = BoxStream<'static, Result<Bytes, TargetError>>;
+
+/// What a listing or `head` says of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Errors a target reports. The engine retries [`TargetError::Transient`] ones, stops on the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Worth retrying: timeouts, throttling (429/503/SlowDown), connection resets.
+    #[error("transient storage error: {0}")]
+    Transient(String),
+    /// Not worth retrying: bad credentials, missing bucket, invalid request, a local read error.
+    #[error("storage error: {0}")]
+    Permanent(String),
+    /// The store cannot do this operation (e.g. create-if-absent on Garage).
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
+}
+
+impl TargetError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TargetError::Transient(_))
+    }
+}
+
+/// Storage for one backup location.
+#[async_trait]
+pub trait Target: Send + Sync + std::fmt::Debug {
+    /// A short human description (`s3://bucket/prefix`, `/backups/node1`).
+    fn describe(&self) -> String;
+
+    /// Every object whose key starts with `prefix` (recursively), in any order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError>;
+
+    /// Size of one object, or [`TargetError::NotFound`].
+    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError>;
+
+    /// Stores `body` under `key`, replacing any object there. Read the body with
+    /// [`Upload::stream`]; on a retry read it again from the start. Return only once the whole
+    /// object is durably stored.
+    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError>;
+
+    /// Stores `data` only if `key` does not exist: [`TargetError::AlreadyExists`] otherwise, or
+    /// [`TargetError::Unsupported`] where the store cannot tell (the lock then falls back).
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError>;
+
+    /// Streams an object, or the byte `range` of it.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError>;
+
+    /// Server-side copy of `from` to `to`, replacing `to`.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), TargetError>;
+}
+
+/// Reads a whole (small) object into memory: checkpoints, the indexmap, the manifest.
+pub async fn get_bytes(target: &dyn Target, key: &str) -> Result<Bytes, TargetError> {
+    use futures::TryStreamExt;
+    let parts: Vec<Bytes> = target.get(key, None).await?.try_collect().await?;
+    Ok(parts.concat().into())
+}

@@ -1,0 +1,1 @@
+//! Example custom backend (filled in by the backends work).

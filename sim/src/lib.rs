@@ -1,0 +1,1 @@
+//! Simulator of a live node (filled in by the simulator work).
