@@ -1,1 +1,101 @@
-//! Storage targets (filled in by the backends work).
+//! Storage targets for esbackup: one [`Target`](esbackup_engine::Target) implementation,
+//! [`ObjectStoreTarget`], over the `object_store` crate, for a local folder, S3 and
+//! S3-compatible stores, Azure Blob Storage and Google Cloud Storage. [`open_target`] opens one
+//! from a URL and [`TargetOptions`] (the `storage:` section of the YAML config).
+//!
+//! # URLs
+//!
+//! | URL | store |
+//! | --- | --- |
+//! | `/backups/node1`, `rel/dir`, `file:///backups/node1` | a local folder, created if missing |
+//! | `s3://bucket/prefix` | S3 or an S3-compatible store |
+//! | `az://container/prefix`, `azure://container/prefix` | Azure Blob Storage / Azurite |
+//! | `gs://bucket/prefix` | Google Cloud Storage / fake-gcs-server |
+//!
+//! # Settings
+//!
+//! Each setting comes from the `storage:` options if given, else from the cloud's standard
+//! environment variables, else a default.
+//!
+//! **Every cloud** (YAML only): `concurrency` (parts in flight per upload, default 4),
+//! `part_size` (default `16MiB`, at least `5MiB`), `request_timeout` (whole request, default
+//! `15m`), `connect_timeout` (`10s`), `max_retries` (10, jittered exponential backoff),
+//! `retry_timeout` (`4m`), `allow_http` (default: true exactly when the endpoint is `http://`).
+//!
+//! **Local folder**: `part_size` and `concurrency` only. Keys are plain files
+//! (`index/indexmap` is `<root>/index/indexmap`), written to a staging file beside the target
+//! and renamed into place, fsynced. Names ending in `#<digits>` are reserved for staging files.
+//!
+//! **S3** (`s3://`):
+//! - `endpoint`, else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`;
+//! - `region`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else
+//!   `us-east-1` (S3-compatible stores need theirs: `garage` on Garage);
+//! - `path_style`, else not `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else true with a custom
+//!   endpoint; `allow_http`, else `AWS_ALLOW_HTTP`;
+//! - credentials: `access_key_id` + `secret_access_key` (+ `session_token`) if given, else the
+//!   AWS SDK default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, the
+//!   shared files (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`) with `profile` /
+//!   `AWS_PROFILE`, SSO, `credential_process`, web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`,
+//!   `AWS_ROLE_ARN`), ECS, then EC2 IMDS (`AWS_EC2_METADATA_DISABLED=true` skips it);
+//!   `AWS_SKIP_SIGNATURE=true` for public buckets;
+//! - `conditional_put`, else `AWS_CONDITIONAL_PUT` (`etag`/`disabled`), else on for AWS and off
+//!   with a custom endpoint (Garage silently ignores `If-None-Match`; off makes `put_if_absent`
+//!   say "unsupported" rather than overwrite);
+//! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones).
+//! - object_store's other `AWS_*` variables (e.g. `AWS_CHECKSUM_ALGORITHM`,
+//!   `AWS_SERVER_SIDE_ENCRYPTION`) are honoured too.
+//!
+//! **Azure** (`az://`, `azure://`):
+//! - `account`, else `AZURE_STORAGE_ACCOUNT_NAME`; `access_key`, else
+//!   `AZURE_STORAGE_ACCOUNT_KEY`; `sas_token`, else `AZURE_STORAGE_SAS_TOKEN`; else
+//!   object_store's chain (`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`/`AZURE_TENANT_ID`, workload
+//!   identity, managed identity, `AZURE_USE_AZURE_CLI`);
+//! - `endpoint`, else `AZURE_STORAGE_ENDPOINT`; `allow_http`, else `AZURE_ALLOW_HTTP`;
+//! - `use_emulator`, else `AZURE_STORAGE_USE_EMULATOR`: Azurite with its well-known account, at
+//!   `endpoint` if given, else `AZURITE_BLOB_STORAGE_URL`, else `http://127.0.0.1:10000`.
+//!
+//! **GCS** (`gs://`):
+//! - `service_account` (JSON key file), else `GOOGLE_SERVICE_ACCOUNT` /
+//!   `GOOGLE_SERVICE_ACCOUNT_PATH` / `SERVICE_ACCOUNT`, or inline `GOOGLE_SERVICE_ACCOUNT_KEY`;
+//!   `application_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS`, else the gcloud ADC
+//!   file; else the metadata server;
+//! - `endpoint`, else `STORAGE_EMULATOR_HOST` (no auth), else `GOOGLE_BASE_URL`, else the key's
+//!   `gcs_base_url`; a key with `"disable_oauth": true` sends no token (emulators).
+//! - `conditional_put`: default on with Google's endpoint, off with any other (fake-gcs-server
+//!   ignores `ifGenerationMatch`);
+//! - writes use the JSON API (resumable uploads, sequential pieces): see `gcs_upload`.
+//!
+//! # Example `storage:` section
+//!
+//! ```yaml
+//! storage:
+//!   endpoint: http://127.0.0.1:3900
+//!   region: garage
+//!   path_style: true
+//!   part_size: 32MiB
+//!   concurrency: 8
+//! ```
+
+mod aws_credentials;
+mod azure;
+mod client;
+mod error;
+mod gcs;
+mod gcs_upload;
+mod local;
+mod object_store_target;
+mod options;
+mod s3;
+mod url;
+
+pub use aws_credentials::AwsChainCredentials;
+pub use error::BackendError;
+pub use local::open_local;
+pub use object_store_target::ObjectStoreTarget;
+pub use options::{
+    ByteSize, HumanDuration, TargetOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MIN_PART_SIZE,
+};
+pub use url::{open_target, parse_location, Location};
+
+/// The `object_store` crate, for building an [`ObjectStoreTarget`] over a store of your own.
+pub use object_store;

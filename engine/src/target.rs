@@ -85,3 +85,32 @@ pub async fn get_bytes(target: &dyn Target, key: &str) -> Result<Bytes, TargetEr
     let parts: Vec<Bytes> = target.get(key, None).await?.try_collect().await?;
     Ok(parts.concat().into())
 }
+
+/// A shared target is a target (so wrappers can hold `Arc<dyn Target>`).
+#[async_trait]
+impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
+        (**self).list(prefix).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
+        (**self).head(key).await
+    }
+    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+        (**self).put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        (**self).put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+        (**self).get(key, range).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+        (**self).copy(from, to).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        (**self).delete(key).await
+    }
+}

@@ -1,0 +1,315 @@
+//! [`ObjectStoreTarget`]: the one [`Target`] implementation over any `object_store` store (local
+//! filesystem, S3, Azure, GCS), below a key prefix.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use esbackup_engine::target::ByteStream;
+use esbackup_engine::{ObjectInfo, Target, TargetError, Upload};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::{Path, PathPart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload,
+};
+use tokio::task::JoinSet;
+
+use crate::error::{map_store_error, upload_read_error, BackendError};
+use crate::options::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
+
+/// Writes objects where a store's own `object_store` writes cannot be used (GCS through the JSON
+/// API). Reads, listings and deletes still go through `object_store`.
+#[async_trait]
+pub(crate) trait ObjectWriter: Send + Sync + fmt::Debug {
+    async fn put(&self, path: &Path, key: &str, body: Upload) -> Result<(), TargetError>;
+    async fn put_if_absent(&self, path: &Path, key: &str, data: Bytes) -> Result<(), TargetError>;
+    async fn copy(&self, from: &Path, to: &Path, key: &str) -> Result<(), TargetError>;
+}
+
+/// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
+///
+/// Bodies up to the part size go up in one PUT; larger ones are streamed from
+/// [`Upload::stream`] as a multipart upload with at most `concurrency` parts in flight (so at most
+/// about `concurrency + 1` parts are in memory), aborted if anything fails.
+#[derive(Clone)]
+pub struct ObjectStoreTarget {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    description: String,
+    part_size: usize,
+    concurrency: usize,
+    writer: Option<Arc<dyn ObjectWriter>>,
+}
+
+impl fmt::Debug for ObjectStoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStoreTarget")
+            .field("location", &self.description)
+            .field("store", &self.store.to_string())
+            .field("part_size", &self.part_size)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+impl ObjectStoreTarget {
+    /// A target over `store`, keys below `prefix` (`""` for the store's root; `/`-separated
+    /// names, outer slashes ignored).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self, BackendError> {
+        let prefix = Path::parse(prefix)
+            .map_err(|e| BackendError::Config(format!("bad prefix {prefix:?}: {e}")))?;
+        Ok(ObjectStoreTarget {
+            description: format!("{store}/{prefix}"),
+            store,
+            prefix,
+            part_size: DEFAULT_PART_SIZE as usize,
+            concurrency: DEFAULT_CONCURRENCY,
+            writer: None,
+        })
+    }
+
+    /// What [`Target::describe`] reports (`s3://bucket/prefix`).
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Bodies larger than this go up as multipart uploads of parts this size (at least 1 byte;
+    /// clouds need at least 5 MiB).
+    pub fn with_part_size(mut self, part_size: usize) -> Self {
+        self.part_size = part_size.max(1);
+        self
+    }
+
+    /// Parts of one upload in flight at once (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub(crate) fn with_writer(mut self, writer: Arc<dyn ObjectWriter>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The store path of `key`: the prefix, then the key's names, unencoded (`object_store`
+    /// would percent-encode `%`, `#` and non-ASCII names with `Path::from`).
+    fn path(&self, key: &str) -> Result<Path, TargetError> {
+        check_key(key)?;
+        let names = key
+            .split('/')
+            .map(PathPart::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TargetError::Permanent(format!("invalid key {key:?}: {e}")))?;
+        Ok(Path::from_iter(self.prefix.parts().chain(names)))
+    }
+
+    /// The key of a listed `path`, or `None` if it lies outside the prefix. (Keys are never
+    /// encoded, so the path's parts are the key's names.)
+    fn key_of(&self, path: &Path) -> Option<String> {
+        let parts: Vec<PathPart<'_>> = path.prefix_match(&self.prefix)?.collect();
+        let names: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+        Some(names.join("/"))
+    }
+
+    async fn put_multipart(&self, path: &Path, key: &str, body: Upload) -> Result<(), TargetError> {
+        let mut upload = self
+            .store
+            .put_multipart_opts(path, PutMultipartOptions::default())
+            .await
+            .map_err(|e| map_store_error(key, e))?;
+        let mut parts = JoinSet::new();
+        let sent = async {
+            let mut pieces = body.stream(self.part_size);
+            while let Some(piece) = pieces.next().await {
+                let piece = piece.map_err(|e| upload_read_error(key, e))?;
+                parts.spawn(upload.put_part(PutPayload::from_bytes(piece)));
+                while parts.len() >= self.concurrency {
+                    join_part(key, parts.join_next().await).await?;
+                }
+            }
+            while !parts.is_empty() {
+                join_part(key, parts.join_next().await).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let result = match sent {
+            Ok(()) => upload
+                .complete()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_store_error(key, e)),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            parts.abort_all();
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
+            }
+        }
+        result
+    }
+}
+
+async fn join_part(
+    key: &str,
+    joined: Option<Result<object_store::Result<()>, tokio::task::JoinError>>,
+) -> Result<(), TargetError> {
+    match joined {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(map_store_error(key, e)),
+        Some(Err(e)) => Err(TargetError::Permanent(format!(
+            "uploading a part of {key}: {e}"
+        ))),
+    }
+}
+
+/// Keys are non-empty `/`-separated names with no empty, `.` or `..` segment and no control
+/// character. A key is stored under exactly its own name: the file `<root>/<key>` on disk, the
+/// object `<prefix>/<key>` in a bucket.
+pub(crate) fn check_key(key: &str) -> Result<(), TargetError> {
+    let bad_segment = key.is_empty()
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if bad_segment || key.chars().any(char::is_control) {
+        return Err(TargetError::Permanent(format!(
+            "invalid key {key:?}: keys are /-separated names with no empty, . or .. segment and \
+             no control character"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Target for ObjectStoreTarget {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
+        // object_store lists whole path segments; list the prefix's folder and filter.
+        let folder = match prefix.rfind('/') {
+            Some(at) => &prefix[..at],
+            None => "",
+        };
+        let base = if folder.is_empty() {
+            self.prefix.clone()
+        } else {
+            self.path(folder)?
+        };
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&base));
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(map_store_error(&format!("list {prefix:?}"), e)),
+            };
+            if let Some(key) = self.key_of(&meta.location) {
+                if key.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        key,
+                        size: meta.size,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
+        let meta = self
+            .store
+            .head(&self.path(key)?)
+            .await
+            .map_err(|e| map_store_error(key, e))?;
+        Ok(ObjectInfo {
+            key: key.into(),
+            size: meta.size,
+        })
+    }
+
+    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+        let path = self.path(key)?;
+        if let Some(writer) = &self.writer {
+            return writer.put(&path, key, body).await;
+        }
+        if body.len() > self.part_size as u64 {
+            return self.put_multipart(&path, key, body).await;
+        }
+        let pieces: Vec<Bytes> = body
+            .stream(self.part_size)
+            .try_collect()
+            .await
+            .map_err(|e| upload_read_error(key, e))?;
+        self.store
+            .put_opts(&path, PutPayload::from_iter(pieces), PutOptions::default())
+            .await
+            .map_err(|e| map_store_error(key, e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        let path = self.path(key)?;
+        if let Some(writer) = &self.writer {
+            return writer.put_if_absent(&path, key, data).await;
+        }
+        self.store
+            .put_opts(&path, data.into(), PutMode::Create.into())
+            .await
+            .map_err(|e| map_store_error(key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+        let path = self.path(key)?;
+        let mut options = GetOptions::default();
+        match range {
+            Some(r) if r.start >= r.end => {
+                // An empty range: no request can express it, but a missing object still errors.
+                self.head(key).await?;
+                return Ok(stream::empty().boxed());
+            }
+            Some(r) => options.range = Some(GetRange::Bounded(r)),
+            None => {}
+        }
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(|e| map_store_error(key, e))?;
+        let key = key.to_string();
+        Ok(result
+            .into_stream()
+            .map_err(move |e| map_store_error(&key, e))
+            .boxed())
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if let Some(writer) = &self.writer {
+            return writer.copy(&src, &dst, from).await;
+        }
+        self.store
+            .copy(&src, &dst)
+            .await
+            .map_err(|e| map_store_error(from, e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_store_error(key, e)),
+        }
+    }
+}

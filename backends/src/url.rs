@@ -1,0 +1,204 @@
+//! Storage URLs: a plain path, `file://`, `s3://`, `az://` / `azure://` and `gs://`, and
+//! [`open_target`], which opens the right backend for one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use esbackup_engine::Target;
+
+use crate::error::BackendError;
+use crate::options::TargetOptions;
+
+/// Where a storage URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local folder (a plain path or `file:///abs/path`).
+    Local(PathBuf),
+    /// `s3://bucket/prefix`
+    S3 { bucket: String, prefix: String },
+    /// `az://container/prefix` or `azure://container/prefix`
+    Azure { container: String, prefix: String },
+    /// `gs://bucket/prefix`
+    Gcs { bucket: String, prefix: String },
+}
+
+const SCHEMES: &str = "a path, file:///path, s3://bucket/prefix, az://container/prefix, \
+                       azure://container/prefix or gs://bucket/prefix";
+
+/// Parses a storage URL. Anything without `://` is a local path.
+pub fn parse_location(url: &str) -> Result<Location, BackendError> {
+    let err = |reason: String| BackendError::url(url, reason);
+    let trimmed = url.trim();
+    if trimmed.is_empty() {
+        return Err(err(format!("it is empty: give {SCHEMES}")));
+    }
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return Ok(Location::Local(PathBuf::from(trimmed)));
+    };
+    if rest.contains(['?', '#']) {
+        return Err(err(
+            "query strings and fragments are not supported: put options under `storage:` in the \
+             config"
+                .into(),
+        ));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "file" => parse_file(rest).map(Location::Local).map_err(err),
+        "s3" | "s3a" => {
+            let (bucket, prefix) = split_bucket(rest, "bucket").map_err(err)?;
+            check_bucket(&bucket).map_err(err)?;
+            Ok(Location::S3 { bucket, prefix })
+        }
+        "az" | "azure" => {
+            let (container, prefix) = split_bucket(rest, "container").map_err(err)?;
+            check_container(&container).map_err(err)?;
+            Ok(Location::Azure { container, prefix })
+        }
+        "gs" | "gcs" => {
+            let (bucket, prefix) = split_bucket(rest, "bucket").map_err(err)?;
+            check_bucket(&bucket).map_err(err)?;
+            Ok(Location::Gcs { bucket, prefix })
+        }
+        other => Err(err(format!("unknown scheme {other:?}: use {SCHEMES}"))),
+    }
+}
+
+/// `file:///abs/path` or `file://localhost/abs/path`, percent-decoded.
+fn parse_file(rest: &str) -> Result<PathBuf, String> {
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !path.starts_with('/') {
+        return Err(format!(
+            "file:// URLs need an absolute path with three slashes (file:///{rest}), or give a \
+             plain path"
+        ));
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| "the path is not valid UTF-8 once decoded".to_string())?;
+    Ok(PathBuf::from(decoded.as_ref()))
+}
+
+/// Splits `bucket/some/prefix/` into the bucket and a prefix without outer slashes.
+fn split_bucket(rest: &str, what: &str) -> Result<(String, String), String> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("missing {what} name: write scheme://{what}/prefix"));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.split('/').any(|s| s == "." || s == "..")
+        || (!prefix.is_empty() && prefix.split('/').any(str::is_empty))
+    {
+        return Err(format!(
+            "bad prefix {prefix:?}: use /-separated names with no empty, . or .. segment"
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// S3 and GCS bucket names: 3 to 63 (GCS: up to 222 with dots) lowercase letters, digits, `-`,
+/// `.` and (GCS) `_`.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let ok_chars = bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    if !ok_chars || bucket.len() < 3 || bucket.len() > 222 {
+        return Err(format!(
+            "bad bucket name {bucket:?}: use 3 to 63 lowercase letters, digits, '-' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Azure container names: 3 to 63 lowercase letters, digits and `-`.
+fn check_container(container: &str) -> Result<(), String> {
+    let ok_chars = container
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok_chars || container.len() < 3 || container.len() > 63 {
+        return Err(format!(
+            "bad container name {container:?}: use 3 to 63 lowercase letters, digits or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the target a storage URL names, configured by `opts` over the cloud's environment
+/// variables (see the crate docs). Makes no request: credentials are fetched on first use.
+pub fn open_target(url: &str, opts: &TargetOptions) -> Result<Arc<dyn Target>, BackendError> {
+    Ok(match parse_location(url)? {
+        Location::Local(root) => Arc::new(crate::local::open_local(&root, opts)?),
+        Location::S3 { bucket, prefix } => Arc::new(crate::s3::open_s3(&bucket, &prefix, opts)?),
+        Location::Azure { container, prefix } => {
+            Arc::new(crate::azure::open_azure(&container, &prefix, opts)?)
+        }
+        Location::Gcs { bucket, prefix } => Arc::new(crate::gcs::open_gcs(&bucket, &prefix, opts)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(url: &str) -> Location {
+        parse_location(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    fn fails(url: &str, needle: &str) {
+        let e = parse_location(url).unwrap_err().to_string();
+        assert!(e.contains(needle), "{url}: {e:?} lacks {needle:?}");
+        assert!(!e.contains('\n'), "{e:?} is not one line");
+    }
+
+    #[test]
+    fn paths_and_file_urls() {
+        assert_eq!(
+            loc("/backups/node1"),
+            Location::Local("/backups/node1".into())
+        );
+        assert_eq!(loc("rel/dir"), Location::Local("rel/dir".into()));
+        assert_eq!(
+            loc("file:///backups/a%20b"),
+            Location::Local("/backups/a b".into())
+        );
+        assert_eq!(loc("file://localhost/b"), Location::Local("/b".into()));
+        fails("file://backups", "three slashes");
+        fails("", "empty");
+    }
+
+    #[test]
+    fn cloud_urls() {
+        let s3 = |b: &str, p: &str| Location::S3 {
+            bucket: b.into(),
+            prefix: p.into(),
+        };
+        assert_eq!(loc("s3://bkp/node1/"), s3("bkp", "node1"));
+        assert_eq!(loc("s3://bkp"), s3("bkp", ""));
+        assert_eq!(loc("S3://bkp/a/b"), s3("bkp", "a/b"));
+        let az = Location::Azure {
+            container: "cont".into(),
+            prefix: "x".into(),
+        };
+        assert_eq!(loc("az://cont/x"), az);
+        assert_eq!(loc("azure://cont/x"), az);
+        assert_eq!(
+            loc("gs://my_bucket.example/p"),
+            Location::Gcs {
+                bucket: "my_bucket.example".into(),
+                prefix: "p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_to_fix() {
+        fails("ftp://host/x", "unknown scheme \"ftp\"");
+        fails("s3://", "missing bucket");
+        fails("s3:///prefix", "missing bucket");
+        fails("az://", "missing container");
+        fails("gs://Bad_Bucket/x", "bad bucket name");
+        fails("az://under_score/x", "bad container name");
+        fails("s3://bkp/a//b", "bad prefix");
+        fails("s3://bkp/../b", "bad prefix");
+        fails("s3://bkp/p?region=x", "query strings");
+    }
+}

@@ -1,0 +1,130 @@
+//! The filesystem target against the conformance suite, and its on-disk layout.
+
+use bytes::Bytes;
+use esbackup_backends::{open_target, TargetOptions};
+use esbackup_engine::conformance::{run_conformance, run_conformance_with, ConformanceOptions};
+use esbackup_engine::target::get_bytes;
+use esbackup_engine::{Target, TargetError, Upload};
+
+#[tokio::test]
+async fn filesystem_target_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = open_target(dir.path().to_str().unwrap(), &TargetOptions::default()).unwrap();
+    let report = run_conformance(target.as_ref()).await.unwrap();
+    assert!(report.put_if_absent_supported, "{report}");
+    // Everything the suite wrote is gone, folders included.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn small_parts_exercise_multipart_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("created/on/open").display());
+    let opts = TargetOptions {
+        part_size: Some(esbackup_backends::ByteSize(64 * 1024)),
+        concurrency: Some(3),
+        ..Default::default()
+    };
+    let target = open_target(&url, &opts).unwrap();
+    let sizes = ConformanceOptions {
+        large_size: 1_000_003,
+        overwrite_size: 200_000,
+        overwrite_rounds: 6,
+    };
+    run_conformance_with(target.as_ref(), &sizes).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_are_plain_files_under_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backup");
+    let target = open_target(root.to_str().unwrap(), &TargetOptions::default()).unwrap();
+    for key in [
+        "chunk-000001.000000",
+        "index/indexmap",
+        ".esbackup/manifest.json",
+        "odd name, ünïcode %41 (#1)",
+    ] {
+        target
+            .put(key, Upload::bytes(Bytes::from(key.to_string())))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(root.join(key)).unwrap(), key);
+    }
+    // Files put there by hand are objects too.
+    std::fs::write(root.join("index/by-hand"), b"hand").unwrap();
+    assert_eq!(
+        &get_bytes(target.as_ref(), "index/by-hand").await.unwrap()[..],
+        b"hand"
+    );
+    let mut keys: Vec<String> = target
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ".esbackup/manifest.json",
+            "chunk-000001.000000",
+            "index/by-hand",
+            "index/indexmap",
+            "odd name, ünïcode %41 (#1)"
+        ]
+    );
+    assert!(
+        target.describe().ends_with("backup"),
+        "{}",
+        target.describe()
+    );
+}
+
+#[tokio::test]
+async fn bad_keys_and_bad_roots_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = open_target(dir.path().to_str().unwrap(), &TargetOptions::default()).unwrap();
+    for key in [
+        "",
+        "/abs",
+        "a//b",
+        "../escape",
+        "a/./b",
+        "trailing/",
+        "a\nb",
+    ] {
+        let err = target
+            .put(key, Upload::bytes(Bytes::new()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::Permanent(_)), "{key:?}: {err:?}");
+    }
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = open_target(file.to_str().unwrap(), &TargetOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("a-file"), "{err}");
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_the_put_and_leaves_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TargetOptions {
+        part_size: Some(esbackup_backends::ByteSize(4096)),
+        ..Default::default()
+    };
+    let target = open_target(dir.path().join("t").to_str().unwrap(), &opts).unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(&src, vec![1u8; 10_000]).unwrap();
+    // The engine saw 20 000 bytes, but the file has only 10 000 now.
+    let upload = Upload::file(&src, 20_000);
+    let err = target.put("chunk", upload.clone()).await.unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(upload.md5(), None);
+    assert!(matches!(
+        target.head("chunk").await,
+        Err(TargetError::NotFound(_))
+    ));
+    assert!(target.list("").await.unwrap().is_empty());
+}

@@ -1,0 +1,112 @@
+//! Hashes computed while bytes stream by: the MD5 of a whole file and, for files that end in an
+//! MD5 of their own (completed chunks, PTables), whether that trailing MD5 is right. The last
+//! 128 bytes are kept so a chunk's footer can be read without a second pass.
+
+use md5::{Digest, Md5};
+
+use crate::format::chunk::{ChunkFooter, FOOTER_LEN};
+use crate::format::MD5_LEN;
+
+const TAIL: usize = FOOTER_LEN as usize;
+
+pub struct StreamHasher {
+    whole: Md5,
+    body: Md5,
+    /// The last (up to) 128 bytes seen, not yet fed to `body`.
+    tail: Vec<u8>,
+    len: u64,
+}
+
+impl Default for StreamHasher {
+    fn default() -> Self {
+        StreamHasher {
+            whole: Md5::new(),
+            body: Md5::new(),
+            tail: Vec::with_capacity(2 * TAIL),
+            len: 0,
+        }
+    }
+}
+
+/// What a [`StreamHasher`] learnt.
+pub struct Hashes {
+    pub md5: [u8; 16],
+    pub len: u64,
+    /// True when the last 16 bytes are the MD5 of the bytes before them.
+    pub trailing_md5_ok: bool,
+    /// The last (up to) 128 bytes.
+    pub tail: Vec<u8>,
+}
+
+impl Hashes {
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+
+    /// The chunk footer in the last 128 bytes, if it says the chunk is completed.
+    pub fn completed_chunk_footer(&self) -> Option<ChunkFooter> {
+        let footer = ChunkFooter::decode(self.tail.as_slice().try_into().ok()?);
+        footer.is_completed().then_some(footer)
+    }
+}
+
+impl StreamHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        self.whole.update(data);
+        self.len += data.len() as u64;
+        if data.len() >= TAIL {
+            self.body.update(&self.tail);
+            self.body.update(&data[..data.len() - TAIL]);
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - TAIL..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            if self.tail.len() > TAIL {
+                let spill = self.tail.len() - TAIL;
+                self.body.update(&self.tail[..spill]);
+                self.tail.drain(..spill);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Hashes {
+        let keep = MD5_LEN as usize;
+        let trailing_md5_ok = if self.tail.len() >= keep {
+            let split = self.tail.len() - keep;
+            self.body.update(&self.tail[..split]);
+            let body: [u8; 16] = self.body.finalize().into();
+            self.tail[split..] == body
+        } else {
+            false
+        };
+        Hashes {
+            md5: self.whole.finalize().into(),
+            len: self.len,
+            trailing_md5_ok,
+            tail: self.tail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_md5_detected_across_piece_boundaries() {
+        let body = b"some bytes of a table".repeat(100);
+        let mut file = body.clone();
+        file.extend_from_slice(&Md5::digest(&body));
+        for piece in [1, 7, 16, 17, 128, 129, 1000] {
+            let mut h = StreamHasher::default();
+            file.chunks(piece).for_each(|c| h.update(c));
+            let out = h.finish();
+            assert!(out.trailing_md5_ok, "piece {piece}");
+            assert_eq!(out.md5, <[u8; 16]>::from(Md5::digest(&file)));
+            assert_eq!(out.tail, file[file.len() - 128..]);
+        }
+        let mut h = StreamHasher::default();
+        h.update(&body);
+        assert!(!h.finish().trailing_md5_ok);
+    }
+}

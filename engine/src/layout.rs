@@ -1,0 +1,137 @@
+//! Where each database file lives in a backup location. The location mirrors the database —
+//! chunks and checkpoints at its root, the index under `index/` — so a plain copy of it is a
+//! valid database once `truncate.chk` is set; esbackup's own files live under `.esbackup/`.
+
+use crate::format::chunk::ChunkName;
+use crate::format::{guid, indexmap, ptable};
+
+/// Folder of esbackup's own metadata.
+pub const META_DIR: &str = ".esbackup/";
+/// The manifest of the latest run.
+pub const MANIFEST: &str = ".esbackup/manifest.json";
+/// Lock objects, one per run that holds or wants the lock.
+pub const LOCKS_DIR: &str = ".esbackup/locks/";
+/// Prefix of index files.
+pub const INDEX_DIR: &str = "index/";
+/// Suffix the vendor procedure gives the last backed-up chunk before it is copied again.
+pub const OLD_SUFFIX: &str = ".old";
+
+pub const STREAM_EXISTENCE_CHK: &str = "stream-existence/streamExistenceFilter.chk";
+pub const STREAM_EXISTENCE_DAT: &str = "stream-existence/streamExistenceFilter.dat";
+pub const SCAVENGING_DB: &str = "scavenging/scavenging.db";
+pub const SCAVENGING_WAL: &str = "scavenging/scavenging.db-wal";
+pub const SCAVENGING_SHM: &str = "scavenging/scavenging.db-shm";
+/// KurrentDB 25.1+ secondary index (DuckDB), changed in place: copied only on request.
+pub const SECONDARY_INDEX: [&str; 2] = ["kurrent.ddb", "kurrent.ddb.wal"];
+/// Checkpoints backed up besides the four of the vendor procedure (master-only `tag.chk`).
+pub const EXTRA_CHECKPOINTS: [&str; 1] = ["tag.chk"];
+
+/// Key of a file in the index folder (`rel` relative to the index folder, `/`-separated).
+pub fn index_key(rel: &str) -> String {
+    format!("{INDEX_DIR}{rel}")
+}
+
+/// What a key in the backup location holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chunk(ChunkName),
+    /// `chunk-X.Y.old`, left by a run that was copying chunk X.Y again.
+    OldChunk(ChunkName),
+    /// `*.chk` at the root.
+    Checkpoint(String),
+    IndexMap,
+    PTable(String),
+    Bloom(String),
+    /// Another file under `index/` (stream-existence, scavenging).
+    IndexOther(String),
+    SecondaryIndex(String),
+    Meta,
+    /// Not something esbackup writes; left alone.
+    Unknown,
+}
+
+/// Classifies a key of the backup location.
+pub fn classify(key: &str) -> Kind {
+    if key.starts_with(META_DIR) {
+        return Kind::Meta;
+    }
+    if let Some(rel) = key.strip_prefix(INDEX_DIR) {
+        if rel == indexmap::FILE_NAME {
+            return Kind::IndexMap;
+        }
+        if guid::is_guid_name(rel) {
+            return Kind::PTable(rel.to_string());
+        }
+        if let Some(table) = rel.strip_suffix(ptable::BLOOM_SUFFIX) {
+            if guid::is_guid_name(table) {
+                return Kind::Bloom(table.to_string());
+            }
+        }
+        return match rel {
+            STREAM_EXISTENCE_CHK | STREAM_EXISTENCE_DAT | SCAVENGING_DB | SCAVENGING_WAL
+            | SCAVENGING_SHM => Kind::IndexOther(rel.to_string()),
+            _ => Kind::Unknown,
+        };
+    }
+    if key.contains('/') {
+        return Kind::Unknown;
+    }
+    if let Some(name) = ChunkName::parse(key) {
+        return Kind::Chunk(name);
+    }
+    if let Some(name) = key.strip_suffix(OLD_SUFFIX).and_then(ChunkName::parse) {
+        return Kind::OldChunk(name);
+    }
+    if key.ends_with(".chk") {
+        return Kind::Checkpoint(key.to_string());
+    }
+    if SECONDARY_INDEX.contains(&key) {
+        return Kind::SecondaryIndex(key.to_string());
+    }
+    Kind::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_kind() {
+        let g = "5a1a8395-94ee-40c1-bf93-aa757b5887f8";
+        assert_eq!(
+            classify("chunk-000002.000001"),
+            Kind::Chunk(ChunkName {
+                start: 2,
+                version: 1
+            })
+        );
+        assert_eq!(
+            classify("chunk-000002.000000.old"),
+            Kind::OldChunk(ChunkName {
+                start: 2,
+                version: 0
+            })
+        );
+        assert_eq!(
+            classify("writer.chk"),
+            Kind::Checkpoint("writer.chk".into())
+        );
+        assert_eq!(classify("index/indexmap"), Kind::IndexMap);
+        assert_eq!(classify(&format!("index/{g}")), Kind::PTable(g.into()));
+        assert_eq!(
+            classify(&format!("index/{g}.bloomfilter")),
+            Kind::Bloom(g.into())
+        );
+        assert_eq!(
+            classify("index/stream-existence/streamExistenceFilter.dat"),
+            Kind::IndexOther(STREAM_EXISTENCE_DAT.into())
+        );
+        assert_eq!(
+            classify("kurrent.ddb"),
+            Kind::SecondaryIndex("kurrent.ddb".into())
+        );
+        assert_eq!(classify(".esbackup/manifest.json"), Kind::Meta);
+        assert_eq!(classify("notes.txt"), Kind::Unknown);
+        assert_eq!(classify("index/indexmap.1234.indexmap.tmp"), Kind::Unknown);
+    }
+}

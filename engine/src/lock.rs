@@ -1,0 +1,318 @@
+//! The lock that keeps two runs off one backup location.
+//!
+//! Each run writes its own object `.esbackup/locks/<run-id>.json` (create-if-absent where the
+//! store supports it) and then lists the folder: if any other live lock is there, it removes its
+//! own and gives up. This stays correct on stores that ignore conditional writes (Garage), since
+//! it needs only read-after-write consistent listing; when two runs race, both back off.
+//!
+//! A lock is taken over when it is dead: written by this host and its process is gone (or, in
+//! this process, its run has ended), or its heartbeat is older than the stale timeout (another
+//! host), or the operator says `--break-lock`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::layout;
+use crate::target::{get_bytes, Target, TargetError, Upload};
+
+/// What a lock object says of its holder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub run_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub started: DateTime<Utc>,
+    pub heartbeat: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LockOptions {
+    /// A lock from another host whose heartbeat is older than this is stale.
+    pub stale_after: Duration,
+    pub heartbeat_every: Duration,
+    /// Take over any lock.
+    pub break_lock: bool,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            stale_after: Duration::from_secs(15 * 60),
+            heartbeat_every: Duration::from_secs(60),
+            break_lock: false,
+        }
+    }
+}
+
+/// A held lock; call [`Lock::release`] when done (dropping it stops the heartbeat only).
+pub struct Lock {
+    target: Arc<dyn Target>,
+    key: String,
+    run_id: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+fn active_runs() -> &'static Mutex<HashSet<String>> {
+    static RUNS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    RUNS.get_or_init(Default::default)
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn lock_key(run_id: &str) -> String {
+    format!("{}{run_id}.json", layout::LOCKS_DIR)
+}
+
+/// Why a lock held by someone else may be taken over, or `None` when it is live.
+fn dead_reason(info: &LockInfo, opts: &LockOptions, now: DateTime<Utc>) -> Option<String> {
+    if opts.break_lock {
+        return Some("--break-lock".into());
+    }
+    if info.host == host_name() {
+        if info.pid == std::process::id() {
+            if !active_runs().lock().unwrap().contains(&info.run_id) {
+                return Some("its run in this process has ended".into());
+            }
+        } else if !process_alive(info.pid) {
+            return Some(format!("its process {} is gone", info.pid));
+        }
+        return None;
+    }
+    let age = now.signed_duration_since(info.heartbeat);
+    (age.to_std().unwrap_or_default() > opts.stale_after)
+        .then(|| format!("its heartbeat is {}s old", age.num_seconds()))
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists() || !cfg!(target_os = "linux")
+}
+
+/// Lists the lock objects of other runs.
+async fn others(target: &dyn Target, own: &str) -> Result<Vec<(String, Option<LockInfo>)>> {
+    let mut out = Vec::new();
+    for obj in target.list(layout::LOCKS_DIR).await? {
+        if obj.key == own {
+            continue;
+        }
+        let info = match get_bytes(target, &obj.key).await {
+            Ok(b) => serde_json::from_slice(&b).ok(),
+            Err(TargetError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.push((obj.key, info));
+    }
+    Ok(out)
+}
+
+impl Lock {
+    /// Takes the lock for `command` (backup), or says who holds it.
+    pub async fn acquire(
+        target: Arc<dyn Target>,
+        run_id: &str,
+        command: &str,
+        opts: &LockOptions,
+    ) -> Result<Lock> {
+        let own = lock_key(run_id);
+        let now = Utc::now();
+        for (key, info) in others(target.as_ref(), &own).await? {
+            match info {
+                Some(info) => match dead_reason(&info, opts, now) {
+                    Some(why) => {
+                        tracing::warn!(
+                            "taking over the lock of run {} on {} ({why})",
+                            info.run_id,
+                            info.host
+                        );
+                        target.delete(&key).await?;
+                    }
+                    None => return Err(held(&info, target.as_ref())),
+                },
+                None => return Err(EngineError::LockHeld(format!(
+                    "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
+                    target.describe()
+                ))),
+            }
+        }
+        let info = LockInfo {
+            run_id: run_id.into(),
+            host: host_name(),
+            pid: std::process::id(),
+            command: command.into(),
+            started: now,
+            heartbeat: now,
+        };
+        active_runs().lock().unwrap().insert(run_id.into());
+        let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serialises"));
+        match target.put_if_absent(&own, body.clone()).await {
+            Ok(()) => {}
+            Err(TargetError::Unsupported(_)) => target.put(&own, Upload::bytes(body)).await?,
+            Err(e) => {
+                active_runs().lock().unwrap().remove(run_id);
+                return Err(e.into());
+            }
+        }
+        // Someone may have written theirs between our listing and our write.
+        let rivals = others(target.as_ref(), &own).await;
+        let rival = match rivals {
+            Ok(r) => r.into_iter().find_map(|(_, i)| i),
+            Err(e) => {
+                active_runs().lock().unwrap().remove(run_id);
+                let _ = target.delete(&own).await;
+                return Err(e);
+            }
+        };
+        if let Some(rival) = rival {
+            active_runs().lock().unwrap().remove(run_id);
+            target.delete(&own).await?;
+            return Err(held(&rival, target.as_ref()));
+        }
+        let heartbeat = tokio::spawn(heartbeat(
+            target.clone(),
+            own.clone(),
+            info,
+            opts.heartbeat_every,
+        ));
+        Ok(Lock {
+            target,
+            key: own,
+            run_id: run_id.into(),
+            heartbeat,
+        })
+    }
+
+    /// Removes the lock object.
+    pub async fn release(self) -> Result<()> {
+        self.heartbeat.abort();
+        active_runs().lock().unwrap().remove(&self.run_id);
+        self.target.delete(&self.key).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        active_runs().lock().unwrap().remove(&self.run_id);
+    }
+}
+
+async fn heartbeat(target: Arc<dyn Target>, key: String, mut info: LockInfo, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        info.heartbeat = Utc::now();
+        let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serialises"));
+        if let Err(e) = target.put(&key, Upload::bytes(body)).await {
+            tracing::warn!("could not refresh the lock {key}: {e}");
+        }
+    }
+}
+
+fn held(info: &LockInfo, target: &dyn Target) -> EngineError {
+    EngineError::LockHeld(format!(
+        "{} is locked by run {} ({} on host {} pid {}, started {}): wait for it, or if it is dead run again with --break-lock",
+        target.describe(),
+        info.run_id,
+        info.command,
+        info.host,
+        info.pid,
+        info.started.format("%Y-%m-%d %H:%M:%S UTC")
+    ))
+}
+
+/// Every lock object at the location, for `status`.
+pub async fn list_locks(target: &dyn Target) -> Result<Vec<LockInfo>> {
+    Ok(others(target, "")
+        .await?
+        .into_iter()
+        .filter_map(|(_, i)| i)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryTarget;
+
+    #[tokio::test]
+    async fn second_run_is_refused_then_admitted_after_release() {
+        let t: Arc<dyn Target> = Arc::new(MemoryTarget::new());
+        let opts = LockOptions::default();
+        let a = Lock::acquire(t.clone(), "run-a", "backup", &opts)
+            .await
+            .unwrap();
+        let err = Lock::acquire(t.clone(), "run-b", "backup", &opts)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, EngineError::LockHeld(ref m) if m.contains("run-a")));
+        a.release().await.unwrap();
+        Lock::acquire(t.clone(), "run-b", "backup", &opts)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn lock_of_an_ended_run_or_dead_host_is_taken_over() {
+        let mem = MemoryTarget::new();
+        let t: Arc<dyn Target> = Arc::new(mem.clone());
+        let opts = LockOptions::default();
+        // A run of this process that ended without releasing (as after a crash).
+        drop(
+            Lock::acquire(t.clone(), "run-a", "backup", &opts)
+                .await
+                .unwrap(),
+        );
+        let b = Lock::acquire(t.clone(), "run-b", "backup", &opts)
+            .await
+            .unwrap();
+        b.release().await.unwrap();
+
+        // Another host, stale heartbeat.
+        let old = Utc::now() - chrono::Duration::hours(2);
+        let foreign = LockInfo {
+            run_id: "run-x".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            command: "backup".into(),
+            started: old,
+            heartbeat: old,
+        };
+        mem.insert(&lock_key("run-x"), serde_json::to_vec(&foreign).unwrap());
+        let c = Lock::acquire(t.clone(), "run-c", "backup", &opts)
+            .await
+            .unwrap();
+        c.release().await.unwrap();
+
+        // Another host, fresh heartbeat: held unless broken.
+        let fresh = LockInfo {
+            heartbeat: Utc::now(),
+            ..foreign
+        };
+        mem.insert(&lock_key("run-x"), serde_json::to_vec(&fresh).unwrap());
+        assert!(Lock::acquire(t.clone(), "run-d", "backup", &opts)
+            .await
+            .is_err());
+        let breaking = LockOptions {
+            break_lock: true,
+            ..opts
+        };
+        Lock::acquire(t.clone(), "run-d", "backup", &breaking)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,374 @@
+//! Restore a backup into a folder: copy every file back (hash-checked against the manifest while
+//! it streams), drop what a consistent database must not have, and set `truncate.chk` :=
+//! `chaser.chk`, as the vendor procedure says.
+//!
+//! What an interrupted later run may have left is handled here: chunks starting beyond the
+//! stored writer checkpoint are not restored (the server refuses to truncate with them present),
+//! a `.old` copy stands in for a chunk that is missing, and index tables the stored `indexmap`
+//! does not name are skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::backup::Tally;
+use crate::error::{EngineError, Result};
+use crate::fetch::{fetch, own_check};
+use crate::format::checkpoint;
+use crate::format::chunk::{ChunkHeader, HEADER_LEN};
+use crate::format::indexmap::{self, IndexMap};
+use crate::layout::{self, classify, index_key, Kind};
+use crate::manifest::{FileEntry, Manifest};
+use crate::progress::{NoProgress, Progress};
+use crate::retry::{RetryPolicy, RetryTarget};
+use crate::source::{read_dir_names, SourceDirs};
+use crate::target::{get_bytes, Target};
+
+#[derive(Clone)]
+pub struct RestoreOptions {
+    pub db: PathBuf,
+    /// Defaults to `<db>/index`.
+    pub index: Option<PathBuf>,
+    /// Restore into folders that hold files (their database files are removed first).
+    pub force: bool,
+    /// Restore even if no backup run ever completed at the location.
+    pub allow_incomplete: bool,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl RestoreOptions {
+    pub fn new(db: impl Into<PathBuf>) -> RestoreOptions {
+        RestoreOptions {
+            db: db.into(),
+            index: None,
+            force: false,
+            allow_incomplete: false,
+            concurrency: 4,
+            retry: RetryPolicy::default(),
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreReport {
+    pub target: String,
+    pub db: String,
+    pub index: String,
+    /// The run whose manifest was found, and whether it completed.
+    pub run_id: String,
+    pub run_completed: bool,
+    pub restored: Tally,
+    pub writer: i64,
+    pub chaser: i64,
+    /// `truncate.chk` as written (= chaser).
+    pub truncate: i64,
+    /// Chunks left out because they start beyond the stored writer checkpoint.
+    pub beyond_writer: Vec<String>,
+    /// `.old` copies restored in place of a missing chunk.
+    pub from_old: Vec<String>,
+    pub warnings: Vec<String>,
+    pub duration_secs: f64,
+}
+
+/// One file to restore: where it comes from and where it goes.
+struct Item {
+    key: String,
+    /// The name it gets locally (differs from `key` for a `.old` copy).
+    as_key: String,
+}
+
+pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let target: Arc<dyn Target> = Arc::new(RetryTarget::new(target, opts.retry.clone()));
+    let dirs = SourceDirs::new(&opts.db, opts.index.as_deref());
+    let manifest = load_manifest(target.as_ref(), opts.allow_incomplete).await?;
+    prepare_destination(&dirs, opts.force)?;
+
+    let listing: BTreeMap<String, u64> = target
+        .list("")
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let writer = stored_checkpoint(target.as_ref(), &listing, checkpoint::WRITER).await?;
+    let chaser = stored_checkpoint(target.as_ref(), &listing, checkpoint::CHASER).await?;
+    let chunk_size = match manifest.as_ref().and_then(|m| m.chunk_size) {
+        Some(size) => size,
+        None => chunk_size_from_backup(target.as_ref(), &listing).await?,
+    };
+    let writer_chunk = (writer / chunk_size as i64) as u32;
+
+    let mut report = RestoreReport {
+        target: target.describe(),
+        db: dirs.db.display().to_string(),
+        index: dirs.index.display().to_string(),
+        run_id: manifest
+            .as_ref()
+            .map(|m| m.run_id.clone())
+            .unwrap_or_default(),
+        run_completed: manifest.as_ref().is_some_and(|m| m.is_completed()),
+        restored: Tally::default(),
+        writer,
+        chaser,
+        truncate: chaser,
+        beyond_writer: vec![],
+        from_old: vec![],
+        warnings: vec![],
+        duration_secs: 0.0,
+    };
+    if let Some(m) = manifest.as_ref().filter(|m| !m.is_completed()) {
+        report.warnings.push(format!(
+            "the latest backup run {} did not complete ({}): restoring the consistent state it left; files it changed are checked by their own checksums",
+            m.run_id,
+            m.error.as_deref().unwrap_or("interrupted")
+        ));
+    }
+    let items = plan(target.as_ref(), &listing, writer_chunk, &mut report).await?;
+    let total = items.iter().map(|i| listing[&i.key]).sum();
+    opts.progress.phase("restore", total);
+
+    let (files, trusted) = match manifest {
+        Some(m) => (m.files.clone(), m.is_completed()),
+        None => (BTreeMap::new(), false),
+    };
+    let warnings = Mutex::new(Vec::new());
+    let restored: Vec<u64> = stream::iter(items.iter())
+        .map(|item| {
+            restore_item(
+                target.as_ref(),
+                &dirs,
+                item,
+                files.get(&item.key),
+                trusted,
+                &warnings,
+                opts.progress.as_ref(),
+            )
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .try_collect()
+        .await?;
+    for bytes in restored {
+        report.restored.add(bytes);
+    }
+    report.warnings.extend(warnings.into_inner().unwrap());
+    let truncate = dirs.db.join(checkpoint::TRUNCATE);
+    checkpoint::write(&truncate, chaser).map_err(|e| EngineError::io(truncate.display(), e))?;
+    opts.progress.finish();
+    report.duration_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn load_manifest(target: &dyn Target, allow_incomplete: bool) -> Result<Option<Manifest>> {
+    let manifest = Manifest::load(target).await?;
+    match &manifest {
+        None if !allow_incomplete => Err(EngineError::NoBackup(format!(
+            "no esbackup backup at {} (no {}): check the target, or pass --allow-incomplete to restore whatever files are there",
+            target.describe(),
+            layout::MANIFEST
+        ))),
+        Some(m) if m.last_completed.is_none() && !allow_incomplete => {
+            Err(EngineError::NoBackup(format!(
+                "no backup run ever completed at {} (run {} is {:?}): run a backup to completion, or pass --allow-incomplete",
+                target.describe(),
+                m.run_id,
+                m.state
+            )))
+        }
+        _ => Ok(manifest),
+    }
+}
+
+/// Refuses folders that hold files unless `force`; with `force`, removes the database files in
+/// them (chunks, checkpoints, index files, secondary index) and leaves anything else alone.
+fn prepare_destination(dirs: &SourceDirs, force: bool) -> Result<()> {
+    for dir in [&dirs.db, &dirs.index] {
+        let names = read_dir_names(dir)?;
+        let names: Vec<&String> = names
+            .iter()
+            .filter(|n| !(dir == &dirs.db && dirs.index == dir.join(n.as_str())))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        if !force {
+            return Err(EngineError::DestinationNotEmpty(format!(
+                "{} is not empty ({} entries): restore into an empty folder, or pass --force to replace its database files",
+                dir.display(),
+                names.len()
+            )));
+        }
+        for name in names {
+            let path = dir.join(name);
+            let key = if dir == &dirs.index {
+                index_key(name)
+            } else {
+                name.clone()
+            };
+            let is_db_file = !matches!(classify(&key), Kind::Unknown | Kind::Meta)
+                || name.ends_with(".chk")
+                || (dir == &dirs.index
+                    && matches!(name.as_str(), "stream-existence" | "scavenging"));
+            if !is_db_file {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| EngineError::io(path.display(), e))?;
+        }
+    }
+    for dir in [&dirs.db, &dirs.index] {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
+    }
+    Ok(())
+}
+
+async fn stored_checkpoint(
+    target: &dyn Target,
+    listing: &BTreeMap<String, u64>,
+    name: &str,
+) -> Result<i64> {
+    if !listing.contains_key(name) {
+        return Err(EngineError::Corrupt(format!(
+            "the backup at {} has no {name}: it cannot be restored (no run got as far as writing checkpoints)",
+            target.describe()
+        )));
+    }
+    let bytes = get_bytes(target, name).await?;
+    checkpoint::decode(&bytes).map_err(|e| EngineError::Corrupt(format!("{name}: {e}")))
+}
+
+async fn chunk_size_from_backup(
+    target: &dyn Target,
+    listing: &BTreeMap<String, u64>,
+) -> Result<u32> {
+    let key = listing
+        .keys()
+        .find(|k| matches!(classify(k), Kind::Chunk(_)))
+        .ok_or_else(|| EngineError::Corrupt("the backup holds no chunk files".into()))?;
+    let parts: Vec<bytes::Bytes> = target
+        .get(key, Some(0..HEADER_LEN))
+        .await?
+        .try_collect()
+        .await?;
+    let bytes = parts.concat();
+    let header: &[u8; HEADER_LEN as usize] = bytes
+        .get(..HEADER_LEN as usize)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| EngineError::Corrupt(format!("{key} is too short to be a chunk")))?;
+    ChunkHeader::decode(header)
+        .map(|h| h.chunk_size)
+        .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))
+}
+
+/// Decides what to restore.
+async fn plan(
+    target: &dyn Target,
+    listing: &BTreeMap<String, u64>,
+    writer_chunk: u32,
+    report: &mut RestoreReport,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let same = |key: &str| Item {
+        key: key.to_string(),
+        as_key: key.to_string(),
+    };
+    let tables: Option<BTreeSet<String>> =
+        match listing.contains_key(&index_key(indexmap::FILE_NAME)) {
+            true => {
+                let bytes = get_bytes(target, &index_key(indexmap::FILE_NAME)).await?;
+                let map = IndexMap::parse(&bytes)
+                    .map_err(|e| EngineError::Corrupt(format!("the stored indexmap: {e}")))?;
+                Some(map.tables.into_iter().map(|t| t.file).collect())
+            }
+            false => None,
+        };
+    for key in listing.keys() {
+        match classify(key) {
+            Kind::Chunk(name) if name.start > writer_chunk => {
+                report.beyond_writer.push(key.clone())
+            }
+            Kind::Chunk(_) => items.push(same(key)),
+            Kind::OldChunk(name) => {
+                let base = name.to_string();
+                if !listing.contains_key(&base) && name.start <= writer_chunk {
+                    report.from_old.push(key.clone());
+                    items.push(Item {
+                        key: key.clone(),
+                        as_key: base,
+                    });
+                }
+            }
+            Kind::Checkpoint(name) if name == checkpoint::TRUNCATE => {}
+            Kind::Checkpoint(_)
+            | Kind::IndexMap
+            | Kind::IndexOther(_)
+            | Kind::SecondaryIndex(_) => items.push(same(key)),
+            Kind::PTable(t) if tables.as_ref().is_some_and(|s| s.contains(&t)) => {
+                items.push(same(key))
+            }
+            Kind::Bloom(t) if tables.as_ref().is_some_and(|s| s.contains(&t)) => {
+                items.push(same(key))
+            }
+            Kind::PTable(_) | Kind::Bloom(_) | Kind::Meta | Kind::Unknown => {}
+        }
+    }
+    for table in tables.iter().flatten() {
+        let key = index_key(table);
+        if !listing.contains_key(&key) {
+            return Err(EngineError::Corrupt(format!(
+                "the stored indexmap names {key}, which the backup does not hold"
+            )));
+        }
+    }
+    Ok(items)
+}
+
+/// Downloads one file and checks it against the manifest (or, when the manifest cannot vouch
+/// for it, against its own checksums).
+async fn restore_item(
+    target: &dyn Target,
+    dirs: &SourceDirs,
+    item: &Item,
+    entry: Option<&FileEntry>,
+    trusted: bool,
+    warnings: &Mutex<Vec<String>>,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let dest = dirs.path_of_key(&item.as_key);
+    let hashes = fetch(target, &item.key, Some(&dest)).await?;
+    let kind = classify(&item.key);
+    let small = matches!(kind, Kind::IndexMap | Kind::Checkpoint(_))
+        .then(|| std::fs::read(&dest))
+        .transpose()
+        .map_err(|e| EngineError::io(dest.display(), e))?;
+    let matches_manifest = entry.is_some_and(|e| e.size == hashes.len && e.md5 == hashes.md5_hex());
+    if !matches_manifest {
+        if trusted && entry.is_some() {
+            return Err(EngineError::Corrupt(format!(
+                "{} does not match the manifest (size {} / md5 {}): the backup is damaged; run `esbackup verify --read-data`",
+                item.key,
+                hashes.len,
+                hashes.md5_hex()
+            )));
+        }
+        warnings.lock().unwrap().push(format!(
+            "{} is not described by the manifest; checked by its own checksum",
+            item.key
+        ));
+    }
+    if let Some(problem) = own_check(&kind, &hashes, small.as_deref()) {
+        return Err(EngineError::Corrupt(format!("{}: {problem}", item.key)));
+    }
+    progress.file_done(&item.as_key, hashes.len);
+    Ok(hashes.len)
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one command that runs the whole test suite of esbackup on a fresh machine:
+#   1. scripts/test-env.sh installs/prepares Docker, Garage, Azurite, fake-gcs-server, rclone;
+#   2. the variables it wrote are exported;
+#   3. cargo test --workspace (extra arguments are passed on: scripts/test.sh -- --nocapture);
+#   4. on exit, whatever this run started (the Docker daemon) is stopped again.
+# Exits non-zero if any step or any test fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export ESBACKUP_STATE=${ESBACKUP_STATE:-/tmp/esbackup-test-env}
+
+# A daemon that test-env.sh started before this run (a developer's earlier call) is theirs to
+# stop: this run stops it only if it is the one that started it.
+started_here=false
+[[ -s $ESBACKUP_STATE/dockerd.pid ]] || started_here=true
+
+cleanup() {
+    local rc=$?
+    if $started_here && [[ -s $ESBACKUP_STATE/dockerd.pid ]]; then
+        "$ROOT/scripts/test-env-stop.sh" || echo "[test] WARNING: test-env-stop.sh failed" >&2
+    elif docker info >/dev/null 2>&1; then
+        # Still remove containers the tests may have left (e.g. a test process that was killed).
+        docker ps -aq --filter label=esbackup.test=1 | xargs -r docker rm -f >/dev/null || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+"$ROOT/scripts/test-env.sh"
+# shellcheck source=/dev/null
+source "$ESBACKUP_STATE/env"
+
+cd "$ROOT"
+echo "[test] cargo test --workspace $*" >&2
+cargo test --workspace "$@"
