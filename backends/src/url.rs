@@ -201,4 +201,107 @@ mod tests {
         fails("s3://bkp/../b", "bad prefix");
         fails("s3://bkp/p?region=x", "query strings");
     }
+
+    /// Opening a cloud target makes no request: these run without any server.
+    mod open {
+        use super::super::*;
+        use crate::options::ByteSize;
+        use bytes::Bytes;
+        use esbackup_engine::TargetError;
+
+        fn garage() -> TargetOptions {
+            TargetOptions {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("garage".into()),
+                access_key_id: Some("GK0000".into()),
+                secret_access_key: Some("secret".into()),
+                ..Default::default()
+            }
+        }
+
+        fn open_err(url: &str, opts: &TargetOptions) -> String {
+            let e = open_target(url, opts).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{e:?} is not one line");
+            e
+        }
+
+        #[tokio::test]
+        async fn s3_opens_and_refuses_create_if_absent_on_compatible_stores() {
+            let t = open_target("s3://bkt/p/q/", &garage()).unwrap();
+            assert_eq!(t.describe(), "s3://bkt/p/q");
+            let e = t.put_if_absent("lock", Bytes::new()).await.unwrap_err();
+            assert!(matches!(e, TargetError::Unsupported(_)), "{e:?}");
+            let https = TargetOptions {
+                endpoint: Some("https://s3.example.com".into()),
+                ..garage()
+            };
+            assert_eq!(
+                open_target("s3://bkt", &https).unwrap().describe(),
+                "s3://bkt"
+            );
+        }
+
+        #[test]
+        fn s3_configuration_errors_say_what_to_fix() {
+            let no_http = TargetOptions {
+                allow_http: Some(false),
+                ..garage()
+            };
+            assert!(open_err("s3://bkt", &no_http).contains("allow_http"));
+            let half_keys = TargetOptions {
+                secret_access_key: None,
+                ..garage()
+            };
+            assert!(open_err("s3://bkt", &half_keys).contains("secret_access_key"));
+            let tiny_parts = TargetOptions {
+                part_size: Some(ByteSize(1 << 20)),
+                ..garage()
+            };
+            assert!(open_err("s3://bkt", &tiny_parts).contains("part_size"));
+        }
+
+        #[test]
+        fn azure_opens_an_emulator_endpoint_and_needs_an_account() {
+            let emulator = TargetOptions {
+                use_emulator: Some(true),
+                endpoint: Some("http://127.0.0.1:10000".into()),
+                ..Default::default()
+            };
+            let t = open_target("azure://cont/x", &emulator).unwrap();
+            assert_eq!(t.describe(), "az://cont/x");
+            if std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_none() {
+                let real = TargetOptions {
+                    use_emulator: Some(false),
+                    ..Default::default()
+                };
+                assert!(open_err("az://cont", &real).contains("AZURE_STORAGE_ACCOUNT_NAME"));
+            }
+        }
+
+        #[tokio::test]
+        async fn gcs_reads_the_emulator_key_and_disables_preconditions_off_google() {
+            let dir = tempfile::tempdir().unwrap();
+            let key = dir.path().join("sa.json");
+            std::fs::write(
+                &key,
+                r#"{"gcs_base_url": "http://127.0.0.1:9", "disable_oauth": true,
+                    "client_email": "", "private_key": "", "private_key_id": ""}"#,
+            )
+            .unwrap();
+            let opts = TargetOptions {
+                service_account: Some(key.display().to_string()),
+                ..Default::default()
+            };
+            let t = open_target("gs://bkt/pre", &opts).unwrap();
+            assert_eq!(t.describe(), "gs://bkt/pre");
+            let e = t.put_if_absent("lock", Bytes::new()).await.unwrap_err();
+            assert!(matches!(e, TargetError::Unsupported(_)), "{e:?}");
+
+            let missing = TargetOptions {
+                service_account: Some(dir.path().join("nope.json").display().to_string()),
+                ..Default::default()
+            };
+            assert!(open_err("gs://bkt", &missing).contains("GOOGLE_SERVICE_ACCOUNT"));
+        }
+    }
 }

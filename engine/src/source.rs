@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
-use crate::format::checkpoint;
+use crate::format::{checkpoint, guid, indexmap};
 use crate::format::chunk::{ChunkInfo, ChunkName};
 use crate::layout;
 
@@ -74,18 +74,14 @@ impl SourceDirs {
         }
     }
 
-    /// True when the index folder holds at least one file (directories do not count).
-    pub fn index_has_files(&self) -> Result<bool> {
-        if !self.index.is_dir() {
-            return Ok(false);
-        }
-        for entry in std::fs::read_dir(&self.index).map_err(|e| io_err(&self.index, e))? {
-            let entry = entry.map_err(|e| io_err(&self.index, e))?;
-            if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    /// True when the index folder holds an index: an `indexmap` or PTables (one being
+    /// replaced leaves a moment with tables but no `indexmap`). Other files (`.forceverify`,
+    /// temp files) do not make an index, and directories do not count, as in the vendor
+    /// procedure's step 1.
+    pub fn has_index(&self) -> Result<bool> {
+        Ok(read_dir_names(&self.index)?
+            .iter()
+            .any(|n| n == indexmap::FILE_NAME || guid::is_guid_name(n)))
     }
 }
 

@@ -15,12 +15,14 @@ mod index;
 pub mod layout;
 mod live;
 mod node;
+mod open;
 pub mod ptable_writer;
 pub mod records;
 mod scavenge;
 mod side_files;
 mod steps;
 pub mod truncation;
+mod writer;
 
 use std::path::PathBuf;
 

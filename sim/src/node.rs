@@ -1,5 +1,6 @@
-//! A simulated node: the writer (chunks and checkpoints), the chaser feeding the index, and the
-//! background work that [`Node::step`] interleaves (see `steps.rs`).
+//! A simulated node: its state, creation, the chaser feeding the index, delayed deletions and
+//! `settle`. The writer lives in `writer.rs`, `open` in `open.rs`, the random steps in
+//! `steps.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
@@ -11,18 +12,16 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use esbackup_engine::format::checkpoint;
-use esbackup_engine::format::chunk::{self, ChunkName};
-use esbackup_engine::format::indexmap;
+use esbackup_engine::format::chunk::ChunkName;
 
 use crate::chunk_writer::{self, ActiveChunk};
 use crate::index::Index;
-use crate::layout::{self, Slot};
+use crate::layout;
 use crate::ptable_writer::IndexEntry;
-use crate::records::{self, Epoch, Prepare};
+use crate::records;
 use crate::scavenge::ChunkJob;
 use crate::side_files::{DuckDb, ExistenceFilter, ScavengeDb};
-use crate::truncation::{self, LogCheckpoints};
-use crate::{hash, SimConfig};
+use crate::SimConfig;
 
 /// The five db checkpoints as they are on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +133,7 @@ impl Node {
         Ok(node)
     }
 
-    fn empty(db: &Path, cfg: SimConfig, salt: u64) -> io::Result<Node> {
+    pub(crate) fn empty(db: &Path, cfg: SimConfig, salt: u64) -> io::Result<Node> {
         let index_dir = cfg.index_dir.clone().unwrap_or_else(|| db.join("index"));
         fs::create_dir_all(&index_dir)?;
         Ok(Node {
@@ -168,7 +167,7 @@ impl Node {
         })
     }
 
-    fn open_side_files(&mut self) -> io::Result<()> {
+    pub(crate) fn open_side_files(&mut self) -> io::Result<()> {
         if self.cfg.stream_existence {
             self.existence = Some(ExistenceFilter::open_or_create(&self.index_dir)?);
         }
@@ -338,10 +337,6 @@ impl Node {
 
 pub(crate) fn new_guid(rng: &mut StdRng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.gen()).into_uuid()
-}
-
-fn index_name(p: &Path) -> String {
-    crate::index::file_name(p)
 }
 
 pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {

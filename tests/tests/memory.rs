@@ -38,7 +38,7 @@ async fn differential_uploads_only_what_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_of_a_live_node_restore_consistently() {
     let n = rounds(200);
-    let s = scenarios::live_rounds(&Memory, n, 1000, 3000).await;
+    let s = scenarios::live_rounds(&Memory, n, 1000, 1500).await;
     println!(
         "live rounds (memory): {} rounds passed, {} backups completed, {} aborted by a scavenge, {} node changes during backups",
         s.rounds, s.backups, s.aborted_by_scavenge, s.live_steps

@@ -24,9 +24,9 @@ enum TableOutcome {
 
 impl Run {
     pub(crate) async fn backup_index(&mut self) -> Result<()> {
-        if !self.dirs.index_has_files()? {
+        if !self.dirs.has_index()? {
             self.note(format!(
-                "index folder {} has no files: index skipped",
+                "no index in {} yet (no indexmap): index tables skipped",
                 self.dirs.index.display()
             ));
             return self.backup_index_extras().await;

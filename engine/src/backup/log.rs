@@ -96,7 +96,6 @@ impl Run {
         let (store, beyond): (Vec<SourceChunk>, Vec<SourceChunk>) =
             kept.into_iter().partition(|c| c.name.start <= writer_chunk);
         self.beyond_writer = beyond.iter().map(|c| c.key()).collect();
-        self.check_same_database(&store).await?;
         let total = store.iter().map(|c| c.info.file_len).sum();
         self.opts.progress.phase("chunks", total);
         stream::iter(store.iter())
@@ -184,31 +183,6 @@ impl Run {
             .get(..HEADER_LEN as usize)
             .and_then(|b| ChunkHeader::decode(b.try_into().ok()?).ok())
             .map(|h| h.chunk_id.to_string()))
-    }
-
-    /// Refuses to mix two databases in one location: a chunk stored under the same name with a
-    /// different chunk id (and not replaced by the server) means another node or database.
-    async fn check_same_database(&self, store: &[SourceChunk]) -> Result<()> {
-        let Some(prev) = &self.previous else {
-            return Ok(());
-        };
-        if self.opts.full {
-            return Ok(());
-        }
-        for chunk in store.iter().filter(|c| c.info.is_completed()) {
-            let key = chunk.key();
-            if let Some(stored) = prev.files.get(&key).and_then(|e| e.chunk.as_ref()) {
-                if stored.completed && stored.id != chunk.info.header.chunk_id.to_string() {
-                    return Err(EngineError::BadInput(format!(
-                        "{} holds a backup of another database ({key} differs: chunk id {} here, {} in the backup): use another target location, or --full to replace it",
-                        self.target.describe(),
-                        chunk.info.header.chunk_id,
-                        stored.id
-                    )));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Writes the captured checkpoints — writer first and chaser last, so chaser ≤ writer and

@@ -128,22 +128,29 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
         retrying
     };
     let previous = Manifest::load(target.as_ref()).await?;
+    if !opts.full {
+        check_same_database(&dirs, previous.as_ref(), &target.describe())?;
+    }
     let run_id = new_run_id();
     let lock = if opts.dry_run {
         None
     } else {
         Some(Lock::acquire(target.clone(), &run_id, "backup", &opts.lock).await?)
     };
-    let mut run = Run::start(target, dirs, opts, previous, run_id).await?;
-    let outcome = run.execute().await;
-    let report = run.finish(&outcome, started.elapsed().as_secs_f64()).await;
+    let result = async {
+        let mut run = Run::start(target, dirs, opts, previous, run_id).await?;
+        let outcome = run.execute().await;
+        let report = run.finish(&outcome, started.elapsed().as_secs_f64()).await;
+        outcome.map(|()| report)
+    }
+    .await;
     if let Some(lock) = lock {
         if let Err(e) = lock.release().await {
             tracing::warn!("could not remove the lock: {e}");
         }
     }
     opts.progress.finish();
-    outcome.map(|()| report)
+    result
 }
 
 fn new_run_id() -> String {
@@ -152,6 +159,30 @@ fn new_run_id() -> String {
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
+}
+
+/// Refuses to mix two databases in one location: a completed chunk stored under the same name
+/// with a different chunk id means another node or database. Checked before anything is written.
+fn check_same_database(dirs: &SourceDirs, previous: Option<&Manifest>, target: &str) -> Result<()> {
+    let Some(prev) = previous else {
+        return Ok(());
+    };
+    for name in dirs.chunk_names()? {
+        let key = name.to_string();
+        let Some(stored) = prev.files.get(&key).and_then(|e| e.chunk.as_ref()) else {
+            continue;
+        };
+        let Ok(info) = crate::format::chunk::ChunkInfo::read(&dirs.chunk_path(&name)) else {
+            continue;
+        };
+        if stored.completed && stored.id != info.header.chunk_id.to_string() {
+            return Err(EngineError::BadInput(format!(
+                "{target} holds a backup of another database ({key} differs: chunk id {} here, {} in the backup): use another target location, or --full to replace it",
+                info.header.chunk_id, stored.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The message for a file that vanished under the copy.

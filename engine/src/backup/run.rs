@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 
 use super::{BackupOptions, BackupReport, Tally};
 use crate::error::{EngineError, Result};
-use crate::format::md5_of_reader;
+use crate::format::{checkpoint, md5_of_reader};
 use crate::manifest::{
     tool_version, Checkpoints, ChunkEntry, CompletedRun, FileEntry, Manifest, RunState,
 };
@@ -145,7 +145,9 @@ impl Run {
                         manifest.files.entry(k.clone()).or_insert_with(|| v.clone());
                     }
                 }
-                manifest.checkpoints = prev.checkpoints;
+                if !self.files.lock().unwrap().contains_key(checkpoint::WRITER) {
+                    manifest.checkpoints = prev.checkpoints;
+                }
             }
         }
         if let Err(e) = manifest.store(self.target.as_ref()).await {
