@@ -109,7 +109,7 @@ else
         || die "bench/gen-db.py failed"
     echo "$marker" >"$DB.gen"
 fi
-db_bytes=$(find "$DB" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+db_bytes=$(find "$DB" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 db_files=$(find "$DB" -type f | wc -l)
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ s3_counters() {
                  if (match($0, /api_endpoint="[^"]*"/)) ep = substr($0, RSTART + 14, RLENGTH - 15)
                  n[ep] += $NF
              }
-             END { for (e in n) printf "%s %d\n", e, n[e] }' | sort
+             END { for (e in n) printf "%s %.0f\n", e, n[e] }' | sort
 }
 
 # measure NAME COMMAND…: runs it under GNU time, records the results in $WORK/NAME.*.
@@ -221,7 +221,7 @@ measure() {
     s3_counters >"$WORK/$name.after"
     # Requests by endpoint: after − before.
     join -a2 -e0 -o 0,1.2,2.2 "$WORK/$name.before" "$WORK/$name.after" |
-        awk '{ d = $3 - $2; if (d > 0) printf "%s %d\n", $1, d }' >"$WORK/$name.requests"
+        awk '{ d = $3 - $2; if (d > 0) printf "%s %.0f\n", $1, d }' >"$WORK/$name.requests"
 }
 
 # Wall time in seconds from GNU time's "h:mm:ss" or "m:ss.ss".
@@ -239,7 +239,7 @@ record() {
     user=$(time_field "$WORK/$name.time" "User time (seconds)")
     sys=$(time_field "$WORK/$name.time" "System time (seconds)")
     rss=$(time_field "$WORK/$name.time" "Maximum resident set size (kbytes)")
-    reqs=$(awk '{ s += $2 } END { print s + 0 }' "$WORK/$name.requests")
+    reqs=$(awk '{ s += $2 } END { printf "%.0f\n", s }' "$WORK/$name.requests")
     stored=$(rclone_cmd size --json "garage:$bucket/$prefix")
     results[$name.wall]=$wall
     results[$name.mbps]=$(awk -v b="$db_bytes" -v s="$wall" 'BEGIN { printf "%.1f", (s > 0 ? b / 1e6 / s : 0) }')

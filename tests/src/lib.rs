@@ -1,5 +1,6 @@
-//! Shared helpers of the integration tests: the scenario suite every backend runs, and the real
-//! storage servers the tests start.
+//! Shared helpers of the integration tests: the scenario suite every backend runs, the real
+//! storage servers the tests start, and backup locations on them.
+pub mod cloud;
 pub mod scenarios;
 pub mod servers;
 pub mod support;
