@@ -253,3 +253,109 @@ async fn a_dry_run_changes_nothing_and_reports_what_a_run_would_do() {
     assert_eq!(planned.uploaded_keys, real.uploaded_keys);
     assert!(!backup_contents(target.as_ref()).await.is_empty());
 }
+
+#[tokio::test]
+async fn temp_files_sockets_and_foreign_files_are_not_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 21, 10);
+    let _socket = std::os::unix::net::UnixListener::bind(db.join("kurrent.sock")).unwrap();
+    std::fs::write(db.join("chunk-000009.000000.0f1e.tmp"), b"preallocating").unwrap();
+    std::fs::write(db.join("abc.scavenge.tmp"), b"scavenge output").unwrap();
+    std::fs::write(db.join("notes.txt"), b"operator notes").unwrap();
+    std::fs::write(db.join("index").join(".forceverify"), b"").unwrap();
+    let (mem, target) = mem();
+    let report = backup(target, &backup_options(&db)).await.unwrap();
+    assert!(report.completed);
+    for key in mem.snapshot().keys() {
+        assert!(
+            !(key.ends_with(".tmp")
+                || key.ends_with(".sock")
+                || key.ends_with("notes.txt")
+                || key.ends_with(".forceverify")),
+            "{key} should not be in the backup"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_leftover_old_copy_stands_in_for_its_missing_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 25, 10);
+    let (mem, target) = mem();
+    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    // As a run following the vendor procedure literally (rename to .old, copy again) leaves it
+    // when it dies between the rename and the copy.
+    let last = mem
+        .snapshot()
+        .keys()
+        .filter(|k| k.starts_with("chunk-"))
+        .max()
+        .unwrap()
+        .clone();
+    let bytes = mem.remove(&last).unwrap();
+    mem.insert(&format!("{last}.old"), bytes);
+    let mut opts = RestoreOptions::new(dir.path().join("restored"));
+    opts.allow_incomplete = true;
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&mem.snapshot()[".esbackup/manifest.json"]).unwrap();
+    manifest["state"] = "running".into();
+    mem.insert(".esbackup/manifest.json", serde_json::to_vec(&manifest).unwrap());
+    let report = restore(target, &opts).await.unwrap();
+    assert_eq!(report.from_old, vec![format!("{last}.old")]);
+    let restored = std::fs::read(dir.path().join("restored").join(&last)).unwrap();
+    assert_eq!(restored, std::fs::read(db.join(&last)).unwrap());
+}
+
+#[tokio::test]
+async fn a_full_backup_copies_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 27, 30);
+    let (_, target) = mem();
+    let first = backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let mut full = backup_options(&db);
+    full.full = true;
+    let again = backup(target.clone(), &full).await.unwrap();
+    assert!(again.full);
+    assert_eq!(again.uploaded_keys, first.uploaded_keys);
+    assert_eq!(again.skipped.files, 0);
+    let (_, checked) = restore_and_check(target, dir.path(), "restored").await;
+    assert!(checked.is_ok(), "{:?}", checked.violations);
+}
+
+#[tokio::test]
+async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let index = dir.path().join("idx");
+    let mut node = esdb_sim::Node::create(
+        &db,
+        esdb_sim::SimConfig {
+            index_dir: Some(index.clone()),
+            ..esbackup_tests::scenarios::sim_config(31)
+        },
+    )
+    .unwrap();
+    node.append(1200).unwrap();
+    node.settle().unwrap();
+    let (mem, target) = mem();
+    let mut opts = backup_options(&db);
+    opts.index = Some(index.clone());
+    backup(target.clone(), &opts).await.unwrap();
+    assert!(mem.snapshot().contains_key("index/indexmap"));
+    let (rdb, ridx) = (dir.path().join("rdb"), dir.path().join("ridx"));
+    let mut ropts = RestoreOptions::new(&rdb);
+    ropts.index = Some(ridx.clone());
+    restore(target, &ropts).await.unwrap();
+    assert_eq!(
+        std::fs::read(ridx.join("indexmap")).unwrap(),
+        std::fs::read(index.join("indexmap")).unwrap()
+    );
+    let checked = esdb_sim::check(&rdb, &ridx, &esdb_sim::CheckOptions {
+        archive: false,
+        expect_truncate_equals_chaser: true,
+    });
+    assert!(checked.is_ok(), "{:?}", checked.violations);
+}

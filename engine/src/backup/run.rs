@@ -123,7 +123,36 @@ impl Run {
         self.backup_chunks().await?;
         self.write_checkpoints_and_indexmap().await?;
         self.backup_secondary_index().await?;
-        self.prune().await
+        self.prune().await?;
+        self.confirm().await
+    }
+
+    /// Lists the backup once more: the run completes only if every file it records is there
+    /// with the size it recorded.
+    async fn confirm(&self) -> Result<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let stored: BTreeMap<String, u64> = self
+            .target
+            .list("")
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        for (key, entry) in self.files.lock().unwrap().iter() {
+            match stored.get(key) {
+                Some(&size) if size == entry.size => {}
+                found => {
+                    return Err(EngineError::Storage(TargetError::Permanent(format!(
+                        "{key} was stored ({} bytes) but the store now lists {}: the store lost or changed it; run the backup again",
+                        entry.size,
+                        found.map_or("nothing".into(), |s| format!("{s} bytes"))
+                    ))))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes the final manifest (completed, or failed with the error) and builds the report.
