@@ -15,7 +15,7 @@ impl Progress for Bar {
         self.0.set_message(name.to_string());
     }
 
-    fn file_done(&self, _key: &str, bytes: u64) {
+    fn advance(&self, bytes: u64) {
         self.0.inc(bytes);
     }
 

@@ -16,7 +16,11 @@ fn esbackup(server: &dyn ObjectServer, args: &[&str], db: &Path) -> serde_json::
             cmd.env_remove(k);
         }
     }
-    cmd.envs(server.env()).args(args).arg("--db").arg(db).arg("--json");
+    cmd.envs(server.env())
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .arg("--json");
     let out = cmd.output().expect("esbackup runs");
     assert!(
         out.status.success(),
@@ -35,10 +39,16 @@ async fn backup_and_restore_through_the_cli(server: &dyn ObjectServer) {
     let first = esbackup(server, &["backup", "--target", &url], &db);
     assert_eq!(first["completed"], true);
     let source = database_files(&db);
-    assert_eq!(first["uploaded"]["files"].as_u64().unwrap(), source.len() as u64);
+    assert_eq!(
+        first["uploaded"]["files"].as_u64().unwrap(),
+        source.len() as u64
+    );
     // What the server holds, seen through the fixture's own client, not esbackup's.
     let stored = server.list_keys("cli/node1/").await;
-    assert!(stored.contains(&"cli/node1/writer.chk".to_string()), "{stored:?}");
+    assert!(
+        stored.contains(&"cli/node1/writer.chk".to_string()),
+        "{stored:?}"
+    );
     assert!(stored.contains(&"cli/node1/.esbackup/manifest.json".to_string()));
 
     let again = esbackup(server, &["backup", "--target", &url], &db);
@@ -48,9 +58,16 @@ async fn backup_and_restore_through_the_cli(server: &dyn ObjectServer) {
     let report = esbackup(server, &["restore", "--target", &url], &restored);
     assert_eq!(report["truncate"], report["chaser"]);
     let back = database_files(&restored);
-    assert_eq!(back.keys().collect::<Vec<_>>(), source.keys().collect::<Vec<_>>());
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        source.keys().collect::<Vec<_>>()
+    );
     for (name, bytes) in &source {
-        assert!(back[name] == *bytes, "{}: {name} differs after restore", server.kind());
+        assert!(
+            back[name] == *bytes,
+            "{}: {name} differs after restore",
+            server.kind()
+        );
     }
     assert_eq!(
         std::fs::read(restored.join("truncate.chk")).unwrap(),

@@ -10,10 +10,16 @@ use crate::error::{EngineError, Result};
 use crate::format::{checkpoint, indexmap::IndexMap};
 use crate::hashing::{Hashes, StreamHasher};
 use crate::layout::Kind;
+use crate::progress::Progress;
 use crate::target::Target;
 
 /// Streams `key` through a hasher, into `dest` when given (via a temp file renamed into place).
-pub async fn fetch(target: &dyn Target, key: &str, dest: Option<&Path>) -> Result<Hashes> {
+pub async fn fetch(
+    target: &dyn Target,
+    key: &str,
+    dest: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Hashes> {
     let mut stream = target.get(key, None).await?;
     let mut hasher = StreamHasher::default();
     let tmp: Option<PathBuf> = dest.map(|d| {
@@ -38,6 +44,7 @@ pub async fn fetch(target: &dyn Target, key: &str, dest: Option<&Path>) -> Resul
     };
     while let Some(piece) = stream.next().await {
         let piece = piece?;
+        progress.advance(piece.len() as u64);
         hasher.update(&piece);
         if let (Some(f), Some(t)) = (file.as_mut(), &tmp) {
             f.write_all(&piece)

@@ -142,10 +142,12 @@ impl Lock {
                     }
                     None => return Err(held(&info, target.as_ref())),
                 },
-                None => return Err(EngineError::LockHeld(format!(
+                None => {
+                    return Err(EngineError::LockHeld(format!(
                     "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
                     target.describe()
-                ))),
+                )))
+                }
             }
         }
         let info = LockInfo {

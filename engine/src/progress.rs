@@ -4,6 +4,8 @@
 pub trait Progress: Send + Sync {
     /// A phase starts (`"chunks"`, `"index"`, `"restore"`), moving about `total_bytes`.
     fn phase(&self, _name: &str, _total_bytes: u64) {}
+    /// `bytes` more bytes were transferred (a file may be sent again after a retry).
+    fn advance(&self, _bytes: u64) {}
     /// A file was transferred (or checked) completely.
     fn file_done(&self, _key: &str, _bytes: u64) {}
     /// The run is over.

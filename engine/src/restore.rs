@@ -345,7 +345,7 @@ async fn restore_item(
     progress: &dyn Progress,
 ) -> Result<u64> {
     let dest = dirs.path_of_key(&item.as_key);
-    let hashes = fetch(target, &item.key, Some(&dest)).await?;
+    let hashes = fetch(target, &item.key, Some(&dest), progress).await?;
     let kind = classify(&item.key);
     let small = matches!(kind, Kind::IndexMap | Kind::Checkpoint(_))
         .then(|| std::fs::read(&dest))

@@ -7,8 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
-use crate::format::{checkpoint, guid, indexmap};
 use crate::format::chunk::{ChunkInfo, ChunkName};
+use crate::format::{checkpoint, guid, indexmap};
 use crate::layout;
 
 /// The database and index folders of a node.

@@ -23,12 +23,25 @@ enum Source {
     Memory(Bytes),
 }
 
+/// Called with the size of every piece read, for progress reports.
+pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// The body of one upload. Cheap to clone; clones share the hash of the last complete pass.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Upload {
     source: Source,
     len: u64,
     last_pass: Arc<Mutex<Option<[u8; 16]>>>,
+    on_bytes: Option<OnBytes>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("source", &self.source)
+            .field("len", &self.len)
+            .finish()
+    }
 }
 
 impl Upload {
@@ -38,7 +51,14 @@ impl Upload {
             source: Source::File(path.to_path_buf()),
             len,
             last_pass: Arc::default(),
+            on_bytes: None,
         }
+    }
+
+    /// Reports every piece read from the file to `on_bytes`.
+    pub fn with_progress(mut self, on_bytes: OnBytes) -> Upload {
+        self.on_bytes = Some(on_bytes);
+        self
     }
 
     pub fn bytes(data: impl Into<Bytes>) -> Upload {
@@ -47,6 +67,7 @@ impl Upload {
             len: data.len() as u64,
             source: Source::Memory(data),
             last_pass: Arc::default(),
+            on_bytes: None,
         }
     }
 
@@ -109,6 +130,7 @@ impl Upload {
                     hasher: Some(Md5::new()),
                     recorder,
                     piece,
+                    on_bytes: self.on_bytes.clone(),
                 };
                 stream::try_unfold(state, FilePass::next).boxed()
             }
@@ -123,6 +145,7 @@ struct FilePass {
     hasher: Option<Md5>,
     recorder: Arc<Mutex<Option<[u8; 16]>>>,
     piece: usize,
+    on_bytes: Option<OnBytes>,
 }
 
 impl FilePass {
@@ -151,6 +174,9 @@ impl FilePass {
             filled += n;
         }
         self.left -= want as u64;
+        if let Some(report) = &self.on_bytes {
+            report(want as u64);
+        }
         let bytes = buf.freeze();
         if let Some(h) = self.hasher.as_mut() {
             h.update(&bytes);

@@ -23,7 +23,7 @@ fn config(seed: u64) -> SimConfig {
 }
 
 #[test]
-#[ignore]
+#[ignore = "soak run: scripts/soak.sh runs it (40 seeds, about 15 s)"]
 fn many_seeds_crash_snapshots_and_settled_restores() {
     for seed in 0..40 {
         let dir = scratch();

@@ -273,7 +273,9 @@ impl Run {
     ) -> Result<FileEntry, CopyFailure> {
         for _ in 0..COPY_ATTEMPTS {
             let before = local_len(path)?;
-            let body = Upload::file(path, before);
+            let progress = self.opts.progress.clone();
+            let body =
+                Upload::file(path, before).with_progress(Arc::new(move |n| progress.advance(n)));
             let put = self.target.put(key, body.clone()).await;
             let after = local_len(path);
             match (put, after) {
