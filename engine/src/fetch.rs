@@ -13,8 +13,30 @@ use crate::layout::Kind;
 use crate::progress::Progress;
 use crate::target::Target;
 
+/// Attempts at one download: a transient error in the middle of a stream starts it again.
+const ATTEMPTS: u32 = 5;
+
 /// Streams `key` through a hasher, into `dest` when given (via a temp file renamed into place).
 pub async fn fetch(
+    target: &dyn Target,
+    key: &str,
+    dest: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Hashes> {
+    let mut attempt = 1;
+    loop {
+        match fetch_once(target, key, dest, progress).await {
+            Err(EngineError::Storage(e)) if e.is_transient() && attempt < ATTEMPTS => {
+                tracing::warn!("{key}: {e}; downloading it again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_once(
     target: &dyn Target,
     key: &str,
     dest: Option<&Path>,

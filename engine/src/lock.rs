@@ -5,9 +5,13 @@
 //! own and gives up. This stays correct on stores that ignore conditional writes (Garage), since
 //! it needs only read-after-write consistent listing; when two runs race, both back off.
 //!
-//! A lock is taken over when it is dead: written by this host and its process is gone (or, in
-//! this process, its run has ended), or its heartbeat is older than the stale timeout (another
-//! host), or the operator says `--break-lock`.
+//! When two runs write theirs at the same moment, both see the other, step back and try again
+//! after a random pause, so one of them soon gets through.
+//!
+//! A lock is taken over when it is dead: written in this machine's process space (same boot,
+//! same PID namespace) by a process that is gone, or by a run of this process that has ended;
+//! or its heartbeat is older than the stale timeout (other hosts, other containers); or the
+//! operator says `--break-lock`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +34,12 @@ pub struct LockInfo {
     pub command: String,
     pub started: DateTime<Utc>,
     pub heartbeat: DateTime<Utc>,
+    /// Boot id and PID namespace of the holder: only within the same one can its PID be checked.
+    #[serde(default)]
+    pub scope: String,
+    /// A random id of the holder's process (PIDs repeat across containers and restarts).
+    #[serde(default)]
+    pub instance: String,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +84,27 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
+/// Where PIDs mean the same process as ours: boot id and PID namespace (empty off Linux).
+fn process_scope() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{}/{ns}", boot.trim())
+}
+
+/// A random id for this process, fixed for its lifetime.
+fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Attempts when another run writes its lock at the same moment as ours.
+const CONTENDED_ATTEMPTS: u32 = 6;
+
 fn lock_key(run_id: &str) -> String {
     format!("{}{run_id}.json", layout::LOCKS_DIR)
 }
@@ -83,12 +114,13 @@ fn dead_reason(info: &LockInfo, opts: &LockOptions, now: DateTime<Utc>) -> Optio
     if opts.break_lock {
         return Some("--break-lock".into());
     }
-    if info.host == host_name() {
-        if info.pid == std::process::id() {
-            if !active_runs().lock().unwrap().contains(&info.run_id) {
-                return Some("its run in this process has ended".into());
-            }
-        } else if !process_alive(info.pid) {
+    let scope = process_scope();
+    if !scope.is_empty() && info.scope == scope && info.host == host_name() {
+        if info.instance == instance_id() {
+            return (!active_runs().lock().unwrap().contains(&info.run_id))
+                .then(|| "its run in this process has ended".into());
+        }
+        if info.pid == std::process::id() || !process_alive(info.pid) {
             return Some(format!("its process {} is gone", info.pid));
         }
         return None;
@@ -128,73 +160,49 @@ impl Lock {
         opts: &LockOptions,
     ) -> Result<Lock> {
         let own = lock_key(run_id);
-        let now = Utc::now();
-        for (key, info) in others(target.as_ref(), &own).await? {
-            match info {
-                Some(info) => match dead_reason(&info, opts, now) {
-                    Some(why) => {
-                        tracing::warn!(
-                            "taking over the lock of run {} on {} ({why})",
-                            info.run_id,
-                            info.host
-                        );
-                        target.delete(&key).await?;
+        let mut attempt = 1;
+        loop {
+            clear_dead_locks(target.as_ref(), &own, opts).await?;
+            let now = Utc::now();
+            let info = LockInfo {
+                run_id: run_id.into(),
+                host: host_name(),
+                pid: std::process::id(),
+                command: command.into(),
+                started: now,
+                heartbeat: now,
+                scope: process_scope(),
+                instance: instance_id().into(),
+            };
+            active_runs().lock().unwrap().insert(run_id.into());
+            match write_and_check(target.as_ref(), &own, &info).await {
+                Ok(None) => {
+                    let heartbeat = tokio::spawn(heartbeat(
+                        target.clone(),
+                        own.clone(),
+                        info,
+                        opts.heartbeat_every,
+                    ));
+                    return Ok(Lock {
+                        target,
+                        key: own,
+                        run_id: run_id.into(),
+                        heartbeat,
+                    });
+                }
+                outcome => {
+                    active_runs().lock().unwrap().remove(run_id);
+                    let rival = outcome?.expect("a rival when not acquired");
+                    if attempt >= CONTENDED_ATTEMPTS {
+                        return Err(held(&rival, target.as_ref()));
                     }
-                    None => return Err(held(&info, target.as_ref())),
-                },
-                None => {
-                    return Err(EngineError::LockHeld(format!(
-                    "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
-                    target.describe()
-                )))
+                    // Both sides stepped back: try again after a random pause.
+                    let pause = rand::random::<u64>() % (200 << attempt);
+                    tokio::time::sleep(Duration::from_millis(50 + pause)).await;
+                    attempt += 1;
                 }
             }
         }
-        let info = LockInfo {
-            run_id: run_id.into(),
-            host: host_name(),
-            pid: std::process::id(),
-            command: command.into(),
-            started: now,
-            heartbeat: now,
-        };
-        active_runs().lock().unwrap().insert(run_id.into());
-        let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serialises"));
-        match target.put_if_absent(&own, body.clone()).await {
-            Ok(()) => {}
-            Err(TargetError::Unsupported(_)) => target.put(&own, Upload::bytes(body)).await?,
-            Err(e) => {
-                active_runs().lock().unwrap().remove(run_id);
-                return Err(e.into());
-            }
-        }
-        // Someone may have written theirs between our listing and our write.
-        let rivals = others(target.as_ref(), &own).await;
-        let rival = match rivals {
-            Ok(r) => r.into_iter().find_map(|(_, i)| i),
-            Err(e) => {
-                active_runs().lock().unwrap().remove(run_id);
-                let _ = target.delete(&own).await;
-                return Err(e);
-            }
-        };
-        if let Some(rival) = rival {
-            active_runs().lock().unwrap().remove(run_id);
-            target.delete(&own).await?;
-            return Err(held(&rival, target.as_ref()));
-        }
-        let heartbeat = tokio::spawn(heartbeat(
-            target.clone(),
-            own.clone(),
-            info,
-            opts.heartbeat_every,
-        ));
-        Ok(Lock {
-            target,
-            key: own,
-            run_id: run_id.into(),
-            heartbeat,
-        })
     }
 
     /// Removes the lock object.
@@ -222,6 +230,57 @@ async fn heartbeat(target: Arc<dyn Target>, key: String, mut info: LockInfo, eve
             tracing::warn!("could not refresh the lock {key}: {e}");
         }
     }
+}
+
+/// Removes dead locks of other runs; fails if a live one is there (held before we came).
+async fn clear_dead_locks(target: &dyn Target, own: &str, opts: &LockOptions) -> Result<()> {
+    let now = Utc::now();
+    for (key, info) in others(target, own).await? {
+        let Some(info) = info else {
+            return Err(EngineError::LockHeld(format!(
+                "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
+                target.describe()
+            )));
+        };
+        match dead_reason(&info, opts, now) {
+            Some(why) => {
+                tracing::warn!(
+                    "taking over the lock of run {} on {} ({why})",
+                    info.run_id,
+                    info.host
+                );
+                target.delete(&key).await?;
+            }
+            None => return Err(held(&info, target)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes our lock object, then lists again: `Some(rival)` (ours removed again) if another
+/// run wrote one meanwhile.
+async fn write_and_check(
+    target: &dyn Target,
+    own: &str,
+    info: &LockInfo,
+) -> Result<Option<LockInfo>> {
+    let body = Bytes::from(serde_json::to_vec_pretty(info).expect("lock serialises"));
+    match target.put_if_absent(own, body.clone()).await {
+        Ok(()) => {}
+        Err(TargetError::Unsupported(_)) => target.put(own, Upload::bytes(body)).await?,
+        Err(e) => return Err(e.into()),
+    }
+    let rival = match others(target, own).await {
+        Ok(r) => r.into_iter().find_map(|(_, i)| i),
+        Err(e) => {
+            let _ = target.delete(own).await;
+            return Err(e);
+        }
+    };
+    if rival.is_some() {
+        target.delete(own).await?;
+    }
+    Ok(rival)
 }
 
 fn held(info: &LockInfo, target: &dyn Target) -> EngineError {
@@ -293,6 +352,8 @@ mod tests {
             command: "backup".into(),
             started: old,
             heartbeat: old,
+            scope: "another-machine".into(),
+            instance: "another-process".into(),
         };
         mem.insert(&lock_key("run-x"), serde_json::to_vec(&foreign).unwrap());
         let c = Lock::acquire(t.clone(), "run-c", "backup", &opts)

@@ -73,6 +73,8 @@ pub struct RestoreReport {
     pub beyond_writer: Vec<String>,
     /// `.old` copies restored in place of a missing chunk.
     pub from_old: Vec<String>,
+    /// Newer chunk versions an interrupted run stored for checkpoints it never wrote.
+    pub newer_versions_left_out: Vec<String>,
     pub warnings: Vec<String>,
     pub duration_secs: f64,
 }
@@ -120,6 +122,7 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
         truncate: chaser,
         beyond_writer: vec![],
         from_old: vec![],
+        newer_versions_left_out: vec![],
         warnings: vec![],
         duration_secs: 0.0,
     };
@@ -130,7 +133,22 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
             m.error.as_deref().unwrap_or("interrupted")
         ));
     }
-    let items = plan(target.as_ref(), &listing, writer_chunk, &mut report).await?;
+    // A run that died before writing `chaser.chk` leaves the chaser of the last completed run,
+    // which is where the server will truncate: the chunk versions that run stored hold the log
+    // up to it, while a newer (scavenged) version containing it would make the server truncate
+    // from that chunk's start.
+    let last_completed_state = manifest.as_ref().is_some_and(|m| {
+        !m.is_completed()
+            && m.last_completed
+                .as_ref()
+                .is_some_and(|c| c.checkpoints.chaser == chaser)
+    });
+    let state = StoredState {
+        writer_chunk,
+        chaser_chunk: (chaser / chunk_size as i64) as u32,
+        last_completed_state,
+    };
+    let items = plan(target.as_ref(), &listing, &state, &mut report).await?;
     let total = items.iter().map(|i| listing[&i.key]).sum();
     opts.progress.phase("restore", total);
 
@@ -270,67 +288,141 @@ async fn chunk_size_from_backup(
         .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))
 }
 
-/// Decides what to restore.
+/// What the stored state says about choosing files.
+struct StoredState {
+    writer_chunk: u32,
+    chaser_chunk: u32,
+    /// The stored chaser is the last completed run's, after an interrupted run.
+    last_completed_state: bool,
+}
+
+/// Decides what to restore: chunk files (see [`plan_chunks`]), the `indexmap` and the tables it
+/// names, and the other database files.
 async fn plan(
     target: &dyn Target,
     listing: &BTreeMap<String, u64>,
-    writer_chunk: u32,
+    state: &StoredState,
     report: &mut RestoreReport,
 ) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
+    let mut items = plan_chunks(target, listing, state, report).await?;
     let same = |key: &str| Item {
         key: key.to_string(),
         as_key: key.to_string(),
     };
-    let tables: Option<BTreeSet<String>> =
-        match listing.contains_key(&index_key(indexmap::FILE_NAME)) {
-            true => {
-                let bytes = get_bytes(target, &index_key(indexmap::FILE_NAME)).await?;
-                let map = IndexMap::parse(&bytes)
-                    .map_err(|e| EngineError::Corrupt(format!("the stored indexmap: {e}")))?;
-                Some(map.tables.into_iter().map(|t| t.file).collect())
-            }
-            false => None,
-        };
-    for key in listing.keys() {
-        match classify(key) {
-            Kind::Chunk(name) if name.start > writer_chunk => {
-                report.beyond_writer.push(key.clone())
-            }
-            Kind::Chunk(_) => items.push(same(key)),
-            Kind::OldChunk(name) => {
-                let base = name.to_string();
-                if !listing.contains_key(&base) && name.start <= writer_chunk {
-                    report.from_old.push(key.clone());
-                    items.push(Item {
-                        key: key.clone(),
-                        as_key: base,
-                    });
-                }
-            }
-            Kind::Checkpoint(name) if name == checkpoint::TRUNCATE => {}
-            Kind::Checkpoint(_)
-            | Kind::IndexMap
-            | Kind::IndexOther(_)
-            | Kind::SecondaryIndex(_) => items.push(same(key)),
-            Kind::PTable(t) if tables.as_ref().is_some_and(|s| s.contains(&t)) => {
-                items.push(same(key))
-            }
-            Kind::Bloom(t) if tables.as_ref().is_some_and(|s| s.contains(&t)) => {
-                items.push(same(key))
-            }
-            Kind::PTable(_) | Kind::Bloom(_) | Kind::Meta | Kind::Unknown => {}
-        }
-    }
-    for table in tables.iter().flatten() {
-        let key = index_key(table);
-        if !listing.contains_key(&key) {
+    let index_map = index_key(indexmap::FILE_NAME);
+    let tables: BTreeSet<String> = if listing.contains_key(&index_map) {
+        let bytes = get_bytes(target, &index_map).await?;
+        let map = IndexMap::parse(&bytes)
+            .map_err(|e| EngineError::Corrupt(format!("the stored indexmap: {e}")))?;
+        map.tables.into_iter().map(|t| t.file).collect()
+    } else {
+        BTreeSet::new()
+    };
+    for table in &tables {
+        if !listing.contains_key(&index_key(table)) {
             return Err(EngineError::Corrupt(format!(
-                "the stored indexmap names {key}, which the backup does not hold"
+                "the stored indexmap names index/{table}, which the backup does not hold"
             )));
         }
     }
+    for key in listing.keys() {
+        let wanted = match classify(key) {
+            Kind::Checkpoint(name) => name != checkpoint::TRUNCATE,
+            Kind::IndexMap | Kind::IndexOther(_) | Kind::SecondaryIndex(_) => true,
+            Kind::PTable(t) | Kind::Bloom(t) => tables.contains(&t),
+            Kind::Chunk(_) | Kind::OldChunk(_) | Kind::Meta | Kind::Unknown => false,
+        };
+        if wanted {
+            items.push(same(key));
+        }
+    }
     Ok(items)
+}
+
+/// Which chunk files to restore:
+/// - none starting beyond the stored writer's chunk (the server refuses to truncate with them);
+/// - after an interrupted run that did not write its chaser, only the lowest stored version of
+///   each chunk: newer versions (a scavenge's output) were stored for a chaser never written,
+///   and the server would truncate from the start of a scavenged chunk holding the chaser,
+///   losing what the last completed run had;
+/// - a `.old` copy in place of its chunk when the chunk itself is missing;
+/// - not a leading chunk held only as an incomplete copy below the chaser's chunk: the source
+///   dropped it (archiving) after the backup copied it while it was active; an archiving node
+///   reads it from its archive.
+async fn plan_chunks(
+    target: &dyn Target,
+    listing: &BTreeMap<String, u64>,
+    state: &StoredState,
+    report: &mut RestoreReport,
+) -> Result<Vec<Item>> {
+    let mut lowest: BTreeMap<u32, u32> = BTreeMap::new();
+    for key in listing.keys() {
+        if let Kind::Chunk(name) = classify(key) {
+            let v = lowest.entry(name.start).or_insert(name.version);
+            *v = (*v).min(name.version);
+        }
+    }
+    // Chosen files by start number: (local name, stored key).
+    let mut chosen: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for key in listing.keys() {
+        match classify(key) {
+            Kind::Chunk(name) if name.start > state.writer_chunk => {
+                report.beyond_writer.push(key.clone())
+            }
+            Kind::Chunk(name)
+                if state.last_completed_state && lowest[&name.start] != name.version =>
+            {
+                report.newer_versions_left_out.push(key.clone())
+            }
+            Kind::Chunk(name) => chosen
+                .entry(name.start)
+                .or_default()
+                .push((key.clone(), key.clone())),
+            Kind::OldChunk(name)
+                if !listing.contains_key(&name.to_string()) && name.start <= state.writer_chunk =>
+            {
+                report.from_old.push(key.clone());
+                chosen
+                    .entry(name.start)
+                    .or_default()
+                    .push((name.to_string(), key.clone()));
+            }
+            _ => {}
+        }
+    }
+    while let Some((&start, files)) = chosen.first_key_value() {
+        let (_, effective) = files.iter().max().expect("non-empty");
+        if start >= state.chaser_chunk
+            || stored_chunk_completed(target, effective, listing[effective]).await?
+        {
+            break;
+        }
+        report.warnings.push(format!(
+            "left out chunk {start}: the backup holds only an incomplete copy of it, taken while it was active, and the source has dropped it since (archiving); the node reads it from its archive"
+        ));
+        chosen.pop_first();
+    }
+    Ok(chosen
+        .into_values()
+        .flatten()
+        .map(|(as_key, key)| Item { key, as_key })
+        .collect())
+}
+
+/// Whether a stored chunk ends in a completed footer (one ranged read of its last 128 bytes).
+async fn stored_chunk_completed(target: &dyn Target, key: &str, size: u64) -> Result<bool> {
+    use crate::format::chunk::{ChunkFooter, FOOTER_LEN};
+    if size < FOOTER_LEN {
+        return Ok(false);
+    }
+    let parts: Vec<bytes::Bytes> = target
+        .get(key, Some(size - FOOTER_LEN..size))
+        .await?
+        .try_collect()
+        .await?;
+    let tail = parts.concat();
+    Ok(<&[u8; FOOTER_LEN as usize]>::try_from(tail.as_slice())
+        .is_ok_and(|b| ChunkFooter::decode(b).is_completed()))
 }
 
 /// Downloads one file and checks it against the manifest (or, when the manifest cannot vouch

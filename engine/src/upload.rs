@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use tokio::io::AsyncReadExt;
 
@@ -32,6 +32,8 @@ pub struct Upload {
     source: Source,
     len: u64,
     last_pass: Arc<Mutex<Option<[u8; 16]>>>,
+    /// Why the last pass could not read the local file, if it could not.
+    read_failure: Arc<Mutex<Option<io::ErrorKind>>>,
     on_bytes: Option<OnBytes>,
 }
 
@@ -51,6 +53,7 @@ impl Upload {
             source: Source::File(path.to_path_buf()),
             len,
             last_pass: Arc::default(),
+            read_failure: Arc::default(),
             on_bytes: None,
         }
     }
@@ -67,6 +70,7 @@ impl Upload {
             len: data.len() as u64,
             source: Source::Memory(data),
             last_pass: Arc::default(),
+            read_failure: Arc::default(),
             on_bytes: None,
         }
     }
@@ -92,6 +96,12 @@ impl Upload {
     /// MD5 of the last pass that streamed every byte, if one did.
     pub fn md5(&self) -> Option<[u8; 16]> {
         *self.last_pass.lock().unwrap()
+    }
+
+    /// Set when the last pass failed to read the local file (it vanished or shrank): the
+    /// failure of the upload is then the file's, not the store's.
+    pub fn read_failure(&self) -> Option<io::ErrorKind> {
+        *self.read_failure.lock().unwrap()
     }
 
     /// Reads the whole body into memory. Only for bodies known to be small.
@@ -123,6 +133,8 @@ impl Upload {
             }
             Source::File(path) => {
                 let path = path.clone();
+                *self.read_failure.lock().unwrap() = None;
+                let failure = self.read_failure.clone();
                 let state = FilePass {
                     path,
                     file: None,
@@ -132,7 +144,9 @@ impl Upload {
                     piece,
                     on_bytes: self.on_bytes.clone(),
                 };
-                stream::try_unfold(state, FilePass::next).boxed()
+                stream::try_unfold(state, FilePass::next)
+                    .inspect_err(move |e| *failure.lock().unwrap() = Some(e.kind()))
+                    .boxed()
             }
         }
     }
@@ -208,6 +222,8 @@ mod tests {
         let res: Vec<_> = too_long.stream(1024).collect().await;
         assert!(res.last().unwrap().is_err());
         assert_eq!(too_long.md5(), None);
+        assert_eq!(too_long.read_failure(), Some(io::ErrorKind::UnexpectedEof));
+        assert_eq!(up.read_failure(), None);
     }
 
     #[tokio::test]

@@ -90,7 +90,10 @@ pub async fn whole_suite(loc: &ServerLocations) {
     let report = esbackup_engine::conformance::run_conformance(loc.fresh().as_ref())
         .await
         .unwrap_or_else(|e| panic!("{name}: conformance: {e}"));
-    println!("{name}: conformance passed ({} checks)", report.passed.len());
+    println!(
+        "{name}: conformance passed ({} checks)",
+        report.passed.len()
+    );
     scenarios::static_round_trip(loc).await;
     println!("{name}: static database round trip byte-identical");
     scenarios::differential_uploads_only_changes(loc).await;

@@ -1,7 +1,7 @@
 //! The scenario suite and the Target conformance suite against a real Azure Blob (Azurite) server,
 //! started by the test itself.
 
-use esbackup_tests::cloud::{whole_suite, azure_options, ServerLocations};
+use esbackup_tests::cloud::{azure_options, whole_suite, ServerLocations};
 use esbackup_tests::servers::AzuriteServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The scenario suite and the Target conformance suite against a real Google Cloud Storage (fake-gcs-server) server,
 //! started by the test itself.
 
-use esbackup_tests::cloud::{whole_suite, gcs_options, ServerLocations};
+use esbackup_tests::cloud::{gcs_options, whole_suite, ServerLocations};
 use esbackup_tests::servers::GcsServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The scenario suite and the Target conformance suite against a real S3 (Garage, or MinIO with ESBACKUP_MINIO_IMAGE) server,
 //! started by the test itself.
 
-use esbackup_tests::cloud::{whole_suite, s3_options, ServerLocations};
+use esbackup_tests::cloud::{s3_options, whole_suite, ServerLocations};
 use esbackup_tests::servers::S3Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,7 +61,11 @@ fn build(db: &Path) {
         data.extend(record(300, i));
     }
     c0.extend(&data);
-    std::fs::write(db.join("chunk-000000.000000"), complete(c0, data.len(), &[], 0x01)).unwrap();
+    std::fs::write(
+        db.join("chunk-000000.000000"),
+        complete(c0, data.len(), &[], 0x01),
+    )
+    .unwrap();
     // Chunks 1–2 merged by a scavenge into chunk-000001.000002, 8-byte posmap entries.
     let mut c1 = header(1, 2, true);
     let kept = record(800, 9);
@@ -98,14 +102,21 @@ fn build(db: &Path) {
     table.extend_from_slice(&md5);
     let guid = "0d8b5c6e-2f1e-4e0f-9a57-6b1d7f0c9e21";
     std::fs::write(index.join(guid), &table).unwrap();
-    std::fs::write(index.join("5a1a8395-94ee-40c1-bf93-aa757b5887f8"), b"stale half table").unwrap();
+    std::fs::write(
+        index.join("5a1a8395-94ee-40c1-bf93-aa757b5887f8"),
+        b"stale half table",
+    )
+    .unwrap();
     // indexmap version 1 (no maxAutoMergeLevel line), Windows line ends.
     let body = format!("\r\n1\r\n5000/5000\r\n0,0,{guid}\r\n");
     let mut map = hex_upper(&Md5::digest(body.as_bytes())).into_bytes();
     map.extend_from_slice(body.as_bytes());
     std::fs::write(index.join("indexmap"), map).unwrap();
-    std::fs::write(index.join("indexmap.11111111-2222-3333-4444-555555555555.indexmap.tmp"), b"x")
-        .unwrap();
+    std::fs::write(
+        index.join("indexmap.11111111-2222-3333-4444-555555555555.indexmap.tmp"),
+        b"x",
+    )
+    .unwrap();
     std::fs::write(db.join("write-attempt-abc.tmp"), b"").unwrap();
 }
 
@@ -144,7 +155,9 @@ async fn a_hand_built_old_style_database_backs_up_restores_and_verifies() {
     assert!(verified.is_ok(), "{:?}", verified.problems);
 
     let restored = dir.path().join("restored");
-    restore(target, &RestoreOptions::new(&restored)).await.unwrap();
+    restore(target, &RestoreOptions::new(&restored))
+        .await
+        .unwrap();
     for name in report.uploaded_keys {
         assert_eq!(
             std::fs::read(restored.join(&name)).unwrap(),

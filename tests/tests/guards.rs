@@ -301,7 +301,10 @@ async fn a_leftover_old_copy_stands_in_for_its_missing_chunk() {
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&mem.snapshot()[".esbackup/manifest.json"]).unwrap();
     manifest["state"] = "running".into();
-    mem.insert(".esbackup/manifest.json", serde_json::to_vec(&manifest).unwrap());
+    mem.insert(
+        ".esbackup/manifest.json",
+        serde_json::to_vec(&manifest).unwrap(),
+    );
     let report = restore(target, &opts).await.unwrap();
     assert_eq!(report.from_old, vec![format!("{last}.old")]);
     let restored = std::fs::read(dir.path().join("restored").join(&last)).unwrap();
@@ -353,9 +356,13 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
         std::fs::read(ridx.join("indexmap")).unwrap(),
         std::fs::read(index.join("indexmap")).unwrap()
     );
-    let checked = esdb_sim::check(&rdb, &ridx, &esdb_sim::CheckOptions {
-        archive: false,
-        expect_truncate_equals_chaser: true,
-    });
+    let checked = esdb_sim::check(
+        &rdb,
+        &ridx,
+        &esdb_sim::CheckOptions {
+            archive: false,
+            expect_truncate_equals_chaser: true,
+        },
+    );
     assert!(checked.is_ok(), "{:?}", checked.violations);
 }

@@ -10,7 +10,6 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::run::{CopyFailure, Run};
 use crate::error::{EngineError, Result};
-use crate::format::chunk::ChunkInfo;
 use crate::format::indexmap::{self, IndexMap};
 use crate::format::ptable;
 use crate::layout::{self, index_key};
@@ -18,8 +17,10 @@ use crate::layout::{self, index_key};
 /// What happened to one table of a snapshot.
 enum TableOutcome {
     Stored,
-    /// Gone or not yet whole: the index changed under the copy.
+    /// Gone: the index changed under the copy.
     Changed,
+    /// Present but failing its MD5: damaged, unless the index changed meanwhile.
+    Damaged(String),
 }
 
 impl Run {
@@ -56,6 +57,16 @@ impl Run {
             let changed = outcomes.iter().any(|o| matches!(o, TableOutcome::Changed));
             let again = self.read_indexmap().await?;
             if !changed && again.as_ref() == Some(&snapshot) {
+                // A table the unchanged indexmap names was whole before the indexmap was
+                // written: if it fails its MD5 now, it is damaged on disk.
+                if let Some(TableOutcome::Damaged(why)) = outcomes
+                    .iter()
+                    .find(|o| matches!(o, TableOutcome::Damaged(_)))
+                {
+                    return Err(EngineError::NotADatabase(format!(
+                        "index table {why} although indexmap names it: the node's index is damaged; start the node with an empty `.forceverify` file in its index folder so it checks and rebuilds its tables, then back up again"
+                    )));
+                }
                 self.indexmap = Some(snapshot);
                 return self.backup_index_extras().await;
             }
@@ -108,13 +119,13 @@ impl Run {
         match ptable::verify(&path) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => {
-                tracing::info!("{table}: {why}; the index is changing");
-                return Ok(TableOutcome::Changed);
+                tracing::info!("{table}: {why}");
+                return Ok(TableOutcome::Damaged(format!("{}: {why}", path.display())));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TableOutcome::Changed),
             Err(e) => return Err(EngineError::io(path.display(), e)),
         }
-        match self.upload_file(&key, &path, None).await {
+        match self.upload_file(&key, &path, false).await {
             Ok(_) => {}
             Err(CopyFailure::Vanished) => return Ok(TableOutcome::Changed),
             Err(CopyFailure::Error(e)) => return Err(e),
@@ -139,7 +150,7 @@ impl Run {
                 }
             }
         }
-        match self.upload_file(&key, &path, None).await {
+        match self.upload_file(&key, &path, false).await {
             Ok(_) | Err(CopyFailure::Vanished) => Ok(()),
             Err(CopyFailure::Error(e)) => Err(e),
         }
@@ -183,15 +194,4 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// Reads the chunk info of a local chunk, mapping a vanished file to the scavenge message.
-pub(crate) fn chunk_info(path: &std::path::Path) -> Result<ChunkInfo> {
-    ChunkInfo::read(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            super::vanished(&path.display().to_string())
-        } else {
-            EngineError::NotADatabase(e.to_string())
-        }
-    })
 }

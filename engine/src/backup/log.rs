@@ -4,15 +4,12 @@
 
 use std::io;
 
-use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::index::chunk_info;
 use super::run::{local_md5, CopyFailure, Run};
 use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
 use crate::layout::{self, index_key};
-use crate::manifest::ChunkEntry;
 use crate::source::{resolve_chunks, SourceChunk};
 
 impl Run {
@@ -96,6 +93,7 @@ impl Run {
         let (store, beyond): (Vec<SourceChunk>, Vec<SourceChunk>) =
             kept.into_iter().partition(|c| c.name.start <= writer_chunk);
         self.beyond_writer = beyond.iter().map(|c| c.key()).collect();
+        self.check_coverage(&store, writer_chunk)?;
         let total = store.iter().map(|c| c.info.file_len).sum();
         self.opts.progress.phase("chunks", total);
         stream::iter(store.iter())
@@ -106,6 +104,32 @@ impl Run {
         Ok(())
     }
 
+    /// The chunks must cover the log from the first one (a node with archiving may have dropped
+    /// older ones) up to the writer checkpoint: the server refuses a gap below the writer.
+    fn check_coverage(&self, store: &[SourceChunk], writer_chunk: u32) -> Result<()> {
+        let mut next = store.first().map_or(0, |c| c.name.start);
+        for chunk in store {
+            if chunk.name.start > next {
+                return Err(EngineError::NotADatabase(format!(
+                    "{} has no chunk {next} although the writer checkpoint is beyond it: the database is damaged, or a scavenge is replacing chunks (stop it and run again)",
+                    self.dirs.db.display()
+                )));
+            }
+            next = next.max(chunk.info.header.end + 1);
+        }
+        let writer = self.checkpoints.writer;
+        let needed = writer_chunk + u32::from(writer % self.chunk_size as i64 != 0);
+        if next < needed {
+            return Err(EngineError::NotADatabase(format!(
+                "writer.chk ({writer}) points into chunk {} but {} has chunks only up to {}: the database is incomplete",
+                needed - 1,
+                self.dirs.db.display(),
+                next as i64 - 1
+            )));
+        }
+        Ok(())
+    }
+
     async fn backup_chunk(&self, chunk: &SourceChunk) -> Result<()> {
         let key = chunk.key();
         let path = self.dirs.chunk_path(&chunk.name);
@@ -113,19 +137,16 @@ impl Run {
         let stored = self.previous_entry(&key);
         let remote_size = self.remote_size(&key);
         if chunk.info.is_completed() && !self.opts.full {
-            if remote_size == Some(chunk.info.file_len) {
-                let same = match stored.as_ref().and_then(|e| e.chunk.as_ref()) {
-                    Some(c) => c.completed && c.id == id,
-                    None => self.remote_chunk_id(&key).await? == Some(id.clone()),
-                };
-                if same {
-                    let entry = match stored {
-                        Some(e) if e.size == chunk.info.file_len => e,
-                        _ => self.entry_from_local(&key, Some(chunk_entry(chunk)))?,
-                    };
-                    self.keep(&key, entry);
-                    return Ok(());
-                }
+            // A completed chunk never changes: the backup's copy is good if the manifest says
+            // it stored this very chunk completed. Without such an entry (a run was killed
+            // after storing it) it is copied again: the stored copy may be an active version.
+            if let Some(entry) = stored.as_ref().filter(|e| {
+                remote_size == Some(chunk.info.file_len)
+                    && e.size == chunk.info.file_len
+                    && e.chunk.as_ref().is_some_and(|c| c.completed && c.id == id)
+            }) {
+                self.keep(&key, entry.clone());
+                return Ok(());
             }
         } else if !chunk.info.is_completed() {
             let md5 = local_md5(&path)
@@ -151,38 +172,11 @@ impl Run {
                 .unwrap()
                 .insert(format!("{key}{}", layout::OLD_SUFFIX), remote_size.unwrap());
         }
-        match self
-            .upload_file(&key, &path, Some(chunk_entry(chunk)))
-            .await
-        {
-            Ok(_) => {}
-            Err(CopyFailure::Vanished) => return Err(super::vanished(&path.display().to_string())),
-            Err(CopyFailure::Error(e)) => return Err(e),
+        match self.upload_file(&key, &path, true).await {
+            Ok(_) => Ok(()),
+            Err(CopyFailure::Vanished) => Err(super::vanished(&path.display().to_string())),
+            Err(CopyFailure::Error(e)) => Err(e),
         }
-        // It may have been completed while it was copied: record what it is now.
-        let now = chunk_info(&path)?;
-        if let Some(entry) = self.files.lock().unwrap().get_mut(&key) {
-            if now.file_len == entry.size {
-                entry.chunk = Some(ChunkEntry {
-                    id,
-                    end: now.header.end,
-                    completed: now.is_completed(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The chunk id in the header of a stored chunk (one ranged read).
-    async fn remote_chunk_id(&self, key: &str) -> Result<Option<String>> {
-        use crate::format::chunk::{ChunkHeader, HEADER_LEN};
-        let stream = self.target.get(key, Some(0..HEADER_LEN)).await?;
-        let parts: Vec<Bytes> = stream.try_collect().await?;
-        let bytes = parts.concat();
-        Ok(bytes
-            .get(..HEADER_LEN as usize)
-            .and_then(|b| ChunkHeader::decode(b.try_into().ok()?).ok())
-            .map(|h| h.chunk_id.to_string()))
     }
 
     /// Writes the captured checkpoints — writer first and chaser last, so chaser ≤ writer and
@@ -232,13 +226,5 @@ impl Run {
             self.sync_mutable(file, &self.dirs.db.join(file)).await?;
         }
         Ok(())
-    }
-}
-
-fn chunk_entry(chunk: &SourceChunk) -> ChunkEntry {
-    ChunkEntry {
-        id: chunk.info.header.chunk_id.to_string(),
-        end: chunk.info.header.end,
-        completed: chunk.info.is_completed(),
     }
 }

@@ -127,9 +127,17 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     } else {
         retrying
     };
-    let previous = Manifest::load(target.as_ref()).await?;
-    if !opts.full {
-        check_same_database(&dirs, previous.as_ref(), &target.describe())?;
+    let mut previous = Manifest::load(target.as_ref()).await?;
+    if let Some(other) = other_database(&dirs, previous.as_ref()) {
+        if !opts.full {
+            return Err(EngineError::BadInput(format!(
+                "{} holds a backup of another database ({other}): use another target location, or --full to replace it",
+                target.describe()
+            )));
+        }
+        // Replacing another database's backup: until this run completes, nothing at the
+        // location is a restorable backup of either database.
+        previous = None;
     }
     let run_id = new_run_id();
     let lock = if opts.dry_run {
@@ -141,7 +149,7 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
         let mut run = Run::start(target, dirs, opts, previous, run_id).await?;
         let outcome = run.execute().await;
         let report = run.finish(&outcome, started.elapsed().as_secs_f64()).await;
-        outcome.map(|()| report)
+        outcome.and(report)
     }
     .await;
     if let Some(lock) = lock {
@@ -161,13 +169,12 @@ fn new_run_id() -> String {
     )
 }
 
-/// Refuses to mix two databases in one location: a completed chunk stored under the same name
-/// with a different chunk id means another node or database. Checked before anything is written.
-fn check_same_database(dirs: &SourceDirs, previous: Option<&Manifest>, target: &str) -> Result<()> {
-    let Some(prev) = previous else {
-        return Ok(());
-    };
-    for name in dirs.chunk_names()? {
+/// Says why the backup holds another database, if it does: a chunk stored under the same name
+/// with a different chunk id (ids never change, not even when a chunk is completed) means
+/// another node or database. Checked before anything is written.
+fn other_database(dirs: &SourceDirs, previous: Option<&Manifest>) -> Option<String> {
+    let prev = previous?;
+    for name in dirs.chunk_names().ok()? {
         let key = name.to_string();
         let Some(stored) = prev.files.get(&key).and_then(|e| e.chunk.as_ref()) else {
             continue;
@@ -175,14 +182,14 @@ fn check_same_database(dirs: &SourceDirs, previous: Option<&Manifest>, target: &
         let Ok(info) = crate::format::chunk::ChunkInfo::read(&dirs.chunk_path(&name)) else {
             continue;
         };
-        if stored.completed && stored.id != info.header.chunk_id.to_string() {
-            return Err(EngineError::BadInput(format!(
-                "{target} holds a backup of another database ({key} differs: chunk id {} here, {} in the backup): use another target location, or --full to replace it",
+        if stored.id != info.header.chunk_id.to_string() {
+            return Some(format!(
+                "{key} differs: chunk id {} here, {} in the backup",
                 info.header.chunk_id, stored.id
-            )));
+            ));
         }
     }
-    Ok(())
+    None
 }
 
 /// The message for a file that vanished under the copy.

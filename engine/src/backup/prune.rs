@@ -15,13 +15,14 @@ impl Run {
             if keep.contains_key(&key) {
                 continue;
             }
-            // Order: index files, then chunks, then `.old` copies (the vendor's last step).
+            // `.old` copies first: their chunk is stored again by now, and a `.old` that outlived
+            // its chunk would stand in for it at restore. Then index files, then chunks.
             let rank = match layout::classify(&key) {
-                Kind::PTable(_) | Kind::Bloom(_) if index_captured => 0,
-                Kind::IndexOther(_) => 0,
-                Kind::Chunk(_) => 1,
-                Kind::OldChunk(_) => 2,
-                Kind::SecondaryIndex(_) if !self.opts.include_secondary_index => 1,
+                Kind::OldChunk(_) => 0,
+                Kind::PTable(_) | Kind::Bloom(_) if index_captured => 1,
+                Kind::IndexOther(_) => 1,
+                Kind::Chunk(_) => 2,
+                Kind::SecondaryIndex(_) if !self.opts.include_secondary_index => 2,
                 _ => continue,
             };
             doomed.push((rank, key));

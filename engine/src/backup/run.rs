@@ -12,6 +12,7 @@ use md5::{Digest, Md5};
 
 use super::{BackupOptions, BackupReport, Tally};
 use crate::error::{EngineError, Result};
+use crate::format::chunk::ChunkInfo;
 use crate::format::{checkpoint, md5_of_reader};
 use crate::manifest::{
     tool_version, Checkpoints, ChunkEntry, CompletedRun, FileEntry, Manifest, RunState,
@@ -156,7 +157,8 @@ impl Run {
     }
 
     /// Writes the final manifest (completed, or failed with the error) and builds the report.
-    pub async fn finish(&mut self, outcome: &Result<()>, secs: f64) -> BackupReport {
+    /// A run is not reported as completed unless its manifest was stored.
+    pub async fn finish(&mut self, outcome: &Result<()>, secs: f64) -> Result<BackupReport> {
         let completed = outcome.is_ok();
         let state = if completed {
             RunState::Completed
@@ -180,12 +182,15 @@ impl Run {
             }
         }
         if let Err(e) = manifest.store(self.target.as_ref()).await {
+            if completed {
+                return Err(e);
+            }
             tracing::warn!("could not write the manifest: {e}");
         }
         let mut stats = self.stats.lock().unwrap();
         stats.uploaded_keys.sort();
         stats.deleted_keys.sort();
-        BackupReport {
+        Ok(BackupReport {
             run_id: self.run_id.clone(),
             target: self.target.describe(),
             full: self.opts.full,
@@ -203,7 +208,7 @@ impl Run {
             index_rounds: self.index_rounds,
             notes: self.notes.clone(),
             duration_secs: secs,
-        }
+        })
     }
 
     fn manifest(&self, state: RunState, error: Option<String>) -> Manifest {
@@ -263,27 +268,29 @@ impl Run {
             .then_some(entry)
     }
 
-    /// Uploads a local file; copies it again if its length changed during the copy (a chunk
-    /// completed and truncated under us). Returns the entry of what was stored.
+    /// Uploads a local file; copies it again if it changed under the copy: its length changed,
+    /// or, for a chunk, it was completed meanwhile (a chunk filled to within 256 bytes keeps its
+    /// preallocated length when completed, so the footer is compared too). A chunk's manifest
+    /// entry describes the file as it was throughout the copy.
     pub async fn upload_file(
         &self,
         key: &str,
         path: &Path,
-        chunk: Option<ChunkEntry>,
+        is_chunk: bool,
     ) -> Result<FileEntry, CopyFailure> {
         for _ in 0..COPY_ATTEMPTS {
-            let before = local_len(path)?;
+            let before = file_state(path, is_chunk)?;
             let progress = self.opts.progress.clone();
             let body =
-                Upload::file(path, before).with_progress(Arc::new(move |n| progress.advance(n)));
+                Upload::file(path, before.0).with_progress(Arc::new(move |n| progress.advance(n)));
             let put = self.target.put(key, body.clone()).await;
-            let after = local_len(path);
-            match (put, after) {
+            match (put, file_state(path, is_chunk)) {
                 (_, Err(CopyFailure::Vanished)) => return Err(CopyFailure::Vanished),
-                (_, Ok(now)) if now != before => {
-                    tracing::info!("{key} changed length during the copy; copying it again");
+                (_, Ok(after)) if after != before || body.read_failure().is_some() => {
+                    tracing::info!("{key} changed during the copy; copying it again");
                     continue;
                 }
+                (_, Err(e)) => return Err(e),
                 (Err(e), _) => return Err(storage(key, e)),
                 (Ok(()), _) => {}
             }
@@ -297,15 +304,15 @@ impl Run {
                 })?)
             };
             let entry = FileEntry {
-                size: before,
+                size: before.0,
                 md5,
-                chunk: chunk.clone(),
+                chunk: before.1,
             };
             self.record_upload(key, entry.clone());
             return Ok(entry);
         }
         Err(EngineError::SourceChanging(format!(
-            "{} kept changing length while it was copied",
+            "{} kept changing while it was copied",
             path.display()
         ))
         .into())
@@ -344,7 +351,7 @@ impl Run {
             self.keep(key, entry);
             return Ok(true);
         }
-        match self.upload_file(key, path, None).await {
+        match self.upload_file(key, path, false).await {
             Ok(_) => Ok(true),
             Err(CopyFailure::Vanished) => Ok(false),
             Err(CopyFailure::Error(e)) => Err(e),
@@ -401,6 +408,25 @@ pub(crate) fn storage(key: &str, e: TargetError) -> CopyFailure {
         TargetError::Permanent(m) => TargetError::Permanent(format!("{key}: {m}")),
         other => other,
     }))
+}
+
+/// A file's length and, for a chunk, what its header and footer say.
+fn file_state(path: &Path, is_chunk: bool) -> Result<(u64, Option<ChunkEntry>), CopyFailure> {
+    if !is_chunk {
+        return Ok((local_len(path)?, None));
+    }
+    match ChunkInfo::read(path) {
+        Ok(info) => Ok((
+            info.file_len,
+            Some(ChunkEntry {
+                id: info.header.chunk_id.to_string(),
+                end: info.header.end,
+                completed: info.is_completed(),
+            }),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CopyFailure::Vanished),
+        Err(e) => Err(EngineError::NotADatabase(e.to_string()).into()),
+    }
 }
 
 pub(crate) fn local_len(path: &Path) -> Result<u64, CopyFailure> {
