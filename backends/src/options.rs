@@ -59,6 +59,9 @@ pub struct TargetOptions {
     /// silently overwriting. Default: true on AWS / Google, false with a custom endpoint (Garage
     /// and fake-gcs-server ignore these conditions).
     pub conditional_put: Option<bool>,
+    /// S3: send a SHA-256 checksum with every upload request so the store verifies each part
+    /// (default true; false for stores that reject `x-amz-checksum-*` headers).
+    pub checksum: Option<bool>,
     /// S3: named profile of the shared AWS config files (overrides `AWS_PROFILE`).
     pub profile: Option<String>,
     /// S3: static access key id (prefer the AWS credential chain; overrides it when set).

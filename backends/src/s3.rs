@@ -58,6 +58,11 @@ pub(crate) fn open_s3(
     if let Some(e) = &endpoint {
         builder = builder.with_endpoint(e.clone());
     }
+    // The store checks a SHA-256 of every request body (each part of a multipart upload) and
+    // refuses one that arrived damaged; the engine's MD5 covers the whole object end to end.
+    if opts.checksum.unwrap_or(true) {
+        builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+    }
     builder = match conditional_put(opts, endpoint.is_some()) {
         Some(true) => builder.with_conditional_put(S3ConditionalPut::ETagMatch),
         Some(false) => builder.with_conditional_put(S3ConditionalPut::Disabled),

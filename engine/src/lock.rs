@@ -105,8 +105,10 @@ fn instance_id() -> &'static str {
 /// Attempts when another run writes its lock at the same moment as ours.
 const CONTENDED_ATTEMPTS: u32 = 6;
 
-fn lock_key(run_id: &str) -> String {
-    format!("{}{run_id}.json", layout::LOCKS_DIR)
+/// Each attempt writes a new object: one that another run judged dead and is deleting must
+/// never be the one a live attempt relies on.
+fn lock_key(run_id: &str, attempt: u32) -> String {
+    format!("{}{run_id}.{attempt}.json", layout::LOCKS_DIR)
 }
 
 /// Why a lock held by someone else may be taken over, or `None` when it is live.
@@ -159,9 +161,9 @@ impl Lock {
         command: &str,
         opts: &LockOptions,
     ) -> Result<Lock> {
-        let own = lock_key(run_id);
         let mut attempt = 1;
         loop {
+            let own = lock_key(run_id, attempt);
             clear_dead_locks(target.as_ref(), &own, opts).await?;
             let now = Utc::now();
             let info = LockInfo {
@@ -205,6 +207,11 @@ impl Lock {
         }
     }
 
+    /// The key of the lock object (a run checks it is still there before it completes).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Removes the lock object.
     pub async fn release(self) -> Result<()> {
         self.heartbeat.abort();
@@ -224,6 +231,12 @@ impl Drop for Lock {
 async fn heartbeat(target: Arc<dyn Target>, key: String, mut info: LockInfo, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
+        // Gone means another run took it over (stale timeout, --break-lock): never re-create
+        // it; the run notices before it completes.
+        if let Err(TargetError::NotFound(_)) = target.head(&key).await {
+            tracing::error!("the lock {key} was removed by another run");
+            return;
+        }
         info.heartbeat = Utc::now();
         let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serialises"));
         if let Err(e) = target.put(&key, Upload::bytes(body)).await {
@@ -334,11 +347,11 @@ mod tests {
         let opts = LockOptions::default();
         // A run of this process that ended without releasing (as after a crash).
         drop(
-            Lock::acquire(t.clone(), "run-a", "backup", &opts)
+            Lock::acquire(t.clone(), "ended-a", "backup", &opts)
                 .await
                 .unwrap(),
         );
-        let b = Lock::acquire(t.clone(), "run-b", "backup", &opts)
+        let b = Lock::acquire(t.clone(), "ended-b", "backup", &opts)
             .await
             .unwrap();
         b.release().await.unwrap();
@@ -355,8 +368,8 @@ mod tests {
             scope: "another-machine".into(),
             instance: "another-process".into(),
         };
-        mem.insert(&lock_key("run-x"), serde_json::to_vec(&foreign).unwrap());
-        let c = Lock::acquire(t.clone(), "run-c", "backup", &opts)
+        mem.insert(&lock_key("run-x", 1), serde_json::to_vec(&foreign).unwrap());
+        let c = Lock::acquire(t.clone(), "ended-c", "backup", &opts)
             .await
             .unwrap();
         c.release().await.unwrap();
@@ -366,15 +379,15 @@ mod tests {
             heartbeat: Utc::now(),
             ..foreign
         };
-        mem.insert(&lock_key("run-x"), serde_json::to_vec(&fresh).unwrap());
-        assert!(Lock::acquire(t.clone(), "run-d", "backup", &opts)
+        mem.insert(&lock_key("run-x", 1), serde_json::to_vec(&fresh).unwrap());
+        assert!(Lock::acquire(t.clone(), "ended-d", "backup", &opts)
             .await
             .is_err());
         let breaking = LockOptions {
             break_lock: true,
             ..opts
         };
-        Lock::acquire(t.clone(), "run-d", "backup", &breaking)
+        Lock::acquire(t.clone(), "ended-d", "backup", &breaking)
             .await
             .unwrap();
     }

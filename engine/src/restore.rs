@@ -26,7 +26,7 @@ use crate::manifest::{FileEntry, Manifest};
 use crate::progress::{NoProgress, Progress};
 use crate::retry::{RetryPolicy, RetryTarget};
 use crate::source::{read_dir_names, SourceDirs};
-use crate::target::{get_bytes, Target};
+use crate::target::{get_bytes, list_sizes, Target};
 
 #[derive(Clone)]
 pub struct RestoreOptions {
@@ -93,12 +93,7 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     let manifest = load_manifest(target.as_ref(), opts.allow_incomplete).await?;
     prepare_destination(&dirs, opts.force)?;
 
-    let listing: BTreeMap<String, u64> = target
-        .list("")
-        .await?
-        .into_iter()
-        .map(|o| (o.key, o.size))
-        .collect();
+    let listing = list_sizes(target.as_ref()).await?;
     let writer = stored_checkpoint(target.as_ref(), &listing, checkpoint::WRITER).await?;
     let chaser = stored_checkpoint(target.as_ref(), &listing, checkpoint::CHASER).await?;
     let chunk_size = match manifest.as_ref().and_then(|m| m.chunk_size) {

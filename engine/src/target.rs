@@ -114,3 +114,15 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
         (**self).delete(key).await
     }
 }
+
+/// Every object of the location, key → size.
+pub async fn list_sizes(
+    target: &dyn Target,
+) -> Result<std::collections::BTreeMap<String, u64>, TargetError> {
+    Ok(target
+        .list("")
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect())
+}

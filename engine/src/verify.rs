@@ -3,7 +3,6 @@
 //! `read_data`, every file is read back and re-hashed, and chunk footers, PTables and the
 //! `indexmap` are checked against their own MD5s.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{stream, StreamExt, TryStreamExt};
@@ -15,7 +14,7 @@ use crate::format::indexmap::{self, IndexMap};
 use crate::layout::{classify, index_key, Kind};
 use crate::manifest::{Checkpoints, FileEntry, Manifest, RunState};
 use crate::retry::{RetryPolicy, RetryTarget};
-use crate::target::{get_bytes, Target};
+use crate::target::{get_bytes, list_sizes, Target};
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -74,12 +73,7 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
                 .unwrap_or_default()
         ));
     }
-    let listing: BTreeMap<String, u64> = target
-        .list("")
-        .await?
-        .into_iter()
-        .map(|o| (o.key, o.size))
-        .collect();
+    let listing = list_sizes(target.as_ref()).await?;
     for (key, entry) in &manifest.files {
         match listing.get(key) {
             None => problems.push(format!("{key} is missing")),

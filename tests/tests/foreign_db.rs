@@ -39,7 +39,7 @@ fn complete(mut file: Vec<u8>, data_len: usize, posmap: &[u8], flags: u8) -> Vec
     file.extend_from_slice(posmap);
     let total = (file.len() + 128).div_ceil(4096) * 4096;
     file.resize(total - 128, 0);
-    let mut footer = vec![0u8; 128];
+    let mut footer = [0u8; 128];
     footer[0] = flags;
     footer[1..5].copy_from_slice(&(data_len as i32).to_le_bytes());
     // Old layout (bit 1 clear): i32 logical size at 5, i32 map size at 9.
@@ -70,7 +70,7 @@ fn build(db: &Path) {
     let mut c1 = header(1, 2, true);
     let kept = record(800, 9);
     c1.extend(&kept);
-    let posmap = ((40u64 << 32) | 0).to_le_bytes();
+    let posmap = (40u64 << 32).to_le_bytes(); // LogPos 40 in the high half, ActualPos 0
     std::fs::write(
         db.join("chunk-000001.000002"),
         complete(c1, kept.len(), &posmap, 0x01),
@@ -94,7 +94,7 @@ fn build(db: &Path) {
     let mut table = vec![0u8; 128];
     table[0] = 1;
     table[1] = 4;
-    let mut footer = vec![0u8; 128];
+    let mut footer = [0u8; 128];
     footer[0] = 1;
     footer[1] = 4;
     table.extend(footer);

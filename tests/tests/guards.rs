@@ -366,3 +366,62 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
     );
     assert!(checked.is_ok(), "{:?}", checked.violations);
 }
+
+/// Removes every lock object the first time a chunk is uploaded, as another host breaking a lock
+/// it thinks stale would.
+#[derive(Debug)]
+struct LockThief {
+    inner: MemoryTarget,
+    fired: AtomicBool,
+}
+
+#[async_trait]
+impl Target for LockThief {
+    fn describe(&self) -> String {
+        "thief".into()
+    }
+    async fn list(&self, p: &str) -> Result<Vec<ObjectInfo>, TargetError> {
+        self.inner.list(p).await
+    }
+    async fn head(&self, k: &str) -> Result<ObjectInfo, TargetError> {
+        self.inner.head(k).await
+    }
+    async fn put(&self, k: &str, body: Upload) -> Result<(), TargetError> {
+        if k.starts_with("chunk-") && !self.fired.swap(true, Ordering::SeqCst) {
+            for lock in self.inner.list(".esbackup/locks/").await? {
+                self.inner.delete(&lock.key).await?;
+            }
+        }
+        self.inner.put(k, body).await
+    }
+    async fn put_if_absent(&self, k: &str, d: Bytes) -> Result<(), TargetError> {
+        self.inner.put_if_absent(k, d).await
+    }
+    async fn get(&self, k: &str, r: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+        self.inner.get(k, r).await
+    }
+    async fn copy(&self, f: &str, t: &str) -> Result<(), TargetError> {
+        self.inner.copy(f, t).await
+    }
+    async fn delete(&self, k: &str) -> Result<(), TargetError> {
+        self.inner.delete(k).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_lock_was_taken_over_does_not_report_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 29, 10);
+    let mem = MemoryTarget::new();
+    let thief = Arc::new(LockThief {
+        inner: mem.clone(),
+        fired: AtomicBool::new(false),
+    });
+    let err = backup(thief, &backup_options(&db)).await.unwrap_err();
+    assert!(matches!(err, EngineError::LockHeld(_)), "{err}");
+    assert!(err.to_string().contains("removed by another run"), "{err}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&mem.snapshot()[".esbackup/manifest.json"]).unwrap();
+    assert_ne!(manifest["state"], "completed");
+}

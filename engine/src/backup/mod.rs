@@ -146,7 +146,8 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
         Some(Lock::acquire(target.clone(), &run_id, "backup", &opts.lock).await?)
     };
     let result = async {
-        let mut run = Run::start(target, dirs, opts, previous, run_id).await?;
+        let lock_key = lock.as_ref().map(|l| l.key().to_string());
+        let mut run = Run::start(target, dirs, opts, previous, run_id, lock_key).await?;
         let outcome = run.execute().await;
         let report = run.finish(&outcome, started.elapsed().as_secs_f64()).await;
         outcome.and(report)

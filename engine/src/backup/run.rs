@@ -18,7 +18,7 @@ use crate::manifest::{
     tool_version, Checkpoints, ChunkEntry, CompletedRun, FileEntry, Manifest, RunState,
 };
 use crate::source::SourceDirs;
-use crate::target::{Target, TargetError, Upload};
+use crate::target::{list_sizes, Target, TargetError, Upload};
 
 /// How many times a file that changed length during its copy is copied again.
 const COPY_ATTEMPTS: u32 = 3;
@@ -50,6 +50,8 @@ pub(crate) struct Run {
     pub dirs: SourceDirs,
     pub opts: BackupOptions,
     pub run_id: String,
+    /// The lock object this run holds (none in a dry run).
+    pub lock_key: Option<String>,
     pub started: chrono::DateTime<Utc>,
     /// Key → size of every object in the backup when the run started, kept up to date.
     pub remote: Mutex<BTreeMap<String, u64>>,
@@ -79,18 +81,15 @@ impl Run {
         opts: &BackupOptions,
         previous: Option<Manifest>,
         run_id: String,
+        lock_key: Option<String>,
     ) -> Result<Run> {
-        let remote = target
-            .list("")
-            .await?
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let remote = list_sizes(target.as_ref()).await?;
         let run = Run {
             target,
             dirs,
             opts: opts.clone(),
             run_id,
+            lock_key,
             started: Utc::now(),
             remote: Mutex::new(remote),
             previous,
@@ -134,13 +133,12 @@ impl Run {
         if self.opts.dry_run {
             return Ok(());
         }
-        let stored: BTreeMap<String, u64> = self
-            .target
-            .list("")
-            .await?
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let stored = list_sizes(self.target.as_ref()).await?;
+        if let Some(lock) = self.lock_key.as_ref().filter(|k| !stored.contains_key(*k)) {
+            return Err(EngineError::LockHeld(format!(
+                "this run's lock {lock} was removed by another run (stale timeout or --break-lock) while it ran: run the backup again"
+            )));
+        }
         for (key, entry) in self.files.lock().unwrap().iter() {
             match stored.get(key) {
                 Some(&size) if size == entry.size => {}
