@@ -35,4 +35,9 @@ source "$ESBACKUP_STATE/env"
 
 cd "$ROOT"
 echo "[test] cargo test --workspace --no-fail-fast $*" >&2
-cargo test --workspace --no-fail-fast "$@"
+if (($#)); then
+    cargo test --workspace --no-fail-fast "$@"
+else
+    # --show-output prints what passing tests report (live-round and crash-point counts).
+    cargo test --workspace --no-fail-fast -- --show-output
+fi

@@ -41,6 +41,7 @@
 //! - `conditional_put`, else `AWS_CONDITIONAL_PUT` (`etag`/`disabled`), else on for AWS and off
 //!   with a custom endpoint (Garage silently ignores `If-None-Match`; off makes `put_if_absent`
 //!   say "unsupported" rather than overwrite);
+//! - `checksum` (default true): a SHA-256 checksum on every upload request, verified by the store;
 //! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones).
 //! - object_store's other `AWS_*` variables (e.g. `AWS_CHECKSUM_ALGORITHM`,
 //!   `AWS_SERVER_SIDE_ENCRYPTION`) are honoured too.
