@@ -75,6 +75,51 @@ async fn backup_and_restore_through_the_cli(server: &dyn ObjectServer) {
     );
 }
 
+/// Credentials and region from a named profile of the shared AWS files (no key in the
+/// environment): aws-config's chain, bridged into object_store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_credentials_and_region_come_from_a_named_aws_profile() {
+    let server = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 5, 20);
+    let config = dir.path().join("aws-config");
+    let credentials = dir.path().join("aws-credentials");
+    std::fs::write(
+        &config,
+        format!("[profile backup]\nregion = {}\n", server.region),
+    )
+    .unwrap();
+    std::fs::write(
+        &credentials,
+        format!(
+            "[backup]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            server.access_key, server.secret_key
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_PROFILE", "backup")
+        .env("AWS_ENDPOINT_URL", &server.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["backup", "--json", "--target", &server.url("profile")])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys = server.list_keys("profile/").await;
+    assert!(keys.contains(&"profile/writer.chk".to_string()), "{keys:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_backup_and_restore_from_the_command_line() {
     let server = S3Server::start().await;
