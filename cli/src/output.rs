@@ -156,7 +156,7 @@ pub fn status(as_json: bool, r: &StatusReport) {
     );
     if let Some(run) = &r.latest_run {
         println!(
-            "  latest run   {} {:?} (started {}, {}, from {} on {})",
+            "  latest run      {} {:?} (started {}, {}, from {} on {})",
             run.run_id,
             run.state,
             run.started.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -165,22 +165,22 @@ pub fn status(as_json: bool, r: &StatusReport) {
             run.host
         );
         if let Some(e) = &run.error {
-            println!("  error        {e}");
+            println!("  error           {e}");
         }
     }
     match &r.last_completed {
         Some(c) => println!(
-            "  last complete {} at {} (writer {}, chaser {})",
+            "  last completed  {} at {} (writer {}, chaser {})",
             c.run_id,
             c.finished.format("%Y-%m-%d %H:%M:%S UTC"),
             c.checkpoints.writer,
             c.checkpoints.chaser
         ),
-        None => println!("  no run has completed yet: this backup cannot be restored"),
+        None => println!("  no run has completed yet: nothing to restore (restore --allow-incomplete takes what is there)"),
     }
     for lock in &r.locks {
         println!(
-            "  locked by    {} ({} on {} pid {}, heartbeat {})",
+            "  locked by       {} ({} on {} pid {}, heartbeat {})",
             lock.run_id,
             lock.command,
             lock.host,

@@ -115,7 +115,11 @@ async fn s3_credentials_and_region_come_from_a_named_aws_profile() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let keys = server.list_keys("profile/").await;
     assert!(keys.contains(&"profile/writer.chk".to_string()), "{keys:?}");
 }

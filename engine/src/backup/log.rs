@@ -217,7 +217,7 @@ impl Run {
         }
         if !self.opts.include_secondary_index {
             self.note(format!(
-                "secondary index {} not copied: it changes in place and cannot be copied from a live node; the server rebuilds it after a restore. Stop the node and pass --include-secondary-index to copy it",
+                "secondary index {} not copied: it changes in place and cannot be copied consistently from a live node (vendor docs), so a restored node lacks it. To include it, stop the node and pass --include-secondary-index",
                 present.join(", ")
             ));
             return Ok(());
