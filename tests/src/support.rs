@@ -182,3 +182,63 @@ impl<T: Target> Target for Slow<T> {
         self.inner.delete(key).await
     }
 }
+
+/// A memory target that runs `hook` with the key before every `put`: to change the source or the
+/// store at a chosen moment of a run (a scavenge deleting a file, another host breaking the lock).
+pub struct OnPut {
+    pub inner: esbackup_engine::testing::MemoryTarget,
+    pub hook: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for OnPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnPut")
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for OnPut {
+    fn describe(&self) -> String {
+        "memory (hooked)".into()
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<esbackup_engine::ObjectInfo>, esbackup_engine::TargetError> {
+        self.inner.list(prefix).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<esbackup_engine::ObjectInfo, esbackup_engine::TargetError> {
+        self.inner.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: esbackup_engine::Upload,
+    ) -> Result<(), esbackup_engine::TargetError> {
+        (self.hook)(key);
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        data: Bytes,
+    ) -> Result<(), esbackup_engine::TargetError> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<esbackup_engine::target::ByteStream, esbackup_engine::TargetError> {
+        self.inner.get(key, range).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<(), esbackup_engine::TargetError> {
+        self.inner.copy(from, to).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), esbackup_engine::TargetError> {
+        self.inner.delete(key).await
+    }
+}

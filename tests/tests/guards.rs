@@ -1,20 +1,15 @@
 //! Bad input never loses data: wrong source paths, non-empty restore folders, locations with no
 //! completed run, a held lock, a scavenge running during the copy, the secondary index, dry runs.
 
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use esbackup_engine::target::ByteStream;
 use esbackup_engine::testing::MemoryTarget;
-use esbackup_engine::{
-    backup, restore, EngineError, ObjectInfo, RestoreOptions, Target, TargetError, Upload,
-};
+use esbackup_engine::{backup, restore, EngineError, RestoreOptions, Target};
 use esbackup_tests::scenarios::settled_node;
-use esbackup_tests::support::{backup_contents, backup_options, restore_and_check};
+use esbackup_tests::support::{backup_contents, backup_options, restore_and_check, OnPut};
 
 fn mem() -> (MemoryTarget, Arc<dyn Target>) {
     let m = MemoryTarget::new();
@@ -147,45 +142,6 @@ async fn a_held_lock_stops_a_second_run_until_broken() {
     );
 }
 
-/// Deletes a source file the first time a chunk is uploaded, as a scavenge would.
-#[derive(Debug)]
-struct Scavenger {
-    inner: MemoryTarget,
-    victim: PathBuf,
-    fired: AtomicBool,
-}
-
-#[async_trait]
-impl Target for Scavenger {
-    fn describe(&self) -> String {
-        "scavenged".into()
-    }
-    async fn list(&self, p: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.inner.list(p).await
-    }
-    async fn head(&self, k: &str) -> Result<ObjectInfo, TargetError> {
-        self.inner.head(k).await
-    }
-    async fn put(&self, k: &str, body: Upload) -> Result<(), TargetError> {
-        if k.starts_with("chunk-") && !self.fired.swap(true, Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.victim);
-        }
-        self.inner.put(k, body).await
-    }
-    async fn put_if_absent(&self, k: &str, d: Bytes) -> Result<(), TargetError> {
-        self.inner.put_if_absent(k, d).await
-    }
-    async fn get(&self, k: &str, r: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.inner.get(k, r).await
-    }
-    async fn copy(&self, f: &str, t: &str) -> Result<(), TargetError> {
-        self.inner.copy(f, t).await
-    }
-    async fn delete(&self, k: &str) -> Result<(), TargetError> {
-        self.inner.delete(k).await
-    }
-}
-
 #[tokio::test]
 async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_stays_restorable() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,10 +164,16 @@ async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_stays_restorable() 
         })
         .collect();
     chunks.sort();
-    let target = Arc::new(Scavenger {
+    // The first chunk upload deletes the newest chunk file, as a scavenge would.
+    let victim = chunks[chunks.len() - 1].clone();
+    let fired = AtomicBool::new(false);
+    let target = Arc::new(OnPut {
         inner: mem.clone(),
-        victim: chunks[chunks.len() - 1].clone(),
-        fired: AtomicBool::new(false),
+        hook: Box::new(move |key| {
+            if key.starts_with("chunk-") && !fired.swap(true, Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&victim);
+            }
+        }),
     });
     let mut opts = backup_options(&db);
     opts.concurrency = 1;
@@ -367,56 +329,28 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
     assert!(checked.is_ok(), "{:?}", checked.violations);
 }
 
-/// Removes every lock object the first time a chunk is uploaded, as another host breaking a lock
-/// it thinks stale would.
-#[derive(Debug)]
-struct LockThief {
-    inner: MemoryTarget,
-    fired: AtomicBool,
-}
-
-#[async_trait]
-impl Target for LockThief {
-    fn describe(&self) -> String {
-        "thief".into()
-    }
-    async fn list(&self, p: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.inner.list(p).await
-    }
-    async fn head(&self, k: &str) -> Result<ObjectInfo, TargetError> {
-        self.inner.head(k).await
-    }
-    async fn put(&self, k: &str, body: Upload) -> Result<(), TargetError> {
-        if k.starts_with("chunk-") && !self.fired.swap(true, Ordering::SeqCst) {
-            for lock in self.inner.list(".esbackup/locks/").await? {
-                self.inner.delete(&lock.key).await?;
-            }
-        }
-        self.inner.put(k, body).await
-    }
-    async fn put_if_absent(&self, k: &str, d: Bytes) -> Result<(), TargetError> {
-        self.inner.put_if_absent(k, d).await
-    }
-    async fn get(&self, k: &str, r: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.inner.get(k, r).await
-    }
-    async fn copy(&self, f: &str, t: &str) -> Result<(), TargetError> {
-        self.inner.copy(f, t).await
-    }
-    async fn delete(&self, k: &str) -> Result<(), TargetError> {
-        self.inner.delete(k).await
-    }
-}
-
 #[tokio::test]
 async fn a_run_whose_lock_was_taken_over_does_not_report_success() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 29, 10);
     let mem = MemoryTarget::new();
-    let thief = Arc::new(LockThief {
+    // Another host breaks the lock while the first chunk is uploaded.
+    let store = mem.clone();
+    let fired = AtomicBool::new(false);
+    let thief = Arc::new(OnPut {
         inner: mem.clone(),
-        fired: AtomicBool::new(false),
+        hook: Box::new(move |key| {
+            if key.starts_with("chunk-") && !fired.swap(true, Ordering::SeqCst) {
+                for lock in store
+                    .snapshot()
+                    .keys()
+                    .filter(|k| k.starts_with(".esbackup/locks/"))
+                {
+                    store.remove(lock);
+                }
+            }
+        }),
     });
     let err = backup(thief, &backup_options(&db)).await.unwrap_err();
     assert!(matches!(err, EngineError::LockHeld(_)), "{err}");
