@@ -6,7 +6,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
 use crate::client::{allow_http, env, env_bool, HttpSettings};
 use crate::error::BackendError;
-use crate::object_store_target::ObjectStoreTarget;
+use crate::object_store_target::{cloud_target, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Azurite's well-known account and key.
@@ -88,15 +88,8 @@ pub(crate) fn open_azure(
             location: format!("az://{container}"),
             reason: crate::error::chain(&e),
         })?;
-    let description = match prefix {
-        "" => format!("az://{container}"),
-        p => format!("az://{container}/{p}"),
-    };
-    Ok(ObjectStoreTarget::new(Arc::new(store), prefix)?
-        .with_description(description)
-        .with_part_size(
-            opts.part_size(MIN_PART_SIZE)
-                .map_err(BackendError::Config)?,
-        )
-        .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+    let part_size = opts
+        .part_size(MIN_PART_SIZE)
+        .map_err(BackendError::Config)?;
+    cloud_target(Arc::new(store), "az", container, prefix, part_size, opts)
 }

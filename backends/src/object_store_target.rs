@@ -313,3 +313,23 @@ impl Target for ObjectStoreTarget {
         }
     }
 }
+
+/// A cloud target over `store`, described as `scheme://bucket/prefix`, with the part size
+/// (`min_part` at least) and parts in flight from `opts`.
+pub(crate) fn cloud_target(
+    store: Arc<dyn ObjectStore>,
+    scheme: &str,
+    bucket: &str,
+    prefix: &str,
+    part_size: usize,
+    opts: &crate::options::TargetOptions,
+) -> Result<ObjectStoreTarget, BackendError> {
+    let description = match prefix {
+        "" => format!("{scheme}://{bucket}"),
+        p => format!("{scheme}://{bucket}/{p}"),
+    };
+    Ok(ObjectStoreTarget::new(store, prefix)?
+        .with_description(description)
+        .with_part_size(part_size)
+        .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+}

@@ -9,7 +9,7 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use crate::aws_credentials::AwsChainCredentials;
 use crate::client::{allow_http, ca_bundle, env, env_bool, is_http, HttpSettings};
 use crate::error::BackendError;
-use crate::object_store_target::ObjectStoreTarget;
+use crate::object_store_target::{cloud_target, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Region used when neither the options, the environment nor the profile name one.
@@ -96,17 +96,10 @@ pub(crate) fn open_s3(
         location: format!("s3://{bucket}"),
         reason: crate::error::chain(&e),
     })?;
-    let description = match prefix {
-        "" => format!("s3://{bucket}"),
-        p => format!("s3://{bucket}/{p}"),
-    };
-    Ok(ObjectStoreTarget::new(Arc::new(store), prefix)?
-        .with_description(description)
-        .with_part_size(
-            opts.part_size(MIN_PART_SIZE)
-                .map_err(BackendError::Config)?,
-        )
-        .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+    let part_size = opts
+        .part_size(MIN_PART_SIZE)
+        .map_err(BackendError::Config)?;
+    cloud_target(Arc::new(store), "s3", bucket, prefix, part_size, opts)
 }
 
 /// Whether to send `If-None-Match: *` for create-if-absent writes: the option, else
