@@ -293,6 +293,51 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 4b. Follow-ups of each tool: the same backup again with nothing changed (what a run every few
+#     minutes costs), and a restore into an empty folder, checked against the database.
+# ---------------------------------------------------------------------------------------------
+check_restore() {
+    # Same files, same bytes (rclone leaves out empty folders, such as an empty index/).
+    { diff -rq --exclude=truncate.chk "$DB" "$1" || true; } | while read -r line; do
+        if [[ $line =~ ^Only\ in\ (.*):\ (.*)$ && -d ${BASH_REMATCH[1]}/${BASH_REMATCH[2]} ]] &&
+            [[ -z $(find "${BASH_REMATCH[1]}/${BASH_REMATCH[2]}" -type f | head -1) ]]; then
+            continue
+        fi
+        echo "$line"
+    done >"$WORK/$2.diff"
+    [[ ! -s $WORK/$2.diff ]] ||
+        { head "$WORK/$2.diff" >&2; log "$2: the restored folder differs from the database"; failed=true; }
+}
+if [[ " ${ran[*]} " == *" esbackup "* ]]; then
+    if measure esbackup-again env "${s3_env[@]}" "$ESBACKUP_BIN" backup --db "$DB" --target "s3://$bucket/esbackup"; then
+        record esbackup-again esbackup
+        ran+=(esbackup-again)
+    else failed=true; fi
+    rm -rf "$WORK/restore-esbackup"
+    if measure esbackup-restore env "${s3_env[@]}" "$ESBACKUP_BIN" restore --target "s3://$bucket/esbackup" --db "$WORK/restore-esbackup"; then
+        record esbackup-restore esbackup
+        ran+=(esbackup-restore)
+        check_restore "$WORK/restore-esbackup" esbackup-restore
+    else failed=true; fi
+    rm -rf "$WORK/restore-esbackup"
+fi
+if [[ " ${ran[*]} " == *" rclone "* ]]; then
+    # shellcheck disable=SC2086
+    if measure rclone-again env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB" "garage:$bucket/rclone"; then
+        record rclone-again rclone
+        ran+=(rclone-again)
+    else failed=true; fi
+    rm -rf "$WORK/restore-rclone"
+    # shellcheck disable=SC2086
+    if measure rclone-restore env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$bucket/rclone" "$WORK/restore-rclone"; then
+        record rclone-restore rclone
+        ran+=(rclone-restore)
+        check_restore "$WORK/restore-rclone" rclone-restore
+    else failed=true; fi
+    rm -rf "$WORK/restore-rclone"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # 5. The table.
 # ---------------------------------------------------------------------------------------------
 row() { printf '%-28s' "$1"; shift; for v in "$@"; do printf '%16s' "$v"; done; printf '\n'; }
@@ -309,7 +354,7 @@ row "CPU user+sys (s)" "$(cell esbackup cpu)" "$(cell rclone cpu)"
 row "peak RSS (MiB)" "$(cell esbackup rss)" "$(cell rclone rss)"
 row "S3 requests" "$(cell esbackup reqs)" "$(cell rclone reqs)"
 # shellcheck disable=SC2013 # endpoint names are single words
-for ep in $(cat "$WORK"/*.requests 2>/dev/null | awk '{ print $1 }' | sort -u); do
+for ep in $(cat "$WORK"/esbackup.requests "$WORK"/rclone.requests 2>/dev/null | awk '{ print $1 }' | sort -u); do
     vals=()
     for t in esbackup rclone; do
         if [[ " ${ran[*]} " == *" $t "* ]]; then
@@ -322,6 +367,18 @@ for ep in $(cat "$WORK"/*.requests 2>/dev/null | awk '{ print $1 }' | sort -u); 
 done
 row "bytes stored" "$(cell esbackup bytes)" "$(cell rclone bytes)"
 row "objects stored" "$(cell esbackup objects)" "$(cell rclone objects)"
+echo
+echo "The same backup again, nothing changed:"
+row "wall time (s)" "$(cell esbackup-again wall)" "$(cell rclone-again wall)"
+row "CPU user+sys (s)" "$(cell esbackup-again cpu)" "$(cell rclone-again cpu)"
+row "S3 requests" "$(cell esbackup-again reqs)" "$(cell rclone-again reqs)"
+echo
+echo "Restore into an empty folder (checked equal to the database, except truncate.chk):"
+row "wall time (s)" "$(cell esbackup-restore wall)" "$(cell rclone-restore wall)"
+row "throughput (MB/s)" "$(cell esbackup-restore mbps)" "$(cell rclone-restore mbps)"
+row "CPU user+sys (s)" "$(cell esbackup-restore cpu)" "$(cell rclone-restore cpu)"
+row "peak RSS (MiB)" "$(cell esbackup-restore rss)" "$(cell rclone-restore rss)"
+row "S3 requests" "$(cell esbackup-restore reqs)" "$(cell rclone-restore reqs)"
 echo
 log "logs and GNU time reports: $WORK"
 if $failed; then

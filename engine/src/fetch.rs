@@ -17,15 +17,17 @@ use crate::target::Target;
 const ATTEMPTS: u32 = 5;
 
 /// Streams `key` through a hasher, into `dest` when given (via a temp file renamed into place).
+/// `trailing`: also check a trailing MD5 (chunks, PTables) for [`own_check`].
 pub async fn fetch(
     target: &dyn Target,
     key: &str,
     dest: Option<&Path>,
+    trailing: bool,
     progress: &dyn Progress,
 ) -> Result<Hashes> {
     let mut attempt = 1;
     loop {
-        match fetch_once(target, key, dest, progress).await {
+        match fetch_once(target, key, dest, trailing, progress).await {
             Err(EngineError::Storage(e)) if e.is_transient() && attempt < ATTEMPTS => {
                 tracing::warn!("{key}: {e}; downloading it again");
                 tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
@@ -40,10 +42,11 @@ async fn fetch_once(
     target: &dyn Target,
     key: &str,
     dest: Option<&Path>,
+    trailing: bool,
     progress: &dyn Progress,
 ) -> Result<Hashes> {
     let mut stream = target.get(key, None).await?;
-    let mut hasher = StreamHasher::default();
+    let mut hasher = StreamHasher::new(trailing);
     let tmp: Option<PathBuf> = dest.map(|d| {
         let mut name = d.file_name().unwrap_or_default().to_os_string();
         name.push(".esbackup-partial");
@@ -93,13 +96,15 @@ async fn fetch_once(
 pub fn own_check(kind: &Kind, hashes: &Hashes, data: Option<&[u8]>) -> Option<String> {
     match kind {
         Kind::Chunk(_) | Kind::OldChunk(_) => {
-            if hashes.completed_chunk_footer().is_some() && !hashes.trailing_md5_ok {
+            if hashes.completed_chunk_footer().is_some() && hashes.trailing_md5_ok == Some(false) {
                 Some("completed chunk fails its footer MD5".into())
             } else {
                 None
             }
         }
-        Kind::PTable(_) => (!hashes.trailing_md5_ok).then(|| "PTable fails its MD5".into()),
+        Kind::PTable(_) => {
+            (hashes.trailing_md5_ok == Some(false)).then(|| "PTable fails its MD5".into())
+        }
         Kind::IndexMap => data.and_then(|d| IndexMap::parse(d).err().map(|e| e.to_string())),
         Kind::Checkpoint(_) => {
             data.and_then(|d| checkpoint::decode(d).err().map(|e| e.to_string()))

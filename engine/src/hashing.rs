@@ -11,7 +11,8 @@ const TAIL: usize = FOOTER_LEN as usize;
 
 pub struct StreamHasher {
     whole: Md5,
-    body: Md5,
+    /// The MD5 of all but the last 16 bytes, when asked for.
+    body: Option<Md5>,
     /// The last (up to) 128 bytes seen, not yet fed to `body`.
     tail: Vec<u8>,
     len: u64,
@@ -19,12 +20,7 @@ pub struct StreamHasher {
 
 impl Default for StreamHasher {
     fn default() -> Self {
-        StreamHasher {
-            whole: Md5::new(),
-            body: Md5::new(),
-            tail: Vec::with_capacity(2 * TAIL),
-            len: 0,
-        }
+        StreamHasher::new(true)
     }
 }
 
@@ -32,8 +28,8 @@ impl Default for StreamHasher {
 pub struct Hashes {
     pub md5: [u8; 16],
     pub len: u64,
-    /// True when the last 16 bytes are the MD5 of the bytes before them.
-    pub trailing_md5_ok: bool,
+    /// Whether the last 16 bytes are the MD5 of the bytes before them (`None`: not checked).
+    pub trailing_md5_ok: Option<bool>,
     /// The last (up to) 128 bytes.
     pub tail: Vec<u8>,
 }
@@ -51,34 +47,49 @@ impl Hashes {
 }
 
 impl StreamHasher {
+    /// `trailing`: also check the trailing MD5 (a second hash over nearly every byte).
+    pub fn new(trailing: bool) -> Self {
+        StreamHasher {
+            whole: Md5::new(),
+            body: trailing.then(Md5::new),
+            tail: Vec::with_capacity(2 * TAIL),
+            len: 0,
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         self.whole.update(data);
         self.len += data.len() as u64;
         if data.len() >= TAIL {
-            self.body.update(&self.tail);
-            self.body.update(&data[..data.len() - TAIL]);
+            if let Some(body) = self.body.as_mut() {
+                body.update(&self.tail);
+                body.update(&data[..data.len() - TAIL]);
+            }
             self.tail.clear();
             self.tail.extend_from_slice(&data[data.len() - TAIL..]);
         } else {
             self.tail.extend_from_slice(data);
             if self.tail.len() > TAIL {
                 let spill = self.tail.len() - TAIL;
-                self.body.update(&self.tail[..spill]);
+                if let Some(body) = self.body.as_mut() {
+                    body.update(&self.tail[..spill]);
+                }
                 self.tail.drain(..spill);
             }
         }
     }
 
-    pub fn finish(mut self) -> Hashes {
+    pub fn finish(self) -> Hashes {
         let keep = MD5_LEN as usize;
-        let trailing_md5_ok = if self.tail.len() >= keep {
+        let trailing_md5_ok = self.body.map(|mut body| {
+            if self.tail.len() < keep {
+                return false;
+            }
             let split = self.tail.len() - keep;
-            self.body.update(&self.tail[..split]);
-            let body: [u8; 16] = self.body.finalize().into();
+            body.update(&self.tail[..split]);
+            let body: [u8; 16] = body.finalize().into();
             self.tail[split..] == body
-        } else {
-            false
-        };
+        });
         Hashes {
             md5: self.whole.finalize().into(),
             len: self.len,
@@ -101,12 +112,17 @@ mod tests {
             let mut h = StreamHasher::default();
             file.chunks(piece).for_each(|c| h.update(c));
             let out = h.finish();
-            assert!(out.trailing_md5_ok, "piece {piece}");
+            assert_eq!(out.trailing_md5_ok, Some(true), "piece {piece}");
             assert_eq!(out.md5, <[u8; 16]>::from(Md5::digest(&file)));
             assert_eq!(out.tail, file[file.len() - 128..]);
         }
         let mut h = StreamHasher::default();
         h.update(&body);
-        assert!(!h.finish().trailing_md5_ok);
+        assert_eq!(h.finish().trailing_md5_ok, Some(false));
+        let mut h = StreamHasher::new(false);
+        h.update(&file);
+        let out = h.finish();
+        assert_eq!(out.trailing_md5_ok, None, "not asked for");
+        assert_eq!(out.md5, <[u8; 16]>::from(Md5::digest(&file)));
     }
 }

@@ -151,26 +151,30 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
         Some(m) => (m.files.clone(), m.is_completed()),
         None => (BTreeMap::new(), false),
     };
-    let warnings = Mutex::new(Vec::new());
-    let restored: Vec<u64> = stream::iter(items.iter())
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let dirs = Arc::new(dirs);
+    let files = Arc::new(files);
+    // Each file is its own task, so hashing and writing use every core.
+    let restored: Vec<u64> = stream::iter(items)
         .map(|item| {
-            restore_item(
-                target.as_ref(),
-                &dirs,
-                item,
-                files.get(&item.key),
+            let job = RestoreJob {
+                target: target.clone(),
+                dirs: dirs.clone(),
+                entry: files.get(&item.key).cloned(),
                 trusted,
-                &warnings,
-                opts.progress.as_ref(),
-            )
+                warnings: warnings.clone(),
+                progress: opts.progress.clone(),
+            };
+            tokio::spawn(job.run(item))
         })
         .buffer_unordered(opts.concurrency.max(1))
+        .map(|joined| joined.unwrap_or_else(|e| Err(EngineError::Io(format!("restore task: {e}")))))
         .try_collect()
         .await?;
     for bytes in restored {
         report.restored.add(bytes);
     }
-    report.warnings.extend(warnings.into_inner().unwrap());
+    report.warnings.extend(warnings.lock().unwrap().drain(..));
     let truncate = dirs.db.join(checkpoint::TRUNCATE);
     checkpoint::write(&truncate, chaser).map_err(|e| EngineError::io(truncate.display(), e))?;
     opts.progress.finish();
@@ -422,40 +426,55 @@ async fn stored_chunk_completed(target: &dyn Target, key: &str, size: u64) -> Re
 
 /// Downloads one file and checks it against the manifest (or, when the manifest cannot vouch
 /// for it, against its own checksums).
-async fn restore_item(
-    target: &dyn Target,
-    dirs: &SourceDirs,
-    item: &Item,
-    entry: Option<&FileEntry>,
+struct RestoreJob {
+    target: Arc<dyn Target>,
+    dirs: Arc<SourceDirs>,
+    entry: Option<FileEntry>,
     trusted: bool,
-    warnings: &Mutex<Vec<String>>,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let dest = dirs.path_of_key(&item.as_key);
-    let hashes = fetch(target, &item.key, Some(&dest), progress).await?;
-    let kind = classify(&item.key);
-    let small = matches!(kind, Kind::IndexMap | Kind::Checkpoint(_))
-        .then(|| std::fs::read(&dest))
-        .transpose()
-        .map_err(|e| EngineError::io(dest.display(), e))?;
-    let matches_manifest = entry.is_some_and(|e| e.size == hashes.len && e.md5 == hashes.md5_hex());
-    if !matches_manifest {
-        if trusted && entry.is_some() {
-            return Err(EngineError::Corrupt(format!(
+    warnings: Arc<Mutex<Vec<String>>>,
+    progress: Arc<dyn Progress>,
+}
+
+impl RestoreJob {
+    async fn run(self, item: Item) -> Result<u64> {
+        let entry = self.entry.as_ref();
+        // The manifest's hash proves a file is what was stored; its own checksum is read only
+        // when the manifest cannot vouch for it.
+        let own_checksum = !(self.trusted && entry.is_some());
+        let dest = self.dirs.path_of_key(&item.as_key);
+        let hashes = fetch(
+            self.target.as_ref(),
+            &item.key,
+            Some(&dest),
+            own_checksum,
+            self.progress.as_ref(),
+        )
+        .await?;
+        let kind = classify(&item.key);
+        let small = matches!(kind, Kind::IndexMap | Kind::Checkpoint(_))
+            .then(|| std::fs::read(&dest))
+            .transpose()
+            .map_err(|e| EngineError::io(dest.display(), e))?;
+        let matches_manifest =
+            entry.is_some_and(|e| e.size == hashes.len && e.md5 == hashes.md5_hex());
+        if !matches_manifest {
+            if self.trusted && entry.is_some() {
+                return Err(EngineError::Corrupt(format!(
                 "{} does not match the manifest (size {} / md5 {}): the backup is damaged; run `esbackup verify --read-data`",
                 item.key,
                 hashes.len,
                 hashes.md5_hex()
             )));
+            }
+            self.warnings.lock().unwrap().push(format!(
+                "{} is not described by the manifest; checked by its own checksum",
+                item.key
+            ));
         }
-        warnings.lock().unwrap().push(format!(
-            "{} is not described by the manifest; checked by its own checksum",
-            item.key
-        ));
+        if let Some(problem) = own_check(&kind, &hashes, small.as_deref()) {
+            return Err(EngineError::Corrupt(format!("{}: {problem}", item.key)));
+        }
+        self.progress.file_done(&item.as_key, hashes.len);
+        Ok(hashes.len)
     }
-    if let Some(problem) = own_check(&kind, &hashes, small.as_deref()) {
-        return Err(EngineError::Corrupt(format!("{}: {problem}", item.key)));
-    }
-    progress.file_done(&item.as_key, hashes.len);
-    Ok(hashes.len)
 }

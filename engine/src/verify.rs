@@ -184,7 +184,7 @@ async fn indexmap_problem(target: &dyn Target, m: &Manifest) -> Result<Option<St
 /// Reads one file back; returns what is wrong with it, if anything.
 async fn read_back(target: &dyn Target, key: &str, entry: &FileEntry) -> Result<Option<String>> {
     let kind = classify(key);
-    let hashes = fetch(target, key, None, &crate::progress::NoProgress).await?;
+    let hashes = fetch(target, key, None, true, &crate::progress::NoProgress).await?;
     if hashes.len != entry.size || hashes.md5_hex() != entry.md5 {
         return Ok(Some(format!(
             "{key} does not match the hash in the manifest"
