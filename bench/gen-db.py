@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Writes a synthetic EventStoreDB/KurrentDB database folder for bench/s3-bench.sh.
 
-TODO(lead): replace with `esbackup generate` (or the esdb-sim simulator) once the CLI has it:
-this writes structurally valid files (what esbackup reads: chunk headers, footers, MD5s,
+It writes structurally valid files (what esbackup reads: chunk headers, footers, MD5s,
 checkpoints), but the chunks' data areas are random bytes, not log records, and there is no
 index. That is enough for an upload benchmark (incompressible data, real file sizes), not for
-a restore that a server would open.
+a restore that a server would open. (The simulator, esdb-sim, makes real log records and
+index tables, but writes with the server's fsyncs and takes minutes for gigabytes.)
 
 Layout (shared/eventstore/FORMAT.md §1-2):
   chunk-000000.000000 … chunk-(N-2).000000  completed chunks: 128-byte header, data, zero

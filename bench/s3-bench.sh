@@ -96,7 +96,7 @@ source "$ESBACKUP_STATE/env"
 # ---------------------------------------------------------------------------------------------
 # 2. The database, written by bench/gen-db.py: completed chunks with valid headers, footers and
 # MD5s, an active last chunk, checkpoints; random (incompressible) data areas.
-# TODO(lead): switch to `esbackup generate` (or the esdb-sim simulator) once the CLI has it.
+# Random data is the fair case for a transfer benchmark: nothing compresses or deduplicates.
 # ---------------------------------------------------------------------------------------------
 marker="gen-db.py v1 $size_bytes/$chunk_bytes"
 # The marker lives beside the folder, not in it: both tools must copy exactly the same files.
