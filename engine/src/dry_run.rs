@@ -45,4 +45,15 @@ impl<T: Target> Target for DryRunTarget<T> {
     async fn delete(&self, _key: &str) -> Result<(), TargetError> {
         Ok(())
     }
+
+    fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.0.local_root()
+    }
+
+    async fn abort_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, TargetError> {
+        self.0.abort_stale_uploads(older_than).await
+    }
 }

@@ -104,6 +104,17 @@ impl<T: Target> Target for RetryTarget<T> {
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
         self.run(key, || self.inner.delete(key)).await
     }
+
+    fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.inner.local_root()
+    }
+
+    async fn abort_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, TargetError> {
+        self.inner.abort_stale_uploads(older_than).await
+    }
 }
 
 #[cfg(test)]

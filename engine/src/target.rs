@@ -7,6 +7,8 @@
 //! on that and on the order of its writes, nothing else.
 
 use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -77,6 +79,21 @@ pub trait Target: Send + Sync + std::fmt::Debug {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), TargetError>;
+
+    /// The local folder this location is, when it is one (the folder target). The engine
+    /// refuses a location that is, contains or lies inside the database or restore folder.
+    /// Wrappers must forward it.
+    fn local_root(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Aborts multipart uploads under this location that were started more than `older_than`
+    /// ago: a run killed mid-upload leaves them behind, and some stores (S3) bill them until
+    /// they are aborted. Called only by a run that holds the lock. Returns how many were
+    /// aborted; stores without such uploads keep the default. Wrappers must forward it.
+    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
+        Ok(0)
+    }
 }
 
 /// Reads a whole (small) object into memory: checkpoints, the indexmap, the manifest.
@@ -112,6 +129,12 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     }
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
         (**self).delete(key).await
+    }
+    fn local_root(&self) -> Option<PathBuf> {
+        (**self).local_root()
+    }
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
+        (**self).abort_stale_uploads(older_than).await
     }
 }
 

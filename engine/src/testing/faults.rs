@@ -125,4 +125,16 @@ impl<T: Target> Target for FaultyTarget<T> {
         self.check("delete", key)?;
         self.inner.delete(key).await
     }
+
+    fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.inner.local_root()
+    }
+
+    async fn abort_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, TargetError> {
+        self.check("abort_stale_uploads", "")?;
+        self.inner.abort_stale_uploads(older_than).await
+    }
 }
