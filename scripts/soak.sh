@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 export ESBACKUP_LIVE_ROUNDS=${ESBACKUP_LIVE_ROUNDS:-2000}
 export ESBACKUP_LIVE_ROUNDS_BACKENDS=${ESBACKUP_LIVE_ROUNDS_BACKENDS:-300}
 cargo test --release -p esdb-sim --test soak -- --ignored --nocapture
-cargo test --release -p esbackup-tests --test memory --test filesystem backups_of_a_live_node -- --nocapture
+cargo test --release -p esbackup-tests --test suite backups_of_a_live_node the_scenario_suite_passes_on_the_folder_target -- --nocapture

@@ -2,9 +2,9 @@
 # The one command that runs the whole test suite of esbackup on a fresh machine:
 #   1. scripts/test-env.sh installs/prepares Docker, Garage, Azurite, fake-gcs-server, rclone;
 #   2. the variables it wrote are exported;
-#   3. cargo test --workspace --no-fail-fast (every test binary runs even after a failure, so
-#      one run reports every failing test; extra arguments are passed on:
-#      scripts/test.sh servers_ -- --nocapture);
+#   3. cargo test --workspace --features esbackup/demo --no-fail-fast (every test binary runs
+#      even after a failure, so one run reports every failing test; extra arguments are passed
+#      on: scripts/test.sh --test suite safety -- --nocapture);
 #   4. on exit, whatever this run started (the Docker daemon) is stopped again.
 # Exits non-zero if any step or any test fails.
 set -euo pipefail
@@ -34,10 +34,10 @@ trap cleanup EXIT
 source "$ESBACKUP_STATE/env"
 
 cd "$ROOT"
-echo "[test] cargo test --workspace --no-fail-fast $*" >&2
+echo "[test] cargo test --workspace --features esbackup/demo --no-fail-fast $*" >&2
 if (($#)); then
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --features esbackup/demo --no-fail-fast "$@"
 else
     # --show-output prints what passing tests report (live-round and crash-point counts).
-    cargo test --workspace --no-fail-fast -- --show-output
+    cargo test --workspace --features esbackup/demo --no-fail-fast -- --show-output
 fi

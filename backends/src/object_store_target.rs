@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use esbackup_engine::target::ByteStream;
+use esbackup_engine::ByteStream;
 use esbackup_engine::{ObjectInfo, Target, TargetError, Upload};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};

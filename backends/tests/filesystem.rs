@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::conformance::{run_conformance, run_conformance_with, ConformanceOptions};
-use esbackup_engine::target::get_bytes;
+use esbackup_engine::get_bytes;
 use esbackup_engine::{Target, TargetError, Upload};
 
 #[tokio::test]

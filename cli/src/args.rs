@@ -1,26 +1,40 @@
-//! Command-line arguments. Every option may also come from an `ESBACKUP_*` environment variable
-//! or from the YAML config file (`--config`); the command line wins, then the environment, then
-//! the file.
+//! Command-line arguments, as clap parses them (with their `ESBACKUP_*` environment variables).
+//! Every option is also a key of the YAML config file; `settings.rs` resolves the three.
+//!
+//! Boolean options take an optional value so that the command line can turn off what the
+//! environment or the file turned on: `--full`, `--full=true`, `--full=false`.
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
-/// Consistent, differential backups of a live EventStoreDB / KurrentDB node.
+/// Consistent backups of a live EventStoreDB / KurrentDB node, kept as restore points.
 ///
-/// A backup location mirrors the database (chunks and checkpoints at its root, the index under
-/// index/) plus esbackup's own files under .esbackup/. Targets: a folder (/backups/node1 or
-/// file:///backups/node1), s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
+/// Every backup run stores a restore point: a record of exactly which bytes made up the
+/// database at that moment. A run stores only what changed (the growing chunk as the bytes
+/// appended since the last run), so it is cheap to run every few minutes. `list` shows the
+/// points, `restore --at 2h` goes back in time, `forget --keep-daily 7 --prune` applies a
+/// retention policy.
 ///
-/// Exit codes: 0 ok · 1 local I/O or unexpected error · 2 bad usage or config · 3 the source is
-/// not a database or does not match the backup · 4 another run holds the lock · 5 the backup
-/// fails verification · 6 the source changed too much to copy (a scavenge is running) ·
-/// 7 storage error · 8 no (completed) backup at the target · 9 restore folder not empty.
+/// Targets: a folder (/backups/node1 or file:///backups/node1), s3://bucket/prefix,
+/// az://container/prefix, gs://bucket/prefix.
+///
+/// Every option can also come from an ESBACKUP_* environment variable or the YAML config file
+/// (--config, or ./esbackup.yaml); the command line wins, then the environment, then the file.
+///
+/// Exit codes: 0 ok · 1 local I/O or unexpected error · 2 bad usage, config or option value ·
+/// 3 the source is not a (consistent) database, or another database than the backup's ·
+/// 4 another run holds the lock · 5 the backup is damaged or fails verification · 6 the source
+/// changed too much to copy (a scavenge is running) · 7 storage error · 8 no backup at the
+/// target · 9 restore folder not empty · 10 wrong folder: the target is a database or holds
+/// other files, or target and database folders overlap (nothing was written).
 #[derive(Parser, Debug)]
 #[command(name = "esbackup", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
-    /// YAML config file (keys: db, index, target, concurrency, storage: {...}).
-    #[arg(long, global = true, env = "ESBACKUP_CONFIG")]
+    /// YAML config file (every option below by its name, plus `storage:` and `retention:`)
+    /// [default: ./esbackup.yaml when present].
+    #[arg(long, global = true, env = "ESBACKUP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
@@ -33,55 +47,94 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Back up a database folder (differential: only what the backup lacks is copied).
+    /// Back up a database folder as a new restore point (only what changed is stored).
     ///
     /// Safe on a live node. Do not run it while a scavenge runs: it stops with exit code 6 and
-    /// leaves the backup restorable. Example:
+    /// leaves the backup as it was. With a `retention:` block in the config, the policy is
+    /// applied after each successful run. Examples:
     ///   esbackup backup --db /var/lib/eventstore/db --target s3://backups/node1
+    ///   esbackup backup --db /var/lib/eventstore/db --target /mnt/backup/node1 --dry-run
     Backup(BackupArgs),
-    /// Restore a backup into an empty folder (the node must be stopped).
+    /// Restore a restore point into an empty folder (the node must be stopped).
     ///
-    /// Copies every file back, checking hashes against the manifest, and sets truncate.chk to
-    /// chaser.chk. Example:
+    /// Checks every byte against the point's MD5s and sets truncate.chk to chaser.chk. Without
+    /// --point or --at, the newest point. Examples:
     ///   esbackup restore --target s3://backups/node1 --db /var/lib/eventstore/db
+    ///   esbackup restore --target s3://backups/node1 --db /tmp/db --at 2026-11-30T06:00:00Z
+    ///   esbackup restore --target s3://backups/node1 --db /tmp/db --at 3d
     Restore(RestoreArgs),
-    /// Check a backup: manifest complete, every file present; --read-data re-hashes them all.
+    /// Check restore points: every object present; --read-data re-hashes them all.
+    ///
+    /// Exit code 5 when a point is damaged. Example:
+    ///   esbackup verify --target s3://backups/node1 --read-data
     Verify(VerifyArgs),
-    /// Show the latest run, the last completed one and any lock of a backup location.
+    /// Show the restore points, oldest first.
+    List(ListArgs),
+    /// Show the number of points, the oldest and newest, stored bytes and any lock.
     Status(StatusArgs),
-    /// Build a sample live database, back it up while it keeps writing, take a differential,
-    /// restore and verify it — all in a local folder — and say what happened.
+    /// Forget restore points a retention policy does not keep; --prune deletes their data.
+    ///
+    /// restic's rules: a point is kept if any --keep-* rule keeps it; the newest point is
+    /// always kept. Without --keep-* options, the config's `retention:` block applies.
+    /// Examples:
+    ///   esbackup forget --target s3://backups/node1 --keep-last 3 --prune
+    ///   esbackup forget --target s3://backups/node1 --keep-daily 7 --keep-weekly 4 --dry-run
+    Forget(ForgetArgs),
+    /// Build a sample live database, back it up twice while it keeps writing, restore both
+    /// points and verify them — all in a local folder — and say what happened.
     Demo(DemoArgs),
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct TargetArg {
-    /// Backup location: a folder, file://, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
-    #[arg(long, env = "ESBACKUP_TARGET")]
+    /// Backup location: a folder, file:///path, s3://bucket/prefix, az://container/prefix,
+    /// gs://bucket/prefix.
+    #[arg(long, env = "ESBACKUP_TARGET", value_name = "URL")]
     pub target: Option<String>,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct DbArgs {
     /// The node's database folder (holds chunk-*.* and *.chk).
-    #[arg(long, env = "ESBACKUP_DB")]
+    #[arg(long, env = "ESBACKUP_DB", value_name = "DIR")]
     pub db: Option<PathBuf>,
-    /// The node's index folder [default: <db>/index].
-    #[arg(long, env = "ESBACKUP_INDEX")]
+    /// The node's index folder [default: the index folder inside --db].
+    #[arg(long, env = "ESBACKUP_INDEX", value_name = "DIR")]
     pub index: Option<PathBuf>,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct Common {
-    /// Print one JSON object with the result on stdout (errors too).
-    #[arg(long)]
-    pub json: bool,
+#[derive(Args, Debug, Clone, Default)]
+pub struct Output {
+    /// Print one JSON object with the result on stdout (errors too: {"ok":false,...}).
+    #[arg(long, env = "ESBACKUP_JSON", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub json: Option<bool>,
+    /// No progress bar (it is shown only when stderr is a terminal).
+    #[arg(long, env = "ESBACKUP_QUIET", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub quiet: Option<bool>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Transfer {
     /// Files transferred at once [default: 4].
-    #[arg(long, env = "ESBACKUP_CONCURRENCY")]
+    #[arg(long, env = "ESBACKUP_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
-    /// No progress bar.
-    #[arg(long, env = "ESBACKUP_QUIET")]
-    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LockArgs {
+    /// Take over the lock even if another run seems to hold it.
+    #[arg(long, env = "ESBACKUP_BREAK_LOCK", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub break_lock: Option<bool>,
+    /// A lock from another host whose heartbeat is older than this many seconds is stale
+    /// [default: 900].
+    #[arg(long, env = "ESBACKUP_LOCK_STALE_SECS", value_name = "SECS")]
+    pub lock_stale_secs: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -90,23 +143,39 @@ pub struct BackupArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub target: TargetArg,
-    /// Copy every file again instead of only what the backup lacks.
-    #[arg(long)]
-    pub full: bool,
-    /// Show what would be copied and deleted; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Store every file again instead of trusting what the location holds (also: start a new
+    /// history after this node was restored from a backup).
+    #[arg(long, env = "ESBACKUP_FULL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub full: Option<bool>,
+    /// Show what would be stored; change nothing.
+    #[arg(long, env = "ESBACKUP_DRY_RUN", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub dry_run: Option<bool>,
     /// Also copy the KurrentDB secondary index (kurrent.ddb). Only when the node is stopped.
-    #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX")]
-    pub include_secondary_index: bool,
-    /// Take over the lock even if another run seems to hold it.
-    #[arg(long)]
-    pub break_lock: bool,
-    /// A lock from another host without a heartbeat for this many seconds is stale [default: 900].
-    #[arg(long, env = "ESBACKUP_LOCK_STALE_SECS")]
-    pub lock_stale_secs: Option<u64>,
+    #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), value_name = "BOOL")]
+    pub include_secondary_index: Option<bool>,
     #[command(flatten)]
-    pub common: Common,
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PointArgs {
+    /// The restore point's id (see `esbackup list`).
+    #[arg(long, env = "ESBACKUP_POINT", value_name = "ID", conflicts_with = "at")]
+    pub point: Option<String>,
+    /// The newest point taken at or before this time: RFC 3339 (2026-11-30T06:00:00Z) or an
+    /// age (90m, 2h, 3d, 1w).
+    #[arg(long, env = "ESBACKUP_AT", value_name = "TIME")]
+    pub at: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -115,45 +184,101 @@ pub struct RestoreArgs {
     pub target: TargetArg,
     #[command(flatten)]
     pub db: DbArgs,
-    /// Restore into folders that hold files: their database files are removed first.
-    #[arg(long)]
-    pub force: bool,
-    /// Restore even if no backup run ever completed at the target.
-    #[arg(long)]
-    pub allow_incomplete: bool,
     #[command(flatten)]
-    pub common: Common,
+    pub point: PointArgs,
+    /// Restore into folders that hold files: their database files are removed first.
+    #[arg(long, env = "ESBACKUP_FORCE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub force: Option<bool>,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Read every file back: re-hash it and check chunk footers, PTables and indexmap MD5s.
-    #[arg(long)]
-    pub read_data: bool,
     #[command(flatten)]
-    pub common: Common,
+    pub point: PointArgs,
+    /// Read every object back: re-hash it and check chunk footers and index table MD5s.
+    #[arg(long, env = "ESBACKUP_READ_DATA", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub read_data: Option<bool>,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// Keep the newest N points.
+    #[arg(long, env = "ESBACKUP_KEEP_LAST", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest point of each of the last N hours that have points.
+    #[arg(long, env = "ESBACKUP_KEEP_HOURLY", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest point of each of the last N days that have points.
+    #[arg(long, env = "ESBACKUP_KEEP_DAILY", value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest point of each of the last N ISO weeks that have points.
+    #[arg(long, env = "ESBACKUP_KEEP_WEEKLY", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest point of each of the last N months that have points.
+    #[arg(long, env = "ESBACKUP_KEEP_MONTHLY", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest point of each of the last N years that have points.
+    #[arg(long, env = "ESBACKUP_KEEP_YEARLY", value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every point taken within this long before the newest one (30m, 36h, 7d, 2w).
+    #[arg(long, env = "ESBACKUP_KEEP_WITHIN", value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Also delete every stored object no kept point needs (reclaims the space).
+    #[arg(long, env = "ESBACKUP_PRUNE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub prune: Option<bool>,
+    /// Show what would be forgotten and deleted; change nothing.
+    #[arg(long, env = "ESBACKUP_DRY_RUN", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub dry_run: Option<bool>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Folder for the sample database, backup and restore [default: a new temporary folder].
-    #[arg(long)]
+    /// Folder for the sample database, backup and restores [default: a new temporary folder].
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Keep the folder afterwards (always kept when --dir is given).
     #[arg(long)]
     pub keep: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: Output,
 }

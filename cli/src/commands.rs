@@ -1,91 +1,141 @@
-//! One function per subcommand: merge options, open the target, call the engine.
+//! One function per subcommand: open the target, call the engine with the resolved settings,
+//! print the result. `Ok` carries the exit code (non-zero when `verify` finds problems).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use esbackup_backends::{open_target, TargetOptions};
+use esbackup_backends::open_target;
 use esbackup_engine::{
-    backup, restore, status, verify, BackupOptions, RestoreOptions, Target, VerifyOptions,
+    backup, forget, list, restore, status, verify, BackupOptions, ForgetOptions, LockOptions,
+    RestoreOptions, Target, VerifyOptions, Which,
 };
 
-use crate::args::{BackupArgs, Cli, Command, RestoreArgs, StatusArgs, VerifyArgs};
-use crate::config::{required, FileConfig};
-use crate::exit::Failure;
-use crate::{demo, output, progress};
+use crate::args::{Cli, Command};
+use crate::config::FileConfig;
+use crate::exit::{Failure, DAMAGED, NO_BACKUP};
+use crate::settings::Settings;
+use crate::{output, progress};
 
-/// Runs the command; `Ok` carries the exit code (non-zero when `verify` finds problems).
-pub async fn run(cli: Cli) -> Result<i32, Failure> {
-    let file = FileConfig::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Backup(a) => run_backup(a, file).await,
-        Command::Restore(a) => run_restore(a, file).await,
-        Command::Verify(a) => run_verify(a, file).await,
-        Command::Status(a) => run_status(a, file).await,
-        Command::Demo(a) => demo::run(a).await,
+/// Runs the command; returns whether output is JSON, and the exit code or failure.
+pub async fn run(cli: Cli) -> (bool, Result<i32, Failure>) {
+    let asked_json = wants_json(&cli.command);
+    let settings = match FileConfig::load(cli.config.as_deref())
+        .and_then(|file| Settings::resolve(&cli.command, file))
+    {
+        Ok(s) => s,
+        Err(e) => return (asked_json, Err(e)),
+    };
+    let json = settings.json;
+    let result = match cli.command {
+        Command::Backup(_) => run_backup(&settings).await,
+        Command::Restore(_) => run_restore(&settings).await,
+        Command::Verify(_) => run_verify(&settings).await,
+        Command::List(_) => run_list(&settings).await,
+        Command::Status(_) => run_status(&settings).await,
+        Command::Forget(_) => run_forget(&settings).await,
+        Command::Demo(a) => run_demo(a, json).await,
+    };
+    (json, result)
+}
+
+/// `--json` (or `ESBACKUP_JSON`) as given on the command line, before the config is read.
+fn wants_json(command: &Command) -> bool {
+    let output = match command {
+        Command::Backup(a) => &a.output,
+        Command::Restore(a) => &a.output,
+        Command::Verify(a) => &a.output,
+        Command::List(a) => &a.output,
+        Command::Status(a) => &a.output,
+        Command::Forget(a) => &a.output,
+        Command::Demo(a) => &a.output,
+    };
+    output.json.unwrap_or(false)
+}
+
+fn open(s: &Settings) -> Result<Arc<dyn Target>, Failure> {
+    Ok(open_target(s.target()?, &s.storage)?)
+}
+
+fn lock_options(s: &Settings) -> LockOptions {
+    LockOptions {
+        stale_after: s.lock_stale,
+        break_lock: s.break_lock,
+        ..LockOptions::default()
     }
 }
 
-fn open(cli: Option<String>, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
-    let url = required(cli, file.target.clone(), "target")?;
-    Ok(open_target(&url, &file.storage)?)
-}
-
-async fn run_backup(a: BackupArgs, file: FileConfig) -> Result<i32, Failure> {
-    let target = open(a.target.target, &file)?;
-    let mut opts = BackupOptions::new(required(a.db.db, file.db.clone(), "db")?);
-    opts.index = a.db.index.or(file.index.clone());
-    opts.full = a.full;
-    opts.dry_run = a.dry_run;
-    opts.include_secondary_index =
-        a.include_secondary_index || file.include_secondary_index.unwrap_or(false);
-    opts.concurrency = concurrency(a.common.concurrency, &file);
-    opts.lock.break_lock = a.break_lock;
-    if let Some(secs) = a.lock_stale_secs.or(file.lock_stale_secs) {
-        opts.lock.stale_after = Duration::from_secs(secs);
-    }
-    opts.progress = progress::for_terminal(a.common.quiet || a.common.json);
+async fn run_backup(s: &Settings) -> Result<i32, Failure> {
+    let target = open(s)?;
+    let mut opts = BackupOptions::new(s.db()?);
+    opts.index = s.index.clone();
+    opts.full = s.full;
+    opts.dry_run = s.dry_run;
+    opts.include_secondary_index = s.include_secondary_index;
+    opts.concurrency = s.concurrency;
+    opts.lock = lock_options(s);
+    opts.retention = s.retention.clone();
+    opts.progress = progress::for_terminal(s.quiet || s.json);
     let report = backup(target, &opts).await?;
-    output::backup(a.common.json, &report);
+    output::backup(s.json, &report);
     Ok(0)
 }
 
-async fn run_restore(a: RestoreArgs, file: FileConfig) -> Result<i32, Failure> {
-    let target = open(a.target.target, &file)?;
-    let mut opts = RestoreOptions::new(required(a.db.db, file.db.clone(), "db")?);
-    opts.index = a.db.index.or(file.index.clone());
-    opts.force = a.force;
-    opts.allow_incomplete = a.allow_incomplete;
-    opts.concurrency = concurrency(a.common.concurrency, &file);
-    opts.progress = progress::for_terminal(a.common.quiet || a.common.json);
+async fn run_restore(s: &Settings) -> Result<i32, Failure> {
+    let target = open(s)?;
+    let mut opts = RestoreOptions::new(s.db()?);
+    opts.index = s.index.clone();
+    opts.point = s.point.clone();
+    opts.force = s.force;
+    opts.concurrency = s.concurrency;
+    opts.progress = progress::for_terminal(s.quiet || s.json);
     let report = restore(target, &opts).await?;
-    output::restore(a.common.json, &report);
+    output::restore(s.json, &report);
     Ok(0)
 }
 
-async fn run_verify(a: VerifyArgs, file: FileConfig) -> Result<i32, Failure> {
-    let target = open(a.target.target, &file)?;
+async fn run_verify(s: &Settings) -> Result<i32, Failure> {
+    let target = open(s)?;
     let opts = VerifyOptions {
-        read_data: a.read_data,
-        concurrency: concurrency(a.common.concurrency, &file),
-        ..VerifyOptions::default()
+        point: (s.point != Which::Latest).then(|| s.point.clone()),
+        read_data: s.read_data,
+        concurrency: s.concurrency,
     };
     let report = verify(target, &opts).await?;
-    output::verify(a.common.json, &report);
-    Ok(if report.is_ok() { 0 } else { 5 })
+    output::verify(s.json, &report);
+    Ok(if report.is_ok() { 0 } else { DAMAGED })
 }
 
-async fn run_status(a: StatusArgs, file: FileConfig) -> Result<i32, Failure> {
-    let target = open(a.target.target, &file)?;
-    let report = status(target).await?;
-    output::status(a.json, &report);
-    Ok(if report.exists { 0 } else { 8 })
+async fn run_list(s: &Settings) -> Result<i32, Failure> {
+    let points = list(open(s)?).await?;
+    output::list(s.json, &points);
+    Ok(0)
 }
 
-fn concurrency(cli: Option<usize>, file: &FileConfig) -> usize {
-    cli.or(file.concurrency).unwrap_or(4).max(1)
+async fn run_status(s: &Settings) -> Result<i32, Failure> {
+    let report = status(open(s)?).await?;
+    output::status(s.json, &report);
+    Ok(if report.exists { 0 } else { NO_BACKUP })
 }
 
-/// Storage options for callers that build targets without a config file (the demo).
-pub fn default_storage() -> TargetOptions {
-    TargetOptions::default()
+async fn run_forget(s: &Settings) -> Result<i32, Failure> {
+    let opts = ForgetOptions {
+        policy: s.keep.clone(),
+        prune: s.prune,
+        dry_run: s.dry_run,
+        lock: lock_options(s),
+    };
+    let report = forget(open(s)?, &opts).await?;
+    output::forget(s.json, &report);
+    Ok(0)
+}
+
+#[cfg(feature = "demo")]
+async fn run_demo(a: crate::args::DemoArgs, json: bool) -> Result<i32, Failure> {
+    crate::demo::run(a, json).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_: crate::args::DemoArgs, _: bool) -> Result<i32, Failure> {
+    Err(Failure::usage(
+        "this esbackup was built without the demo: cargo run --release -p esbackup --features demo -- demo",
+    ))
 }

@@ -1,4 +1,6 @@
-//! The YAML config file and how it merges with the command line and environment.
+//! The YAML config file: every command-line option by its name (`dry_run` for `--dry-run`),
+//! plus `storage:` (see the backends crate) and `retention:` (the policy `forget` uses, and
+//! that each successful backup applies).
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +17,35 @@ pub struct FileConfig {
     pub index: Option<PathBuf>,
     pub target: Option<String>,
     pub concurrency: Option<usize>,
+    pub json: Option<bool>,
+    pub quiet: Option<bool>,
+    pub full: Option<bool>,
+    pub dry_run: Option<bool>,
     pub include_secondary_index: Option<bool>,
+    pub break_lock: Option<bool>,
     pub lock_stale_secs: Option<u64>,
-    /// Storage options: endpoint, region, path_style, allow_http, part_size, ...
+    pub point: Option<String>,
+    pub at: Option<String>,
+    pub force: Option<bool>,
+    pub read_data: Option<bool>,
+    pub retention: Option<Retention>,
     pub storage: TargetOptions,
+}
+
+/// The `retention:` block.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    /// `30d`, `36h`, ...
+    pub within: Option<String>,
+    /// Delete what no kept point needs (default true).
+    pub prune: Option<bool>,
 }
 
 impl FileConfig {
@@ -33,17 +60,12 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Failure::usage(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| Failure::usage(format!("config file {}: {e}", path.display())))
+        serde_yaml::from_str(&text).map_err(|e| {
+            Failure::usage(format!(
+                "config file {}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })
     }
-}
-
-/// The first value given, or a usage error naming the option.
-pub fn required<T>(cli: Option<T>, file: Option<T>, what: &str) -> Result<T, Failure> {
-    cli.or(file).ok_or_else(|| {
-        Failure::usage(format!(
-            "missing --{what} (or ESBACKUP_{} / `{what}:` in the config file)",
-            what.to_uppercase()
-        ))
-    })
 }

@@ -1,21 +1,22 @@
 //! `esbackup demo`: the main job on an embedded default. Builds a sample database with the
-//! simulator, backs it up to a local folder while the simulated node keeps writing, takes a
-//! differential while it still writes, restores, checks the restored database the way the server
-//! would open it, verifies the backup, and says what it did.
+//! simulator, backs it up to a local folder twice while the simulated node keeps writing (two
+//! restore points), restores both points, checks each restored database the way the server
+//! would open it, verifies every point, and says what it did.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use esbackup_backends::open_target;
-use esbackup_engine::{backup, restore, verify, BackupOptions, RestoreOptions, VerifyOptions};
-use esdb_sim::{check, run_live, CheckOptions, Node, SimConfig};
+use esbackup_backends::{open_target, TargetOptions};
+use esbackup_engine::{
+    backup, list, restore, verify, BackupOptions, RestoreOptions, Target, VerifyOptions, Which,
+};
+use esdb_sim::{check, run_live, CheckOptions, CheckReport, Node, SimConfig};
 use serde_json::json;
 
 use crate::args::DemoArgs;
-use crate::commands::default_storage;
 use crate::exit::Failure;
 
-pub async fn run(a: DemoArgs) -> Result<i32, Failure> {
+pub async fn run(a: DemoArgs, as_json: bool) -> Result<i32, Failure> {
     let mut temp = None;
     let dir: PathBuf = match &a.dir {
         Some(d) => d.clone(),
@@ -29,12 +30,12 @@ pub async fn run(a: DemoArgs) -> Result<i32, Failure> {
             path
         }
     };
-    let result = demo(&dir, a.json).await;
+    let result = demo(&dir, as_json).await;
     if a.keep || a.dir.is_some() {
         if let Some(t) = temp {
             let _ = t.keep();
         }
-        say(a.json, &format!("kept everything in {}", dir.display()));
+        say(as_json, &format!("kept everything in {}", dir.display()));
     }
     result
 }
@@ -52,11 +53,23 @@ fn sim_err(e: std::io::Error) -> Failure {
     }
 }
 
+fn checked(db: &Path) -> CheckReport {
+    check(
+        db,
+        &db.join("index"),
+        &CheckOptions {
+            archive: false,
+            expect_truncate_equals_chaser: true,
+        },
+    )
+}
+
 async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
     let db = dir.join("db");
     let backup_dir = dir.join("backup");
-    let restored = dir.join("restored");
-    for d in [&db, &backup_dir, &restored] {
+    let restored = dir.join("restored-latest");
+    let restored_first = dir.join("restored-first");
+    for d in [&db, &backup_dir, &restored, &restored_first] {
         if d.exists() {
             return Err(Failure::usage(format!(
                 "{} already exists: give --dir an empty or new folder",
@@ -79,7 +92,8 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
     );
     let mut node = Node::create(&db, cfg).map_err(sim_err)?;
     node.append(20_000).map_err(sim_err)?;
-    let target = open_target(&backup_dir.display().to_string(), &default_storage())?;
+    let target: Arc<dyn Target> =
+        open_target(&backup_dir.display().to_string(), &TargetOptions::default())?;
 
     say(as_json, "2. first backup while the node keeps writing");
     let live = run_live(node);
@@ -88,73 +102,71 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
     say(
         as_json,
         &format!(
-            "   uploaded {} files ({} bytes); writer checkpoint {}",
-            first.uploaded.files, first.uploaded.bytes, first.checkpoints.writer
+            "   restore point {}: stored {} files ({} bytes); writer checkpoint {}",
+            first.point.as_deref().unwrap_or("-"),
+            first.stored.files,
+            first.stored.bytes,
+            first.checkpoints.writer
         ),
     );
-
-    say(as_json, "3. differential backup, the node still writing");
+    say(
+        as_json,
+        "3. second backup, the node still writing: only what changed is stored",
+    );
     let second = backup(target.clone(), &opts).await?;
     let steps = live.steps();
-    let node = live.stop().map_err(sim_err)?;
+    live.stop().map_err(sim_err)?;
     say(
         as_json,
         &format!(
-            "   uploaded {} files ({} bytes), {} unchanged, {} deleted; the node made {steps} changes meanwhile (writer now {})",
-            second.uploaded.files,
-            second.uploaded.bytes,
-            second.skipped.files,
-            second.deleted.files,
-            node.checkpoints().writer
+            "   restore point {}: stored {} files ({} bytes), {} unchanged; the node made {steps} changes meanwhile",
+            second.point.as_deref().unwrap_or("-"),
+            second.stored.files,
+            second.stored.bytes,
+            second.unchanged.files,
         ),
+    );
+    let points = list(target.clone()).await?;
+    say(
+        as_json,
+        &format!("4. the location holds {} restore points", points.len()),
     );
 
     say(
         as_json,
-        &format!("4. restoring into {}", restored.display()),
+        &format!("5. restoring the newest point into {}", restored.display()),
     );
-    let restore_report = restore(target.clone(), &RestoreOptions::new(&restored)).await?;
+    let latest = restore(target.clone(), &RestoreOptions::new(&restored)).await?;
+    let latest_check = checked(&restored);
     say(
         as_json,
         &format!(
-            "   restored {} files; truncate.chk = chaser.chk = {}",
-            restore_report.restored.files, restore_report.truncate
+            "6. restoring the first point into {}",
+            restored_first.display()
         ),
     );
-
-    say(
-        as_json,
-        "5. opening the restored database as the server would (checker)",
-    );
-    let checked = check(
-        &restored,
-        &restored.join("index"),
-        &CheckOptions {
-            archive: false,
-            expect_truncate_equals_chaser: true,
-        },
-    );
-    for v in &checked.violations {
-        say(as_json, &format!("   violation: {v}"));
+    let mut first_opts = RestoreOptions::new(&restored_first);
+    first_opts.point = Which::Id(points[0].id.clone());
+    let earliest = restore(target.clone(), &first_opts).await?;
+    let first_check = checked(&restored_first);
+    for (name, c) in [("newest", &latest_check), ("first", &first_check)] {
+        for v in &c.violations {
+            say(as_json, &format!("   violation ({name}): {v}"));
+        }
+        say(
+            as_json,
+            &format!(
+                "   {name} point, opened as the server would: {} ({} chunks, {} index tables, log up to {})",
+                if c.is_ok() { "consistent" } else { "INCONSISTENT" },
+                c.chunks,
+                c.ptables,
+                c.writer
+            ),
+        );
     }
-    say(
-        as_json,
-        &format!(
-            "   {}: {} chunks, {} index tables, log up to {}",
-            if checked.is_ok() {
-                "consistent"
-            } else {
-                "INCONSISTENT"
-            },
-            checked.chunks,
-            checked.ptables,
-            checked.writer
-        ),
-    );
-
-    say(as_json, "6. verifying the backup, reading every byte back");
+    say(as_json, "7. verifying every point, reading every byte back");
     let verified = verify(
-        Arc::clone(&target),
+        target.clone(),
         &VerifyOptions {
             read_data: true,
             ..VerifyOptions::default()
@@ -164,24 +176,27 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
     say(
         as_json,
         &format!(
-            "   {} ({} files)",
+            "   {} ({} points, {} objects)",
             if verified.is_ok() { "ok" } else { "FAILED" },
-            verified.files
+            verified.points.len(),
+            verified.objects
         ),
     );
-    for p in &verified.problems {
+    for p in verified.problems() {
         say(as_json, &format!("   problem: {p}"));
     }
-    let ok = checked.is_ok() && verified.is_ok();
+    let ok = latest_check.is_ok() && first_check.is_ok() && verified.is_ok();
     if as_json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "ok": ok,
                 "first_backup": first,
-                "differential_backup": second,
-                "restore": restore_report,
-                "checker_violations": checked.violations,
+                "second_backup": second,
+                "points": points,
+                "restore_latest": latest,
+                "restore_first": earliest,
+                "checker_violations": [latest_check.violations, first_check.violations],
                 "verify": verified,
             }))
             .expect("serialises")
@@ -190,7 +205,7 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
         say(
             as_json,
             if ok {
-                "demo ok: a live database was backed up twice, restored and found consistent"
+                "demo ok: a live database was backed up twice; both restore points restored and were found consistent"
             } else {
                 "demo FAILED: see above"
             },

@@ -1,9 +1,31 @@
-//! Exit codes and the one-line error an operator sees.
+//! Exit codes — the one table that maps each kind of failure to one — and the one-line error
+//! an operator sees.
 
-use esbackup_engine::EngineError;
+use esbackup_engine::{EngineError, ErrorKind};
 
-/// Bad usage or config.
+/// Bad usage, config or option value.
 pub const USAGE: i32 = 2;
+/// The backup is damaged or fails verification.
+pub const DAMAGED: i32 = 5;
+/// No backup at the target.
+pub const NO_BACKUP: i32 = 8;
+
+/// The exit code of each kind of engine failure (documented in `--help` and the README).
+pub fn code(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::LocalIo => 1,
+        ErrorKind::InvalidInput => USAGE,
+        ErrorKind::NotADatabase => 3,
+        ErrorKind::LockHeld => 4,
+        ErrorKind::Damaged => DAMAGED,
+        ErrorKind::SourceChanging => 6,
+        ErrorKind::Storage => 7,
+        ErrorKind::NoBackup => NO_BACKUP,
+        ErrorKind::DestinationNotEmpty => 9,
+        ErrorKind::WrongLocation => 10,
+        _ => 1,
+    }
+}
 
 /// A failed command: its exit code and a one-line message saying what to fix.
 #[derive(Debug)]
@@ -24,7 +46,7 @@ impl Failure {
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         Failure {
-            code: e.exit_code(),
+            code: code(e.kind()),
             message: e.to_string(),
         }
     }

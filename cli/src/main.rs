@@ -1,31 +1,29 @@
-//! `esbackup`: the command-line front of the engine. No backup logic lives here: it parses
-//! options, opens the target, calls the engine and prints the result.
+//! `esbackup`: the command-line front of the engine. No backup logic lives here: it parses and
+//! resolves options, opens the target, calls the engine and prints the result.
 
 mod args;
 mod commands;
 mod config;
+#[cfg(feature = "demo")]
 mod demo;
 mod exit;
 mod output;
 mod progress;
+mod settings;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::Cli;
 use exit::Failure;
 
 fn main() {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let json = match &cli.command {
-        Command::Backup(a) => a.common.json,
-        Command::Restore(a) => a.common.json,
-        Command::Verify(a) => a.common.json,
-        Command::Status(a) => a.json,
-        Command::Demo(a) => a.json,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
     };
+    init_logging(cli.verbose);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = runtime.block_on(commands::run(cli));
+    let (json, result) = runtime.block_on(commands::run(cli));
     let code = match result {
         Ok(code) => code,
         Err(Failure { code, message }) => {
@@ -34,6 +32,28 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Prints a command-line error (as JSON too when `--json` was asked for) and exits with 2;
+/// `--help` and `--version` print and exit 0.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        e.exit();
+    }
+    let json = std::env::args().any(|a| a == "--json" || a == "--json=true")
+        || std::env::var("ESBACKUP_JSON")
+            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"));
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad usage")
+        .trim_start_matches("error: ");
+    output::error(json, exit::USAGE, first);
+    std::process::exit(exit::USAGE);
 }
 
 fn init_logging(verbose: u8) {

@@ -1,17 +1,28 @@
-//! What each command prints: a short human summary, or one JSON object with `--json`.
+//! What each command prints: a short human summary, or one JSON object with `--json` (always
+//! with `"ok"`: true for a success, false with `exit_code` and `error` for a failure).
 
-use esbackup_engine::backup::Tally;
-use esbackup_engine::{BackupReport, RestoreReport, StatusReport, VerifyReport};
+use esbackup_engine::{
+    BackupReport, ForgetReport, PointSummary, RestoreReport, StatusReport, Tally, VerifyReport,
+};
 use serde::Serialize;
 
+/// Prints `value` as one JSON object with `"ok": true` first.
 fn json<T: Serialize>(value: &T) {
+    let mut object = serde_json::Map::new();
+    object.insert("ok".into(), true.into());
+    match serde_json::to_value(value).expect("report serialises") {
+        serde_json::Value::Object(fields) => object.extend(fields),
+        other => {
+            object.insert("result".into(), other);
+        }
+    }
     println!(
         "{}",
-        serde_json::to_string_pretty(value).expect("report serialises")
+        serde_json::to_string_pretty(&object).expect("JSON serialises")
     );
 }
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;
@@ -30,10 +41,15 @@ fn tally(t: &Tally) -> String {
     format!("{} files, {}", t.files, size(t.bytes))
 }
 
+fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Prints a failure: one line on stderr, and a JSON object on stdout with `--json`.
 pub fn error(as_json: bool, code: i32, message: &str) {
     if as_json {
-        json(&serde_json::json!({ "ok": false, "exit_code": code, "error": message }));
+        let value = serde_json::json!({ "ok": false, "exit_code": code, "error": message });
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
     }
     eprintln!("esbackup: error: {message}");
 }
@@ -42,29 +58,26 @@ pub fn backup(as_json: bool, r: &BackupReport) {
     if as_json {
         return json(r);
     }
-    let verb = if r.dry_run {
-        "would upload"
-    } else {
-        "uploaded"
-    };
-    println!(
-        "{} backup of run {} to {}{}",
-        if r.full { "full" } else { "differential" },
-        r.run_id,
-        r.target,
-        if r.dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        }
-    );
-    println!("  {verb:<12} {}", tally(&r.uploaded));
-    println!("  {:<12} {}", "unchanged", tally(&r.skipped));
-    println!(
-        "  {:<12} {}",
-        if r.dry_run { "would delete" } else { "deleted" },
-        tally(&r.deleted)
-    );
+    match (&r.point, r.dry_run) {
+        (_, true) => println!(
+            "dry run: a backup to {} would store (nothing changed):",
+            r.target
+        ),
+        (Some(p), false) => println!("restore point {p} stored in {}", r.target),
+        (None, false) => println!("backup to {}", r.target),
+    }
+    let verb = if r.dry_run { "would store" } else { "stored" };
+    println!("  {verb:<12} {}", tally(&r.stored));
+    println!("  {:<12} {}", "unchanged", tally(&r.unchanged));
+    if !r.dry_run {
+        println!(
+            "  {:<12} {} in {} requests ({} objects, metadata included)",
+            "sent",
+            size(r.uploaded.bytes),
+            r.uploaded.requests,
+            r.uploaded.objects
+        );
+    }
     let c = &r.checkpoints;
     println!(
         "  checkpoints  writer {} chaser {} epoch {} proposal {}",
@@ -74,6 +87,21 @@ pub fn backup(as_json: bool, r: &BackupReport) {
         println!(
             "  not stored   {} chunk(s) beyond the writer checkpoint (written during the run)",
             r.beyond_writer.len()
+        );
+    }
+    if r.aborted_uploads > 0 {
+        println!(
+            "  cleaned up   {} incomplete upload(s) of killed runs",
+            r.aborted_uploads
+        );
+    }
+    if let Some(f) = &r.retention {
+        println!(
+            "  retention    kept {} point(s), forgot {}, deleted {} object(s) ({})",
+            f.kept.len(),
+            f.forgotten.len(),
+            f.pruned_objects,
+            size(f.pruned_bytes)
         );
     }
     for note in &r.notes {
@@ -87,27 +115,17 @@ pub fn restore(as_json: bool, r: &RestoreReport) {
         return json(r);
     }
     println!(
-        "restored {} from {} into {}",
-        tally(&r.restored),
+        "restored point {} ({}) from {} into {}: {}",
+        r.point,
+        time(&r.time),
         r.target,
-        r.db
+        r.db,
+        tally(&r.restored)
     );
     println!(
         "  writer {} chaser {}; truncate.chk set to {} (the node truncates to it on start)",
         r.writer, r.chaser, r.truncate
     );
-    if !r.beyond_writer.is_empty() {
-        println!(
-            "  left out {} chunk(s) beyond the writer checkpoint",
-            r.beyond_writer.len()
-        );
-    }
-    for old in &r.from_old {
-        println!("  restored {old} in place of its missing chunk");
-    }
-    for w in &r.warnings {
-        println!("  warning: {w}");
-    }
     println!("  took {:.1}s", r.duration_secs);
 }
 
@@ -120,24 +138,55 @@ pub fn verify(as_json: bool, r: &VerifyReport) {
     } else {
         "listed"
     };
+    if let Some(running) = &r.running {
+        println!("note: {running}");
+    }
     if r.is_ok() {
         println!(
-            "ok: backup run {} at {} verifies ({} files, {} {how})",
-            r.run_id,
+            "ok: {} restore point(s) at {} verify ({} objects, {} {how})",
+            r.points.len(),
             r.target,
-            r.files,
+            r.objects,
             size(r.bytes)
         );
-    } else {
-        println!(
-            "FAILED: backup at {} has {} problem(s):",
-            r.target,
-            r.problems.len()
-        );
-        for p in &r.problems {
-            println!("  - {p}");
-        }
+        return;
     }
+    let problems = r.problems();
+    println!(
+        "FAILED: {} problem(s) in the restore points at {}:",
+        problems.len(),
+        r.target
+    );
+    for p in problems {
+        println!("  - {p}");
+    }
+}
+
+pub fn list(as_json: bool, points: &[PointSummary]) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(points).expect("JSON serialises")
+        );
+        return;
+    }
+    println!(
+        "{:<27} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
+        "point", "time", "writer", "chaser", "files", "size", "added"
+    );
+    for p in points {
+        println!(
+            "{:<27} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
+            p.id,
+            time(&p.time),
+            p.writer,
+            p.chaser,
+            p.files,
+            size(p.bytes),
+            size(p.bytes_added)
+        );
+    }
+    println!("{} restore point(s)", points.len());
 }
 
 pub fn status(as_json: bool, r: &StatusReport) {
@@ -146,49 +195,86 @@ pub fn status(as_json: bool, r: &StatusReport) {
     }
     if !r.exists {
         println!("no esbackup backup at {}", r.target);
-        return;
-    }
-    println!(
-        "backup at {}: {} files, {}",
-        r.target,
-        r.files,
-        size(r.bytes)
-    );
-    if let Some(run) = &r.latest_run {
+    } else {
         println!(
-            "  latest run      {} {:?} (started {}, {}, from {} on {})",
-            run.run_id,
-            run.state,
-            run.started.format("%Y-%m-%d %H:%M:%S UTC"),
-            run.tool_version,
-            run.source_db,
-            run.host
+            "backup at {}: {} restore point(s), {} stored in {} objects",
+            r.target,
+            r.points,
+            size(r.stored_bytes),
+            r.stored_objects
         );
-        if let Some(e) = &run.error {
-            println!("  error           {e}");
+        for (label, p) in [("oldest", &r.oldest), ("newest", &r.newest)] {
+            if let Some(p) = p {
+                println!(
+                    "  {label}  {} at {} (writer {}, chaser {}, from {} on {})",
+                    p.id,
+                    time(&p.time),
+                    p.writer,
+                    p.chaser,
+                    p.source_db,
+                    p.host
+                );
+            }
+        }
+        if r.legacy {
+            println!("  written by esbackup 0.1: the next backup converts it (its state becomes the first restore point)");
+        }
+        if let Some(p) = &r.newest {
+            for note in &p.notes {
+                println!("  note: {note}");
+            }
         }
     }
-    match &r.last_completed {
-        Some(c) => println!(
-            "  last completed  {} at {} (writer {}, chaser {})",
-            c.run_id,
-            c.finished.format("%Y-%m-%d %H:%M:%S UTC"),
-            c.checkpoints.writer,
-            c.checkpoints.chaser
-        ),
-        None => println!("  no run has completed yet: nothing to restore (restore --allow-incomplete takes what is there)"),
-    }
     for lock in &r.locks {
+        let l = &lock.info;
+        match &lock.dead {
+            None => println!(
+                "  running     {} {} (host {} pid {}, started {}, heartbeat {})",
+                l.command,
+                l.run_id,
+                l.host,
+                l.pid,
+                time(&l.started),
+                time(&l.heartbeat)
+            ),
+            Some(why) => println!(
+                "  dead lock   {} {} (host {} pid {}): {why}; the next run takes it over",
+                l.command, l.run_id, l.host, l.pid
+            ),
+        }
+    }
+}
+
+pub fn forget(as_json: bool, r: &ForgetReport) {
+    if as_json {
+        return json(r);
+    }
+    let (kept, forgot, deleted) = if r.dry_run {
+        ("would keep", "would forget", "would delete")
+    } else {
+        ("kept", "forgot", "deleted")
+    };
+    println!(
+        "{} at {}:",
+        if r.dry_run { "dry run" } else { "forget" },
+        r.target
+    );
+    for k in &r.kept {
         println!(
-            "  locked by       {} ({} on {} pid {}, heartbeat {})",
-            lock.run_id,
-            lock.command,
-            lock.host,
-            lock.pid,
-            lock.heartbeat.format("%H:%M:%S UTC")
+            "  {kept:<12} {} ({}): {}",
+            k.id,
+            time(&k.time),
+            k.reasons.join(", ")
         );
     }
-    for note in &r.notes {
-        println!("  note: {note}");
+    for id in &r.forgotten {
+        println!("  {forgot:<12} {id}");
     }
+    println!(
+        "  {deleted:<12} {} object(s), {}; stored {} → {}",
+        r.pruned_objects,
+        size(r.pruned_bytes),
+        size(r.stored_bytes_before),
+        size(r.stored_bytes_after)
+    );
 }

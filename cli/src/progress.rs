@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use esbackup_engine::progress::{NoProgress, Progress};
+use esbackup_engine::{NoProgress, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 struct Bar(ProgressBar);

@@ -66,7 +66,9 @@ fn help_teaches_usage_and_exit_codes() {
         "backup",
         "restore",
         "verify",
+        "list",
         "status",
+        "forget",
         "demo",
         "Exit codes",
         "s3://",
@@ -88,7 +90,7 @@ fn help_teaches_usage_and_exit_codes() {
 }
 
 #[test]
-fn backup_restore_verify_status_round_trip_with_json() {
+fn backup_list_restore_verify_status_forget_round_trip_with_json() {
     let dir = tempfile::tempdir().unwrap();
     let db = sample_db(dir.path());
     let target = dir.path().join("backup");
@@ -104,8 +106,12 @@ fn backup_restore_verify_status_round_trip_with_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = json(&out);
-    assert_eq!(first["completed"], true);
-    assert!(first["uploaded"]["files"].as_u64().unwrap() > 3);
+    assert_eq!(first["ok"], true);
+    assert!(first["point"].is_string());
+    assert!(first["stored"]["files"].as_u64().unwrap() > 3);
+    assert!(
+        first["uploaded"]["bytes"].as_u64().unwrap() >= first["stored"]["bytes"].as_u64().unwrap()
+    );
     assert!(first["checkpoints"]["writer"].as_i64().unwrap() > 0);
 
     let out = run(esbackup()
@@ -113,20 +119,44 @@ fn backup_restore_verify_status_round_trip_with_json() {
         .arg(&db)
         .args(["--target", t, "--json"]));
     let second = json(&out);
-    assert_eq!(second["uploaded"]["files"], 0, "nothing changed");
-    assert_eq!(second["skipped"]["files"], first["uploaded"]["files"]);
+    assert_eq!(second["stored"]["files"], 0, "nothing changed");
+    assert_eq!(second["unchanged"]["files"], first["stored"]["files"]);
+
+    let out = run(esbackup().args(["list", "--json", "--target", t]));
+    assert!(out.status.success());
+    let points = json(&out);
+    let points = points.as_array().expect("list --json is an array");
+    assert_eq!(points.len(), 2);
+    for field in ["id", "time", "writer", "chaser", "files", "bytes_added"] {
+        assert!(!points[0][field].is_null(), "list lacks {field}");
+    }
+    assert!(
+        points[0]["time"].as_str().unwrap() <= points[1]["time"].as_str().unwrap(),
+        "oldest first"
+    );
 
     let out = run(esbackup().args(["verify", "--read-data", "--json", "--target", t]));
     assert!(out.status.success());
-    assert_eq!(json(&out)["problems"].as_array().unwrap().len(), 0);
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["points"].as_array().unwrap().len(), 2);
 
     let out = run(esbackup().args(["status", "--json", "--target", t]));
     assert!(out.status.success());
-    assert_eq!(json(&out)["latest_run"]["state"], "completed");
+    let s = json(&out);
+    assert_eq!(s["points"], 2);
+    assert_eq!(s["newest"]["id"], points[1]["id"]);
 
     let restored = dir.path().join("restored");
     let out = run(esbackup()
-        .args(["restore", "--target", t, "--db"])
+        .args([
+            "restore",
+            "--target",
+            t,
+            "--point",
+            points[0]["id"].as_str().unwrap(),
+            "--db",
+        ])
         .arg(&restored));
     assert!(
         out.status.success(),
@@ -137,7 +167,6 @@ fn backup_restore_verify_status_round_trip_with_json() {
         std::fs::read(restored.join("truncate.chk")).unwrap(),
         std::fs::read(restored.join("chaser.chk")).unwrap()
     );
-
     let out = run(esbackup()
         .args(["restore", "--target", t, "--db"])
         .arg(&restored));
@@ -147,6 +176,50 @@ fn backup_restore_verify_status_round_trip_with_json() {
         "restore into a non-empty folder"
     );
     assert!(stderr_line(&out).contains("--force"));
+    let out = run(esbackup()
+        .args(["restore", "--target", t, "--at", "1h", "--db"])
+        .arg(dir.path().join("too-early")));
+    assert_eq!(out.status.code(), Some(2), "no point an hour ago");
+    assert!(stderr_line(&out).contains("no restore point at or before"));
+    let out = run(esbackup()
+        .args([
+            "restore",
+            "--json",
+            "--target",
+            t,
+            "--at",
+            "2099-01-01T00:00:00Z",
+            "--db",
+        ])
+        .arg(dir.path().join("at")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["point"], points[1]["id"]);
+
+    let out = run(esbackup().args([
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--json",
+        "--target",
+        t,
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = json(&out);
+    assert_eq!(f["forgotten"].as_array().unwrap().len(), 1);
+    assert!(
+        f["stored_bytes_after"].as_u64().unwrap() <= f["stored_bytes_before"].as_u64().unwrap()
+    );
+    let out = run(esbackup().args(["forget", "--target", t]));
+    assert_eq!(out.status.code(), Some(2), "no rule, nothing forgotten");
 }
 
 #[test]
@@ -174,6 +247,100 @@ fn bad_input_gets_one_line_and_a_distinct_exit_code() {
     let out = run(esbackup().args(["verify", "--json", "--target", "ftp://x/y"]));
     assert_eq!(out.status.code(), Some(2), "unknown scheme");
     assert_eq!(json(&out)["exit_code"], 2);
+    assert_eq!(json(&out)["ok"], false);
+
+    // Usage errors found by the argument parser are JSON too with --json.
+    let out = run(esbackup().args(["backup", "--json", "--no-such-option"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json(&out)["ok"], false);
+    assert!(json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .contains("--no-such-option"));
+    let out = run(esbackup().args(["restore", "--point", "x", "--at", "1h"]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_database_folder_as_target_is_refused_with_exit_10_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("chunk-000000.000000"), b"someone's data").unwrap();
+    let out = run(esbackup()
+        .args(["backup", "--db"])
+        .arg(&db)
+        .arg("--target")
+        .arg(&other));
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(other.join("chunk-000000.000000")).unwrap(),
+        b"someone's data"
+    );
+}
+
+#[test]
+fn read_only_commands_never_create_a_missing_target_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let missing = dir.path().join("no-such-backup");
+    for args in [
+        vec!["verify", "--target"],
+        vec!["status", "--target"],
+        vec!["list", "--target"],
+    ] {
+        let out = run(esbackup().args(&args).arg(&missing));
+        assert_eq!(out.status.code(), Some(8), "{args:?}");
+        assert!(!missing.exists(), "{args:?} created the target folder");
+    }
+    let out = run(esbackup()
+        .args(["restore", "--db"])
+        .arg(dir.path().join("r"))
+        .arg("--target")
+        .arg(&missing));
+    assert_eq!(out.status.code(), Some(8));
+    assert!(!missing.exists(), "restore created the target folder");
+    let out = run(esbackup()
+        .args(["backup", "--dry-run", "--db"])
+        .arg(&db)
+        .arg("--target")
+        .arg(&missing));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!missing.exists(), "a dry run created the target folder");
+}
+
+#[test]
+fn too_many_open_files_is_a_local_error_not_a_damaged_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let target = dir.path().join("backup");
+    let script = format!(
+        "ulimit -n 12 && exec {} backup --db {} --target {}",
+        env!("CARGO_BIN_EXE_esbackup"),
+        db.display(),
+        target.display()
+    );
+    let out = run(Command::new("sh").args(["-c", &script]));
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "reported as not a database: {text}"
+    );
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("open files"), "{text}");
+    }
 }
 
 #[test]
@@ -185,33 +352,43 @@ fn options_come_from_the_config_file_and_environment() {
     std::fs::write(
         &config,
         format!(
-            "db: {}\ntarget: {}\nconcurrency: 2\n",
+            "db: {}\ntarget: {}\nconcurrency: 2\njson: true\nretention:\n  last: 1\n",
             db.display(),
             target.display()
         ),
     )
     .unwrap();
+    for _ in 0..2 {
+        let out = run(esbackup().args(["backup", "--config"]).arg(&config));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = json(&out);
+        assert_eq!(report["ok"], true, "json: true in the file");
+        assert_eq!(report["retention"]["kept"].as_array().unwrap().len(), 1);
+    }
+    // The command line turns off what the file turned on.
     let out = run(esbackup()
-        .args(["backup", "--json", "--config"])
+        .args(["status", "--json=false", "--config"])
         .arg(&config));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 restore point(s)"));
     assert!(target.join("writer.chk").exists());
 
     let env_target = dir.path().join("from-env");
     let out = run(esbackup()
         .args(["backup", "--json"])
         .env("ESBACKUP_DB", &db)
-        .env("ESBACKUP_TARGET", &env_target));
+        .env("ESBACKUP_TARGET", &env_target)
+        .env("ESBACKUP_DRY_RUN", "true"));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(env_target.join("writer.chk").exists());
+    assert_eq!(json(&out)["dry_run"], true);
+    assert!(!env_target.exists());
 
     std::fs::write(&config, "db: [oops\n").unwrap();
     let out = run(esbackup().args(["status", "--config"]).arg(&config));
@@ -224,6 +401,7 @@ fn dry_run_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = sample_db(dir.path());
     let target = dir.path().join("backup");
+    std::fs::create_dir_all(&target).unwrap();
     let out = run(esbackup()
         .args(["backup", "--dry-run", "--json", "--db"])
         .arg(&db)
@@ -236,10 +414,11 @@ fn dry_run_writes_nothing() {
     );
     let report = json(&out);
     assert_eq!(report["dry_run"], true);
-    assert!(report["uploaded"]["files"].as_u64().unwrap() > 3);
-    assert!(!target.join("writer.chk").exists());
+    assert!(report["stored"]["files"].as_u64().unwrap() > 3);
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,10 +37,10 @@ async fn backup_and_restore_through_the_cli(server: &dyn ObjectServer) {
     settled_node(&db, 77, 150);
     let url = server.url("cli/node1");
     let first = esbackup(server, &["backup", "--target", &url], &db);
-    assert_eq!(first["completed"], true);
+    assert_eq!(first["ok"], true);
     let source = database_files(&db);
     assert_eq!(
-        first["uploaded"]["files"].as_u64().unwrap(),
+        first["stored"]["files"].as_u64().unwrap(),
         source.len() as u64
     );
     // What the server holds, seen through the fixture's own client, not esbackup's.
@@ -49,10 +49,15 @@ async fn backup_and_restore_through_the_cli(server: &dyn ObjectServer) {
         stored.contains(&"cli/node1/writer.chk".to_string()),
         "{stored:?}"
     );
-    assert!(stored.contains(&"cli/node1/.esbackup/manifest.json".to_string()));
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.starts_with("cli/node1/.esbackup/points/")),
+        "{stored:?}"
+    );
 
     let again = esbackup(server, &["backup", "--target", &url], &db);
-    assert_eq!(again["uploaded"]["files"], 0);
+    assert_eq!(again["stored"]["files"], 0);
 
     let restored = dir.path().join("restored");
     let report = esbackup(server, &["restore", "--target", &url], &restored);

@@ -1,58 +1,177 @@
-//! Engine errors. Each names what to fix and maps to a documented process exit code.
+//! Engine errors: what kind of failure it is (the CLI maps kinds to exit codes), a one-line
+//! message that says what to fix, and the underlying cause when there is one.
+
+use std::fmt;
 
 use crate::target::TargetError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The source folder is not an EventStoreDB / KurrentDB database.
-    #[error("{0}")]
-    NotADatabase(String),
-    /// The source and the backup disagree on which database this is, or a restore destination
-    /// or option is unusable.
-    #[error("{0}")]
-    BadInput(String),
+/// The kinds of failure an operator acts on differently.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A local file operation failed (permissions, disk full, too many open files).
+    LocalIo,
+    /// An option or argument is unusable (an unknown restore point, a bad time).
+    InvalidInput,
+    /// The source is not a database, is damaged, or is another database than the backup's.
+    NotADatabase,
     /// Another run holds the lock on this backup location.
-    #[error("{0}")]
-    LockHeld(String),
-    /// The source changed in a way a file-copy backup cannot follow (a scavenge is running, the
-    /// index keeps changing).
-    #[error("{0}")]
-    SourceChanging(String),
-    /// No backup, or none that ever completed, at the location.
-    #[error("{0}")]
-    NoBackup(String),
-    /// The restore destination holds files and `--force` was not given.
-    #[error("{0}")]
-    DestinationNotEmpty(String),
-    /// The backup fails verification.
-    #[error("{0}")]
-    Corrupt(String),
+    LockHeld,
+    /// The backup is damaged: a file it records is missing or differs.
+    Damaged,
+    /// The source changed in a way a file copy cannot follow (a scavenge is running).
+    SourceChanging,
     /// The storage failed.
-    #[error("storage: {0}")]
-    Storage(#[from] TargetError),
-    /// A local file operation failed.
-    #[error("{0}")]
-    Io(String),
+    Storage,
+    /// No backup, or no restore point, at the location.
+    NoBackup,
+    /// The restore destination holds files and `--force` was not given.
+    DestinationNotEmpty,
+    /// The backup location or restore destination overlaps the database, is a database, or is
+    /// not a backup location: refused before anything was written.
+    WrongLocation,
+}
+
+/// A failed engine operation.
+#[derive(Debug)]
+pub struct EngineError {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl EngineError {
-    /// The exit code documented in the README for this kind of error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EngineError::Io(_) => 1,
-            EngineError::NotADatabase(_) | EngineError::BadInput(_) => 3,
-            EngineError::LockHeld(_) => 4,
-            EngineError::Corrupt(_) => 5,
-            EngineError::SourceChanging(_) => 6,
-            EngineError::Storage(_) => 7,
-            EngineError::NoBackup(_) => 8,
-            EngineError::DestinationNotEmpty(_) => 9,
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> EngineError {
+        EngineError {
+            kind,
+            message: message.into(),
+            source: None,
         }
     }
 
-    pub(crate) fn io(context: impl std::fmt::Display, err: std::io::Error) -> EngineError {
-        EngineError::Io(format!("{context}: {err}"))
+    /// Attaches the underlying cause (printed after the message by [`EngineError::chain`]).
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> EngineError {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The operator's message, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The message followed by every cause not already in it, on one line.
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(err) = cur {
+            let text = err.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cur = err.source();
+        }
+        out.replace('\n', " ")
+    }
+
+    /// A local I/O failure on `path`, classified by its cause: running out of file handles or
+    /// space is the machine's problem, not the database's.
+    pub fn io(path: impl fmt::Display, err: std::io::Error) -> EngineError {
+        let hint = match err.raw_os_error() {
+            Some(24) => " (too many open files: raise `ulimit -n` or lower --concurrency)",
+            Some(28) => " (no space left on the device)",
+            _ => "",
+        };
+        EngineError::new(ErrorKind::LocalIo, format!("{path}{hint}")).with_source(err)
+    }
+
+    pub fn not_a_database(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::NotADatabase, message)
+    }
+
+    pub fn damaged(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::Damaged, message)
+    }
+
+    pub fn invalid_input(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub fn wrong_location(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::WrongLocation, message)
+    }
+
+    pub fn source_changing(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::SourceChanging, message)
+    }
+
+    pub fn no_backup(message: impl Into<String>) -> EngineError {
+        EngineError::new(ErrorKind::NoBackup, message)
+    }
+
+    /// A storage failure while doing `what` (an object key or an operation).
+    pub fn storage(what: impl fmt::Display, err: TargetError) -> EngineError {
+        EngineError::new(ErrorKind::Storage, format!("storage: {what}")).with_source(err)
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.chain())
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<TargetError> for EngineError {
+    fn from(err: TargetError) -> Self {
+        let what = match &err {
+            TargetError::NotFound(k) | TargetError::AlreadyExists(k) => k.clone(),
+            _ => "request failed".into(),
+        };
+        EngineError::storage(what, err)
     }
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_keeps_every_cause_on_one_line() {
+        let io = std::io::Error::from_raw_os_error(24);
+        let e = EngineError::io("/db/chunk-000001.000000", io);
+        assert_eq!(e.kind(), ErrorKind::LocalIo);
+        let text = e.to_string();
+        assert!(text.contains("too many open files"), "{text}");
+        assert!(text.contains("os error 24"), "{text}");
+        assert!(!text.contains('\n'));
+        let s = EngineError::storage(
+            "chunk-000001.000000",
+            TargetError::Permanent("403 Forbidden".into()),
+        );
+        assert_eq!(
+            s.to_string(),
+            "storage: chunk-000001.000000: storage error: 403 Forbidden"
+        );
+    }
+}

@@ -15,7 +15,6 @@ pub struct StreamHasher {
     body: Option<Md5>,
     /// The last (up to) 128 bytes seen, not yet fed to `body`.
     tail: Vec<u8>,
-    len: u64,
 }
 
 impl Default for StreamHasher {
@@ -27,7 +26,6 @@ impl Default for StreamHasher {
 /// What a [`StreamHasher`] learnt.
 pub struct Hashes {
     pub md5: [u8; 16],
-    pub len: u64,
     /// Whether the last 16 bytes are the MD5 of the bytes before them (`None`: not checked).
     pub trailing_md5_ok: Option<bool>,
     /// The last (up to) 128 bytes.
@@ -53,13 +51,11 @@ impl StreamHasher {
             whole: Md5::new(),
             body: trailing.then(Md5::new),
             tail: Vec::with_capacity(2 * TAIL),
-            len: 0,
         }
     }
 
     pub fn update(&mut self, data: &[u8]) {
         self.whole.update(data);
-        self.len += data.len() as u64;
         if data.len() >= TAIL {
             if let Some(body) = self.body.as_mut() {
                 body.update(&self.tail);
@@ -92,11 +88,46 @@ impl StreamHasher {
         });
         Hashes {
             md5: self.whole.finalize().into(),
-            len: self.len,
             trailing_md5_ok,
             tail: self.tail,
         }
     }
+}
+
+/// MD5 of bytes `at..at + len` of a local file, read and hashed on the blocking thread pool.
+/// Fails with `UnexpectedEof` when the file is shorter.
+pub(crate) async fn md5_of_range(
+    path: &std::path::Path,
+    file: Option<std::sync::Arc<std::fs::File>>,
+    at: u64,
+    len: u64,
+) -> std::io::Result<[u8; 16]> {
+    use std::os::unix::fs::FileExt;
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = match file {
+            Some(f) => f,
+            None => std::sync::Arc::new(std::fs::File::open(&path)?),
+        };
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; (1 << 20).min(len as usize).max(1)];
+        let mut done = 0u64;
+        while done < len {
+            let want = buf.len().min((len - done) as usize);
+            let n = file.read_at(&mut buf[..want], at + done)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} is shorter than expected", path.display()),
+                ));
+            }
+            hasher.update(&buf[..n]);
+            done += n as u64;
+        }
+        Ok(hasher.finalize().into())
+    })
+    .await
+    .map_err(|e| std::io::Error::other(format!("hashing task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -1,20 +1,50 @@
-//! Where each database file lives in a backup location. The location mirrors the database —
-//! chunks and checkpoints at its root, the index under `index/` — so a plain copy of it is a
-//! valid database once `truncate.chk` is set; esbackup's own files live under `.esbackup/`.
+//! Where things live in a backup location.
+//!
+//! The root mirrors the database as of the latest restore point — completed chunks and the
+//! checkpoints at the root, the index under `index/` — and keeps the completed chunks and index
+//! tables older points still need. esbackup's own files live under `.esbackup/`: the restore
+//! points, the lock objects, the growing (active) chunk as append-only segments, and versions of
+//! files that change in place.
 
 use crate::format::chunk::ChunkName;
 use crate::format::{guid, indexmap, ptable};
 
-/// Folder of esbackup's own metadata.
+/// Folder of esbackup's own files.
 pub const META_DIR: &str = ".esbackup/";
-/// The manifest of the latest run.
-pub const MANIFEST: &str = ".esbackup/manifest.json";
+/// One object per restore point: `.esbackup/points/<id>.json`.
+pub const POINTS_DIR: &str = ".esbackup/points/";
+/// Segments of growing chunks: `.esbackup/active/<chunk>/<chunk id>/<from>-<to>.<run>`.
+pub const ACTIVE_DIR: &str = ".esbackup/active/";
+/// Versions of files that change in place: `.esbackup/data/<key>/<run>`.
+pub const DATA_DIR: &str = ".esbackup/data/";
+/// The manifest a location of esbackup 0.1 (before restore points) holds.
+pub const LEGACY_MANIFEST: &str = ".esbackup/manifest.json";
 /// Lock objects, one per run that holds or wants the lock.
 pub const LOCKS_DIR: &str = ".esbackup/locks/";
 /// Prefix of index files.
 pub const INDEX_DIR: &str = "index/";
-/// Suffix the vendor procedure gives the last backed-up chunk before it is copied again.
+/// Suffix the vendor procedure (and esbackup 0.1) gives a chunk before it is copied again.
 pub const OLD_SUFFIX: &str = ".old";
+
+/// Key of a restore point.
+pub fn point_key(id: &str) -> String {
+    format!("{POINTS_DIR}{id}.json")
+}
+
+/// The point id of a key under [`POINTS_DIR`], if it is one.
+pub fn point_id(key: &str) -> Option<&str> {
+    key.strip_prefix(POINTS_DIR)?.strip_suffix(".json")
+}
+
+/// Key of one segment (bytes `from..to`) of a growing chunk, written by run `run`.
+pub fn segment_key(chunk: &str, chunk_id: &str, from: u64, to: u64, run: &str) -> String {
+    format!("{ACTIVE_DIR}{chunk}/{chunk_id}/{from:012}-{to:012}.{run}")
+}
+
+/// Key of a version of `key` written by run `run`.
+pub fn data_key(key: &str, run: &str) -> String {
+    format!("{DATA_DIR}{key}/{run}")
+}
 
 pub const STREAM_EXISTENCE_CHK: &str = "stream-existence/streamExistenceFilter.chk";
 pub const STREAM_EXISTENCE_DAT: &str = "stream-existence/streamExistenceFilter.dat";

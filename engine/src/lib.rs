@@ -1,31 +1,54 @@
-//! esbackup's engine: consistent, crash-safe differential backups of a live EventStoreDB /
-//! KurrentDB database directory into any [`Target`], and restore and verify of them.
+//! esbackup's engine: consistent, crash-safe backups of a live EventStoreDB / KurrentDB
+//! database into any [`Target`], kept as restore points; restore, verify, list and forget.
+//!
+//! The public surface is what this page re-exports: the commands ([`backup`], [`restore`],
+//! [`verify`], [`list`], [`status`], [`forget`]) with their options and reports, the storage
+//! seam ([`Target`], [`Upload`]), errors ([`EngineError`], [`ErrorKind`]), and the on-disk
+//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing` feature.
 
-pub mod conformance;
 pub mod format;
-pub mod target;
-pub mod testing;
-pub mod upload;
-
-pub use target::{ObjectInfo, Target, TargetError, Upload};
-
-pub mod backup;
-pub mod dry_run;
-pub mod error;
-pub mod fetch;
-pub mod hashing;
 pub mod layout;
-pub mod lock;
-pub mod manifest;
-pub mod progress;
-pub mod restore;
-pub mod retry;
-pub mod source;
-pub mod status;
-pub mod verify;
 
-pub use backup::{backup, BackupOptions, BackupReport};
-pub use error::EngineError;
-pub use restore::{restore, RestoreOptions, RestoreReport};
-pub use status::{status, StatusReport};
-pub use verify::{verify, VerifyOptions, VerifyReport};
+mod backup;
+mod download;
+mod error;
+mod forget;
+mod guard;
+mod hashing;
+mod legacy;
+mod location;
+mod lock;
+mod metered;
+mod point;
+mod progress;
+mod restore;
+mod retry;
+mod source;
+mod status;
+mod target;
+mod upload;
+mod verify;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backup::{
+    backup, BackupOptions, BackupReport, Retention, Tally, Uploaded, DEFAULT_CONCURRENCY,
+};
+pub use error::{EngineError, ErrorKind, Result};
+pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
+pub use lock::{host_name, LockInfo, LockOptions, LockState};
+pub use metered::Traffic;
+pub use point::{
+    Checkpoints, ChunkRef, Content, FileRef, NeededObject, Point, Segment, Window, FORMAT,
+};
+pub use progress::{NoProgress, Progress};
+pub use restore::{restore, RestoreOptions, RestoreReport, Which};
+pub use retry::{RetryPolicy, RetryTarget};
+pub use source::FileStamp;
+pub use status::{list, status, PointSummary, StatusReport};
+pub use target::{get_bytes, list_sizes, ByteStream, ObjectInfo, Target, TargetError};
+pub use upload::{OnBytes, Upload, DEFAULT_PIECE};
+pub use verify::{verify, PointCheck, VerifyOptions, VerifyReport};

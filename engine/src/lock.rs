@@ -21,7 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::target::{get_bytes, Target, TargetError, Upload};
 
@@ -139,14 +139,18 @@ fn process_alive(pid: u32) -> bool {
 /// Lists the lock objects of other runs.
 async fn others(target: &dyn Target, own: &str) -> Result<Vec<(String, Option<LockInfo>)>> {
     let mut out = Vec::new();
-    for obj in target.list(layout::LOCKS_DIR).await? {
+    let listed = target
+        .list(layout::LOCKS_DIR)
+        .await
+        .map_err(|e| EngineError::storage(layout::LOCKS_DIR, e))?;
+    for obj in listed {
         if obj.key == own {
             continue;
         }
         let info = match get_bytes(target, &obj.key).await {
             Ok(b) => serde_json::from_slice(&b).ok(),
             Err(TargetError::NotFound(_)) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(EngineError::storage(&obj.key, e)),
         };
         out.push((obj.key, info));
     }
@@ -154,7 +158,11 @@ async fn others(target: &dyn Target, own: &str) -> Result<Vec<(String, Option<Lo
 }
 
 impl Lock {
-    /// Takes the lock for `command` (backup), or says who holds it.
+    /// Takes the lock for `command` (backup, forget), or says who holds it.
+    ///
+    /// Writes this run's own lock object, then lists the others: dead ones are removed; with a
+    /// live one present this run steps back (removes its own) and tries again after a random
+    /// pause, a few times, before it reports the holder.
     pub async fn acquire(
         target: Arc<dyn Target>,
         run_id: &str,
@@ -164,7 +172,6 @@ impl Lock {
         let mut attempt = 1;
         loop {
             let own = lock_key(run_id, attempt);
-            clear_dead_locks(target.as_ref(), &own, opts).await?;
             let now = Utc::now();
             let info = LockInfo {
                 run_id: run_id.into(),
@@ -177,7 +184,7 @@ impl Lock {
                 instance: instance_id().into(),
             };
             active_runs().lock().unwrap().insert(run_id.into());
-            match write_and_check(target.as_ref(), &own, &info).await {
+            match write_and_check(target.as_ref(), &own, &info, opts).await {
                 Ok(None) => {
                     let heartbeat = tokio::spawn(heartbeat(
                         target.clone(),
@@ -207,16 +214,36 @@ impl Lock {
         }
     }
 
-    /// The key of the lock object (a run checks it is still there before it completes).
-    pub fn key(&self) -> &str {
-        &self.key
+    /// Fails when this run's lock object is gone: another run took the lock over (stale
+    /// timeout or `--break-lock`), and this run must write nothing more.
+    pub async fn confirm_held(&self) -> Result<()> {
+        let held = self
+            .target
+            .list(layout::LOCKS_DIR)
+            .await
+            .map_err(|e| EngineError::storage(layout::LOCKS_DIR, e))?
+            .iter()
+            .any(|o| o.key == self.key);
+        if held {
+            return Ok(());
+        }
+        Err(EngineError::new(
+            ErrorKind::LockHeld,
+            format!(
+                "this run's lock {} was removed by another run (stale timeout or --break-lock) while it ran: it stopped without writing a restore point; run it again",
+                self.key
+            ),
+        ))
     }
 
     /// Removes the lock object.
     pub async fn release(self) -> Result<()> {
         self.heartbeat.abort();
         active_runs().lock().unwrap().remove(&self.run_id);
-        self.target.delete(&self.key).await?;
+        self.target
+            .delete(&self.key)
+            .await
+            .map_err(|e| EngineError::storage(&self.key, e))?;
         Ok(())
     }
 }
@@ -245,15 +272,53 @@ async fn heartbeat(target: Arc<dyn Target>, key: String, mut info: LockInfo, eve
     }
 }
 
-/// Removes dead locks of other runs; fails if a live one is there (held before we came).
-async fn clear_dead_locks(target: &dyn Target, own: &str, opts: &LockOptions) -> Result<()> {
+/// Writes our lock object, then lists the others: removes dead ones; `Some(rival)` (ours
+/// removed again) when a live one is there.
+async fn write_and_check(
+    target: &dyn Target,
+    own: &str,
+    info: &LockInfo,
+    opts: &LockOptions,
+) -> Result<Option<LockInfo>> {
+    let body = Bytes::from(serde_json::to_vec_pretty(info).expect("lock serialises"));
+    let storage = |e| EngineError::storage(own, e);
+    match target.put_if_absent(own, body.clone()).await {
+        Ok(()) => {}
+        Err(TargetError::Unsupported(_)) => target
+            .put(own, Upload::bytes(body))
+            .await
+            .map_err(storage)?,
+        Err(e) => return Err(storage(e)),
+    }
+    let rival = match live_rival(target, own, opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = target.delete(own).await;
+            return Err(e);
+        }
+    };
+    if rival.is_some() {
+        target.delete(own).await.map_err(storage)?;
+    }
+    Ok(rival)
+}
+
+/// Removes the dead lock objects of other runs and returns a live one, if any.
+async fn live_rival(
+    target: &dyn Target,
+    own: &str,
+    opts: &LockOptions,
+) -> Result<Option<LockInfo>> {
     let now = Utc::now();
     for (key, info) in others(target, own).await? {
         let Some(info) = info else {
-            return Err(EngineError::LockHeld(format!(
-                "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
-                target.describe()
-            )));
+            return Err(EngineError::new(
+                ErrorKind::LockHeld,
+                format!(
+                    "{} holds an unreadable lock object {key}: remove it or run with --break-lock",
+                    target.describe()
+                ),
+            ));
         };
         match dead_reason(&info, opts, now) {
             Some(why) => {
@@ -262,42 +327,19 @@ async fn clear_dead_locks(target: &dyn Target, own: &str, opts: &LockOptions) ->
                     info.run_id,
                     info.host
                 );
-                target.delete(&key).await?;
+                target
+                    .delete(&key)
+                    .await
+                    .map_err(|e| EngineError::storage(&key, e))?;
             }
-            None => return Err(held(&info, target)),
+            None => return Ok(Some(info)),
         }
     }
-    Ok(())
-}
-
-/// Writes our lock object, then lists again: `Some(rival)` (ours removed again) if another
-/// run wrote one meanwhile.
-async fn write_and_check(
-    target: &dyn Target,
-    own: &str,
-    info: &LockInfo,
-) -> Result<Option<LockInfo>> {
-    let body = Bytes::from(serde_json::to_vec_pretty(info).expect("lock serialises"));
-    match target.put_if_absent(own, body.clone()).await {
-        Ok(()) => {}
-        Err(TargetError::Unsupported(_)) => target.put(own, Upload::bytes(body)).await?,
-        Err(e) => return Err(e.into()),
-    }
-    let rival = match others(target, own).await {
-        Ok(r) => r.into_iter().find_map(|(_, i)| i),
-        Err(e) => {
-            let _ = target.delete(own).await;
-            return Err(e);
-        }
-    };
-    if rival.is_some() {
-        target.delete(own).await?;
-    }
-    Ok(rival)
+    Ok(None)
 }
 
 fn held(info: &LockInfo, target: &dyn Target) -> EngineError {
-    EngineError::LockHeld(format!(
+    EngineError::new(ErrorKind::LockHeld, format!(
         "{} is locked by run {} ({} on host {} pid {}, started {}): wait for it, or if it is dead run again with --break-lock",
         target.describe(),
         info.run_id,
@@ -308,12 +350,28 @@ fn held(info: &LockInfo, target: &dyn Target) -> EngineError {
     ))
 }
 
-/// Every lock object at the location, for `status`.
-pub async fn list_locks(target: &dyn Target) -> Result<Vec<LockInfo>> {
+/// A lock object as `status` shows it: who holds it, and whether it looks dead.
+#[derive(Clone, Debug, Serialize)]
+pub struct LockState {
+    #[serde(flatten)]
+    pub info: LockInfo,
+    /// Why the lock would be taken over by the next run (its process is gone, its heartbeat is
+    /// stale), or `None` while its run looks alive.
+    pub dead: Option<String>,
+}
+
+/// Every lock object at the location, for `status`, `verify` and `restore`.
+pub async fn list_locks(target: &dyn Target) -> Result<Vec<LockState>> {
+    let now = Utc::now();
+    let opts = LockOptions::default();
     Ok(others(target, "")
         .await?
         .into_iter()
         .filter_map(|(_, i)| i)
+        .map(|info| LockState {
+            dead: dead_reason(&info, &opts, now),
+            info,
+        })
         .collect())
 }
 
@@ -333,7 +391,8 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(matches!(err, EngineError::LockHeld(ref m) if m.contains("run-a")));
+        assert_eq!(err.kind(), ErrorKind::LockHeld);
+        assert!(err.to_string().contains("run-a"), "{err}");
         a.release().await.unwrap();
         Lock::acquire(t.clone(), "run-b", "backup", &opts)
             .await

@@ -1,5 +1,14 @@
-//! [`RetryTarget`]: retries transient storage errors with jittered exponential backoff. The
-//! engine wraps every target in it, so each backend gets the same policy.
+//! [`RetryTarget`]: retries transient storage errors with jittered exponential backoff, for a
+//! [`Target`] whose store does not retry by itself.
+//!
+//! Who retries what (one layer per kind of failure):
+//! - a request that fails transiently (timeouts, 429/5xx, connection resets): the backend's
+//!   HTTP client (object_store's retry settings, `storage.max_retries`); custom targets without
+//!   such a client wrap themselves in `RetryTarget`. The engine never retries requests again.
+//! - a download body that breaks after it started: the engine resumes it from where it stopped
+//!   (`download::RESUMES` times);
+//! - a source file that changed under the copy: the engine fails the run with advice (the next
+//!   run copies it again); nothing retries it in a loop.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -29,6 +38,19 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The most attempts one failing request gets, and the longest it waits between them in
+    /// all (each delay is at most `base·2^attempt`, capped at `max_delay`).
+    pub fn worst_case(&self) -> (u32, Duration) {
+        let waits = (0..self.attempts.saturating_sub(1))
+            .map(|a| {
+                self.base_delay
+                    .saturating_mul(1 << a.min(16))
+                    .min(self.max_delay)
+            })
+            .sum();
+        (self.attempts, waits)
+    }
+
     /// Full jitter: a random delay up to base·2^attempt, capped.
     fn delay(&self, attempt: u32) -> Duration {
         let cap = self

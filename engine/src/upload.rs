@@ -1,39 +1,63 @@
-//! [`Upload`]: the body of a `put`, read from a local file (streamed in pieces) or from memory.
+//! [`Upload`]: the body of a `put`, read from a local file (a whole file or a byte range of it,
+//! streamed in pieces) or from memory.
 //!
 //! Every pass over an upload is hashed (MD5) as it streams, so the engine learns the hash of
-//! exactly the bytes the store received without reading the file twice. A file that shrinks
-//! while it is read (a chunk completed and truncated under us) fails the pass with
-//! [`std::io::ErrorKind::UnexpectedEof`]; the engine then starts that file again.
+//! exactly the bytes the store received without reading the file twice. Pieces are read and
+//! hashed on the blocking thread pool, never on the async runtime that drives other uploads.
+//!
+//! A file that shrinks while it is read (a chunk completed and truncated under us) fails the pass
+//! with [`std::io::ErrorKind::UnexpectedEof`]; the engine then starts that file again. A file
+//! that must end in an MD5 of its preceding bytes (a completed chunk, a PTable) can be checked on
+//! the way: a mismatch fails the pass with [`std::io::ErrorKind::InvalidData`] *before* the last
+//! piece is handed to the store, so the store never completes a damaged object.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use md5::{Digest, Md5};
-use tokio::io::AsyncReadExt;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::hashing::StreamHasher;
 
 /// Default piece size when a target has no preference (1 MiB).
 pub const DEFAULT_PIECE: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 enum Source {
-    File(PathBuf),
+    /// Opened afresh for every pass.
+    Path(PathBuf),
+    /// Opened once by the engine (so the bytes stay readable even if the file is deleted).
+    Handle {
+        path: PathBuf,
+        file: Arc<File>,
+    },
     Memory(Bytes),
 }
 
 /// Called with the size of every piece read, for progress reports.
 pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// The body of one upload. Cheap to clone; clones share the hash of the last complete pass.
+/// What the last pass over an upload learnt.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pass {
+    /// MD5 of every byte, once the pass read them all.
+    md5: Option<[u8; 16]>,
+    /// Why the pass could not read the local file, if it could not.
+    read_failure: Option<io::ErrorKind>,
+}
+
+/// The body of one upload. Cheap to clone; clones share what the last pass learnt.
 #[derive(Clone)]
 pub struct Upload {
     source: Source,
+    /// Offset of the first byte in the file.
+    offset: u64,
     len: u64,
-    last_pass: Arc<Mutex<Option<[u8; 16]>>>,
-    /// Why the last pass could not read the local file, if it could not.
-    read_failure: Arc<Mutex<Option<io::ErrorKind>>>,
+    check_trailing_md5: bool,
+    last_pass: Arc<Mutex<Pass>>,
     on_bytes: Option<OnBytes>,
 }
 
@@ -41,38 +65,62 @@ impl std::fmt::Debug for Upload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upload")
             .field("source", &self.source)
+            .field("offset", &self.offset)
             .field("len", &self.len)
             .finish()
     }
 }
 
 impl Upload {
-    /// The first `len` bytes of the file at `path` (the length the engine saw when it opened it).
-    pub fn file(path: &Path, len: u64) -> Upload {
+    fn new(source: Source, offset: u64, len: u64) -> Upload {
         Upload {
-            source: Source::File(path.to_path_buf()),
+            source,
+            offset,
             len,
+            check_trailing_md5: false,
             last_pass: Arc::default(),
-            read_failure: Arc::default(),
             on_bytes: None,
         }
     }
 
-    /// Reports every piece read from the file to `on_bytes`.
-    pub fn with_progress(mut self, on_bytes: OnBytes) -> Upload {
-        self.on_bytes = Some(on_bytes);
-        self
+    /// The first `len` bytes of the file at `path` (the length the engine saw when it looked).
+    pub fn file(path: &Path, len: u64) -> Upload {
+        Upload::new(Source::Path(path.to_path_buf()), 0, len)
+    }
+
+    /// `len` bytes of the file at `path` from `offset` (a segment of a growing file).
+    pub fn file_range(path: &Path, offset: u64, len: u64) -> Upload {
+        Upload::new(Source::Path(path.to_path_buf()), offset, len)
+    }
+
+    /// The first `len` bytes of an open file (`path` names it in messages).
+    pub fn handle(path: &Path, file: Arc<File>, len: u64) -> Upload {
+        Upload::new(
+            Source::Handle {
+                path: path.to_path_buf(),
+                file,
+            },
+            0,
+            len,
+        )
     }
 
     pub fn bytes(data: impl Into<Bytes>) -> Upload {
         let data = data.into();
-        Upload {
-            len: data.len() as u64,
-            source: Source::Memory(data),
-            last_pass: Arc::default(),
-            read_failure: Arc::default(),
-            on_bytes: None,
-        }
+        let len = data.len() as u64;
+        Upload::new(Source::Memory(data), 0, len)
+    }
+
+    /// Fails every pass whose last 16 bytes are not the MD5 of the bytes before them.
+    pub fn check_trailing_md5(mut self) -> Upload {
+        self.check_trailing_md5 = true;
+        self
+    }
+
+    /// Reports every piece read to `on_bytes`.
+    pub fn with_progress(mut self, on_bytes: OnBytes) -> Upload {
+        self.on_bytes = Some(on_bytes);
+        self
     }
 
     /// Number of bytes this upload carries.
@@ -84,24 +132,25 @@ impl Upload {
         self.len == 0
     }
 
-    /// The local file behind this upload, if any (for targets that copy files natively; they
-    /// must still call [`Upload::stream`] or the engine cannot learn what was stored).
-    pub fn path(&self) -> Option<&Path> {
+    /// The local file behind this upload and the offset of its first byte, if any (for targets
+    /// that copy files natively; they must still call [`Upload::stream`] or the engine cannot
+    /// learn what was stored).
+    pub fn path(&self) -> Option<(&Path, u64)> {
         match &self.source {
-            Source::File(p) => Some(p),
+            Source::Path(p) | Source::Handle { path: p, .. } => Some((p, self.offset)),
             Source::Memory(_) => None,
         }
     }
 
     /// MD5 of the last pass that streamed every byte, if one did.
     pub fn md5(&self) -> Option<[u8; 16]> {
-        *self.last_pass.lock().unwrap()
+        self.last_pass.lock().unwrap().md5
     }
 
-    /// Set when the last pass failed to read the local file (it vanished or shrank): the
-    /// failure of the upload is then the file's, not the store's.
+    /// Set when the last pass failed to read the local file (it vanished, shrank or failed its
+    /// trailing MD5): the failure of the upload is then the file's, not the store's.
     pub fn read_failure(&self) -> Option<io::ErrorKind> {
-        *self.read_failure.lock().unwrap()
+        self.last_pass.lock().unwrap().read_failure
     }
 
     /// Reads the whole body into memory. Only for bodies known to be small.
@@ -115,101 +164,158 @@ impl Upload {
         Ok(pieces.concat().into())
     }
 
-    /// A fresh pass over the body from offset 0, in pieces of at most `piece` bytes. The hash of
-    /// a pass is recorded when its last byte has been yielded.
+    /// A fresh pass over the body from its first byte, in pieces of at most `piece` bytes. The
+    /// hash of a pass is recorded when its last byte has been yielded.
     pub fn stream(&self, piece: usize) -> BoxStream<'static, io::Result<Bytes>> {
-        let piece = piece.max(1);
-        let recorder = self.last_pass.clone();
-        let len = self.len;
-        match &self.source {
-            Source::Memory(data) => {
-                let data = data.clone();
-                *recorder.lock().unwrap() = Some(Md5::digest(&data).into());
-                let pieces: Vec<io::Result<Bytes>> = (0..data.len())
-                    .step_by(piece)
-                    .map(|at| Ok(data.slice(at..(at + piece).min(data.len()))))
-                    .collect();
-                stream::iter(pieces).boxed()
-            }
-            Source::File(path) => {
-                let path = path.clone();
-                *self.read_failure.lock().unwrap() = None;
-                let failure = self.read_failure.clone();
-                let state = FilePass {
-                    path,
-                    file: None,
-                    left: len,
-                    hasher: Some(Md5::new()),
-                    recorder,
-                    piece,
-                    on_bytes: self.on_bytes.clone(),
-                };
-                stream::try_unfold(state, FilePass::next)
-                    .inspect_err(move |e| *failure.lock().unwrap() = Some(e.kind()))
-                    .boxed()
-            }
+        *self.last_pass.lock().unwrap() = Pass::default();
+        let pass = FilePass {
+            reader: match &self.source {
+                Source::Path(p) => Reader::Closed(p.clone()),
+                Source::Handle { path, file } => Reader::Open(path.clone(), file.clone()),
+                Source::Memory(data) => Reader::Memory(data.clone()),
+            },
+            at: self.offset,
+            left: self.len,
+            piece: piece.max(1) as u64,
+            hasher: Some(StreamHasher::new(self.check_trailing_md5)),
+            check_trailing_md5: self.check_trailing_md5,
+            record: self.last_pass.clone(),
+            on_bytes: self.on_bytes.clone(),
+        };
+        if self.len == 0 {
+            let mut pass = pass;
+            pass.finish_empty();
+            return stream::empty().boxed();
         }
+        stream::try_unfold(pass, FilePass::next).boxed()
     }
 }
 
+enum Reader {
+    Closed(PathBuf),
+    Open(PathBuf, Arc<File>),
+    Memory(Bytes),
+}
+
+/// One pass: reads pieces (on the blocking pool for files) and hashes them.
 struct FilePass {
-    path: PathBuf,
-    file: Option<tokio::fs::File>,
+    reader: Reader,
+    at: u64,
     left: u64,
-    hasher: Option<Md5>,
-    recorder: Arc<Mutex<Option<[u8; 16]>>>,
-    piece: usize,
+    piece: u64,
+    hasher: Option<StreamHasher>,
+    check_trailing_md5: bool,
+    record: Arc<Mutex<Pass>>,
     on_bytes: Option<OnBytes>,
 }
 
 impl FilePass {
+    fn finish_empty(&mut self) {
+        if let Some(h) = self.hasher.take() {
+            self.record.lock().unwrap().md5 = Some(h.finish().md5);
+        }
+    }
+
+    fn fail(&self, e: io::Error) -> io::Error {
+        self.record.lock().unwrap().read_failure = Some(e.kind());
+        e
+    }
+
     async fn next(mut self) -> io::Result<Option<(Bytes, FilePass)>> {
         if self.left == 0 {
-            if let Some(h) = self.hasher.take() {
-                *self.recorder.lock().unwrap() = Some(h.finalize().into());
-            }
             return Ok(None);
         }
-        if self.file.is_none() {
-            self.file = Some(tokio::fs::File::open(&self.path).await?);
+        let want = self.piece.min(self.left);
+        let mut hasher = self.hasher.take().expect("a hasher until the last piece");
+        if let Reader::Memory(data) = &self.reader {
+            let start = self.at as usize;
+            let bytes = data.slice(start..start + want as usize);
+            hasher.update(&bytes);
+            return self.advance(bytes, hasher, want).map(Some);
         }
-        let want = (self.piece as u64).min(self.left) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        let file = self.file.as_mut().expect("opened above");
-        while filled < want {
-            let n = file.read(&mut buf[filled..]).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{} shrank while it was being read", self.path.display()),
-                ));
+        if let Reader::Closed(path) = &self.reader {
+            match File::open(path) {
+                Ok(f) => self.reader = Reader::Open(path.clone(), Arc::new(f)),
+                Err(e) => return Err(self.fail(e)),
             }
-            filled += n;
         }
-        self.left -= want as u64;
+        let Reader::Open(path, file) = &self.reader else {
+            unreachable!("opened above")
+        };
+        let (path, file, at) = (path.clone(), file.clone(), self.at);
+        let read = tokio::task::spawn_blocking(move || -> io::Result<(Bytes, StreamHasher)> {
+            let mut buf = BytesMut::zeroed(want as usize);
+            let mut filled = 0usize;
+            while filled < buf.len() {
+                let n = file.read_at(&mut buf[filled..], at + filled as u64)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} shrank while it was being read", path.display()),
+                    ));
+                }
+                filled += n;
+            }
+            hasher.update(&buf);
+            Ok((buf.freeze(), hasher))
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("reading task failed: {e}")))?;
+        match read {
+            Ok((bytes, hasher)) => self.advance(bytes, hasher, want).map(Some),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Accounts for a piece read; on the last piece records the hash (after checking the
+    /// trailing MD5 if asked, failing the pass instead of yielding a damaged last piece).
+    fn advance(
+        mut self,
+        bytes: Bytes,
+        hasher: StreamHasher,
+        want: u64,
+    ) -> io::Result<(Bytes, FilePass)> {
+        self.at += want;
+        self.left -= want;
         if let Some(report) = &self.on_bytes {
-            report(want as u64);
+            report(want);
         }
-        let bytes = buf.freeze();
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&bytes);
+        if self.left > 0 {
+            self.hasher = Some(hasher);
+            return Ok((bytes, self));
         }
-        if self.left == 0 {
-            if let Some(h) = self.hasher.take() {
-                *self.recorder.lock().unwrap() = Some(h.finalize().into());
-            }
+        let hashes = hasher.finish();
+        if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
+            let path = match &self.reader {
+                Reader::Open(p, _) | Reader::Closed(p) => p.display().to_string(),
+                Reader::Memory(_) => "the upload".into(),
+            };
+            return Err(self.fail(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} fails its own MD5 (its last 16 bytes)"),
+            )));
         }
-        Ok(Some((bytes, self)))
+        self.record.lock().unwrap().md5 = Some(hashes.md5);
+        Ok((bytes, self))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::TryStreamExt;
+    use md5::{Digest, Md5};
+
+    fn file_with_trailing_md5(dir: &Path, body: &[u8]) -> PathBuf {
+        let mut data = body.to_vec();
+        data.extend_from_slice(&Md5::digest(body));
+        let path = dir.join("f");
+        std::fs::write(&path, &data).unwrap();
+        path
+    }
 
     #[tokio::test]
-    async fn file_pass_hashes_and_detects_shrinking() {
+    async fn a_file_pass_hashes_and_detects_shrinking() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 3000]).unwrap();
@@ -227,9 +333,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_upload_round_trips() {
+    async fn a_range_upload_streams_and_hashes_only_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let up = Upload::file_range(&path, 1000, 5000);
+        let got: Vec<Bytes> = up.stream(777).try_collect().await.unwrap();
+        assert_eq!(got.concat(), data[1000..6000]);
+        assert_eq!(up.md5(), Some(Md5::digest(&data[1000..6000]).into()));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_trailing_md5_fails_the_pass_before_its_last_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with_trailing_md5(dir.path(), &[5u8; 5000]);
+        let good = Upload::file(&path, 5016).check_trailing_md5();
+        assert!(good.stream(1000).try_collect::<Vec<_>>().await.is_ok());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let bad = Upload::file(&path, 5016).check_trailing_md5();
+        let pieces: Vec<io::Result<Bytes>> = bad.stream(1000).collect().await;
+        let ok: usize = pieces.iter().filter(|p| p.is_ok()).count();
+        assert_eq!(ok, 5, "every piece but the last is yielded");
+        assert_eq!(bad.read_failure(), Some(io::ErrorKind::InvalidData));
+        assert_eq!(bad.md5(), None);
+    }
+
+    #[tokio::test]
+    async fn a_memory_upload_round_trips() {
         let up = Upload::bytes(Bytes::from_static(b"hello world"));
         assert_eq!(&up.to_bytes().await.unwrap()[..], b"hello world");
         assert_eq!(up.md5(), Some(Md5::digest(b"hello world").into()));
+    }
+
+    /// Reading and hashing run on the blocking pool: on a single-threaded runtime, an upload
+    /// keeps streaming while a large file is hashed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_upload_makes_progress_while_another_file_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![1u8; 256 << 20]).unwrap();
+        let small = dir.path().join("small");
+        std::fs::write(&small, vec![2u8; 8 << 20]).unwrap();
+        let hashing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = hashing_done.clone();
+        let hash = tokio::spawn(async move {
+            crate::hashing::md5_of_range(&big, None, 0, 256 << 20)
+                .await
+                .unwrap();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut during = 0;
+        let up = Upload::file(&small, 8 << 20);
+        let mut pieces = up.stream(64 * 1024);
+        while let Some(p) = pieces.next().await {
+            p.unwrap();
+            if !hashing_done.load(std::sync::atomic::Ordering::SeqCst) {
+                during += 1;
+            }
+        }
+        hash.await.unwrap();
+        assert!(
+            during >= 64,
+            "only {during} of 128 pieces streamed during the hash"
+        );
     }
 }

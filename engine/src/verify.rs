@@ -1,139 +1,248 @@
-//! Verify a backup without restoring it: the manifest says the run completed, every file it
-//! lists is stored with the right size, the checkpoints and chunk ranges make a database; with
-//! `read_data`, every file is read back and re-hashed, and chunk footers, PTables and the
-//! `indexmap` are checked against their own MD5s.
+//! Verify restore points without restoring them: every object a point needs is stored with the
+//! recorded size, and the point describes a database the server would open (checkpoints in
+//! order, chunks covering the log up to the writer, an `indexmap` whose tables are there). With
+//! `read_data`, every object is read back once and re-hashed, and completed chunks and index
+//! tables are checked against their own MD5s too.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::download::{download, Sink};
 use crate::error::{EngineError, Result};
-use crate::fetch::{fetch, own_check};
+use crate::format::checkpoint;
 use crate::format::indexmap::{self, IndexMap};
 use crate::layout::{classify, index_key, Kind};
-use crate::manifest::{Checkpoints, FileEntry, Manifest, RunState};
-use crate::retry::{RetryPolicy, RetryTarget};
-use crate::target::{get_bytes, list_sizes, Target};
+use crate::location::Location;
+use crate::lock::list_locks;
+use crate::point::{Content, Point};
+use crate::progress::NoProgress;
+use crate::restore::{choose, missing, Which};
+use crate::target::Target;
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
+    /// One point; all points when `None`.
+    pub point: Option<Which>,
     pub read_data: bool,
     pub concurrency: usize,
-    pub retry: RetryPolicy,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
+            point: None,
             read_data: false,
-            concurrency: 4,
-            retry: RetryPolicy::default(),
+            concurrency: crate::backup::DEFAULT_CONCURRENCY,
         }
     }
+}
+
+/// The verdict on one point.
+#[derive(Clone, Debug, Serialize)]
+pub struct PointCheck {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    /// Everything wrong with it; empty when it verifies.
+    pub problems: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
     pub target: String,
-    pub run_id: String,
-    pub state: RunState,
     pub read_data: bool,
-    pub files: u64,
+    pub points: Vec<PointCheck>,
+    /// Distinct stored objects checked, and their bytes.
+    pub objects: u64,
     pub bytes: u64,
-    pub checkpoints: Checkpoints,
-    /// Everything wrong; empty when the backup verifies.
-    pub problems: Vec<String>,
+    /// A backup or forget holding the lock meanwhile (its point, if any, is not checked yet).
+    pub running: Option<String>,
 }
 
 impl VerifyReport {
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+        self.points.iter().all(|p| p.problems.is_empty())
+    }
+
+    /// Every problem, prefixed with its point.
+    pub fn problems(&self) -> Vec<String> {
+        self.points
+            .iter()
+            .flat_map(|p| {
+                p.problems
+                    .iter()
+                    .map(move |m| format!("point {}: {m}", p.id))
+            })
+            .collect()
     }
 }
 
 pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let target: Arc<dyn Target> = Arc::new(RetryTarget::new(target, opts.retry.clone()));
-    let manifest = Manifest::load(target.as_ref()).await?.ok_or_else(|| {
-        EngineError::NoBackup(format!(
-            "no esbackup backup at {}: nothing to verify",
-            target.describe()
-        ))
-    })?;
-    let mut problems = Vec::new();
-    if !manifest.is_completed() {
-        problems.push(format!(
-            "the latest run {} did not complete ({:?}{})",
-            manifest.run_id,
-            manifest.state,
-            manifest
-                .error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ));
+    let location = Location::read(target.clone()).await?;
+    if !location.has_backup() {
+        return Err(location.no_backup());
     }
-    let listing = list_sizes(target.as_ref()).await?;
-    for (key, entry) in &manifest.files {
-        match listing.get(key) {
-            None => problems.push(format!("{key} is missing")),
-            Some(&size) if size != entry.size => problems.push(format!(
-                "{key} is {size} bytes, the manifest says {}",
-                entry.size
-            )),
-            _ => {}
-        }
-    }
-    problems.extend(structure_problems(&manifest));
-    if let Some(p) = indexmap_problem(target.as_ref(), &manifest).await? {
-        problems.push(p);
-    }
+    let points = match &opts.point {
+        Some(which) => vec![choose(&location, which).await?],
+        None => location.all().await?,
+    };
+    let running = list_locks(target.as_ref())
+        .await?
+        .into_iter()
+        .find(|l| l.dead.is_none())
+        .map(|l| {
+            format!(
+                "a {} is running (lock held by run {} on {} pid {}): the points checked are the completed ones",
+                l.info.command, l.info.run_id, l.info.host, l.info.pid
+            )
+        });
+    let listing = crate::target::list_sizes(target.as_ref())
+        .await
+        .map_err(|e| EngineError::storage("listing the backup location", e))?;
+    let mut checks: Vec<PointCheck> = points
+        .iter()
+        .map(|p| {
+            let mut problems: Vec<String> = missing(p, &listing)
+                .into_iter()
+                .map(|m| format!("{m} is missing"))
+                .collect();
+            problems.extend(structure_problems(p));
+            PointCheck {
+                id: p.id.clone(),
+                time: p.time,
+                problems,
+            }
+        })
+        .collect();
+    let objects = objects_of(&points);
+    let bytes = objects.values().map(|o| o.size).sum();
     if opts.read_data {
-        let found: Vec<Option<String>> = stream::iter(manifest.files.iter())
-            .filter(|(k, _)| futures::future::ready(listing.contains_key(*k)))
-            .map(|(k, e)| read_back(target.as_ref(), k, e))
+        let present: Vec<(&String, &Obj)> = objects
+            .iter()
+            .filter(|(k, o)| listing.get(*k) == Some(&o.size))
+            .collect();
+        let reads: Vec<_> = present
+            .into_iter()
+            .map(|(key, obj)| read_back(target.as_ref(), key, obj))
+            .collect();
+        let bad: Vec<(String, String)> = stream::iter(reads)
             .buffer_unordered(opts.concurrency.max(1))
+            .try_filter_map(|p| async move { Ok(p) })
             .try_collect()
             .await?;
-        problems.extend(found.into_iter().flatten());
+        for (key, problem) in bad {
+            for (check, point) in checks.iter_mut().zip(&points) {
+                if point.objects().iter().any(|o| o.key == key) {
+                    check.problems.push(problem.clone());
+                }
+            }
+        }
     }
     Ok(VerifyReport {
         target: target.describe(),
-        run_id: manifest.run_id.clone(),
-        state: manifest.state,
         read_data: opts.read_data,
-        files: manifest.files.len() as u64,
-        bytes: manifest.files.values().map(|e| e.size).sum(),
-        checkpoints: manifest.checkpoints,
-        problems,
+        points: checks,
+        objects: objects.len() as u64,
+        bytes,
+        running,
     })
 }
 
-/// Checkpoints present and ordered; chunks contiguous up to the writer's chunk.
-fn structure_problems(m: &Manifest) -> Vec<String> {
-    let mut problems = Vec::new();
-    for chk in ["writer.chk", "chaser.chk"] {
-        if !m.files.contains_key(chk) {
-            problems.push(format!("{chk} is not in the backup"));
+/// A stored object and what it must hold.
+struct Obj {
+    size: u64,
+    md5: String,
+    /// The database file it holds whole, when it does (for its own checks).
+    whole: Option<String>,
+}
+
+fn objects_of(points: &[Point]) -> BTreeMap<String, Obj> {
+    let mut out = BTreeMap::new();
+    for p in points {
+        for (key, f) in &p.files {
+            let whole = matches!(f.content, Content::Object { .. }).then(|| key.clone());
+            for o in f.objects() {
+                out.entry(o.key).or_insert(Obj {
+                    size: o.size,
+                    md5: o.md5,
+                    whole: whole.clone(),
+                });
+            }
         }
     }
-    let c = m.checkpoints;
+    out
+}
+
+/// Reads one object back; `Some((key, problem))` when it is not what the points recorded.
+async fn read_back(target: &dyn Target, key: &str, obj: &Obj) -> Result<Option<(String, String)>> {
+    let kind = obj.whole.as_deref().map(classify);
+    let trailing = matches!(kind, Some(Kind::Chunk(_)) | Some(Kind::PTable(_)));
+    let mut sink = Sink::new(None, 0, trailing, key.to_string());
+    match download(target, key, obj.size, &mut sink, &NoProgress).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {
+            return Ok(Some((key.to_string(), e.message().to_string())))
+        }
+        Err(e) => return Err(e),
+    }
+    let hashes = sink.finish().await?;
+    if hashes.md5_hex() != obj.md5 {
+        return Ok(Some((
+            key.to_string(),
+            format!("{key} does not match the MD5 recorded when it was stored"),
+        )));
+    }
+    let own = match kind {
+        Some(Kind::Chunk(_)) if hashes.completed_chunk_footer().is_some() => {
+            (hashes.trailing_md5_ok == Some(false))
+                .then_some("completed chunk fails its footer MD5")
+        }
+        Some(Kind::PTable(_)) => {
+            (hashes.trailing_md5_ok == Some(false)).then_some("index table fails its own MD5")
+        }
+        _ => None,
+    };
+    Ok(own.map(|p| (key.to_string(), format!("{key}: {p}"))))
+}
+
+/// What keeps a point from being a database the server opens: checkpoints out of order or
+/// disagreeing with the point's record, chunks not covering the log up to the writer, an
+/// `indexmap` that is damaged, names tables the point lacks, or commits beyond the chaser.
+pub(crate) fn structure_problems(p: &Point) -> Vec<String> {
+    let mut problems = Vec::new();
+    let c = p.checkpoints;
     if c.chaser > c.writer {
         problems.push(format!("chaser {} is beyond writer {}", c.chaser, c.writer));
     }
     if c.epoch > c.writer {
         problems.push(format!("epoch {} is beyond writer {}", c.epoch, c.writer));
     }
-    let Some(chunk_size) = m.chunk_size else {
-        problems.push("the manifest records no chunk size".into());
-        return problems;
-    };
-    let writer_chunk = (c.writer / chunk_size as i64) as u32;
-    let mut ranges: Vec<(u32, u32)> = m
+    for (name, value) in [
+        (checkpoint::WRITER, c.writer),
+        (checkpoint::CHASER, c.chaser),
+    ] {
+        let stored = match p.files.get(name).map(|f| &f.content) {
+            Some(Content::Inline { data }) => checkpoint::decode(data).ok(),
+            _ => None,
+        };
+        if stored.is_some() && stored != Some(value) {
+            problems.push(format!(
+                "{name} holds {stored:?}, the point records {value}"
+            ));
+        }
+    }
+    let size = p.chunk_size as i64;
+    let mut ranges: Vec<(i64, i64)> = p
         .files
         .iter()
-        .filter_map(|(k, e)| match classify(k) {
-            Kind::Chunk(name) => Some((name.start, e.chunk.as_ref().map_or(name.start, |c| c.end))),
+        .filter_map(|(k, f)| match classify(k) {
+            Kind::Chunk(name) => Some((
+                name.start as i64,
+                f.chunk.as_ref().map_or(name.start, |c| c.end) as i64,
+            )),
             _ => None,
         })
         .collect();
@@ -145,64 +254,35 @@ fn structure_problems(m: &Manifest) -> Vec<String> {
         }
         next = next.max(end + 1);
     }
-    // Chunks below the writer's chunk must exist; the writer's own only once data is in it.
-    let needed = writer_chunk + u32::from(c.writer % chunk_size as i64 != 0);
-    if next < needed {
+    if c.writer > next * size {
         problems.push(format!(
-            "chunks end before chunk {} but the writer checkpoint {} needs them up to chunk {}",
-            next,
-            c.writer,
-            needed - 1
+            "the chunks end at log position {} but the writer checkpoint is {}",
+            next * size,
+            c.writer
         ));
     }
-    problems
-}
-
-async fn indexmap_problem(target: &dyn Target, m: &Manifest) -> Result<Option<String>> {
-    let key = index_key(indexmap::FILE_NAME);
-    if !m.files.contains_key(&key) {
-        return Ok(None);
-    }
-    let bytes = get_bytes(target, &key).await?;
-    let map = match IndexMap::parse(&bytes) {
-        Ok(map) => map,
-        Err(e) => return Ok(Some(format!("{key}: {e}"))),
-    };
-    if map.commit_checkpoint >= m.checkpoints.chaser && map.commit_checkpoint >= 0 {
-        return Ok(Some(format!(
-            "indexmap commit checkpoint {} is not below chaser {}",
-            map.commit_checkpoint, m.checkpoints.chaser
-        )));
-    }
-    Ok(map
-        .tables
-        .iter()
-        .find(|t| !m.files.contains_key(&index_key(&t.file)))
-        .map(|t| format!("indexmap names table {} which the backup lacks", t.file)))
-}
-
-/// Reads one file back; returns what is wrong with it, if anything.
-async fn read_back(target: &dyn Target, key: &str, entry: &FileEntry) -> Result<Option<String>> {
-    let kind = classify(key);
-    let hashes = fetch(target, key, None, true, &crate::progress::NoProgress).await?;
-    if hashes.len != entry.size || hashes.md5_hex() != entry.md5 {
-        return Ok(Some(format!(
-            "{key} does not match the hash in the manifest"
-        )));
-    }
-    let small = match kind {
-        Kind::IndexMap | Kind::Checkpoint(_) => Some(get_bytes(target, key).await?),
-        _ => None,
-    };
-    if let Some(p) = own_check(&kind, &hashes, small.as_deref()) {
-        return Ok(Some(format!("{key}: {p}")));
-    }
-    if let Some(c) = &entry.chunk {
-        if c.completed && hashes.completed_chunk_footer().is_none() {
-            return Ok(Some(format!(
-                "{key} was stored completed but has no footer"
-            )));
+    let map_key = index_key(indexmap::FILE_NAME);
+    if let Some(Content::Inline { data }) = p.files.get(&map_key).map(|f| &f.content) {
+        match IndexMap::parse(data) {
+            Err(e) => problems.push(format!("{map_key}: {e}")),
+            Ok(map) => {
+                if map.commit_checkpoint >= 0 && map.commit_checkpoint >= c.chaser {
+                    problems.push(format!(
+                        "indexmap commit checkpoint {} is not below chaser {}",
+                        map.commit_checkpoint, c.chaser
+                    ));
+                }
+                let absent: BTreeSet<&str> = map
+                    .tables
+                    .iter()
+                    .map(|t| t.file.as_str())
+                    .filter(|t| !p.files.contains_key(&index_key(t)))
+                    .collect();
+                for t in absent {
+                    problems.push(format!("indexmap names table {t}, which the point lacks"));
+                }
+            }
         }
     }
-    Ok(None)
+    problems
 }

@@ -84,8 +84,8 @@ pub fn backend_rounds() -> u64 {
         .unwrap_or(20)
 }
 
-/// The whole scenario suite against one server, plus the Target conformance suite.
-pub async fn whole_suite(loc: &ServerLocations) {
+/// The whole scenario suite against one location kind, plus the Target conformance suite.
+pub async fn whole_suite(loc: &dyn Locations, live_rounds: u64) {
     let name = loc.name();
     let report = esbackup_engine::conformance::run_conformance(loc.fresh().as_ref())
         .await
@@ -96,17 +96,25 @@ pub async fn whole_suite(loc: &ServerLocations) {
     );
     scenarios::static_round_trip(loc).await;
     println!("{name}: static database round trip byte-identical");
-    scenarios::differential_uploads_only_changes(loc).await;
-    println!("{name}: differentials upload exactly what changed");
+    scenarios::differential_stores_only_changes(loc).await;
+    println!("{name}: differentials store exactly what changed");
+    scenarios::history_restores_every_point(loc, 20).await;
+    println!("{name}: 20 restore points each restore equal to the source at that run");
     scenarios::verify_finds_damage(loc).await;
-    println!("{name}: verify finds missing and damaged files");
+    println!("{name}: verify and restore find missing and damaged objects");
     let points = scenarios::crash_points(loc).await;
-    println!("{name}: crash at each of {points} operations left a restorable backup");
-    let rounds = backend_rounds();
+    println!("{name}: crash at each of {points} operations left every point restorable");
+    let (before, after) = scenarios::forget_keeps_last_three(loc, 20).await;
+    println!("{name}: forget --keep-last 3 --prune after 20 points: 3 restorable points left, {before} -> {after} bytes stored");
+    let points = scenarios::forget_crash_points(loc).await;
+    println!(
+        "{name}: forget --prune crashed at each of {points} operations, kept points restorable"
+    );
+    let rounds = live_rounds;
     let s = scenarios::live_rounds(loc, rounds, 9000, 0).await;
     println!(
-        "{name}: live rounds: {} rounds passed, {} backups completed, {} aborted by a scavenge",
-        s.rounds, s.backups, s.aborted_by_scavenge
+        "{name}: live rounds: {} rounds passed, {} backups completed, {} aborted by a scavenge, {} points restored",
+        s.rounds, s.backups, s.aborted_by_scavenge, s.points_restored
     );
     assert_eq!(s.rounds, rounds);
 }

@@ -1,16 +1,20 @@
-//! The engine's scenario suite, run unchanged against every backend: each test file picks a
-//! backend (memory, folder, S3, Azure, GCS) by giving a [`Locations`] and calls these.
+//! The engine's scenario suite, run unchanged against every backend: each backend module of the
+//! test suite gives a [`Locations`] and calls these.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use esbackup_engine::testing::{FaultPlan, FaultyTarget};
-use esbackup_engine::{backup, verify, EngineError, Target, VerifyOptions};
+use esbackup_engine::testing::{FaultPlan, FaultyTarget, Intercept};
+use esbackup_engine::{
+    backup, forget, list, status, verify, ErrorKind, ForgetOptions, KeepPolicy, LockOptions,
+    Target, VerifyOptions, Which,
+};
 use esdb_sim::{run_live, Node, SimConfig};
 
 use crate::support::{
-    backup_contents, backup_options, copy_dir, database_files, restore_and_check, Slow,
+    assert_same_files, backup_options, copy_dir, database_files, points, restore_and_check,
+    restore_point_and_check, stored_objects,
 };
 
 /// Hands out empty backup locations on one backend.
@@ -48,8 +52,19 @@ pub fn settled_node(db: &Path, seed: u64, steps: usize) -> Node {
     node
 }
 
-fn key_set(files: &BTreeMap<String, Vec<u8>>) -> BTreeSet<String> {
-    files.keys().cloned().collect()
+/// One change of a node between runs: appends (some completing chunks), or random steps
+/// (index merges, scavenges that drop records and merge chunks, side-file flushes).
+pub fn mutate(node: &mut Node, round: usize) {
+    match round % 4 {
+        0 => node.append(5).unwrap(),
+        1 => node.append(400).unwrap(),
+        _ => {
+            for _ in 0..60 {
+                node.step().unwrap();
+            }
+        }
+    }
+    node.settle().unwrap();
 }
 
 /// A static database backs up and restores byte-identical, except `truncate.chk` (= chaser).
@@ -59,20 +74,16 @@ pub async fn static_round_trip(loc: &dyn Locations) {
     settled_node(&db, 11, 200);
     let target = loc.fresh();
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
-    assert!(report.completed);
+    assert!(report.point.is_some());
     let source = database_files(&db);
     assert_eq!(
-        report.uploaded_keys,
-        key_set(&source).into_iter().collect::<Vec<_>>(),
-        "a first backup uploads every database file and nothing else"
+        report.stored_keys,
+        source.keys().cloned().collect::<Vec<_>>(),
+        "a first backup stores every database file and nothing else"
     );
     let (restored, checked) = restore_and_check(target, dir.path(), "restored").await;
     assert!(checked.is_ok(), "{}: {:?}", loc.name(), checked.violations);
-    let back = database_files(&restored);
-    assert_eq!(key_set(&back), key_set(&source), "same files");
-    for (name, bytes) in &source {
-        assert!(back[name] == *bytes, "{name} differs after restore");
-    }
+    assert_same_files(&database_files(&restored), &source, &loc.name());
     let chaser = std::fs::read(restored.join("chaser.chk")).unwrap();
     assert_eq!(
         std::fs::read(restored.join("truncate.chk")).unwrap(),
@@ -80,9 +91,9 @@ pub async fn static_round_trip(loc: &dyn Locations) {
     );
 }
 
-/// After mutations, a differential uploads exactly the files that changed or appeared and
-/// deletes exactly those that went away; each result restores byte-identical.
-pub async fn differential_uploads_only_changes(loc: &dyn Locations) {
+/// After mutations, a run stores exactly the files that changed (a growing chunk: the bytes it
+/// gained), names those that went away, and its point restores byte-identical.
+pub async fn differential_stores_only_changes(loc: &dyn Locations) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 23, 100);
@@ -91,26 +102,16 @@ pub async fn differential_uploads_only_changes(loc: &dyn Locations) {
 
     let again = backup(target.clone(), &backup_options(&db)).await.unwrap();
     assert_eq!(
-        again.uploaded.files, 0,
+        again.stored.files, 0,
         "nothing changed: {:?}",
-        again.uploaded_keys
+        again.stored_keys
     );
-    assert_eq!(again.deleted.files, 0);
 
     for round in 0..6 {
         let before = database_files(&db);
-        match round {
-            0 => node.append(5).unwrap(),
-            1 => node.append(400).unwrap(),
-            _ => {
-                for _ in 0..60 {
-                    node.step().unwrap();
-                }
-            }
-        }
-        node.settle().unwrap();
+        mutate(&mut node, round);
         let after = database_files(&db);
-        let changed: Vec<String> = after
+        let changed: BTreeSet<String> = after
             .iter()
             .filter(|(k, v)| before.get(*k) != Some(*v))
             .map(|(k, _)| k.clone())
@@ -121,35 +122,74 @@ pub async fn differential_uploads_only_changes(loc: &dyn Locations) {
             .cloned()
             .collect();
         let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
-        assert_eq!(report.uploaded_keys, changed, "round {round}: uploads");
-        let deleted: Vec<String> = report
-            .deleted_keys
-            .iter()
-            .filter(|k| !k.ends_with(".old"))
-            .cloned()
-            .collect();
-        assert_eq!(deleted, gone, "round {round}: deletions");
+        let stored: BTreeSet<String> = report.stored_keys.iter().cloned().collect();
         assert!(
-            report.uploaded.files < after.len() as u64,
-            "round {round}: a differential, not a full copy"
+            changed.is_subset(&stored),
+            "round {round}: changed {changed:?} not all stored ({stored:?})"
         );
-        let stored = backup_contents(target.as_ref()).await;
-        assert!(!stored.keys().any(|k| k.ends_with(".old")), "no .old left");
-        let expected: BTreeMap<String, Vec<u8>> = after;
-        assert_eq!(
-            stored.keys().cloned().collect::<BTreeSet<_>>(),
-            key_set(&expected),
-            "round {round}: the backup mirrors the database"
-        );
-        for (k, v) in &expected {
+        for extra in stored.difference(&changed) {
+            // Side files are compared by their metadata: one rewritten with the same bytes is
+            // stored again.
             assert!(
-                stored[k] == v[..],
-                "round {round}: {k} differs in the backup"
+                extra.contains("scavenging") || extra.contains("stream-existence"),
+                "round {round}: {extra} stored although unchanged"
             );
         }
+        assert_eq!(report.gone_keys, gone, "round {round}: files gone");
+        assert!(
+            report.stored.files < after.len() as u64,
+            "round {round}: a differential, not a full copy"
+        );
+        let name = format!("restored-{round}");
+        let (restored, checked) = restore_and_check(target.clone(), dir.path(), &name).await;
+        assert!(checked.is_ok(), "round {round}: {:?}", checked.violations);
+        assert_same_files(
+            &database_files(&restored),
+            &after,
+            &format!("round {round}"),
+        );
     }
-    let (_, checked) = restore_and_check(target, dir.path(), "restored").await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
+}
+
+/// History: `runs` runs with the node changing between them (appends, chunk completions, index
+/// merges, scavenges that drop records and merge chunks); after each the source is copied as it
+/// was. Every point then restores equal to its copy, and the checker accepts it.
+pub async fn history_restores_every_point(loc: &dyn Locations, runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = settled_node(&db, 77, 50);
+    let target = loc.fresh();
+    let mut copies = BTreeMap::new();
+    for run in 0..runs {
+        if run > 0 {
+            mutate(&mut node, run);
+        }
+        let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
+        let id = report.point.expect("a point");
+        let copy = dir.path().join(format!("copy-{run:02}"));
+        copy_dir(&db, &copy);
+        copies.insert(id, copy);
+    }
+    let stored = points(&target).await;
+    assert_eq!(stored.len(), runs, "{}: one point per run", loc.name());
+    for (i, p) in stored.iter().enumerate() {
+        let name = format!("restored-{i:02}");
+        let (restored, checked) =
+            restore_point_and_check(target.clone(), Which::Id(p.id.clone()), dir.path(), &name)
+                .await;
+        assert!(
+            checked.is_ok(),
+            "{} point {i}: {:?}",
+            loc.name(),
+            checked.violations
+        );
+        assert_same_files(
+            &database_files(&restored),
+            &database_files(&copies[&p.id]),
+            &format!("{} point {i}", loc.name()),
+        );
+        std::fs::remove_dir_all(&restored).unwrap();
+    }
 }
 
 /// What the live rounds saw.
@@ -159,10 +199,11 @@ pub struct LiveSummary {
     pub backups: u64,
     pub aborted_by_scavenge: u64,
     pub live_steps: u64,
+    pub points_restored: u64,
 }
 
-/// Backups taken while the simulator mutates the node; each restore must pass the checker.
-/// `delay_us` slows every storage operation by up to that much (0 for real servers).
+/// Backups taken while the simulator mutates the node; every point of the round must restore
+/// and pass the checker. `delay_us` slows every storage operation by up to that much.
 pub async fn live_rounds(
     loc: &dyn Locations,
     rounds: u64,
@@ -182,10 +223,10 @@ pub async fn live_rounds(
         };
         let mut node = Node::create(&db, cfg).unwrap();
         node.append(200 + (seed % 7) as usize * 150).unwrap();
-        let target: Arc<dyn Target> = Arc::new(Slow {
-            inner: loc.fresh(),
-            max_delay_us: delay_us,
-        });
+        let target: Arc<dyn Target> = Arc::new(Intercept::slow(
+            loc.fresh(),
+            std::time::Duration::from_micros(delay_us),
+        ));
         let mut opts = backup_options(&db);
         opts.index = index.clone();
         backup(target.clone(), &opts)
@@ -196,27 +237,34 @@ pub async fn live_rounds(
         for _ in 0..2 {
             match backup(target.clone(), &opts).await {
                 Ok(_) => summary.backups += 1,
-                Err(EngineError::SourceChanging(_)) => summary.aborted_by_scavenge += 1,
+                Err(e) if e.kind() == ErrorKind::SourceChanging => summary.aborted_by_scavenge += 1,
                 Err(e) => panic!("seed {seed}: backup of a live node failed: {e}"),
             }
         }
         summary.live_steps += live.steps();
         live.stop().unwrap();
-        let (_, checked) = restore_and_check(target.clone(), dir.path(), "restored").await;
-        assert!(
-            checked.is_ok(),
-            "{} seed {seed}: restored database is inconsistent: {:?}",
-            loc.name(),
-            checked.violations
-        );
+        for (i, p) in list(target.clone()).await.unwrap().iter().enumerate() {
+            let name = format!("restored-{i}");
+            let (restored, checked) =
+                restore_point_and_check(target.clone(), Which::Id(p.id.clone()), dir.path(), &name)
+                    .await;
+            assert!(
+                checked.is_ok(),
+                "{} seed {seed} point {i}: restored database is inconsistent: {:?}",
+                loc.name(),
+                checked.violations
+            );
+            std::fs::remove_dir_all(restored).unwrap();
+            summary.points_restored += 1;
+        }
         summary.rounds += 1;
     }
     summary
 }
 
-/// For one realistic differential run, fails remote operation k for every k: the backup must
-/// restore and pass the checker, and a rerun must complete and equal a fresh full backup.
-/// Returns how many crash points were tried.
+/// For one realistic run, fails remote operation k for every k: the earlier point must still
+/// restore equal to the source it was taken of, and a rerun must store a point that restores
+/// equal to the source now. Returns how many crash points were tried.
 pub async fn crash_points(loc: &dyn Locations) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
@@ -228,12 +276,7 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
         node.step().unwrap();
     }
     node.settle().unwrap();
-
-    let reference = loc.fresh();
-    backup(reference.clone(), &backup_options(&db))
-        .await
-        .unwrap();
-    let expected = backup_contents(reference.as_ref()).await;
+    let (old, new) = (database_files(&before), database_files(&db));
 
     let mut k = 0;
     loop {
@@ -243,29 +286,46 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
             .unwrap();
         let faulty = Arc::new(FaultyTarget::new(base.clone(), FaultPlan::CrashAt(k)));
         let outcome = backup(faulty.clone(), &backup_options(&db)).await;
-        let (_, checked) =
-            restore_and_check(base.clone(), dir.path(), &format!("restored-{k}")).await;
+        let crashed_at = faulty.log().get(k as usize).cloned();
+        let all = points(&base).await;
+        let first = all.first().expect("the earlier point");
+        let name = format!("before-{k}");
+        let (restored, checked) =
+            restore_point_and_check(base.clone(), Which::Id(first.id.clone()), dir.path(), &name)
+                .await;
         assert!(
             checked.is_ok(),
-            "{}: crash at operation {k} ({:?}) left an inconsistent backup: {:?}",
+            "{}: crash at operation {k} ({crashed_at:?}) broke the earlier point: {:?}",
             loc.name(),
-            faulty.log().get(k as usize),
             checked.violations
         );
-        std::fs::remove_dir_all(dir.path().join(format!("restored-{k}"))).unwrap();
+        assert_same_files(
+            &database_files(&restored),
+            &old,
+            &format!("crash at {k}: earlier point"),
+        );
+        std::fs::remove_dir_all(&restored).unwrap();
+        let verified = verify(base.clone(), &VerifyOptions::default())
+            .await
+            .unwrap();
+        assert!(verified.is_ok(), "crash at {k}: {:?}", verified.problems());
+
         backup(base.clone(), &backup_options(&db))
             .await
             .unwrap_or_else(|e| panic!("rerun after crash at {k}: {e}"));
-        let got = backup_contents(base.as_ref()).await;
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "crash at {k}: rerun differs from a fresh full backup"
-        );
+        let (restored, checked) =
+            restore_and_check(base.clone(), dir.path(), &format!("after-{k}")).await;
         assert!(
-            got == expected,
-            "crash at {k}: rerun content differs from a full backup"
+            checked.is_ok(),
+            "rerun after crash at {k}: {:?}",
+            checked.violations
         );
+        assert_same_files(
+            &database_files(&restored),
+            &new,
+            &format!("rerun after crash at {k}"),
+        );
+        std::fs::remove_dir_all(&restored).unwrap();
         if outcome.is_ok() {
             return k;
         }
@@ -273,7 +333,8 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
     }
 }
 
-/// `verify` passes on a good backup and fails on a missing or damaged file.
+/// `verify` passes on good points and names a missing or damaged object; `restore` of a point
+/// with a missing object fails before touching the destination.
 pub async fn verify_finds_damage(loc: &dyn Locations) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
@@ -285,9 +346,9 @@ pub async fn verify_finds_damage(loc: &dyn Locations) {
         ..VerifyOptions::default()
     };
     let ok = verify(target.clone(), &deep).await.unwrap();
-    assert!(ok.is_ok(), "{:?}", ok.problems);
+    assert!(ok.is_ok(), "{:?}", ok.problems());
 
-    let stored = backup_contents(target.as_ref()).await;
+    let stored = stored_objects(target.as_ref()).await;
     let chunk = stored
         .keys()
         .find(|k| k.starts_with("chunk-"))
@@ -305,17 +366,178 @@ pub async fn verify_finds_damage(loc: &dyn Locations) {
     assert!(shallow.is_ok(), "same size: a listing cannot tell");
     let found = verify(target.clone(), &deep).await.unwrap();
     assert!(
-        found.problems.iter().any(|p| p.contains(&chunk)),
+        found.problems().iter().any(|p| p.contains(&chunk)),
         "{:?}",
-        found.problems
+        found.problems()
+    );
+    let restore_err = esbackup_engine::restore(
+        target.clone(),
+        &esbackup_engine::RestoreOptions::new(dir.path().join("r-damaged")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(restore_err.kind(), ErrorKind::Damaged, "{restore_err}");
+    assert!(
+        !dir.path().join("r-damaged").join(&chunk).exists(),
+        "a failed restore leaves nothing that looks like a database"
     );
 
-    target.delete("chaser.chk").await.unwrap();
+    target.delete(&chunk).await.unwrap();
     let missing = verify(target.clone(), &VerifyOptions::default())
         .await
         .unwrap();
-    assert!(missing
-        .problems
-        .iter()
-        .any(|p| p.contains("chaser.chk is missing")));
+    assert!(
+        missing
+            .problems()
+            .iter()
+            .any(|p| p.contains(&chunk) && p.contains("missing")),
+        "{:?}",
+        missing.problems()
+    );
+    let err = esbackup_engine::restore(
+        target,
+        &esbackup_engine::RestoreOptions::new(dir.path().join("r-missing")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Damaged);
+    assert!(err.to_string().contains(&chunk), "{err}");
+}
+
+/// `forget --keep-last 3 --prune` after `runs` points leaves exactly 3 points, each restoring
+/// equal to its copy, and reclaims the rest. Returns (stored bytes before, after).
+pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = settled_node(&db, 88, 40);
+    let target = loc.fresh();
+    let mut copies = BTreeMap::new();
+    for run in 0..runs {
+        mutate(&mut node, run + 1);
+        let id = backup(target.clone(), &backup_options(&db))
+            .await
+            .unwrap()
+            .point
+            .unwrap();
+        let copy = dir.path().join(format!("copy-{run:02}"));
+        copy_dir(&db, &copy);
+        copies.insert(id, copy);
+    }
+    let opts = ForgetOptions {
+        policy: KeepPolicy {
+            last: 3,
+            ..KeepPolicy::default()
+        },
+        prune: true,
+        dry_run: false,
+        lock: LockOptions::default(),
+    };
+    let report = forget(target.clone(), &opts).await.unwrap();
+    assert_eq!(report.kept.len(), 3);
+    assert_eq!(report.forgotten.len(), runs - 3);
+    assert!(report.stored_bytes_after < report.stored_bytes_before);
+    let left = points(&target).await;
+    assert_eq!(left.len(), 3, "{}: exactly 3 points left", loc.name());
+    let s = status(target.clone()).await.unwrap();
+    assert_eq!(s.points, 3);
+    assert_eq!(
+        s.stored_bytes, report.stored_bytes_after,
+        "reported bytes are what is stored"
+    );
+    for (i, p) in left.iter().enumerate() {
+        let (restored, checked) = restore_point_and_check(
+            target.clone(),
+            Which::Id(p.id.clone()),
+            dir.path(),
+            &format!("kept-{i}"),
+        )
+        .await;
+        assert!(checked.is_ok(), "{:?}", checked.violations);
+        assert_same_files(
+            &database_files(&restored),
+            &database_files(&copies[&p.id]),
+            &format!("{} kept point {i}", loc.name()),
+        );
+    }
+    let verified = verify(
+        target,
+        &VerifyOptions {
+            read_data: true,
+            ..VerifyOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(verified.is_ok(), "{:?}", verified.problems());
+    (report.stored_bytes_before, report.stored_bytes_after)
+}
+
+/// `forget --prune` killed at every remote operation k leaves every point the policy keeps
+/// restorable, and a rerun finishes the job. Returns how many crash points were tried.
+pub async fn forget_crash_points(loc: &dyn Locations) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = settled_node(&db, 99, 40);
+    let template = loc.fresh();
+    for run in 0..5 {
+        mutate(&mut node, run + 1);
+        backup(template.clone(), &backup_options(&db))
+            .await
+            .unwrap();
+    }
+    let objects = stored_objects(template.as_ref()).await;
+    let opts = ForgetOptions {
+        policy: KeepPolicy {
+            last: 2,
+            ..KeepPolicy::default()
+        },
+        prune: true,
+        dry_run: false,
+        lock: LockOptions::default(),
+    };
+    let mut k = 0;
+    loop {
+        let base = loc.fresh();
+        for (key, bytes) in &objects {
+            if !key.starts_with(esbackup_engine::layout::LOCKS_DIR) {
+                base.put(key, esbackup_engine::Upload::bytes(bytes.clone()))
+                    .await
+                    .unwrap();
+            }
+        }
+        let kept: Vec<String> = list(base.clone())
+            .await
+            .unwrap()
+            .iter()
+            .rev()
+            .take(2)
+            .map(|p| p.id.clone())
+            .collect();
+        let faulty: Arc<dyn Target> =
+            Arc::new(FaultyTarget::new(base.clone(), FaultPlan::CrashAt(k)));
+        let outcome = forget(faulty, &opts).await;
+        for id in &kept {
+            let (restored, checked) = restore_point_and_check(
+                base.clone(),
+                Which::Id(id.clone()),
+                dir.path(),
+                &format!("crash-{k}-{id}"),
+            )
+            .await;
+            assert!(
+                checked.is_ok(),
+                "forget crash at {k}: {:?}",
+                checked.violations
+            );
+            std::fs::remove_dir_all(restored).unwrap();
+        }
+        forget(base.clone(), &opts)
+            .await
+            .unwrap_or_else(|e| panic!("forget rerun after crash at {k}: {e}"));
+        assert_eq!(points(&base).await.len(), 2);
+        if outcome.is_ok() {
+            return k;
+        }
+        k += 1;
+    }
 }

@@ -1,12 +1,14 @@
-//! Helpers shared by the scenario suite: folder copies and comparisons, backup contents.
+//! Helpers shared by the tests: folder copies and comparisons, stored objects, restores checked
+//! the way the server opens a database, and the newest restore point.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use esbackup_engine::target::get_bytes;
-use esbackup_engine::Target;
+use esbackup_engine::{
+    get_bytes, list, restore, BackupOptions, Point, RestoreOptions, Target, Which,
+};
 use esdb_sim::{check, CheckOptions, CheckReport};
 
 /// Copies a folder tree (files keep their permissions).
@@ -62,183 +64,93 @@ pub fn database_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Every object of a backup outside `.esbackup/`, with its bytes.
-pub async fn backup_contents(target: &dyn Target) -> BTreeMap<String, Bytes> {
+/// Asserts two databases hold the same files with the same bytes (`what` names the case).
+pub fn assert_same_files(
+    got: &BTreeMap<String, Vec<u8>>,
+    want: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let (g, w): (Vec<&String>, Vec<&String>) = (got.keys().collect(), want.keys().collect());
+    assert_eq!(g, w, "{what}: not the same files");
+    for (name, bytes) in want {
+        assert!(got[name] == *bytes, "{what}: {name} differs");
+    }
+}
+
+/// Every stored object, with its bytes.
+pub async fn stored_objects(target: &dyn Target) -> BTreeMap<String, Bytes> {
     let mut out = BTreeMap::new();
     for obj in target.list("").await.unwrap() {
-        if obj.key.starts_with(".esbackup/") {
-            continue;
-        }
         out.insert(obj.key.clone(), get_bytes(target, &obj.key).await.unwrap());
     }
     out
 }
 
-/// Restores `target` into a new folder under `scratch` and runs the checker on it.
+/// Every stored object outside `.esbackup/` (the root mirror), with its bytes.
+pub async fn backup_contents(target: &dyn Target) -> BTreeMap<String, Bytes> {
+    stored_objects(target)
+        .await
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".esbackup/"))
+        .collect()
+}
+
+/// The restore points of a location, oldest first.
+pub async fn points(target: &Arc<dyn Target>) -> Vec<Point> {
+    let mut out = Vec::new();
+    for summary in list(target.clone()).await.unwrap() {
+        out.push(Point::load(target.as_ref(), &summary.id).await.unwrap());
+    }
+    out
+}
+
+/// The newest restore point.
+pub async fn latest_point(target: &Arc<dyn Target>) -> Point {
+    points(target).await.pop().expect("a restore point")
+}
+
+/// Runs the checker on a restored database, as the server would open it.
+pub fn check_restored(db: &Path, index: &Path) -> CheckReport {
+    check(
+        db,
+        index,
+        &CheckOptions {
+            archive: false,
+            expect_truncate_equals_chaser: true,
+        },
+    )
+}
+
+/// Restores point `which` into a new folder under `scratch` and runs the checker on it.
+pub async fn restore_point_and_check(
+    target: Arc<dyn Target>,
+    which: Which,
+    scratch: &Path,
+    name: &str,
+) -> (PathBuf, CheckReport) {
+    let dest = scratch.join(name);
+    let mut opts = RestoreOptions::new(&dest);
+    opts.point = which;
+    let report = restore(target, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("restore {name}: {e}"));
+    assert_eq!(report.truncate, report.chaser);
+    let checked = check_restored(&dest, &dest.join("index"));
+    (dest, checked)
+}
+
+/// Restores the newest point into a new folder under `scratch` and runs the checker on it.
 pub async fn restore_and_check(
     target: Arc<dyn Target>,
     scratch: &Path,
     name: &str,
 ) -> (PathBuf, CheckReport) {
-    let dest = scratch.join(name);
-    let mut opts = esbackup_engine::RestoreOptions::new(&dest);
-    opts.retry = fast_retry();
-    let report = esbackup_engine::restore(target, &opts)
-        .await
-        .unwrap_or_else(|e| panic!("restore {name}: {e}"));
-    assert_eq!(report.truncate, report.chaser);
-    let checked = check(
-        &dest,
-        &dest.join("index"),
-        &CheckOptions {
-            archive: false,
-            expect_truncate_equals_chaser: true,
-        },
-    );
-    (dest, checked)
+    restore_point_and_check(target, Which::Latest, scratch, name).await
 }
 
-/// Retries fast in tests (targets under test fail on purpose).
-pub fn fast_retry() -> esbackup_engine::retry::RetryPolicy {
-    esbackup_engine::retry::RetryPolicy {
-        attempts: 3,
-        base_delay: std::time::Duration::from_millis(1),
-        max_delay: std::time::Duration::from_millis(5),
-    }
-}
-
-/// Backup options for tests: fast retries, short waits.
-pub fn backup_options(db: &Path) -> esbackup_engine::BackupOptions {
-    let mut opts = esbackup_engine::BackupOptions::new(db);
-    opts.retry = fast_retry();
+/// Backup options for tests: short waits.
+pub fn backup_options(db: &Path) -> BackupOptions {
+    let mut opts = BackupOptions::new(db);
     opts.indexmap_wait = std::time::Duration::from_secs(5);
     opts
-}
-
-/// Adds a small random delay to every operation, as a real store has, so that a live node
-/// changes a good deal during each backup.
-#[derive(Debug)]
-pub struct Slow<T> {
-    pub inner: T,
-    pub max_delay_us: u64,
-}
-
-impl<T: Target> Slow<T> {
-    async fn pause(&self) {
-        let us = rand::random::<u64>() % self.max_delay_us.max(1);
-        tokio::time::sleep(std::time::Duration::from_micros(us)).await;
-    }
-}
-
-#[async_trait::async_trait]
-impl<T: Target> Target for Slow<T> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<esbackup_engine::ObjectInfo>, esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.list(prefix).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<esbackup_engine::ObjectInfo, esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.head(key).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: esbackup_engine::Upload,
-    ) -> Result<(), esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        data: Bytes,
-    ) -> Result<(), esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(
-        &self,
-        key: &str,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<esbackup_engine::target::ByteStream, esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.get(key, range).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> Result<(), esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.copy(from, to).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), esbackup_engine::TargetError> {
-        self.pause().await;
-        self.inner.delete(key).await
-    }
-}
-
-/// A memory target that runs `hook` with the key before every `put`: to change the source or the
-/// store at a chosen moment of a run (a scavenge deleting a file, another host breaking the lock).
-pub struct OnPut {
-    pub inner: esbackup_engine::testing::MemoryTarget,
-    pub hook: Box<dyn Fn(&str) + Send + Sync>,
-}
-
-impl std::fmt::Debug for OnPut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnPut")
-    }
-}
-
-#[async_trait::async_trait]
-impl Target for OnPut {
-    fn describe(&self) -> String {
-        "memory (hooked)".into()
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<esbackup_engine::ObjectInfo>, esbackup_engine::TargetError> {
-        self.inner.list(prefix).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-    ) -> Result<esbackup_engine::ObjectInfo, esbackup_engine::TargetError> {
-        self.inner.head(key).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: esbackup_engine::Upload,
-    ) -> Result<(), esbackup_engine::TargetError> {
-        (self.hook)(key);
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        data: Bytes,
-    ) -> Result<(), esbackup_engine::TargetError> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(
-        &self,
-        key: &str,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<esbackup_engine::target::ByteStream, esbackup_engine::TargetError> {
-        self.inner.get(key, range).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> Result<(), esbackup_engine::TargetError> {
-        self.inner.copy(from, to).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), esbackup_engine::TargetError> {
-        self.inner.delete(key).await
-    }
 }

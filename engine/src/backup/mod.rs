@@ -1,39 +1,45 @@
-//! Differential (and full) backup of a live node: the vendor's documented procedure, with its
-//! remote writes ordered so that a run interrupted at any point leaves a restorable backup.
+//! A backup run: capture a live node's files in the vendor's order, store what the location
+//! lacks, and record the result as a new restore point.
 //!
-//! Capture order on the source (what makes the copy consistent on a live node):
-//! 1. the index: `indexmap` snapshot, the PTables it names (each verified by its MD5 before it is
-//!    stored), looping until `indexmap` stays the same; stream-existence `.chk` before `.dat`;
-//!    `scavenging.db`;
-//! 2. the checkpoints chaser, epoch, writer, proposal;
-//! 3. the chunk files, never one that starts beyond the captured writer's chunk.
+//! [`backup`] reads top-down as the procedure:
+//! 1. check the source is a database and the target a backup location (nothing written yet);
+//! 2. take the location's lock;
+//! 3. read the previous point (an esbackup 0.1 location's state is stored as one first);
+//! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, the
+//!    checkpoints (chaser, epoch, writer, proposal), then the chunk files;
+//! 5. plan: for every file, keep the previous point's copy, append to a growing chunk, or store
+//!    it (`plan.rs`; `--dry-run` stops here and reports the plan);
+//! 6. store the files, confirm the new objects, update the root mirror;
+//! 7. write the new point, if the run still holds its lock.
 //!
-//! Write order on the target (what makes an interrupted run restorable): new immutable files
-//! first (PTables, chunks — the last chunk is copied to `.old` before it is overwritten), then
-//! `writer.chk`, `epoch.chk`, `proposal.chk`, `chaser.chk`, the stream-existence checkpoint and
-//! `indexmap` (whose commit checkpoint is below the chaser), then deletions, then the manifest.
+//! An interrupted run leaves every earlier point as it was: points are written last and name
+//! only objects that are never overwritten (see `plan.rs`).
 
-mod index;
-mod log;
-mod prune;
-mod run;
+mod execute;
+mod plan;
+mod probe;
+mod report;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use chrono::Utc;
 
-use crate::dry_run::DryRunTarget;
+pub use report::{BackupReport, Tally, Uploaded};
+
 use crate::error::{EngineError, Result};
+use crate::forget::KeepPolicy;
+use crate::guard;
+use crate::legacy;
+use crate::location::Location;
 use crate::lock::{Lock, LockOptions};
-use crate::manifest::{Checkpoints, Manifest};
+use crate::metered::Metered;
+use crate::point::{new_run_id, tool_version, Point, FORMAT};
 use crate::progress::{NoProgress, Progress};
-use crate::retry::{RetryPolicy, RetryTarget};
-use crate::source::SourceDirs;
+use crate::source::{self, SourceDirs};
 use crate::target::Target;
-
-pub(crate) use run::Run;
+use plan::{Captured, Policy};
 
 /// What to back up and how.
 #[derive(Clone)]
@@ -41,9 +47,9 @@ pub struct BackupOptions {
     pub db: PathBuf,
     /// Defaults to `<db>/index`.
     pub index: Option<PathBuf>,
-    /// Copy every file again, ignoring what the backup already holds.
+    /// Store every file again instead of trusting what the location holds.
     pub full: bool,
-    /// Report what would be done; change nothing.
+    /// Report what would be stored; change nothing.
     pub dry_run: bool,
     /// Copy the KurrentDB secondary index (`kurrent.ddb`); only safe on a stopped node.
     pub include_secondary_index: bool,
@@ -51,12 +57,24 @@ pub struct BackupOptions {
     pub concurrency: usize,
     /// How long to wait for a missing `indexmap` to reappear.
     pub indexmap_wait: Duration,
-    /// How many times the index may change under the copy before the run gives up.
+    /// How many times `indexmap` may change under the capture before the run gives up.
     pub index_rounds: u32,
     pub lock: LockOptions,
-    pub retry: RetryPolicy,
+    /// A retention policy applied after the point is stored (the config's `retention:`).
+    pub retention: Option<Retention>,
     pub progress: Arc<dyn Progress>,
 }
+
+/// The retention policy a backup applies after a successful run.
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub policy: KeepPolicy,
+    /// Also delete what no kept point needs.
+    pub prune: bool,
+}
+
+/// Files transferred at once unless told otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 impl BackupOptions {
     pub fn new(db: impl Into<PathBuf>) -> BackupOptions {
@@ -66,136 +84,220 @@ impl BackupOptions {
             full: false,
             dry_run: false,
             include_secondary_index: false,
-            concurrency: 4,
+            concurrency: DEFAULT_CONCURRENCY,
             indexmap_wait: Duration::from_secs(30),
             index_rounds: 20,
             lock: LockOptions::default(),
-            retry: RetryPolicy::default(),
+            retention: None,
             progress: Arc::new(NoProgress),
         }
     }
 }
 
-/// Files and bytes.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Tally {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-impl Tally {
-    pub(crate) fn add(&mut self, bytes: u64) {
-        self.files += 1;
-        self.bytes += bytes;
-    }
-}
-
-/// The summary of a backup run (`--json` prints it).
-#[derive(Clone, Debug, Serialize)]
-pub struct BackupReport {
-    pub run_id: String,
-    pub target: String,
-    pub full: bool,
-    pub dry_run: bool,
-    pub completed: bool,
-    pub uploaded: Tally,
-    pub skipped: Tally,
-    pub deleted: Tally,
-    /// Keys uploaded and deleted, sorted.
-    pub uploaded_keys: Vec<String>,
-    pub deleted_keys: Vec<String>,
-    pub checkpoints: Checkpoints,
-    pub chunk_size: u32,
-    /// Chunk files not stored because they start beyond the captured writer checkpoint.
-    pub beyond_writer: Vec<String>,
-    /// Old chunk versions the server would delete at start-up, not stored.
-    pub superseded: Vec<String>,
-    /// PTables copied; rounds of the indexmap loop.
-    pub index_rounds: u32,
-    pub notes: Vec<String>,
-    pub duration_secs: f64,
-}
-
-/// Runs one backup of `opts.db` into `target`.
+/// Runs one backup of `opts.db` into `target` and stores a restore point.
 pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<BackupReport> {
     let started = Instant::now();
-    let dirs = SourceDirs::new(&opts.db, opts.index.as_deref());
-    dirs.validate()?;
-    let retrying: Arc<dyn Target> = Arc::new(RetryTarget::new(target, opts.retry.clone()));
-    let target: Arc<dyn Target> = if opts.dry_run {
-        Arc::new(DryRunTarget(retrying))
-    } else {
-        retrying
+    let metered = Arc::new(Metered::new(target));
+    let target: Arc<dyn Target> = metered.clone();
+    let source = SourceDirs::new(&opts.db, opts.index.as_deref());
+    source.validate()?;
+    let location = Location::read(target.clone()).await?;
+    guard::backup_target(&location, &source).await?;
+
+    let lock = match opts.dry_run {
+        true => None,
+        false => Some(Lock::acquire(target.clone(), &new_run_id(), "backup", &opts.lock).await?),
     };
-    let mut previous = Manifest::load(target.as_ref()).await?;
-    if let Some(other) = other_database(&dirs, previous.as_ref()) {
-        if !opts.full {
-            return Err(EngineError::BadInput(format!(
-                "{} holds a backup of another database ({other}): use another target location, or --full to replace it",
-                target.describe()
-            )));
-        }
-        // Replacing another database's backup: until this run completes, nothing at the
-        // location is a restorable backup of either database.
-        previous = None;
-    }
-    let run_id = new_run_id();
-    let lock = if opts.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(target.clone(), &run_id, "backup", &opts.lock).await?)
-    };
-    let result = async {
-        let lock_key = lock.as_ref().map(|l| l.key().to_string());
-        let mut run = Run::start(target, dirs, opts, previous, run_id, lock_key).await?;
-        let outcome = run.execute().await;
-        let report = run.finish(&outcome, started.elapsed().as_secs_f64()).await;
-        outcome.and(report)
-    }
-    .await;
+    let outcome = run(&location, &source, opts, lock.as_ref()).await;
     if let Some(lock) = lock {
         if let Err(e) = lock.release().await {
             tracing::warn!("could not remove the lock: {e}");
         }
     }
     opts.progress.finish();
-    result
+    let mut report = outcome?;
+    if !opts.dry_run {
+        report.uploaded = metered.traffic().into();
+    }
+    report.duration_secs = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
-fn new_run_id() -> String {
-    format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+/// The procedure, with the lock held (none in a dry run).
+async fn run(
+    location: &Location,
+    source: &SourceDirs,
+    opts: &BackupOptions,
+    lock: Option<&Lock>,
+) -> Result<BackupReport> {
+    let target = &location.target;
+    let aborted_uploads = match lock {
+        Some(_) => abort_stale_uploads(target.as_ref(), opts.lock.stale_after).await,
+        None => 0,
+    };
+    let previous = previous_point(location, opts.dry_run).await?;
+    same_database(source, previous.as_ref(), opts.full)?;
+
+    // Named now, with the lock held, so that point ids sort in the order runs captured.
+    let run_id = new_run_id();
+    let time = Utc::now();
+    let captured = capture(source, opts).await?;
+    let probes = probe::probe(location, &captured, previous.as_ref()).await?;
+    let policy = Policy {
+        full: opts.full,
+        run_id: run_id.clone(),
+    };
+    let plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
+    let (stored, unchanged, stored_keys) = report::tally(&plan);
+    let gone_keys = previous.as_ref().map_or_else(Vec::new, |p| {
+        p.files
+            .keys()
+            .filter(|k| !plan.files.iter().any(|f| &f.key == *k))
+            .cloned()
+            .collect()
+    });
+    let mut report = BackupReport {
+        point: None,
+        target: target.describe(),
+        full: opts.full,
+        dry_run: opts.dry_run,
+        uploaded: Uploaded {
+            bytes: plan.upload_bytes(),
+            ..Uploaded::default()
+        },
+        stored,
+        unchanged,
+        stored_keys,
+        gone_keys,
+        checkpoints: captured.checkpoints.values,
+        chunk_size: captured.chunks.chunk_size,
+        beyond_writer: captured.chunks.beyond_writer.clone(),
+        superseded: captured.chunks.superseded.clone(),
+        index_rounds: captured.index.rounds,
+        aborted_uploads,
+        retention: None,
+        notes: plan.notes.clone(),
+        duration_secs: 0.0,
+    };
+    let Some(lock) = lock else {
+        return Ok(report);
+    };
+
+    let files = execute::store_files(target, &plan, opts.concurrency, &opts.progress).await?;
+    execute::confirm(target.as_ref(), &files.new_objects).await?;
+    // A run whose lock was taken over writes nothing more.
+    lock.confirm_held().await?;
+    execute::mirror(target.as_ref(), &plan.mirrors).await?;
+    let point = Point {
+        format: FORMAT,
+        id: run_id,
+        time,
+        finished: Utc::now(),
+        tool_version: tool_version(),
+        host: crate::lock::host_name(),
+        source_db: source.db.display().to_string(),
+        source_index: source.index.display().to_string(),
+        chunk_size: captured.chunks.chunk_size,
+        checkpoints: captured.checkpoints.values,
+        bytes_added: files.new_objects.iter().map(|(_, n)| n).sum(),
+        notes: plan.notes.clone(),
+        files: files.files,
+    };
+    point.store(target.as_ref()).await?;
+    if let Err(e) = lock.confirm_held().await {
+        // Taken over while the point was written: another run may be pruning what it names.
+        let _ = target.delete(&point.key()).await;
+        return Err(e);
+    }
+    report.point = Some(point.id);
+    if let Some(r) = &opts.retention {
+        // The point is stored: a failing retention is reported, not a failed backup.
+        match apply_retention(target, r, lock).await {
+            Ok(forgot) => report.retention = Some(forgot),
+            Err(e) => report
+                .notes
+                .push(format!("the retention policy was not applied: {e}")),
+        }
+    }
+    Ok(report)
 }
 
-/// Says why the backup holds another database, if it does: a chunk stored under the same name
-/// with a different chunk id (ids never change, not even when a chunk is completed) means
-/// another node or database. Checked before anything is written.
-fn other_database(dirs: &SourceDirs, previous: Option<&Manifest>) -> Option<String> {
-    let prev = previous?;
-    for name in dirs.chunk_names().ok()? {
+/// Forgets (and prunes) per `retention`, with this run's lock.
+async fn apply_retention(
+    target: &Arc<dyn Target>,
+    retention: &Retention,
+    lock: &Lock,
+) -> Result<crate::forget::ForgetReport> {
+    let location = Location::read(target.clone()).await?;
+    crate::forget::forget_locked(&location, &retention.policy, retention.prune, Some(lock)).await
+}
+
+/// The latest point. A completed esbackup 0.1 state is first stored as a point (not in a dry
+/// run), so that this run may change the root it lives in.
+async fn previous_point(location: &Location, dry_run: bool) -> Result<Option<Point>> {
+    match &location.legacy {
+        Some(m) if location.ids.is_empty() => match m.as_point(&location.describe()) {
+            Ok(point) if dry_run => Ok(Some(point)),
+            Ok(point) => legacy::store_as_point(location.target.as_ref(), point)
+                .await
+                .map(Some),
+            // An interrupted 0.1 run left no consistent state: start a new history.
+            Err(_) => Ok(None),
+        },
+        _ => location.latest().await,
+    }
+}
+
+/// Captures the source in the vendor's order: index, side files, checkpoints, chunks.
+async fn capture(dirs: &SourceDirs, opts: &BackupOptions) -> Result<Captured> {
+    let limits = source::index::IndexLimits {
+        indexmap_wait: opts.indexmap_wait,
+        rounds: opts.index_rounds,
+    };
+    let index = source::index::capture(dirs, limits).await?;
+    let side = source::side_files::capture(dirs, opts.include_secondary_index)?;
+    let checkpoints = source::checkpoints::capture(dirs)?;
+    let chunks = source::chunks::capture(dirs, &checkpoints.values)?;
+    Ok(Captured {
+        index,
+        side,
+        checkpoints,
+        chunks,
+    })
+}
+
+/// Refuses a source whose chunks carry other ids than the same chunks in the previous point
+/// (ids never change, not even when a chunk is completed): another node or database, or a node
+/// restored from an older point. Checked before anything is written.
+fn same_database(source: &SourceDirs, previous: Option<&Point>, full: bool) -> Result<()> {
+    let Some(previous) = previous.filter(|_| !full) else {
+        return Ok(());
+    };
+    for name in source.chunk_names()? {
         let key = name.to_string();
-        let Some(stored) = prev.files.get(&key).and_then(|e| e.chunk.as_ref()) else {
+        let Some(stored) = previous.files.get(&key).and_then(|f| f.chunk.as_ref()) else {
             continue;
         };
-        let Ok(info) = crate::format::chunk::ChunkInfo::read(&dirs.chunk_path(&name)) else {
+        let Ok(info) = crate::format::chunk::ChunkInfo::read(&source.chunk_path(&name)) else {
             continue;
         };
         if stored.id != info.header.chunk_id.to_string() {
-            return Some(format!(
-                "{key} differs: chunk id {} here, {} in the backup",
-                info.header.chunk_id, stored.id
-            ));
+            return Err(EngineError::not_a_database(format!(
+                "{} holds a backup of another database: {key} has chunk id {} here but {} in restore point {}. Use another target location; or, if this node was restored from a backup, run with --full to start a new history there",
+                previous.source_db, info.header.chunk_id, stored.id, previous.id
+            )));
         }
     }
-    None
+    Ok(())
 }
 
-/// The message for a file that vanished under the copy.
-pub(crate) fn vanished(what: &str) -> EngineError {
-    EngineError::SourceChanging(format!(
-        "{what} disappeared during the backup: a scavenge is probably running. Stop it (DELETE /admin/scavenge/current, and POST /auto-scavenge/pause if auto-scavenge is on), run the backup again, then resume the scavenge. The backup is left restorable."
-    ))
+/// Aborts multipart uploads of killed runs (best effort: a failure is only logged).
+async fn abort_stale_uploads(target: &dyn Target, older_than: Duration) -> u64 {
+    match target.abort_stale_uploads(older_than).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("could not abort incomplete uploads of earlier runs: {e}");
+            0
+        }
+    }
 }

@@ -1,8 +1,69 @@
-//! Targets for tests: an in-memory store and a fault-injecting wrapper. Never a substitute for
-//! testing a real backend.
+//! Targets for tests: an in-memory store, the [`Intercept`] wrapper that runs a hook before
+//! every operation, and a fault-injecting target built on it. Never a substitute for testing a
+//! real backend.
 
 mod faults;
+mod intercept;
 mod memory;
 
-pub use faults::{FaultPlan, FaultyTarget};
+pub use faults::{FaultPlan, Faulty, FaultyTarget};
+pub use intercept::{Hook, Intercept, Op, StreamMap};
 pub use memory::MemoryTarget;
+
+/// Implements [`crate::Target`] for a generic wrapper struct by forwarding to its `field`.
+macro_rules! forward_target {
+    ($ty:ident<$t:ident>, $field:ident) => {
+        #[async_trait::async_trait]
+        impl<$t: $crate::Target> $crate::Target for $ty<$t> {
+            fn describe(&self) -> String {
+                self.$field.describe()
+            }
+            async fn list(
+                &self,
+                prefix: &str,
+            ) -> Result<Vec<$crate::ObjectInfo>, $crate::TargetError> {
+                self.$field.list(prefix).await
+            }
+            async fn head(&self, key: &str) -> Result<$crate::ObjectInfo, $crate::TargetError> {
+                self.$field.head(key).await
+            }
+            async fn put(
+                &self,
+                key: &str,
+                body: $crate::Upload,
+            ) -> Result<(), $crate::TargetError> {
+                self.$field.put(key, body).await
+            }
+            async fn put_if_absent(
+                &self,
+                key: &str,
+                data: bytes::Bytes,
+            ) -> Result<(), $crate::TargetError> {
+                self.$field.put_if_absent(key, data).await
+            }
+            async fn get(
+                &self,
+                key: &str,
+                range: Option<std::ops::Range<u64>>,
+            ) -> Result<$crate::ByteStream, $crate::TargetError> {
+                self.$field.get(key, range).await
+            }
+            async fn copy(&self, from: &str, to: &str) -> Result<(), $crate::TargetError> {
+                self.$field.copy(from, to).await
+            }
+            async fn delete(&self, key: &str) -> Result<(), $crate::TargetError> {
+                self.$field.delete(key).await
+            }
+            fn local_root(&self) -> Option<std::path::PathBuf> {
+                self.$field.local_root()
+            }
+            async fn abort_stale_uploads(
+                &self,
+                older_than: std::time::Duration,
+            ) -> Result<u64, $crate::TargetError> {
+                self.$field.abort_stale_uploads(older_than).await
+            }
+        }
+    };
+}
+pub(crate) use forward_target;

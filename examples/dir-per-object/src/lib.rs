@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use esbackup_engine::target::ByteStream;
+use esbackup_engine::ByteStream;
 use esbackup_engine::{ObjectInfo, Target, TargetError, Upload};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};

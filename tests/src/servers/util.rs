@@ -61,7 +61,7 @@ where
     }
 }
 
-/// "\n--- last lines of <log> ---\n…" for panic messages, or "" without a log.
+/// `"\n--- last lines of <log> ---\n…"` for panic messages, or `""` without a log.
 pub fn log_tail(log: Option<&Path>) -> String {
     let Some(log) = log else { return String::new() };
     let text = std::fs::read_to_string(log).unwrap_or_default();

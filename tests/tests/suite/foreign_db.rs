@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use esbackup_engine::testing::MemoryTarget;
+use esbackup_engine::Target;
 use esbackup_engine::{backup, restore, verify, RestoreOptions, VerifyOptions};
 use esbackup_tests::support::backup_options;
 use md5::{Digest, Md5};
@@ -131,11 +132,11 @@ async fn a_hand_built_old_style_database_backs_up_restores_and_verifies() {
     build(&db);
     let _socket = std::os::unix::net::UnixListener::bind(db.join("eventstore.sock")).unwrap();
     let mem = MemoryTarget::new();
-    let target = Arc::new(mem.clone());
+    let target: Arc<dyn Target> = Arc::new(mem.clone());
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
-    assert!(report.completed);
+    assert!(report.point.is_some());
     assert_eq!(
-        report.uploaded_keys,
+        report.stored_keys,
         vec![
             "chaser.chk",
             "chunk-000000.000000",
@@ -152,13 +153,13 @@ async fn a_hand_built_old_style_database_backs_up_restores_and_verifies() {
         ..VerifyOptions::default()
     };
     let verified = verify(target.clone(), &deep).await.unwrap();
-    assert!(verified.is_ok(), "{:?}", verified.problems);
+    assert!(verified.is_ok(), "{:?}", verified.problems());
 
     let restored = dir.path().join("restored");
     restore(target, &RestoreOptions::new(&restored))
         .await
         .unwrap();
-    for name in report.uploaded_keys {
+    for name in report.stored_keys {
         assert_eq!(
             std::fs::read(restored.join(&name)).unwrap(),
             std::fs::read(db.join(&name)).unwrap(),

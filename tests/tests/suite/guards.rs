@@ -1,20 +1,18 @@
 //! Bad input never loses data: wrong source paths, non-empty restore folders, locations with no
-//! completed run, a held lock, a scavenge running during the copy, the secondary index, dry runs.
+//! backup, a held lock, a scavenge running during the copy, the secondary index, dry runs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use esbackup_engine::testing::MemoryTarget;
-use esbackup_engine::{backup, restore, EngineError, RestoreOptions, Target};
-use esbackup_tests::scenarios::settled_node;
-use esbackup_tests::support::{backup_contents, backup_options, restore_and_check, OnPut};
+use esbackup_engine::testing::{Intercept, MemoryTarget, Op};
+use esbackup_engine::{backup, restore, ErrorKind, RestoreOptions, Target};
+use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::support::{
+    assert_same_files, backup_options, check_restored, database_files, points, restore_and_check,
+};
 
-fn mem() -> (MemoryTarget, Arc<dyn Target>) {
-    let m = MemoryTarget::new();
-    (m.clone(), Arc::new(m))
-}
+use crate::common::mem;
 
 #[tokio::test]
 async fn a_folder_that_is_not_a_database_is_refused() {
@@ -23,8 +21,7 @@ async fn a_folder_that_is_not_a_database_is_refused() {
     let missing = backup(target.clone(), &backup_options(&dir.path().join("nope")))
         .await
         .unwrap_err();
-    assert!(matches!(missing, EngineError::NotADatabase(_)));
-    assert_eq!(missing.exit_code(), 3);
+    assert_eq!(missing.kind(), ErrorKind::NotADatabase);
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
     let err = backup(target, &backup_options(dir.path()))
         .await
@@ -33,7 +30,7 @@ async fn a_folder_that_is_not_a_database_is_refused() {
 }
 
 #[tokio::test]
-async fn a_source_without_chunks_never_prunes_the_backup() {
+async fn a_source_without_chunks_never_changes_the_backup() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 5, 20);
@@ -52,7 +49,7 @@ async fn a_source_without_chunks_never_prunes_the_backup() {
         }
     }
     let err = backup(target, &backup_options(&db)).await.unwrap_err();
-    assert!(matches!(err, EngineError::NotADatabase(_)), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotADatabase, "{err}");
     assert_eq!(mem.snapshot(), before, "the backup is untouched");
 }
 
@@ -62,23 +59,25 @@ async fn another_database_is_not_mixed_into_a_backup() {
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
     settled_node(&one, 1, 10);
     settled_node(&two, 2, 10);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&one)).await.unwrap();
-    let before = mem.snapshot();
-    let err = backup(target, &backup_options(&two)).await.unwrap_err();
-    assert!(err.to_string().contains("another database"), "{err}");
-    let after = mem.snapshot();
-    let data = |m: &std::collections::BTreeMap<String, Bytes>| {
-        m.iter()
-            .filter(|(k, _)| !k.starts_with(".esbackup"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(data(&after), data(&before), "no file of the backup changed");
+    let (young1, young2) = (dir.path().join("y1"), dir.path().join("y2"));
+    for (db, seed) in [(&young1, 1), (&young2, 2)] {
+        let mut n = esdb_sim::Node::create(db, sim_config(seed)).unwrap();
+        n.append(30).unwrap();
+        n.settle().unwrap();
+    }
+    for (a, b) in [(&one, &two), (&young1, &young2)] {
+        let (mem, target) = mem();
+        backup(target.clone(), &backup_options(a)).await.unwrap();
+        let before = mem.snapshot();
+        let err = backup(target, &backup_options(b)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotADatabase, "{err}");
+        assert!(err.to_string().contains("another database"), "{err}");
+        assert_eq!(mem.snapshot(), before, "nothing of the backup changed");
+    }
 }
 
 #[tokio::test]
-async fn restore_refuses_a_non_empty_folder_and_a_location_without_a_completed_run() {
+async fn restore_refuses_a_non_empty_folder_and_a_location_without_points() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 9, 10);
@@ -86,8 +85,7 @@ async fn restore_refuses_a_non_empty_folder_and_a_location_without_a_completed_r
     let err = restore(empty, &RestoreOptions::new(dir.path().join("r0")))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::NoBackup(_)));
-    assert_eq!(err.exit_code(), 8);
+    assert_eq!(err.kind(), ErrorKind::NoBackup);
 
     let (_, target) = mem();
     backup(target.clone(), &backup_options(&db)).await.unwrap();
@@ -98,8 +96,7 @@ async fn restore_refuses_a_non_empty_folder_and_a_location_without_a_completed_r
     let err = restore(target.clone(), &RestoreOptions::new(&busy))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::DestinationNotEmpty(_)));
-    assert_eq!(err.exit_code(), 9);
+    assert_eq!(err.kind(), ErrorKind::DestinationNotEmpty);
     let mut forced = RestoreOptions::new(&busy);
     forced.force = true;
     restore(target, &forced).await.unwrap();
@@ -130,8 +127,7 @@ async fn a_held_lock_stops_a_second_run_until_broken() {
     let err = backup(target.clone(), &backup_options(&db))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::LockHeld(_)), "{err}");
-    assert_eq!(err.exit_code(), 4);
+    assert_eq!(err.kind(), ErrorKind::LockHeld, "{err}");
     assert!(err.to_string().contains("another-host"));
     let mut opts = backup_options(&db);
     opts.lock.break_lock = true;
@@ -143,14 +139,15 @@ async fn a_held_lock_stops_a_second_run_until_broken() {
 }
 
 #[tokio::test]
-async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_stays_restorable() {
+async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_the_earlier_point_restores() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 13, 10);
-    let mem = MemoryTarget::new();
-    backup(Arc::new(mem.clone()), &backup_options(&db))
+    let store = MemoryTarget::new();
+    backup(Arc::new(store.clone()), &backup_options(&db))
         .await
         .unwrap();
+    let first = database_files(&db);
     node.append(800).unwrap();
     node.settle().unwrap();
     let mut chunks: Vec<PathBuf> = std::fs::read_dir(&db)
@@ -164,25 +161,26 @@ async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_stays_restorable() 
         })
         .collect();
     chunks.sort();
-    // The first chunk upload deletes the newest chunk file, as a scavenge would.
-    let victim = chunks[chunks.len() - 1].clone();
+    // The first chunk upload deletes another chunk file, as a scavenge would.
+    let victim = chunks[chunks.len() - 2].clone();
     let fired = AtomicBool::new(false);
-    let target = Arc::new(OnPut {
-        inner: mem.clone(),
-        hook: Box::new(move |key| {
-            if key.starts_with("chunk-") && !fired.swap(true, Ordering::SeqCst) {
-                let _ = std::fs::remove_file(&victim);
-            }
-        }),
-    });
+    let target = Arc::new(Intercept::before(store.clone(), move |op| {
+        if matches!(op, Op::Put(k, _) if k.starts_with("chunk-"))
+            && !fired.swap(true, Ordering::SeqCst)
+        {
+            let _ = std::fs::remove_file(&victim);
+        }
+    }));
     let mut opts = backup_options(&db);
     opts.concurrency = 1;
     let err = backup(target, &opts).await.unwrap_err();
-    assert!(matches!(err, EngineError::SourceChanging(_)), "{err}");
+    assert_eq!(err.kind(), ErrorKind::SourceChanging, "{err}");
     assert!(err.to_string().contains("scavenge"), "{err}");
-    assert_eq!(err.exit_code(), 6);
-    let (_, checked) = restore_and_check(Arc::new(mem), dir.path(), "restored").await;
+    let store: Arc<dyn Target> = Arc::new(store);
+    assert_eq!(points(&store).await.len(), 1, "no point for the failed run");
+    let (restored, checked) = restore_and_check(store, dir.path(), "restored").await;
     assert!(checked.is_ok(), "{:?}", checked.violations);
+    assert_same_files(&database_files(&restored), &first, "the earlier point");
 }
 
 #[tokio::test]
@@ -194,11 +192,21 @@ async fn the_secondary_index_is_copied_only_on_request() {
     let (mem, target) = mem();
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
     assert!(report.notes.iter().any(|n| n.contains("kurrent.ddb")));
-    assert!(mem.snapshot().keys().all(|k| !k.starts_with("kurrent.ddb")));
+    assert!(mem.snapshot().keys().all(|k| !k.contains("kurrent.ddb")));
     let mut opts = backup_options(&db);
     opts.include_secondary_index = true;
-    backup(target, &opts).await.unwrap();
-    assert_eq!(&mem.snapshot()["kurrent.ddb"][..], b"duckdb file");
+    backup(target.clone(), &opts).await.unwrap();
+    assert_eq!(
+        &mem.snapshot()["kurrent.ddb"][..],
+        b"duckdb file",
+        "root mirror"
+    );
+    let dest = dir.path().join("restored");
+    restore(target, &RestoreOptions::new(&dest)).await.unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("kurrent.ddb")).unwrap(),
+        b"duckdb file"
+    );
 }
 
 #[tokio::test]
@@ -211,9 +219,14 @@ async fn a_dry_run_changes_nothing_and_reports_what_a_run_would_do() {
     dry.dry_run = true;
     let planned = backup(target.clone(), &dry).await.unwrap();
     assert!(mem.snapshot().is_empty(), "nothing written");
+    assert!(planned.point.is_none());
     let real = backup(target.clone(), &backup_options(&db)).await.unwrap();
-    assert_eq!(planned.uploaded_keys, real.uploaded_keys);
-    assert!(!backup_contents(target.as_ref()).await.is_empty());
+    assert_eq!(planned.stored_keys, real.stored_keys);
+    assert_eq!(planned.stored, real.stored);
+    let before = mem.snapshot();
+    let again = backup(target, &dry).await.unwrap();
+    assert_eq!(again.stored.files, 0);
+    assert_eq!(mem.snapshot(), before);
 }
 
 #[tokio::test]
@@ -227,8 +240,7 @@ async fn temp_files_sockets_and_foreign_files_are_not_backed_up() {
     std::fs::write(db.join("notes.txt"), b"operator notes").unwrap();
     std::fs::write(db.join("index").join(".forceverify"), b"").unwrap();
     let (mem, target) = mem();
-    let report = backup(target, &backup_options(&db)).await.unwrap();
-    assert!(report.completed);
+    backup(target, &backup_options(&db)).await.unwrap();
     for key in mem.snapshot().keys() {
         assert!(
             !(key.ends_with(".tmp")
@@ -241,40 +253,7 @@ async fn temp_files_sockets_and_foreign_files_are_not_backed_up() {
 }
 
 #[tokio::test]
-async fn a_leftover_old_copy_stands_in_for_its_missing_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 25, 10);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
-    // As a run following the vendor procedure literally (rename to .old, copy again) leaves it
-    // when it dies between the rename and the copy.
-    let last = mem
-        .snapshot()
-        .keys()
-        .filter(|k| k.starts_with("chunk-"))
-        .max()
-        .unwrap()
-        .clone();
-    let bytes = mem.remove(&last).unwrap();
-    mem.insert(&format!("{last}.old"), bytes);
-    let mut opts = RestoreOptions::new(dir.path().join("restored"));
-    opts.allow_incomplete = true;
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&mem.snapshot()[".esbackup/manifest.json"]).unwrap();
-    manifest["state"] = "running".into();
-    mem.insert(
-        ".esbackup/manifest.json",
-        serde_json::to_vec(&manifest).unwrap(),
-    );
-    let report = restore(target, &opts).await.unwrap();
-    assert_eq!(report.from_old, vec![format!("{last}.old")]);
-    let restored = std::fs::read(dir.path().join("restored").join(&last)).unwrap();
-    assert_eq!(restored, std::fs::read(db.join(&last)).unwrap());
-}
-
-#[tokio::test]
-async fn a_full_backup_copies_everything_again() {
+async fn a_full_backup_stores_everything_again() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 27, 30);
@@ -284,10 +263,16 @@ async fn a_full_backup_copies_everything_again() {
     full.full = true;
     let again = backup(target.clone(), &full).await.unwrap();
     assert!(again.full);
-    assert_eq!(again.uploaded_keys, first.uploaded_keys);
-    assert_eq!(again.skipped.files, 0);
-    let (_, checked) = restore_and_check(target, dir.path(), "restored").await;
+    let uploaded = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| !k.ends_with(".chk") && !k.ends_with("indexmap"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(uploaded(&again.stored_keys), uploaded(&first.stored_keys));
+    let (restored, checked) = restore_and_check(target, dir.path(), "restored").await;
     assert!(checked.is_ok(), "{:?}", checked.violations);
+    assert_same_files(&database_files(&restored), &database_files(&db), "full");
 }
 
 #[tokio::test]
@@ -299,7 +284,7 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
         &db,
         esdb_sim::SimConfig {
             index_dir: Some(index.clone()),
-            ..esbackup_tests::scenarios::sim_config(31)
+            ..sim_config(31)
         },
     )
     .unwrap();
@@ -309,7 +294,7 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
     let mut opts = backup_options(&db);
     opts.index = Some(index.clone());
     backup(target.clone(), &opts).await.unwrap();
-    assert!(mem.snapshot().contains_key("index/indexmap"));
+    assert!(mem.snapshot().contains_key("index/indexmap"), "root mirror");
     let (rdb, ridx) = (dir.path().join("rdb"), dir.path().join("ridx"));
     let mut ropts = RestoreOptions::new(&rdb);
     ropts.index = Some(ridx.clone());
@@ -318,44 +303,6 @@ async fn an_index_outside_the_db_folder_is_backed_up_and_restored_there() {
         std::fs::read(ridx.join("indexmap")).unwrap(),
         std::fs::read(index.join("indexmap")).unwrap()
     );
-    let checked = esdb_sim::check(
-        &rdb,
-        &ridx,
-        &esdb_sim::CheckOptions {
-            archive: false,
-            expect_truncate_equals_chaser: true,
-        },
-    );
+    let checked = check_restored(&rdb, &ridx);
     assert!(checked.is_ok(), "{:?}", checked.violations);
-}
-
-#[tokio::test]
-async fn a_run_whose_lock_was_taken_over_does_not_report_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 29, 10);
-    let mem = MemoryTarget::new();
-    // Another host breaks the lock while the first chunk is uploaded.
-    let store = mem.clone();
-    let fired = AtomicBool::new(false);
-    let thief = Arc::new(OnPut {
-        inner: mem.clone(),
-        hook: Box::new(move |key| {
-            if key.starts_with("chunk-") && !fired.swap(true, Ordering::SeqCst) {
-                for lock in store
-                    .snapshot()
-                    .keys()
-                    .filter(|k| k.starts_with(".esbackup/locks/"))
-                {
-                    store.remove(lock);
-                }
-            }
-        }),
-    });
-    let err = backup(thief, &backup_options(&db)).await.unwrap_err();
-    assert!(matches!(err, EngineError::LockHeld(_)), "{err}");
-    assert!(err.to_string().contains("removed by another run"), "{err}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&mem.snapshot()[".esbackup/manifest.json"]).unwrap();
-    assert_ne!(manifest["state"], "completed");
 }

@@ -1,0 +1,275 @@
+//! Carries out a [`BackupPlan`]: stores the files (concurrently), confirms the new objects,
+//! writes the root mirror, and returns the references the new restore point records.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::plan::{Action, BackupPlan, FilePlan, LocalFile, Mirror, UploadCheck};
+use crate::error::{EngineError, Result};
+use crate::hashing::md5_of_range;
+use crate::point::{Content, FileRef, Segment, Window};
+use crate::progress::Progress;
+use crate::source::{vanished, FileStamp};
+use crate::target::{Target, TargetError, Upload};
+
+/// Bytes of a growing chunk's tail whose MD5 the point keeps (see `Content::Segments`).
+pub(crate) const TAIL_WINDOW: u64 = 64 * 1024;
+
+/// The references of the stored files, and the new objects written for them.
+pub(crate) struct Stored {
+    pub files: BTreeMap<String, FileRef>,
+    /// (object key, bytes) of every object this run uploaded, sorted.
+    pub new_objects: Vec<(String, u64)>,
+}
+
+/// Stores every file of the plan, `concurrency` at a time.
+pub(crate) async fn store_files(
+    target: &Arc<dyn Target>,
+    plan: &BackupPlan,
+    concurrency: usize,
+    progress: &Arc<dyn Progress>,
+) -> Result<Stored> {
+    progress.phase("upload", plan.upload_bytes());
+    let stores: Vec<_> = plan
+        .files
+        .iter()
+        .map(|f| store_one(target, f, progress))
+        .collect();
+    let done: Vec<StoredFile> = stream::iter(stores)
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut files = BTreeMap::new();
+    let mut new_objects = Vec::new();
+    for (key, file, new) in done {
+        files.insert(key, file);
+        new_objects.extend(new);
+    }
+    new_objects.sort();
+    Ok(Stored { files, new_objects })
+}
+
+/// A stored file: its key, its reference, and the new object written for it, if any.
+type StoredFile = (String, FileRef, Option<(String, u64)>);
+
+async fn store_one(
+    target: &Arc<dyn Target>,
+    plan: &FilePlan,
+    progress: &Arc<dyn Progress>,
+) -> Result<StoredFile> {
+    let file = |content| FileRef {
+        size: plan.size,
+        content,
+        chunk: plan.chunk.clone(),
+        stamp: plan.stamp,
+    };
+    let (content, new) = match &plan.action {
+        Action::Keep(f) => return Ok((plan.key.clone(), f.clone(), None)),
+        Action::Inline { data, .. } => (Content::Inline { data: data.clone() }, None),
+        Action::Adopt { object, source } => {
+            let md5 = md5_of_range(&source.path, source.handle.clone(), 0, source.len)
+                .await
+                .map_err(|e| read_error(&source.path, e))?;
+            (
+                Content::Object {
+                    key: object.clone(),
+                    md5: hex::encode(md5),
+                },
+                None,
+            )
+        }
+        Action::Upload {
+            object,
+            source,
+            check,
+        } => {
+            let md5 = upload(
+                target, object, source, 0, source.len, *check, plan.stamp, progress,
+            )
+            .await?;
+            (
+                Content::Object {
+                    key: object.clone(),
+                    md5,
+                },
+                Some((object.clone(), source.len)),
+            )
+        }
+        Action::Append {
+            base,
+            from,
+            to,
+            object,
+            source,
+        } => {
+            let md5 = upload(
+                target,
+                object,
+                source,
+                *from,
+                to - from,
+                UploadCheck::None,
+                None,
+                progress,
+            )
+            .await?;
+            let mut segments = base.clone();
+            segments.push(Segment {
+                key: object.clone(),
+                at: *from,
+                len: to - from,
+                md5,
+            });
+            let window = TAIL_WINDOW.min(*to);
+            let tail = md5_of_range(&source.path, None, to - window, window)
+                .await
+                .map_err(|e| read_error(&source.path, e))?;
+            let content = Content::Segments {
+                segments,
+                data_end: *to,
+                tail: Window {
+                    at: to - window,
+                    len: window,
+                    md5: hex::encode(tail),
+                },
+            };
+            (content, Some((object.clone(), to - from)))
+        }
+    };
+    progress.file_done(&plan.key, plan.upload_bytes());
+    Ok((plan.key.clone(), file(content), new))
+}
+
+/// Uploads `len` bytes of `source` from `offset` as `object`; returns their MD5 (hex).
+/// `captured`: for [`UploadCheck::Unchanged`], the file's metadata when it was captured.
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    target: &Arc<dyn Target>,
+    object: &str,
+    source: &LocalFile,
+    offset: u64,
+    len: u64,
+    check: UploadCheck,
+    captured: Option<FileStamp>,
+    progress: &Arc<dyn Progress>,
+) -> Result<String> {
+    let mut body = match &source.handle {
+        Some(h) if offset == 0 => Upload::handle(&source.path, h.clone(), len),
+        _ => Upload::file_range(&source.path, offset, len),
+    };
+    if check == UploadCheck::TrailingMd5 {
+        body = body.check_trailing_md5();
+    }
+    let p = progress.clone();
+    let body = body.with_progress(Arc::new(move |n| p.advance(n)));
+    let put = target.put(object, body.clone()).await;
+    if let Some(kind) = body.read_failure() {
+        return Err(source_read_failure(&source.path, kind));
+    }
+    put.map_err(|e| EngineError::storage(object, e))?;
+    let md5 = body.md5().ok_or_else(|| {
+        EngineError::storage(
+            object,
+            TargetError::Permanent("the target did not read the whole upload".into()),
+        )
+    })?;
+    if let (UploadCheck::Unchanged, Some(before), Some(handle)) = (check, captured, &source.handle)
+    {
+        if stamp_of(handle, source)? != before {
+            return Err(EngineError::source_changing(format!(
+                "{} changed while it was copied: is a scavenge running, or the node not stopped (--include-secondary-index)? Run again when it is quiet; the backup is left as it was",
+                source.path.display()
+            )));
+        }
+    }
+    Ok(hex::encode(md5))
+}
+
+fn stamp_of(handle: &std::fs::File, source: &LocalFile) -> Result<FileStamp> {
+    handle
+        .metadata()
+        .map(|m| FileStamp::of(&m))
+        .map_err(|e| EngineError::io(source.path.display(), e))
+}
+
+/// Why reading a local file for an upload failed, in the operator's terms.
+fn source_read_failure(path: &std::path::Path, kind: io::ErrorKind) -> EngineError {
+    match kind {
+        io::ErrorKind::NotFound => vanished(&path.display().to_string()),
+        io::ErrorKind::UnexpectedEof => EngineError::source_changing(format!(
+            "{} shrank while it was copied (replaced or truncated): is a scavenge running? Stop it and run again; the backup is left as it was",
+            path.display()
+        )),
+        io::ErrorKind::InvalidData => EngineError::not_a_database(format!(
+            "{} fails its own MD5 check: the database itself is damaged (restore that file from a backup or let the node rebuild it); nothing was recorded, the backup keeps its last good copy",
+            path.display()
+        )),
+        other => EngineError::io(path.display(), io::Error::from(other)),
+    }
+}
+
+fn read_error(path: &std::path::Path, e: io::Error) -> EngineError {
+    source_read_failure(path, e.kind())
+}
+
+/// Checks that every new object is stored with its size: a store that lost a write fails the
+/// run instead of leaving a point that does not restore.
+pub(crate) async fn confirm(target: &dyn Target, new_objects: &[(String, u64)]) -> Result<()> {
+    const HEAD_AT_MOST: usize = 16;
+    let mismatch = |key: &str, size: u64, found: Option<u64>| {
+        EngineError::storage(
+            key,
+            TargetError::Permanent(format!(
+                "stored {size} bytes but the store now reports {}: it lost or changed the object; run the backup again",
+                found.map_or("nothing".into(), |s| format!("{s} bytes"))
+            )),
+        )
+    };
+    if new_objects.len() <= HEAD_AT_MOST {
+        for (key, size) in new_objects {
+            match target.head(key).await {
+                Ok(info) if info.size == *size => {}
+                Ok(info) => return Err(mismatch(key, *size, Some(info.size))),
+                Err(TargetError::NotFound(_)) => return Err(mismatch(key, *size, None)),
+                Err(e) => return Err(EngineError::storage(key, e)),
+            }
+        }
+        return Ok(());
+    }
+    let listed: BTreeMap<String, u64> = target
+        .list("")
+        .await
+        .map_err(|e| EngineError::storage("listing the backup location", e))?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    for (key, size) in new_objects {
+        match listed.get(key) {
+            Some(s) if s == size => {}
+            found => return Err(mismatch(key, *size, found.copied())),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the root mirror of the new point, in order.
+pub(crate) async fn mirror(target: &dyn Target, mirrors: &[Mirror]) -> Result<()> {
+    for m in mirrors {
+        match m {
+            Mirror::Bytes { key, data } => target.put(key, Upload::bytes(data.clone())).await,
+            Mirror::Copy { from, to } => target.copy(from, to).await,
+            Mirror::Delete { key } => target.delete(key).await,
+        }
+        .map_err(|e| {
+            let key = match m {
+                Mirror::Bytes { key, .. } | Mirror::Delete { key } => key,
+                Mirror::Copy { to, .. } => to,
+            };
+            EngineError::storage(key, e)
+        })?;
+    }
+    Ok(())
+}

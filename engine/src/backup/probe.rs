@@ -1,0 +1,199 @@
+//! What a run looks up before planning, beyond the capture: whether the stored bytes of each
+//! growing chunk are still the file's, and what root objects the previous point does not name
+//! hold (left by an interrupted run, or needed by an older point).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::plan::{Captured, Probes, RootObject};
+use crate::error::{EngineError, Result};
+use crate::format::chunk::{ChunkHeader, FOOTER_LEN, HEADER_LEN};
+use crate::format::MD5_LEN;
+use crate::hashing::md5_of_range;
+use crate::layout::{classify, Kind, INDEX_DIR};
+use crate::location::Location;
+use crate::point::{Content, Point};
+use crate::target::{Target, TargetError};
+
+/// A root object the plan may write, and what identifies the local file it would hold.
+struct Candidate {
+    key: String,
+    path: std::path::PathBuf,
+    handle: Option<std::sync::Arc<std::fs::File>>,
+    len: u64,
+    /// The chunk id, for chunk files.
+    chunk_id: Option<String>,
+}
+
+pub(crate) async fn probe(
+    location: &Location,
+    captured: &Captured,
+    previous: Option<&Point>,
+) -> Result<Probes> {
+    let tails_intact = intact_tails(captured, previous).await;
+    let named_at_root = |key: &str| {
+        previous.is_some_and(|p| {
+            matches!(p.files.get(key).map(|f| &f.content), Some(Content::Object { key: k, .. }) if k == key)
+        })
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for c in captured.chunks.chunks.iter().filter(|c| !c.is_growing()) {
+        if !named_at_root(&c.key()) {
+            candidates.push(Candidate {
+                key: c.key(),
+                path: c.path.clone(),
+                handle: None,
+                len: c.info.file_len,
+                chunk_id: Some(c.info.header.chunk_id.to_string()),
+            });
+        }
+    }
+    for t in &captured.index.tables {
+        for f in std::iter::once(&t.table).chain(t.bloom.as_ref()) {
+            if !named_at_root(&f.key) {
+                candidates.push(Candidate {
+                    key: f.key.clone(),
+                    path: f.path.clone(),
+                    handle: Some(f.file.clone()),
+                    len: f.len,
+                    chunk_id: None,
+                });
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Probes {
+            tails_intact,
+            root: BTreeMap::new(),
+        });
+    }
+    let target = location.target.as_ref();
+    let mut listed = BTreeMap::new();
+    for prefix in ["chunk-", INDEX_DIR] {
+        for o in target
+            .list(prefix)
+            .await
+            .map_err(|e| EngineError::storage("listing the backup location", e))?
+        {
+            listed.insert(o.key, o.size);
+        }
+    }
+    let present: Vec<(Candidate, u64)> = candidates
+        .into_iter()
+        .filter_map(|c| listed.get(&c.key).map(|&size| (c, size)))
+        .collect();
+    let checks: Vec<_> = present
+        .iter()
+        .map(|(c, size)| async move {
+            Ok::<_, EngineError>((c.key.clone(), holds(target, c, *size).await?))
+        })
+        .collect();
+    let same: Vec<(String, bool)> = stream::iter(checks)
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    let mut root = BTreeMap::new();
+    let mut others: Vec<String> = Vec::new();
+    for (key, is_same) in same {
+        if is_same {
+            root.insert(key, RootObject::Same);
+        } else {
+            others.push(key);
+        }
+    }
+    if !others.is_empty() {
+        // Rare: a root name holds another file. Whether a point needs it decides whether it
+        // may be replaced.
+        let needed: BTreeSet<String> = location
+            .all()
+            .await?
+            .iter()
+            .flat_map(|p| p.objects().into_iter().map(|o| o.key))
+            .collect();
+        for key in others {
+            let state = if needed.contains(&key) {
+                RootObject::Needed
+            } else {
+                RootObject::Unneeded
+            };
+            root.insert(key, state);
+        }
+    }
+    Ok(Probes { tails_intact, root })
+}
+
+/// Growing chunks whose stored tail window still hashes the same in the source.
+async fn intact_tails(captured: &Captured, previous: Option<&Point>) -> BTreeSet<String> {
+    let mut intact = BTreeSet::new();
+    let Some(previous) = previous else {
+        return intact;
+    };
+    for c in captured.chunks.chunks.iter().filter(|c| c.is_growing()) {
+        let key = c.key();
+        let Some(Content::Segments { tail, .. }) = previous.files.get(&key).map(|f| &f.content)
+        else {
+            continue;
+        };
+        if let Ok(md5) = md5_of_range(&c.path, None, tail.at, tail.len).await {
+            if hex::encode(md5) == tail.md5 {
+                intact.insert(key);
+            }
+        }
+    }
+    intact
+}
+
+/// Whether the stored object `c.key` (of `size` bytes) is the local file: same size, and the
+/// same chunk id and footer, or the same trailing MD5 for an index table, or (bloom filters,
+/// named after their table's GUID) the same size.
+async fn holds(target: &dyn Target, c: &Candidate, size: u64) -> Result<bool> {
+    if size != c.len {
+        return Ok(false);
+    }
+    let kind = classify(&c.key);
+    let tail_len = match kind {
+        Kind::Chunk(_) => FOOTER_LEN,
+        Kind::PTable(_) => MD5_LEN,
+        _ => return Ok(true),
+    };
+    if size < tail_len + HEADER_LEN.min(size) {
+        return Ok(false);
+    }
+    let local_tail = read_local(c, size - tail_len, tail_len)?;
+    let stored_tail = ranged(target, &c.key, size - tail_len..size).await?;
+    if stored_tail != local_tail {
+        return Ok(false);
+    }
+    if let Some(id) = &c.chunk_id {
+        let header = ranged(target, &c.key, 0..HEADER_LEN).await?;
+        let Ok(header) = <[u8; HEADER_LEN as usize]>::try_from(header.as_slice()) else {
+            return Ok(false);
+        };
+        return Ok(ChunkHeader::decode(&header).is_ok_and(|h| &h.chunk_id.to_string() == id));
+    }
+    Ok(true)
+}
+
+fn read_local(c: &Candidate, at: u64, len: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    let file = match &c.handle {
+        Some(h) => h.clone(),
+        None => std::sync::Arc::new(
+            std::fs::File::open(&c.path).map_err(|e| crate::source::open_failure(&c.path, e))?,
+        ),
+    };
+    file.read_exact_at(&mut buf, at)
+        .map_err(|e| crate::source::open_failure(&c.path, e))?;
+    Ok(buf)
+}
+
+async fn ranged(target: &dyn Target, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+    let parts: Vec<bytes::Bytes> = match target.get(key, Some(range)).await {
+        Ok(s) => s.try_collect().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e: TargetError| EngineError::storage(key, e))?;
+    Ok(parts.concat())
+}

@@ -1,0 +1,100 @@
+//! What a backup run reports (`--json` prints it).
+
+use serde::Serialize;
+
+use super::plan::{Action, BackupPlan};
+use crate::metered::Traffic;
+use crate::point::Checkpoints;
+
+/// Files and bytes.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// What one run sent to the store: every object and byte, its own metadata included.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Objects written (database files, segments, mirrors, the point, the lock).
+    pub objects: u64,
+    /// Every byte sent.
+    pub bytes: u64,
+    /// Every request made to the store.
+    pub requests: u64,
+}
+
+impl From<Traffic> for Uploaded {
+    fn from(t: Traffic) -> Self {
+        Uploaded {
+            objects: t.puts,
+            bytes: t.bytes_sent,
+            requests: t.requests,
+        }
+    }
+}
+
+/// The summary of a backup run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupReport {
+    /// The restore point this run stored (`None` for a dry run).
+    pub point: Option<String>,
+    pub target: String,
+    pub full: bool,
+    pub dry_run: bool,
+    /// Everything the run sent to the store (for a dry run: what it would store).
+    pub uploaded: Uploaded,
+    /// Database files whose bytes this run stored (whole, or the part a growing chunk gained).
+    pub stored: Tally,
+    /// Database files the point shares with the previous one.
+    pub unchanged: Tally,
+    /// The database files stored, sorted.
+    pub stored_keys: Vec<String>,
+    /// Database files of the previous point that the source no longer has (kept for older
+    /// points; `forget --prune` removes what no retained point needs).
+    pub gone_keys: Vec<String>,
+    pub checkpoints: Checkpoints,
+    pub chunk_size: u32,
+    /// Chunk files not stored because they start beyond the captured writer checkpoint.
+    pub beyond_writer: Vec<String>,
+    /// Old chunk versions the server would delete at start-up, not stored.
+    pub superseded: Vec<String>,
+    /// How many times `indexmap` was read before it held still.
+    pub index_rounds: u32,
+    /// Multipart uploads of killed runs aborted at the start of this run.
+    pub aborted_uploads: u64,
+    /// What the retention policy did after the point was stored, if one is configured.
+    pub retention: Option<crate::forget::ForgetReport>,
+    pub notes: Vec<String>,
+    pub duration_secs: f64,
+}
+
+/// Tallies what a plan stores and keeps.
+pub(crate) fn tally(plan: &BackupPlan) -> (Tally, Tally, Vec<String>) {
+    let mut stored = Tally::default();
+    let mut unchanged = Tally::default();
+    let mut keys = Vec::new();
+    for f in &plan.files {
+        match &f.action {
+            Action::Keep(_) => unchanged.add(f.size),
+            Action::Upload { .. } | Action::Append { .. } => {
+                stored.add(f.upload_bytes());
+                keys.push(f.key.clone());
+            }
+            Action::Adopt { .. } => unchanged.add(f.size),
+            Action::Inline { changed: true, .. } => {
+                stored.add(f.size);
+                keys.push(f.key.clone());
+            }
+            Action::Inline { changed: false, .. } => unchanged.add(f.size),
+        }
+    }
+    (stored, unchanged, keys)
+}

@@ -1,0 +1,430 @@
+//! `forget` and `prune`: which restore points a retention policy keeps (restic's vocabulary and
+//! semantics), removing the others, and deleting every stored object no retained point needs.
+//!
+//! Crash safety: the point objects of forgotten points go first, then the objects only they
+//! needed; an interrupted run leaves every retained point whole and some garbage for the next
+//! prune. The newest point is always kept.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::layout::{self, classify, Kind};
+use crate::location::Location;
+use crate::lock::{Lock, LockOptions};
+use crate::metered::Metered;
+use crate::point::{new_run_id, Content, Point};
+use crate::target::Target;
+
+/// Which points to keep (restic's `--keep-*` options). A point is kept if any rule keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeepPolicy {
+    /// The newest N points.
+    pub last: u32,
+    /// The newest point of each of the last N hours (that have points); likewise days, weeks
+    /// (ISO weeks), months and years. Times are UTC.
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+    /// Every point taken within this long before the newest point.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub within: Option<Duration>,
+}
+
+impl KeepPolicy {
+    pub fn is_empty(&self) -> bool {
+        *self == KeepPolicy::default()
+    }
+}
+
+/// Why a point is kept.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kept {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub reasons: Vec<String>,
+}
+
+/// Applies `policy` to points (any order); returns the kept points (newest first, with reasons)
+/// and the ids of the others. The newest point is always kept.
+pub fn apply_policy(
+    points: &[(String, DateTime<Utc>)],
+    policy: &KeepPolicy,
+) -> (Vec<Kept>, Vec<String>) {
+    let mut sorted: Vec<&(String, DateTime<Utc>)> = points.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    type Bucket = fn(&DateTime<Utc>, usize) -> i64;
+    let rules: [(u32, Bucket, &str); 6] = [
+        (policy.last, |_, nr| nr as i64, "last"),
+        (
+            policy.hourly,
+            |t, _| ymd(t) * 100 + t.hour() as i64,
+            "hourly",
+        ),
+        (policy.daily, |t, _| ymd(t), "daily"),
+        (
+            policy.weekly,
+            |t, _| {
+                let w = t.iso_week();
+                w.year() as i64 * 100 + w.week() as i64
+            },
+            "weekly",
+        ),
+        (
+            policy.monthly,
+            |t, _| t.year() as i64 * 100 + t.month() as i64,
+            "monthly",
+        ),
+        (policy.yearly, |t, _| t.year() as i64, "yearly"),
+    ];
+    let mut left: Vec<u32> = rules.iter().map(|r| r.0).collect();
+    let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
+    let newest = sorted.first().map(|p| p.1);
+    let mut kept = Vec::new();
+    let mut forgotten = Vec::new();
+    for (nr, (id, time)) in sorted.iter().map(|p| (&p.0, &p.1)).enumerate() {
+        let mut reasons = Vec::new();
+        if nr == 0 {
+            reasons.push("newest".to_string());
+        }
+        if let (Some(within), Some(newest)) = (policy.within, newest) {
+            let since =
+                newest - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+            if *time > since {
+                reasons.push(format!("within {}", humantime::format_duration(within)));
+            }
+        }
+        for (i, (_, bucket, name)) in rules.iter().enumerate() {
+            if left[i] == 0 {
+                continue;
+            }
+            let value = bucket(time, nr);
+            // A new bucket, or the oldest point while counts remain (longest history kept).
+            if last_bucket[i] != Some(value) || nr == sorted.len() - 1 {
+                last_bucket[i] = Some(value);
+                left[i] -= 1;
+                reasons.push(name.to_string());
+            }
+        }
+        if reasons.is_empty() {
+            forgotten.push(id.clone());
+        } else {
+            kept.push(Kept {
+                id: id.clone(),
+                time: *time,
+                reasons,
+            });
+        }
+    }
+    (kept, forgotten)
+}
+
+fn ymd(t: &DateTime<Utc>) -> i64 {
+    t.year() as i64 * 10_000 + t.month() as i64 * 100 + t.day() as i64
+}
+
+/// What `forget` does.
+#[derive(Clone, Debug)]
+pub struct ForgetOptions {
+    pub policy: KeepPolicy,
+    /// Also delete every stored object no retained point needs.
+    pub prune: bool,
+    /// Say what would be forgotten and deleted; change nothing.
+    pub dry_run: bool,
+    pub lock: LockOptions,
+}
+
+/// What `forget` did (or would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ForgetReport {
+    pub target: String,
+    pub dry_run: bool,
+    pub kept: Vec<Kept>,
+    pub forgotten: Vec<String>,
+    /// Objects deleted by the prune (or that would be), and their bytes.
+    pub pruned_objects: u64,
+    pub pruned_bytes: u64,
+    /// Bytes stored at the location before and after (lock objects aside).
+    pub stored_bytes_before: u64,
+    pub stored_bytes_after: u64,
+}
+
+/// Forgets the points `opts.policy` does not keep (and prunes), holding the location's lock.
+pub async fn forget(target: Arc<dyn Target>, opts: &ForgetOptions) -> Result<ForgetReport> {
+    if opts.policy.is_empty() {
+        return Err(EngineError::invalid_input(
+            "no retention rule given (--keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within): nothing would be kept, so nothing is forgotten",
+        ));
+    }
+    let target: Arc<dyn Target> = Arc::new(Metered::new(target));
+    let location = Location::read(target.clone()).await?;
+    if !location.has_backup() {
+        return Err(location.no_backup());
+    }
+    if location.ids.is_empty() {
+        return Err(EngineError::invalid_input(format!(
+            "{} was written by esbackup 0.1 and has one state, no restore points yet: run a backup first",
+            location.describe()
+        )));
+    }
+    let lock = match opts.dry_run {
+        true => None,
+        false => Some(Lock::acquire(target.clone(), &new_run_id(), "forget", &opts.lock).await?),
+    };
+    let result = forget_locked(&location, &opts.policy, opts.prune, lock.as_ref()).await;
+    if let Some(lock) = lock {
+        if let Err(e) = lock.release().await {
+            tracing::warn!("could not remove the lock: {e}");
+        }
+    }
+    result
+}
+
+/// The work of `forget`, for a caller that holds the lock (`None`: a dry run).
+pub(crate) async fn forget_locked(
+    location: &Location,
+    policy: &KeepPolicy,
+    prune: bool,
+    lock: Option<&Lock>,
+) -> Result<ForgetReport> {
+    let target = location.target.as_ref();
+    let points = location.all().await?;
+    let times: Vec<(String, DateTime<Utc>)> =
+        points.iter().map(|p| (p.id.clone(), p.time)).collect();
+    let (kept, forgotten) = apply_policy(&times, policy);
+    let retained: Vec<&Point> = points
+        .iter()
+        .filter(|p| kept.iter().any(|k| k.id == p.id))
+        .collect();
+    let mut listing = crate::target::list_sizes(target)
+        .await
+        .map_err(|e| EngineError::storage("listing the backup location", e))?;
+    listing.retain(|k, _| !k.starts_with(layout::LOCKS_DIR));
+    let before: u64 = listing.values().sum();
+    let forgotten_keys: Vec<String> = forgotten.iter().map(|id| layout::point_key(id)).collect();
+    let doomed = if prune {
+        garbage(&listing, &retained, &forgotten_keys)
+    } else {
+        vec![]
+    };
+    let forgotten_bytes: u64 = forgotten_keys.iter().filter_map(|k| listing.get(k)).sum();
+    let pruned_bytes: u64 = doomed.iter().filter_map(|k| listing.get(k)).sum();
+    let report = ForgetReport {
+        target: location.describe(),
+        dry_run: lock.is_none(),
+        kept,
+        forgotten: forgotten.clone(),
+        pruned_objects: doomed.len() as u64,
+        pruned_bytes,
+        stored_bytes_before: before,
+        stored_bytes_after: before - pruned_bytes - forgotten_bytes,
+    };
+    let Some(lock) = lock else {
+        return Ok(report);
+    };
+    lock.confirm_held().await?;
+    for key in forgotten_keys.iter().chain(&doomed) {
+        target
+            .delete(key)
+            .await
+            .map_err(|e| EngineError::storage(key, e))?;
+    }
+    Ok(report)
+}
+
+/// Stored objects no retained point needs and that are not the root mirror of the newest one:
+/// esbackup's own objects and database files, never anything else, never a lock.
+fn garbage(
+    listing: &std::collections::BTreeMap<String, u64>,
+    retained: &[&Point],
+    forgotten_points: &[String],
+) -> Vec<String> {
+    let mut needed: BTreeSet<String> = retained
+        .iter()
+        .flat_map(|p| p.objects().into_iter().map(|o| o.key))
+        .collect();
+    if let Some(newest) = retained.iter().max_by(|a, b| a.id.cmp(&b.id)) {
+        // Root copies of files stored elsewhere or inline: the mirror of the newest point.
+        for (key, f) in &newest.files {
+            if !matches!(&f.content, Content::Object { key: k, .. } if k == key) {
+                needed.insert(key.clone());
+            }
+        }
+    }
+    listing
+        .keys()
+        .filter(|k| !needed.contains(*k) && !forgotten_points.contains(k))
+        .filter(|k| is_prunable(k, !retained.is_empty()))
+        .cloned()
+        .collect()
+}
+
+/// Kinds of objects prune may delete when no point needs them.
+fn is_prunable(key: &str, have_points: bool) -> bool {
+    if key.starts_with(layout::ACTIVE_DIR) || key.starts_with(layout::DATA_DIR) {
+        return true;
+    }
+    if key == layout::LEGACY_MANIFEST {
+        return have_points;
+    }
+    if key.starts_with(layout::META_DIR) {
+        return false;
+    }
+    !matches!(classify(key), Kind::Unknown)
+}
+
+/// `humantime` (de)serialisation of an optional duration (`within: 30d`).
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    fn points(times: &[DateTime<Utc>]) -> Vec<(String, DateTime<Utc>)> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("p{i:02}"), *t))
+            .collect()
+    }
+
+    fn kept_ids(kept: &[Kept]) -> Vec<&str> {
+        kept.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest_n() {
+        let ps = points(&(0..10).map(|h| at(2026, 11, 1, h)).collect::<Vec<_>>());
+        let (kept, forgotten) = apply_policy(
+            &ps,
+            &KeepPolicy {
+                last: 3,
+                ..Default::default()
+            },
+        );
+        assert_eq!(kept_ids(&kept), ["p09", "p08", "p07"]);
+        assert_eq!(forgotten.len(), 7);
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_point_of_each_day_and_the_oldest_while_counts_remain() {
+        // Two points a day for 3 days.
+        let ps = points(&[
+            at(2026, 11, 1, 1),
+            at(2026, 11, 1, 20),
+            at(2026, 11, 2, 1),
+            at(2026, 11, 2, 20),
+            at(2026, 11, 3, 1),
+            at(2026, 11, 3, 20),
+        ]);
+        let daily = |n| KeepPolicy {
+            daily: n,
+            ..Default::default()
+        };
+        let (kept, _) = apply_policy(&ps, &daily(2));
+        assert_eq!(kept_ids(&kept), ["p05", "p03"]);
+        let (kept, _) = apply_policy(&ps, &daily(10));
+        // Newest of each day, plus the oldest point (counts were left).
+        assert_eq!(kept_ids(&kept), ["p05", "p03", "p01", "p00"]);
+    }
+
+    #[test]
+    fn within_is_relative_to_the_newest_point_and_rules_combine() {
+        let ps = points(&[
+            at(2026, 1, 1, 0),
+            at(2026, 10, 1, 0),
+            at(2026, 11, 28, 0),
+            at(2026, 11, 30, 0),
+        ]);
+        let policy = KeepPolicy {
+            within: Some(Duration::from_secs(3 * 86_400)),
+            monthly: 1,
+            ..Default::default()
+        };
+        let (kept, forgotten) = apply_policy(&ps, &policy);
+        assert_eq!(kept_ids(&kept), ["p03", "p02"]);
+        assert_eq!(forgotten, ["p01", "p00"]);
+        assert!(kept[1].reasons.iter().any(|r| r.starts_with("within")));
+    }
+
+    #[test]
+    fn the_newest_point_is_always_kept() {
+        let ps = points(&[at(2026, 1, 1, 0), at(2026, 1, 2, 0)]);
+        let (kept, _) = apply_policy(
+            &ps,
+            &KeepPolicy {
+                within: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(kept_ids(&kept), ["p01"]);
+    }
+
+    #[test]
+    fn prune_deletes_only_what_no_retained_point_needs_and_never_foreign_files() {
+        let mut p = crate::point::tests::sample();
+        p.files.insert(
+            "chunk-000001.000000".into(),
+            crate::point::FileRef {
+                size: 10,
+                content: Content::Object {
+                    key: "chunk-000001.000000".into(),
+                    md5: "m".into(),
+                },
+                chunk: None,
+                stamp: None,
+            },
+        );
+        let listing: std::collections::BTreeMap<String, u64> = [
+            ("chunk-000001.000000", 10),
+            ("chunk-000002.000000", 10),
+            (".esbackup/active/x", 428),
+            (".esbackup/active/old", 10),
+            (".esbackup/data/index/scavenging/scavenging.db/r", 5),
+            (".esbackup/locks/r.1.json", 5),
+            (".esbackup/points/p.json", 5),
+            ("writer.chk", 8),
+            ("notes.txt", 3),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let doomed = garbage(&listing, &[&p], &[]);
+        assert_eq!(
+            doomed,
+            [
+                ".esbackup/active/old",
+                ".esbackup/data/index/scavenging/scavenging.db/r",
+                "chunk-000002.000000"
+            ]
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Refusals that come before anything is written, so that a wrong or swapped folder can never
+//! destroy data: a backup location that is, contains or lies inside the database (or restore)
+//! folder; a location that holds objects but no backup (another database, another tool's
+//! files); a restore into a backup location.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{EngineError, Result};
+use crate::format::checkpoint;
+use crate::format::chunk::ChunkName;
+use crate::layout;
+use crate::location::Location;
+use crate::source::SourceDirs;
+
+/// Checks a backup location before a backup writes to it.
+pub(crate) async fn backup_target(location: &Location, source: &SourceDirs) -> Result<()> {
+    let target = location.target.as_ref();
+    if let Some(root) = target.local_root() {
+        no_overlap(&root, source, "the database folder")?;
+    }
+    if location.has_backup() {
+        return Ok(());
+    }
+    // No backup yet: the location must be empty, or hold what an interrupted first run left.
+    let objects = target
+        .list("")
+        .await
+        .map_err(|e| EngineError::storage("listing the backup location", e))?;
+    if objects.iter().any(|o| o.key.starts_with(layout::META_DIR)) {
+        // esbackup's own files (a lock, segments): a first run was interrupted here; whatever
+        // else it stored, the next run reuses or ignores.
+        return Ok(());
+    }
+    let foreign: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let looks_like_db = foreign
+        .iter()
+        .any(|k| *k == checkpoint::WRITER || ChunkName::parse(k).is_some());
+    let what = if looks_like_db {
+        "is a database (it has writer.chk or chunk files) and not a backup location".to_string()
+    } else {
+        format!(
+            "holds {} object(s) but no esbackup backup (for example {:?})",
+            foreign.len(),
+            foreign[0]
+        )
+    };
+    Err(EngineError::wrong_location(format!(
+        "{} {what}: back up into an empty folder or prefix, or into an existing esbackup location (are --db and --target swapped?)",
+        target.describe()
+    )))
+}
+
+/// Checks a restore destination: never the backup location, inside it, around it, or another
+/// backup location.
+pub(crate) fn restore_destination(location: &Location, dest: &SourceDirs) -> Result<()> {
+    if let Some(root) = location.target.local_root() {
+        no_overlap(&root, dest, "the restore folder")?;
+    }
+    for dir in [&dest.db, &dest.index] {
+        if dir.join(layout::META_DIR).is_dir() {
+            return Err(EngineError::wrong_location(format!(
+                "{} is a backup location (it has {}): restore into an empty folder, never into a backup",
+                dir.display(),
+                layout::META_DIR.trim_end_matches('/')
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the backup location `root` being the same as, inside, or around the folders of
+/// `dirs` (`what` names them: the database folder, the restore folder).
+fn no_overlap(root: &Path, dirs: &SourceDirs, what: &str) -> Result<()> {
+    let root = absolute(root);
+    let index_name = format!("{what}'s index folder");
+    for (dir, name) in [(&dirs.db, what), (&dirs.index, index_name.as_str())] {
+        let dir = absolute(dir);
+        let relation = if root == dir {
+            "is"
+        } else if root.starts_with(&dir) {
+            "lies inside"
+        } else if dir.starts_with(&root) {
+            "contains"
+        } else {
+            continue;
+        };
+        return Err(EngineError::wrong_location(format!(
+            "the backup location {} {relation} {name} {}: use folders apart from each other (are --db and --target swapped?)",
+            root.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The absolute, symlink-free form of a path (of its longest existing ancestor, when the path
+/// itself does not exist yet), with `.` and `..` resolved.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    };
+    let mut normal = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    // Resolve symlinks on the part that exists.
+    let mut existing = normal.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return normal,
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for name in rest.into_iter().rev() {
+        out.push(name);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_folders_are_refused_in_every_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(db.join("index")).unwrap();
+        let dirs = SourceDirs::new(&db, None);
+        for bad in [
+            db.clone(),
+            db.join("backup"),
+            db.join("index"),
+            dir.path().to_path_buf(),
+            db.join("x/../backup"),
+        ] {
+            let e = no_overlap(&bad, &dirs, "the database folder").unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::WrongLocation, "{bad:?}");
+        }
+        assert!(no_overlap(&dir.path().join("backup"), &dirs, "x").is_ok());
+        assert!(no_overlap(&dir.path().join("db2"), &dirs, "x").is_ok());
+    }
+
+    #[test]
+    fn symlinks_do_not_hide_an_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let dirs = SourceDirs::new(&db, None);
+        assert!(no_overlap(&link.join("backup"), &dirs, "x").is_err());
+    }
+}

@@ -1,0 +1,375 @@
+//! Restore points. Every completed backup run writes one, last: an immutable record of exactly
+//! which bytes make up the database as that run captured it, and where each of them is stored.
+//!
+//! A point is self-contained: restoring it needs nothing but the objects it names. Objects a
+//! retained point names are never overwritten or deleted (see `backup::plan` and `prune`), so a
+//! point stays valid while later runs add points and `forget --prune` removes others.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, ErrorKind, Result};
+use crate::layout;
+use crate::source::FileStamp;
+use crate::target::{get_bytes, Target, TargetError, Upload};
+
+/// Format of the point objects this version writes.
+pub const FORMAT: u32 = 2;
+
+/// The database checkpoints of a point (-1 where absent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoints {
+    pub writer: i64,
+    pub chaser: i64,
+    pub epoch: i64,
+    pub proposal: i64,
+}
+
+/// One restore point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Point {
+    pub format: u32,
+    /// `20261130T070842123Z-1a2b3c4d`: the capture time and a random suffix; sorts by time.
+    pub id: String,
+    /// When the run captured the database's checkpoints: the moment this point restores to.
+    pub time: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub tool_version: String,
+    pub host: String,
+    pub source_db: String,
+    pub source_index: String,
+    pub chunk_size: u32,
+    pub checkpoints: Checkpoints,
+    /// Bytes of the new objects this point's run stored (what this point added to the store).
+    pub bytes_added: u64,
+    /// Things an operator should know (e.g. the secondary index was not copied).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Every database file by key (its path relative to the db folder; `index/...` for the
+    /// index folder), and how to rebuild it.
+    pub files: BTreeMap<String, FileRef>,
+}
+
+/// How to rebuild one database file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Length of the restored file.
+    pub size: u64,
+    #[serde(flatten)]
+    pub content: Content,
+    /// For chunk files: what the header and footer said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<ChunkRef>,
+    /// For files that change in place: their metadata when captured, to tell later whether
+    /// they changed without reading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<FileStamp>,
+}
+
+/// Where a file's bytes are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "store", rename_all = "snake_case")]
+pub enum Content {
+    /// One whole object, with the MD5 of its bytes.
+    Object { key: String, md5: String },
+    /// Small files (checkpoints, `indexmap`) kept in the point itself.
+    Inline {
+        #[serde(with = "base64_bytes")]
+        data: Bytes,
+    },
+    /// A growing chunk: its first `data_end` bytes are the segments laid end to end (each at
+    /// its offset); the rest of the file, up to `size`, is zeros.
+    Segments {
+        segments: Vec<Segment>,
+        data_end: u64,
+        /// MD5 of the last bytes before `data_end` as read from the source, so that the next
+        /// run can tell that the stored bytes are still the file's before appending to them.
+        tail: Window,
+    },
+}
+
+/// Bytes `at..at + len` of a growing chunk, stored as the whole object `key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub key: String,
+    pub at: u64,
+    pub len: u64,
+    pub md5: String,
+}
+
+/// A byte range of a file and the MD5 of its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub at: u64,
+    pub len: u64,
+    pub md5: String,
+}
+
+/// What a chunk file's header and footer said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: String,
+    pub end: u32,
+    pub completed: bool,
+}
+
+/// A stored object a point needs, and the least size it must have.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NeededObject {
+    pub key: String,
+    pub size: u64,
+    pub md5: String,
+}
+
+impl FileRef {
+    /// The stored objects this file is rebuilt from.
+    pub fn objects(&self) -> Vec<NeededObject> {
+        match &self.content {
+            Content::Object { key, md5 } => vec![NeededObject {
+                key: key.clone(),
+                size: self.size,
+                md5: md5.clone(),
+            }],
+            Content::Inline { .. } => vec![],
+            Content::Segments { segments, .. } => segments
+                .iter()
+                .map(|s| NeededObject {
+                    key: s.key.clone(),
+                    size: s.len,
+                    md5: s.md5.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Bytes stored for this file.
+    pub fn stored_bytes(&self) -> u64 {
+        match &self.content {
+            Content::Object { .. } => self.size,
+            Content::Inline { data } => data.len() as u64,
+            Content::Segments { segments, .. } => segments.iter().map(|s| s.len).sum(),
+        }
+    }
+}
+
+impl Point {
+    pub fn key(&self) -> String {
+        layout::point_key(&self.id)
+    }
+
+    /// Every stored object this point needs (once each).
+    pub fn objects(&self) -> Vec<NeededObject> {
+        let mut all: Vec<NeededObject> = self.files.values().flat_map(FileRef::objects).collect();
+        all.sort();
+        all.dedup_by(|a, b| a.key == b.key);
+        all
+    }
+
+    /// Bytes of the database this point restores (zero tails included).
+    pub fn size(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum()
+    }
+
+    /// Reads point `id`.
+    pub async fn load(target: &dyn Target, id: &str) -> Result<Point> {
+        let key = layout::point_key(id);
+        let bytes = match get_bytes(target, &key).await {
+            Ok(b) => b,
+            Err(TargetError::NotFound(_)) => {
+                return Err(EngineError::new(
+                    ErrorKind::NoBackup,
+                    format!(
+                        "restore point {id} is not in {} (it may have been forgotten meanwhile): see `esbackup list`",
+                        target.describe()
+                    ),
+                ))
+            }
+            Err(e) => return Err(EngineError::storage(&key, e)),
+        };
+        Point::parse(&bytes)
+            .map_err(|why| EngineError::damaged(format!("{key} in {}: {why}", target.describe())))
+    }
+
+    /// Decodes and checks a point object.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Point, String> {
+        let point: Point =
+            serde_json::from_slice(bytes).map_err(|e| format!("unreadable point: {e}"))?;
+        if point.format != FORMAT {
+            return Err(format!(
+                "point format {} is not {FORMAT}: written by another esbackup version",
+                point.format
+            ));
+        }
+        point.check()?;
+        Ok(point)
+    }
+
+    /// What a point must hold to be restorable at all.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.chunk_size == 0 {
+            return Err("it records a chunk size of 0".into());
+        }
+        for chk in ["writer.chk", "chaser.chk"] {
+            if !self.files.contains_key(chk) {
+                return Err(format!("it has no {chk}"));
+            }
+        }
+        for (key, f) in &self.files {
+            if let Content::Segments {
+                segments, data_end, ..
+            } = &f.content
+            {
+                let covered = segments.iter().map(|s| s.at + s.len).max().unwrap_or(0);
+                if covered < *data_end || *data_end > f.size {
+                    return Err(format!("{key}: its segments do not cover its data"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the point (its key is new: points are never overwritten).
+    pub async fn store(&self, target: &dyn Target) -> Result<u64> {
+        let json = serde_json::to_vec_pretty(self).expect("a point serialises");
+        let len = json.len() as u64;
+        target
+            .put(&self.key(), Upload::bytes(Bytes::from(json)))
+            .await
+            .map_err(|e| EngineError::storage(self.key(), e))?;
+        Ok(len)
+    }
+}
+
+/// `20261130T070842123Z-1a2b3c4d`: the time to the millisecond, then 8 random hex digits.
+/// Points are named so, at the moment their run captures the database (with the lock held), so
+/// their ids sort by time.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+pub fn tool_version() -> String {
+    format!("esbackup {}", env!("CARGO_PKG_VERSION"))
+}
+
+mod base64_bytes {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Point {
+        let mut files = BTreeMap::new();
+        for (k, v) in [("writer.chk", 300i64), ("chaser.chk", 200)] {
+            files.insert(
+                k.to_string(),
+                FileRef {
+                    size: 8,
+                    content: Content::Inline {
+                        data: Bytes::copy_from_slice(&v.to_le_bytes()),
+                    },
+                    chunk: None,
+                    stamp: None,
+                },
+            );
+        }
+        files.insert(
+            "chunk-000000.000000".into(),
+            FileRef {
+                size: 4096,
+                content: Content::Segments {
+                    segments: vec![Segment {
+                        key: ".esbackup/active/x".into(),
+                        at: 0,
+                        len: 428,
+                        md5: "00".into(),
+                    }],
+                    data_end: 428,
+                    tail: Window {
+                        at: 0,
+                        len: 428,
+                        md5: "00".into(),
+                    },
+                },
+                chunk: Some(ChunkRef {
+                    id: "id".into(),
+                    end: 0,
+                    completed: false,
+                }),
+                stamp: None,
+            },
+        );
+        Point {
+            format: FORMAT,
+            id: "20261130T000000Z-00000000".into(),
+            time: Utc::now(),
+            finished: Utc::now(),
+            tool_version: tool_version(),
+            host: "h".into(),
+            source_db: "/db".into(),
+            source_index: "/db/index".into(),
+            chunk_size: 1000,
+            checkpoints: Checkpoints {
+                writer: 300,
+                chaser: 200,
+                epoch: -1,
+                proposal: -1,
+            },
+            bytes_added: 0,
+            notes: vec![],
+            files,
+        }
+    }
+
+    #[test]
+    fn a_point_round_trips_through_json() {
+        let p = sample();
+        let json = serde_json::to_vec(&p).unwrap();
+        assert_eq!(Point::parse(&json).unwrap(), p);
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.contains("\"store\":\"inline\""), "{text}");
+        assert!(text.contains("\"store\":\"segments\""), "{text}");
+    }
+
+    #[test]
+    fn a_damaged_point_is_refused_not_restored() {
+        let mut p = sample();
+        p.chunk_size = 0;
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap())
+            .unwrap_err()
+            .contains("chunk size of 0"));
+        let mut p = sample();
+        p.files.remove("chaser.chk");
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+        let mut p = sample();
+        if let Content::Segments { data_end, .. } =
+            &mut p.files.get_mut("chunk-000000.000000").unwrap().content
+        {
+            *data_end = 5000;
+        }
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+        assert!(Point::parse(b"{").is_err());
+    }
+}

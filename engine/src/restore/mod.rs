@@ -1,0 +1,259 @@
+//! Restore one restore point into a folder (the node must be stopped).
+//!
+//! [`restore`] reads top-down:
+//! 1. refuse a destination that is, contains or lies inside the backup location, or is a
+//!    backup location itself; pick the point (`--point`, `--at`, else the latest);
+//! 2. check that every object the point needs is stored with its recorded size — a damaged
+//!    location fails here, naming what is missing, before the destination is touched;
+//! 3. download every data file under a temporary name, each byte checked against the MD5 the
+//!    point recorded;
+//! 4. write `writer.chk`, move the data files into place, write the other checkpoints, and set
+//!    `truncate.chk` := `chaser.chk` last (the vendor's restore step).
+//!
+//! Until step 4 the folder holds no database file the server would open; a failed restore
+//! removes everything it wrote.
+
+mod execute;
+mod plan;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backup::Tally;
+use crate::error::{EngineError, Result};
+use crate::guard;
+use crate::layout::{classify, index_key, Kind};
+use crate::location::Location;
+use crate::point::Point;
+use crate::progress::{NoProgress, Progress};
+use crate::source::{read_dir_names, SourceDirs};
+use crate::target::Target;
+
+pub(crate) use plan::missing;
+
+/// Which restore point.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Which {
+    /// The newest point.
+    #[default]
+    Latest,
+    /// The point with this id.
+    Id(String),
+    /// The newest point taken at or before this time.
+    At(DateTime<Utc>),
+}
+
+#[derive(Clone)]
+pub struct RestoreOptions {
+    pub db: PathBuf,
+    /// Defaults to `<db>/index`.
+    pub index: Option<PathBuf>,
+    pub point: Which,
+    /// Restore into folders that hold files (their database files are removed first).
+    pub force: bool,
+    /// Files transferred at once.
+    pub concurrency: usize,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl RestoreOptions {
+    pub fn new(db: impl Into<PathBuf>) -> RestoreOptions {
+        RestoreOptions {
+            db: db.into(),
+            index: None,
+            point: Which::Latest,
+            force: false,
+            concurrency: crate::backup::DEFAULT_CONCURRENCY,
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreReport {
+    pub target: String,
+    pub db: String,
+    pub index: String,
+    /// The restore point restored, and the time it restores to.
+    pub point: String,
+    pub time: DateTime<Utc>,
+    pub restored: Tally,
+    pub writer: i64,
+    pub chaser: i64,
+    /// `truncate.chk` as written (= chaser).
+    pub truncate: i64,
+    pub duration_secs: f64,
+}
+
+pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let dest = SourceDirs::new(&opts.db, opts.index.as_deref());
+    let location = Location::read(target.clone()).await?;
+    guard::restore_destination(&location, &dest)?;
+    if !location.has_backup() {
+        return Err(location.no_backup());
+    }
+    let point = choose(&location, &opts.point).await?;
+    let listing = crate::target::list_sizes(target.as_ref())
+        .await
+        .map_err(|e| EngineError::storage("listing the backup location", e))?;
+    let missing = plan::missing(&point, &listing);
+    if !missing.is_empty() {
+        return Err(EngineError::damaged(format!(
+            "restore point {} cannot be restored: {} object(s) it needs are missing or damaged at {}: {}. Run `esbackup verify`; restore another point with --point or --at",
+            point.id,
+            missing.len(),
+            target.describe(),
+            summarise(&missing)
+        )));
+    }
+    prepare_destination(&dest, opts.force)?;
+    let plan = plan::plan(&point);
+    opts.progress.phase("restore", plan.bytes());
+    let restored = execute::restore(target.as_ref(), &dest, &plan, opts).await;
+    opts.progress.finish();
+    let restored = restored?;
+    Ok(RestoreReport {
+        target: target.describe(),
+        db: dest.db.display().to_string(),
+        index: dest.index.display().to_string(),
+        point: point.id.clone(),
+        time: point.time,
+        restored,
+        writer: point.checkpoints.writer,
+        chaser: point.checkpoints.chaser,
+        truncate: plan.truncate,
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The point `which` names.
+pub(crate) async fn choose(location: &Location, which: &Which) -> Result<Point> {
+    match which {
+        Which::Latest => location.require_latest().await,
+        Which::Id(id) => location.point(id).await,
+        Which::At(at) => {
+            let points = location.all().await?;
+            pick_at(&points, *at)
+                .cloned()
+                .ok_or_else(|| {
+                    EngineError::invalid_input(format!(
+                        "{} has no restore point at or before {}: the oldest is {} (see `esbackup list`)",
+                        location.describe(),
+                        at.to_rfc3339(),
+                        points
+                            .first()
+                            .map_or("none".into(), |p| p.time.to_rfc3339())
+                    ))
+                })
+        }
+    }
+}
+
+/// The newest point taken at or before `at`.
+pub(crate) fn pick_at(points: &[Point], at: DateTime<Utc>) -> Option<&Point> {
+    points
+        .iter()
+        .filter(|p| p.time <= at)
+        .max_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)))
+}
+
+fn summarise(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
+/// Refuses folders that hold files unless `force`; with `force`, removes the database files in
+/// them (chunks, checkpoints, index files, secondary index) and leaves anything else alone.
+fn prepare_destination(dirs: &SourceDirs, force: bool) -> Result<()> {
+    for dir in [&dirs.db, &dirs.index] {
+        let names: Vec<String> = read_dir_names(dir)?
+            .into_iter()
+            .filter(|n| !(dir == &dirs.db && dirs.index == dir.join(n)))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        if !force {
+            return Err(EngineError::new(
+                crate::error::ErrorKind::DestinationNotEmpty,
+                format!(
+                    "{} is not empty ({} entries): restore into an empty folder, or pass --force to replace its database files",
+                    dir.display(),
+                    names.len()
+                ),
+            ));
+        }
+        for name in names {
+            let path = dir.join(&name);
+            let key = if dir == &dirs.index {
+                index_key(&name)
+            } else {
+                name.clone()
+            };
+            let is_db_file = !matches!(classify(&key), Kind::Unknown | Kind::Meta)
+                || name.ends_with(".chk")
+                || name.ends_with(execute::PARTIAL_SUFFIX)
+                || (dir == &dirs.index
+                    && matches!(name.as_str(), "stream-existence" | "scavenging"));
+            if !is_db_file {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| EngineError::io(path.display(), e))?;
+        }
+    }
+    for dir in [&dirs.db, &dirs.index] {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_picks_the_newest_point_not_after_the_time() {
+        let base = crate::point::tests::sample();
+        let t0 = Utc::now();
+        let points: Vec<Point> = (0..3)
+            .map(|i| Point {
+                id: format!("p{i}"),
+                time: t0 + chrono::Duration::hours(i),
+                ..base.clone()
+            })
+            .collect();
+        assert_eq!(
+            pick_at(&points, t0 + chrono::Duration::minutes(90))
+                .unwrap()
+                .id,
+            "p1"
+        );
+        assert_eq!(
+            pick_at(&points, t0 + chrono::Duration::hours(2))
+                .unwrap()
+                .id,
+            "p2"
+        );
+        assert_eq!(pick_at(&points, t0).unwrap().id, "p0");
+        assert!(pick_at(&points, t0 - chrono::Duration::seconds(1)).is_none());
+    }
+}

@@ -1,0 +1,79 @@
+//! What a run costs on a database with default-size (256 MiB) chunks: the growing chunk is
+//! stored as the bytes appended since the previous run, never whole, and an idle run sends
+//! only its own metadata. (The benchmark `bench/cost.sh` measures the same against Garage.)
+
+use std::sync::Arc;
+
+use esbackup_engine::{backup, Target};
+use esbackup_tests::support::{
+    assert_same_files, backup_options, database_files, restore_and_check,
+};
+use esdb_sim::{Node, SimConfig};
+
+const KIB: u64 = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_sends_about_what_was_appended_and_an_idle_run_almost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = Node::create(
+        &db,
+        SimConfig {
+            chunk_size: 256 << 20,
+            seed: 5,
+            memtable_entries: 1_000_000,
+            scavenge: false,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    node.append(3000).unwrap();
+    node.settle().unwrap();
+    let (_, target): (_, Arc<dyn Target>) = crate::common::mem();
+    let first = backup(target.clone(), &backup_options(&db)).await.unwrap();
+    assert!(
+        first.uploaded.bytes < (node.checkpoints().writer as u64) * 11 / 10 + 256 * KIB,
+        "the first run sends the data, not the preallocated 256 MiB: {}",
+        first.uploaded.bytes
+    );
+    let mut appended_total = 0;
+    let mut sent_total = 0;
+    for run in 0..5 {
+        let before = node.checkpoints().writer;
+        node.append(3000).unwrap();
+        node.settle().unwrap();
+        let appended = (node.checkpoints().writer - before) as u64;
+        let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
+        println!(
+            "run {run}: appended {appended} bytes, sent {} bytes in {} requests",
+            report.uploaded.bytes, report.uploaded.requests
+        );
+        assert!(
+            report.uploaded.bytes <= appended * 11 / 10 + 64 * KIB,
+            "run {run}: sent {} for {appended} appended",
+            report.uploaded.bytes
+        );
+        appended_total += appended;
+        sent_total += report.uploaded.bytes;
+    }
+    assert!(sent_total <= appended_total * 11 / 10 + 5 * 64 * KIB);
+    let idle = backup(target.clone(), &backup_options(&db)).await.unwrap();
+    assert_eq!(idle.stored.files, 0);
+    assert!(
+        idle.uploaded.bytes <= 64 * KIB,
+        "idle run sent {}",
+        idle.uploaded.bytes
+    );
+    assert!(
+        idle.uploaded.requests <= 9,
+        "idle run made {} requests",
+        idle.uploaded.requests
+    );
+    let (restored, checked) = restore_and_check(target, dir.path(), "restored").await;
+    assert!(checked.is_ok(), "{:?}", checked.violations);
+    assert_same_files(
+        &database_files(&restored),
+        &database_files(&db),
+        "appended chunk",
+    );
+}
