@@ -15,7 +15,6 @@
 //! - copy: `rewriteTo`, repeated until done (server-side, any size).
 
 use std::fmt;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use object_store::path::Path;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::client::HttpSettings;
+use crate::client::{Backoff, HttpSettings};
 use crate::error::{map_store_error, upload_read_error};
 use crate::object_store_target::ObjectWriter;
 
@@ -95,54 +94,6 @@ async fn status_error(key: &str, what: &str, resp: Response) -> TargetError {
         )),
         _ => TargetError::Permanent(msg),
     }
-}
-
-/// Jittered exponential backoff for our own requests (the same shape as object_store's).
-struct Backoff {
-    start: Instant,
-    attempt: u32,
-    settings: HttpSettings,
-}
-
-impl Backoff {
-    fn new(settings: HttpSettings) -> Self {
-        Backoff {
-            start: Instant::now(),
-            attempt: 0,
-            settings,
-        }
-    }
-
-    /// Sleeps before the next attempt, or returns false when retries are exhausted.
-    async fn wait(&mut self) -> bool {
-        let b = self.settings.backoff();
-        if self.attempt as usize >= self.settings.max_retries
-            || self.start.elapsed() > self.settings.retry_timeout
-        {
-            return false;
-        }
-        let ceiling = b
-            .init_backoff
-            .mul_f64(b.base.powi(self.attempt as i32))
-            .min(b.max_backoff);
-        self.attempt += 1;
-        // Full jitter: uniformly in [init, ceiling].
-        let span = ceiling.saturating_sub(b.init_backoff);
-        tokio::time::sleep(b.init_backoff + span.mul_f64(random_unit())).await;
-        true
-    }
-}
-
-/// A number in [0, 1) from the standard library's per-process random hash keys.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl GcsJsonWriter {
@@ -525,13 +476,5 @@ mod tests {
         assert_eq!(enc("index/indexmap"), "index%2Findexmap");
         assert_eq!(enc("chunk-000001.000000~"), "chunk-000001.000000~");
         assert_eq!(enc("a b#?"), "a%20b%23%3F");
-    }
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for _ in 0..100 {
-            let x = random_unit();
-            assert!((0.0..1.0).contains(&x));
-        }
     }
 }
