@@ -12,6 +12,10 @@
 //! | `az://container/prefix`, `azure://container/prefix` | Azure Blob Storage / Azurite |
 //! | `gs://bucket/prefix` | Google Cloud Storage / fake-gcs-server |
 //!
+//! Anything else that starts like a URL scheme (`word:`) is refused, with the spelling that
+//! works for a typo (`s3:/bucket/node1`: "did you mean s3://bucket/node1?"): write a folder
+//! whose name has a colon as `./name:x`.
+//!
 //! # Settings
 //!
 //! Each setting comes from the `storage:` options if given, else from the cloud's standard
