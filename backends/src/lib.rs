@@ -7,7 +7,7 @@
 //!
 //! | URL | store |
 //! | --- | --- |
-//! | `/backups/node1`, `rel/dir`, `file:///backups/node1` | a local folder, created if missing |
+//! | `/backups/node1`, `rel/dir`, `file:///backups/node1` | a local folder |
 //! | `s3://bucket/prefix` | S3 or an S3-compatible store |
 //! | `az://container/prefix`, `azure://container/prefix` | Azure Blob Storage / Azurite |
 //! | `gs://bucket/prefix` | Google Cloud Storage / fake-gcs-server |
@@ -15,6 +15,9 @@
 //! Anything else that starts like a URL scheme (`word:`) is refused, with the spelling that
 //! works for a typo (`s3:/bucket/node1`: "did you mean s3://bucket/node1?"): write a folder
 //! whose name has a colon as `./name:x`.
+//!
+//! A missing local folder reads as empty and is created by the first write: read-only
+//! commands create nothing.
 //!
 //! # Settings
 //!
@@ -29,6 +32,8 @@
 //! **Local folder**: `part_size` and `concurrency` only. Keys are plain files
 //! (`index/indexmap` is `<root>/index/indexmap`), written to a staging file beside the target
 //! and renamed into place, fsynced. Names ending in `#<digits>` are reserved for staging files.
+//! The target's [`local_root`](esbackup_engine::Target::local_root) is the folder's absolute,
+//! canonical path.
 //!
 //! **S3** (`s3://`):
 //! - `endpoint`, else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`;

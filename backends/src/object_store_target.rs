@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -42,6 +43,8 @@ pub struct ObjectStoreTarget {
     part_size: usize,
     concurrency: usize,
     writer: Option<Arc<dyn ObjectWriter>>,
+    /// The folder of a local target.
+    local_root: Option<PathBuf>,
 }
 
 impl fmt::Debug for ObjectStoreTarget {
@@ -68,6 +71,7 @@ impl ObjectStoreTarget {
             part_size: DEFAULT_PART_SIZE as usize,
             concurrency: DEFAULT_CONCURRENCY,
             writer: None,
+            local_root: None,
         })
     }
 
@@ -87,6 +91,14 @@ impl ObjectStoreTarget {
     /// Parts of one upload in flight at once (at least 1).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The local folder this target stores into, reported by [`Target::local_root`] so the
+    /// engine can refuse a location inside the database folder (set by `open_local`; set it
+    /// when building a target over your own `LocalFileSystem`).
+    pub fn with_local_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.local_root = Some(root.into());
         self
     }
 
@@ -311,6 +323,10 @@ impl Target for ObjectStoreTarget {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(map_store_error(key, e)),
         }
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        self.local_root.clone()
     }
 }
 

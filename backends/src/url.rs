@@ -176,7 +176,8 @@ fn check_container(container: &str) -> Result<(), String> {
 }
 
 /// Opens the target a storage URL names, configured by `opts` over the cloud's environment
-/// variables (see the crate docs). Makes no request: credentials are fetched on first use.
+/// variables (see the crate docs). Makes no request and creates nothing (a local folder is
+/// created by the first write): credentials are fetched on first use.
 pub fn open_target(url: &str, opts: &TargetOptions) -> Result<Arc<dyn Target>, BackendError> {
     Ok(match parse_location(url)? {
         Location::Local(root) => Arc::new(crate::local::open_local(&root, opts)?),
