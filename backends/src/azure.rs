@@ -6,7 +6,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
 use crate::client::{allow_http, env, env_bool, HttpSettings};
 use crate::error::BackendError;
-use crate::object_store_target::{cloud_target, ObjectStoreTarget};
+use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Azurite's well-known account and key.
@@ -91,5 +91,25 @@ pub(crate) fn open_azure(
     let part_size = opts
         .part_size(MIN_PART_SIZE)
         .map_err(BackendError::Config)?;
-    cloud_target(Arc::new(store), "az", container, prefix, part_size, opts)
+    let account_name = if emulator {
+        account.as_deref().unwrap_or(EMULATOR_ACCOUNT)
+    } else {
+        account.as_deref().unwrap_or_default()
+    };
+    let blob_endpoint = match (&endpoint, emulator) {
+        (Some(ep), _) => ep.clone(),
+        (None, true) => {
+            env("AZURITE_BLOB_STORAGE_URL").unwrap_or_else(|| "http://127.0.0.1:10000".into())
+        }
+        (None, false) => format!("https://{account_name}.blob.core.windows.net"),
+    };
+    CloudTarget {
+        scheme: "az",
+        what: "container",
+        bucket: container,
+        prefix,
+        place: format!("in storage account {account_name} at {blob_endpoint}"),
+        part_size,
+    }
+    .build(Arc::new(store), opts)
 }

@@ -9,7 +9,7 @@ use object_store::StaticCredentialProvider;
 use crate::client::{allow_http, env, HttpSettings};
 use crate::error::BackendError;
 use crate::gcs_upload::{GcsJsonWriter, RESUMABLE_QUANTUM};
-use crate::object_store_target::{cloud_target, ObjectStoreTarget};
+use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
@@ -91,10 +91,16 @@ pub(crate) fn open_gcs(
         conditional_put: opts.conditional_put.unwrap_or(base_url == DEFAULT_BASE_URL),
         settings,
     };
-    Ok(
-        cloud_target(Arc::new(store), "gs", bucket, prefix, part_size, opts)?
-            .with_writer(Arc::new(writer)),
-    )
+    let target = CloudTarget {
+        scheme: "gs",
+        what: "bucket",
+        bucket,
+        prefix,
+        place: format!("at {base_url}"),
+        part_size,
+    }
+    .build(Arc::new(store), opts)?;
+    Ok(target.with_writer(Arc::new(writer)))
 }
 
 /// The emulator settings of a service-account JSON key (object_store's extension).

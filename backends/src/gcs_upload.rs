@@ -425,6 +425,24 @@ impl ObjectWriter for GcsJsonWriter {
         }
     }
 
+    /// `GET /storage/v1/b/<bucket>`: 404 when the bucket is missing. (fake-gcs-server answers
+    /// a listing of a missing bucket with 500, real GCS with 404.)
+    async fn bucket_exists(&self) -> Option<bool> {
+        let url = format!("{}/storage/v1/b/{}", self.base_url, enc(&self.bucket));
+        let response = self
+            .request(Method::GET, &url, &self.bucket)
+            .await
+            .ok()?
+            .send()
+            .await
+            .ok()?;
+        match response.status() {
+            s if s.is_success() => Some(true),
+            StatusCode::NOT_FOUND => Some(false),
+            _ => None,
+        }
+    }
+
     async fn copy(&self, from: &Path, to: &Path, key: &str) -> Result<(), TargetError> {
         let base = format!(
             "{}/rewriteTo/b/{}/o/{}",

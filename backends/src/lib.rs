@@ -19,6 +19,9 @@
 //! A missing local folder reads as empty and is created by the first write: read-only
 //! commands create nothing.
 //!
+//! A bucket or container that does not exist is an error that names it, never an empty
+//! location.
+//!
 //! # Settings
 //!
 //! Each setting comes from the `storage:` options if given, else from the cloud's standard

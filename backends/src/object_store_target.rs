@@ -4,6 +4,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ use object_store::{
 };
 use tokio::task::JoinSet;
 
-use crate::error::{map_store_error, upload_read_error, BackendError};
+use crate::error::{is_not_found, map_store_error, upload_read_error, BackendError};
 use crate::options::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
 
 /// Writes objects where a store's own `object_store` writes cannot be used (GCS through the JSON
@@ -28,6 +29,11 @@ pub(crate) trait ObjectWriter: Send + Sync + fmt::Debug {
     async fn put(&self, path: &Path, key: &str, body: Upload) -> Result<(), TargetError>;
     async fn put_if_absent(&self, path: &Path, key: &str, data: Bytes) -> Result<(), TargetError>;
     async fn copy(&self, from: &Path, to: &Path, key: &str) -> Result<(), TargetError>;
+    /// Whether the bucket exists, when the writer can tell more reliably than an object_store
+    /// listing (`None`: it cannot tell).
+    async fn bucket_exists(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
@@ -45,6 +51,10 @@ pub struct ObjectStoreTarget {
     writer: Option<Arc<dyn ObjectWriter>>,
     /// The folder of a local target.
     local_root: Option<PathBuf>,
+    /// Cloud targets: the error to report when the bucket/container itself is missing.
+    missing_bucket: Option<String>,
+    /// Set once a request proved the bucket exists (no more probing on "not found").
+    bucket_seen: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ObjectStoreTarget {
@@ -72,6 +82,8 @@ impl ObjectStoreTarget {
             concurrency: DEFAULT_CONCURRENCY,
             writer: None,
             local_root: None,
+            missing_bucket: None,
+            bucket_seen: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -102,9 +114,58 @@ impl ObjectStoreTarget {
         self
     }
 
+    /// A cloud target: when the store says "not found" to a listing (or, once, to a read or
+    /// write before any request proved the bucket exists), the bucket or container is missing
+    /// and every operation fails with `message` (a permanent error) instead of reading as an
+    /// empty location.
+    pub fn with_missing_bucket_message(mut self, message: impl Into<String>) -> Self {
+        self.missing_bucket = Some(message.into());
+        self
+    }
+
     pub(crate) fn with_writer(mut self, writer: Arc<dyn ObjectWriter>) -> Self {
         self.writer = Some(writer);
         self
+    }
+
+    fn saw_bucket(&self) {
+        if self.missing_bucket.is_some() {
+            self.bucket_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A cloud target's "not found" may mean the bucket is missing rather than the object:
+    /// until a request has proved the bucket exists, one listing tells which.
+    async fn check_bucket<T>(&self, result: Result<T, TargetError>) -> Result<T, TargetError> {
+        let err = match result {
+            Ok(v) => {
+                self.saw_bucket();
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        let (TargetError::NotFound(_), Some(message)) = (&err, &self.missing_bucket) else {
+            return Err(err);
+        };
+        if self.bucket_seen.load(Ordering::Relaxed) {
+            return Err(err);
+        }
+        let exists = match &self.writer {
+            Some(writer) => writer.bucket_exists().await,
+            None => match self.store.list(Some(&self.prefix)).next().await {
+                Some(Err(e)) if is_not_found(&e) => Some(false),
+                Some(Err(_)) => None,
+                Some(Ok(_)) | None => Some(true),
+            },
+        };
+        match exists {
+            Some(false) => Err(TargetError::Permanent(message.clone())),
+            Some(true) => {
+                self.saw_bucket();
+                Err(err)
+            }
+            None => Err(err),
+        }
     }
 
     /// The underlying store.
@@ -224,8 +285,27 @@ impl Target for ObjectStoreTarget {
         while let Some(meta) = listing.next().await {
             let meta = match meta {
                 Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(map_store_error(&format!("list {prefix:?}"), e)),
+                Err(e) => match &self.missing_bucket {
+                    // A local folder that does not exist (yet) is empty.
+                    None if is_not_found(&e) => break,
+                    None => return Err(map_store_error(&format!("list {prefix:?}"), e)),
+                    // A cloud store answers "not found" to a listing only when the bucket
+                    // itself is missing.
+                    Some(message) if is_not_found(&e) => {
+                        return Err(TargetError::Permanent(message.clone()))
+                    }
+                    Some(message) => {
+                        let err = map_store_error(&format!("list {prefix:?}"), e);
+                        let probe = match (&self.writer, self.bucket_seen.load(Ordering::Relaxed)) {
+                            (Some(writer), false) => writer.bucket_exists().await,
+                            _ => None,
+                        };
+                        return Err(match probe {
+                            Some(false) => TargetError::Permanent(message.clone()),
+                            _ => err,
+                        });
+                    }
+                },
             };
             if let Some(key) = self.key_of(&meta.location) {
                 if key.starts_with(prefix) {
@@ -236,6 +316,7 @@ impl Target for ObjectStoreTarget {
                 }
             }
         }
+        self.saw_bucket();
         Ok(out)
     }
 
@@ -244,7 +325,8 @@ impl Target for ObjectStoreTarget {
             .store
             .head(&self.path(key)?)
             .await
-            .map_err(|e| map_store_error(key, e))?;
+            .map_err(|e| map_store_error(key, e));
+        let meta = self.check_bucket(meta).await?;
         Ok(ObjectInfo {
             key: key.into(),
             size: meta.size,
@@ -252,6 +334,39 @@ impl Target for ObjectStoreTarget {
     }
 
     async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+        let result = self.put_any(key, body).await;
+        self.check_bucket(result).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        let result = self.put_if_absent_any(key, data).await;
+        self.check_bucket(result).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+        let result = self.get_any(key, range).await;
+        self.check_bucket(result).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+        let result = self.copy_any(from, to).await;
+        self.check_bucket(result).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_store_error(key, e)),
+        }
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        self.local_root.clone()
+    }
+}
+
+impl ObjectStoreTarget {
+    async fn put_any(&self, key: &str, body: Upload) -> Result<(), TargetError> {
         let path = self.path(key)?;
         if let Some(writer) = &self.writer {
             return writer.put(&path, key, body).await;
@@ -271,7 +386,7 @@ impl Target for ObjectStoreTarget {
         Ok(())
     }
 
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+    async fn put_if_absent_any(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
         let path = self.path(key)?;
         if let Some(writer) = &self.writer {
             return writer.put_if_absent(&path, key, data).await;
@@ -283,7 +398,11 @@ impl Target for ObjectStoreTarget {
         Ok(())
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+    async fn get_any(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, TargetError> {
         let path = self.path(key)?;
         let mut options = GetOptions::default();
         match range {
@@ -307,7 +426,7 @@ impl Target for ObjectStoreTarget {
             .boxed())
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+    async fn copy_any(&self, from: &str, to: &str) -> Result<(), TargetError> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
         if let Some(writer) = &self.writer {
             return writer.copy(&src, &dst, from).await;
@@ -317,35 +436,47 @@ impl Target for ObjectStoreTarget {
             .await
             .map_err(|e| map_store_error(from, e))
     }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        match self.store.delete(&self.path(key)?).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_store_error(key, e)),
-        }
-    }
-
-    fn local_root(&self) -> Option<PathBuf> {
-        self.local_root.clone()
-    }
 }
 
 /// A cloud target over `store`, described as `scheme://bucket/prefix`, with the part size
-/// (`min_part` at least) and parts in flight from `opts`.
-pub(crate) fn cloud_target(
-    store: Arc<dyn ObjectStore>,
-    scheme: &str,
-    bucket: &str,
-    prefix: &str,
-    part_size: usize,
-    opts: &crate::options::TargetOptions,
-) -> Result<ObjectStoreTarget, BackendError> {
-    let description = match prefix {
-        "" => format!("{scheme}://{bucket}"),
-        p => format!("{scheme}://{bucket}/{p}"),
-    };
-    Ok(ObjectStoreTarget::new(store, prefix)?
-        .with_description(description)
-        .with_part_size(part_size)
-        .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+/// (`min_part` at least) and parts in flight from `opts`. `what` is "bucket" or "container" and
+/// `place` says where it was looked for ("at http://127.0.0.1:3900"), for the error a missing
+/// bucket gives.
+pub(crate) struct CloudTarget<'a> {
+    pub scheme: &'a str,
+    pub what: &'a str,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub place: String,
+    pub part_size: usize,
+}
+
+impl CloudTarget<'_> {
+    pub fn build(
+        self,
+        store: Arc<dyn ObjectStore>,
+        opts: &crate::options::TargetOptions,
+    ) -> Result<ObjectStoreTarget, BackendError> {
+        let CloudTarget {
+            scheme,
+            what,
+            bucket,
+            prefix,
+            place,
+            part_size,
+        } = self;
+        let description = match prefix {
+            "" => format!("{scheme}://{bucket}"),
+            p => format!("{scheme}://{bucket}/{p}"),
+        };
+        let missing = format!(
+            "{what} {bucket:?} does not exist {place} ({description}): create it or fix the \
+             target URL"
+        );
+        Ok(ObjectStoreTarget::new(store, prefix)?
+            .with_description(description)
+            .with_missing_bucket_message(missing)
+            .with_part_size(part_size)
+            .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+    }
 }

@@ -9,7 +9,7 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use crate::aws_credentials::AwsChainCredentials;
 use crate::client::{allow_http, ca_bundle, env, env_bool, is_http, HttpSettings};
 use crate::error::BackendError;
-use crate::object_store_target::{cloud_target, ObjectStoreTarget};
+use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Region used when neither the options, the environment nor the profile name one.
@@ -99,7 +99,19 @@ pub(crate) fn open_s3(
     let part_size = opts
         .part_size(MIN_PART_SIZE)
         .map_err(BackendError::Config)?;
-    cloud_target(Arc::new(store), "s3", bucket, prefix, part_size, opts)
+    let place = match &endpoint {
+        Some(e) => format!("at {e}"),
+        None => format!("in AWS region {region}"),
+    };
+    CloudTarget {
+        scheme: "s3",
+        what: "bucket",
+        bucket,
+        prefix,
+        place,
+        part_size,
+    }
+    .build(Arc::new(store), opts)
 }
 
 /// Whether to send `If-None-Match: *` for create-if-absent writes: the option, else

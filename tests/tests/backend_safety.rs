@@ -1,0 +1,112 @@
+//! Storage safety against real servers started by each test: a missing bucket or container is
+//! an error that names it, not an empty location.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use esbackup_backends::open_target;
+use esbackup_engine::target::get_bytes;
+use esbackup_engine::{Target, TargetError, Upload};
+use esbackup_tests::cloud::{azure_options, gcs_options, s3_options};
+use esbackup_tests::servers::{AzuriteServer, GcsServer, S3Server};
+
+// ---------------------------------------------------------------------------------------------
+// A missing bucket or container
+// ---------------------------------------------------------------------------------------------
+
+/// Every way the engine first touches a location (list, the manifest read, head, a write)
+/// fails with one permanent, one-line error that names the missing bucket.
+async fn assert_missing_bucket_is_named(target: Arc<dyn Target>, expected: &str) {
+    let results: Vec<(&str, Result<(), TargetError>)> = vec![
+        ("list", target.list("").await.map(drop)),
+        (
+            "get",
+            get_bytes(target.as_ref(), ".esbackup/manifest.json")
+                .await
+                .map(drop),
+        ),
+        ("head", target.head("chunk-000000.000000").await.map(drop)),
+        (
+            "put",
+            target
+                .put("probe", Upload::bytes(Bytes::from_static(b"x")))
+                .await,
+        ),
+    ];
+    for (op, result) in results {
+        match result {
+            Err(TargetError::Permanent(msg)) => {
+                assert!(msg.contains(expected), "{op}: {msg:?} lacks {expected:?}");
+                assert!(
+                    msg.contains("create it or fix the target URL"),
+                    "{op}: {msg}"
+                );
+                assert!(!msg.contains('\n'), "{op}: {msg:?} is not one line");
+            }
+            other => panic!("{op} on a missing bucket: {other:?}, expected a permanent error"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_s3_bucket_is_named_instead_of_reading_as_empty() {
+    let server = S3Server::start().await;
+    let opts = s3_options(&server);
+    let target = open_target("s3://nosuch/p", &opts).unwrap();
+    let expected = format!(
+        "bucket \"nosuch\" does not exist at {} (s3://nosuch/p)",
+        server.endpoint
+    );
+    assert_missing_bucket_is_named(target, &expected).await;
+
+    // The bucket exists, the location is empty: still an empty location and "not found".
+    let empty = open_target(&server.url("empty"), &opts).unwrap();
+    assert!(empty.list("").await.unwrap().is_empty());
+    assert!(matches!(
+        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
+        Err(TargetError::NotFound(_))
+    ));
+    assert!(matches!(
+        empty.head("x").await,
+        Err(TargetError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_azure_container_is_named_instead_of_reading_as_empty() {
+    let server = AzuriteServer::start().await;
+    let opts = azure_options(&server);
+    let target = open_target("az://nosuch/p", &opts).unwrap();
+    let expected = format!(
+        "container \"nosuch\" does not exist in storage account devstoreaccount1 at \
+         {}/devstoreaccount1 (az://nosuch/p)",
+        server.endpoint
+    );
+    assert_missing_bucket_is_named(target, &expected).await;
+
+    let empty = open_target(&server.url("empty"), &opts).unwrap();
+    assert!(empty.list("").await.unwrap().is_empty());
+    assert!(matches!(
+        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
+        Err(TargetError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_gcs_bucket_is_named_instead_of_reading_as_empty() {
+    let server = GcsServer::start().await;
+    let opts = gcs_options(&server);
+    let target = open_target("gs://nosuch/p", &opts).unwrap();
+    let expected = format!(
+        "bucket \"nosuch\" does not exist at {} (gs://nosuch/p)",
+        server.endpoint
+    );
+    assert_missing_bucket_is_named(target, &expected).await;
+
+    let empty = open_target(&server.url("empty"), &opts).unwrap();
+    assert!(empty.list("").await.unwrap().is_empty());
+    assert!(matches!(
+        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
+        Err(TargetError::NotFound(_))
+    ));
+}
