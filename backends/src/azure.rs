@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
-use crate::client::{allow_http, env, env_bool, HttpSettings};
+use crate::client::{allow_http, env, env_bool, ClientHook, HttpSettings};
 use crate::error::BackendError;
 use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
@@ -19,6 +19,7 @@ pub(crate) fn open_azure(
     container: &str,
     prefix: &str,
     opts: &TargetOptions,
+    hook: &ClientHook,
 ) -> Result<ObjectStoreTarget, BackendError> {
     let settings = HttpSettings::new(opts);
     let emulator = match opts.use_emulator {
@@ -81,7 +82,7 @@ pub(crate) fn open_azure(
     let explicit_http = opts.allow_http.or(env_bool("AZURE_ALLOW_HTTP")?);
     let http = allow_http(explicit_http, endpoint.as_deref())?;
     let store = builder
-        .with_client_options(settings.client_options(http))
+        .with_client_options(hook(settings.client_options(http)))
         .with_retry(settings.retry_config())
         .build()
         .map_err(|e| BackendError::Open {

@@ -181,6 +181,11 @@ pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, BackendError> {
     }
 }
 
+/// Adjusts the object_store HTTP client options of a cloud target after esbackup has applied
+/// the storage options: a proxy, a DNS resolver, default headers (see
+/// [`open_target_with_client`](crate::open_target_with_client)).
+pub type ClientHook = dyn Fn(ClientOptions) -> ClientOptions + Send + Sync;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::StaticCredentialProvider;
 
-use crate::client::{allow_http, env, HttpSettings};
+use crate::client::{allow_http, env, ClientHook, HttpSettings};
 use crate::error::BackendError;
 use crate::gcs_upload::{GcsJsonWriter, RESUMABLE_QUANTUM};
 use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
@@ -19,6 +19,7 @@ pub(crate) fn open_gcs(
     bucket: &str,
     prefix: &str,
     opts: &TargetOptions,
+    hook: &ClientHook,
 ) -> Result<ObjectStoreTarget, BackendError> {
     let settings = HttpSettings::new(opts);
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
@@ -61,7 +62,7 @@ pub(crate) fn open_gcs(
 
     let http = allow_http(opts.allow_http, Some(&base_url))?;
     let store = builder
-        .with_client_options(settings.client_options(http))
+        .with_client_options(hook(settings.client_options(http)))
         .with_retry(settings.retry_config())
         .build()
         .map_err(|e| BackendError::Open {

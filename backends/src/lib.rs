@@ -43,7 +43,11 @@
 //! - `region`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else
 //!   `us-east-1` (S3-compatible stores need theirs: `garage` on Garage);
 //! - `path_style`, else not `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else true with a custom
-//!   endpoint; `allow_http`, else `AWS_ALLOW_HTTP`;
+//!   endpoint; virtual-hosted requests to a custom endpoint go to `<bucket>.<endpoint host>`
+//!   (as with the AWS SDKs; an endpoint whose host already starts with `<bucket>.` is kept),
+//!   which needs a DNS name with a wildcard record (MinIO's `MINIO_DOMAIN`, Garage's
+//!   `root_domain`): an IP address or `localhost` endpoint is refused;
+//! - `allow_http`, else `AWS_ALLOW_HTTP`;
 //! - credentials: `access_key_id` + `secret_access_key` (+ `session_token`) if given, else the
 //!   AWS SDK default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, the
 //!   shared files (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`) with `profile` /
@@ -102,13 +106,14 @@ mod s3;
 mod url;
 
 pub use aws_credentials::AwsChainCredentials;
+pub use client::ClientHook;
 pub use error::BackendError;
 pub use local::open_local;
 pub use object_store_target::ObjectStoreTarget;
 pub use options::{
     ByteSize, HumanDuration, TargetOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };
-pub use url::{open_target, parse_location, Location};
+pub use url::{open_target, open_target_with_client, parse_location, Location};
 
 /// The `object_store` crate, for building an [`ObjectStoreTarget`] over a store of your own.
 pub use object_store;

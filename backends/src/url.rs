@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use esbackup_engine::Target;
 
+use crate::client::ClientHook;
 use crate::error::BackendError;
 use crate::options::TargetOptions;
 
@@ -179,13 +180,29 @@ fn check_container(container: &str) -> Result<(), String> {
 /// variables (see the crate docs). Makes no request and creates nothing (a local folder is
 /// created by the first write): credentials are fetched on first use.
 pub fn open_target(url: &str, opts: &TargetOptions) -> Result<Arc<dyn Target>, BackendError> {
+    open_target_with_client(url, opts, &|client| client)
+}
+
+/// [`open_target`], with `hook` adjusting the HTTP client options of a cloud target once the
+/// storage options are applied (a proxy, a DNS resolver, default headers). It applies to every
+/// S3 and Azure request, and to GCS reads, listings and deletes (GCS writes use their own
+/// client). Library use: the CLI has no need for it.
+pub fn open_target_with_client(
+    url: &str,
+    opts: &TargetOptions,
+    hook: &ClientHook,
+) -> Result<Arc<dyn Target>, BackendError> {
     Ok(match parse_location(url)? {
         Location::Local(root) => Arc::new(crate::local::open_local(&root, opts)?),
-        Location::S3 { bucket, prefix } => Arc::new(crate::s3::open_s3(&bucket, &prefix, opts)?),
-        Location::Azure { container, prefix } => {
-            Arc::new(crate::azure::open_azure(&container, &prefix, opts)?)
+        Location::S3 { bucket, prefix } => {
+            Arc::new(crate::s3::open_s3(&bucket, &prefix, opts, hook)?)
         }
-        Location::Gcs { bucket, prefix } => Arc::new(crate::gcs::open_gcs(&bucket, &prefix, opts)?),
+        Location::Azure { container, prefix } => {
+            Arc::new(crate::azure::open_azure(&container, &prefix, opts, hook)?)
+        }
+        Location::Gcs { bucket, prefix } => {
+            Arc::new(crate::gcs::open_gcs(&bucket, &prefix, opts, hook)?)
+        }
     })
 }
 
