@@ -1,9 +1,9 @@
 //! Storage safety against real servers started by each test: a missing bucket or container is
-//! an error that names it (not an empty location), and virtual-hosted S3 addressing reaches the
-//! bucket.
+//! an error that names it (not an empty location), virtual-hosted S3 addressing reaches the
+//! bucket, and GCS uploads carry the hash of what they store.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use esbackup_backends::object_store::client::{DnsFuture, DnsResolver};
@@ -12,7 +12,10 @@ use esbackup_backends::{open_target, open_target_with_client, TargetOptions};
 use esbackup_engine::target::get_bytes;
 use esbackup_engine::{Target, TargetError, Upload};
 use esbackup_tests::cloud::{azure_options, gcs_options, s3_options};
+use esbackup_tests::servers::util::http_client;
 use esbackup_tests::servers::{AzuriteServer, GcsServer, S3Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 // ---------------------------------------------------------------------------------------------
 // A missing bucket or container
@@ -176,5 +179,168 @@ async fn s3_virtual_hosted_addressing_reaches_the_bucket_on_a_custom_endpoint() 
     assert_eq!(
         get_bytes(target.as_ref(), "extra").await.unwrap(),
         Bytes::from_static(b"e")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// GCS upload hashes
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP relay to `upstream` that keeps every byte clients send through it.
+async fn recording_relay(upstream: SocketAddr) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = inbound.split();
+                let (mut server_read, mut server_write) = outbound.split();
+                let upstream_leg = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown().await;
+                };
+                let downstream_leg = tokio::io::copy(&mut server_read, &mut client_write);
+                let _ = tokio::join!(upstream_leg, downstream_leg);
+            });
+        }
+    });
+    (address, sent)
+}
+
+/// Each request head (up to its blank line) that carries an `x-goog-hash` header, with the
+/// header's value.
+fn requests_with_hash(sent: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(sent);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("\r\nx-goog-hash: ") {
+        let at = from + at;
+        let head_start = ["POST ", "PUT "]
+            .iter()
+            .filter_map(|m| text[..at].rfind(m))
+            .max()
+            .unwrap();
+        let head_end = at + text[at..].find("\r\n\r\n").unwrap();
+        let value_start = at + "\r\nx-goog-hash: ".len();
+        let value_end = value_start + text[value_start..].find("\r\n").unwrap();
+        out.push((
+            text[head_start..head_end].to_string(),
+            text[value_start..value_end].to_string(),
+        ));
+        from = value_end;
+    }
+    out
+}
+
+/// `crc32c=…,md5=…` as the server computed them for the object it stored.
+async fn stored_hash(server: &GcsServer, name: &str) -> String {
+    let url = format!(
+        "{}/storage/v1/b/{}/o/{}",
+        server.endpoint,
+        server.bucket,
+        name.replace('/', "%2F")
+    );
+    let text = http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    format!(
+        "crc32c={},md5={}",
+        meta["crc32c"].as_str().unwrap(),
+        meta["md5Hash"].as_str().unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_uploads_send_the_hash_of_the_whole_object() {
+    let server = GcsServer::start().await;
+    let upstream: SocketAddr = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (relay, sent) = recording_relay(upstream).await;
+    let opts = TargetOptions {
+        endpoint: Some(relay),
+        part_size: Some(esbackup_backends::ByteSize(5 << 20)),
+        ..gcs_options(&server)
+    };
+    let target = open_target(&server.url("h"), &opts).unwrap();
+
+    // One media upload.
+    target
+        .put("small", Upload::bytes(Bytes::from_static(b"hello, hash")))
+        .await
+        .unwrap();
+    let hashed = requests_with_hash(&sent.lock().unwrap());
+    assert_eq!(hashed.len(), 1, "{hashed:?}");
+    assert!(hashed[0].0.contains("uploadType=media"), "{}", hashed[0].0);
+    assert_eq!(hashed[0].1, stored_hash(&server, "h/small").await);
+    sent.lock().unwrap().clear();
+
+    // A resumable upload in two pieces, read from a file: only the request that completes the
+    // object carries the hash, and it covers all of it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chunk");
+    let total = (5 << 20) + 12_345u64;
+    let data: Vec<u8> = (0..total).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    target.put("big", Upload::file(&file, total)).await.unwrap();
+    assert_eq!(server.get_object("h/big").await.unwrap(), data);
+    let hashed = requests_with_hash(&sent.lock().unwrap());
+    assert_eq!(hashed.len(), 1, "{hashed:?}");
+    let last_piece = format!("content-range: bytes {}-{}/{total}", 5 << 20, total - 1);
+    assert!(hashed[0].0.contains(&last_piece), "{}", hashed[0].0);
+    assert_eq!(hashed[0].1, stored_hash(&server, "h/big").await);
+}
+
+/// Whether the emulator itself checks `x-goog-hash` (real GCS answers 400 to a mismatch): a
+/// media upload with a deliberately wrong hash. fake-gcs-server 1.54 stores it anyway, so the
+/// hash checks above rest on comparing what is sent with what the server computed; should a
+/// later emulator refuse it, this test says so and can become a rejection test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gcs_server_does_not_check_upload_hashes() {
+    let server = GcsServer::start().await;
+    let url = format!(
+        "{}/upload/storage/v1/b/{}/o?uploadType=media&name=wrong",
+        server.endpoint, server.bucket
+    );
+    let resp = http_client()
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .header(
+            "x-goog-hash",
+            "crc32c=AAAAAA==,md5=AAAAAAAAAAAAAAAAAAAAAA==",
+        )
+        .body("not what the hash says")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(
+        status.is_success(),
+        "fake-gcs-server now refuses a wrong x-goog-hash ({status}): make this a test that \
+         expects the rejection"
     );
 }
