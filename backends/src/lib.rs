@@ -58,7 +58,11 @@
 //!   with a custom endpoint (Garage silently ignores `If-None-Match`; off makes `put_if_absent`
 //!   say "unsupported" rather than overwrite);
 //! - `checksum` (default true): a SHA-256 checksum on every upload request, verified by the store;
-//! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones).
+//! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones);
+//! - [`abort_stale_uploads`](esbackup_engine::Target::abort_stale_uploads) lists the bucket's
+//!   multipart uploads below the prefix (ListMultipartUploads, a request presigned by
+//!   object_store) and aborts the old ones: the credentials need `s3:ListBucketMultipartUploads`
+//!   and `s3:AbortMultipartUpload`;
 //! - object_store's other `AWS_*` variables (e.g. `AWS_CHECKSUM_ALGORITHM`,
 //!   `AWS_SERVER_SIDE_ENCRYPTION`) are honoured too.
 //!
@@ -103,6 +107,7 @@ mod local;
 mod object_store_target;
 mod options;
 mod s3;
+mod s3_uploads;
 mod url;
 
 pub use aws_credentials::AwsChainCredentials;

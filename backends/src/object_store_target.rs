@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,6 +37,13 @@ pub(crate) trait ObjectWriter: Send + Sync + fmt::Debug {
     }
 }
 
+/// Finds and aborts the multipart uploads a killed run left behind (S3: see `s3_uploads`).
+#[async_trait]
+pub(crate) trait StaleUploads: Send + Sync + fmt::Debug {
+    /// Aborts the uploads below `prefix` started at least `older_than` ago; returns how many.
+    async fn abort_stale(&self, prefix: &Path, older_than: Duration) -> Result<u64, TargetError>;
+}
+
 /// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
 ///
 /// Bodies up to the part size go up in one PUT; larger ones are streamed from
@@ -49,6 +57,7 @@ pub struct ObjectStoreTarget {
     part_size: usize,
     concurrency: usize,
     writer: Option<Arc<dyn ObjectWriter>>,
+    uploads: Option<Arc<dyn StaleUploads>>,
     /// The folder of a local target.
     local_root: Option<PathBuf>,
     /// Cloud targets: the error to report when the bucket/container itself is missing.
@@ -81,6 +90,7 @@ impl ObjectStoreTarget {
             part_size: DEFAULT_PART_SIZE as usize,
             concurrency: DEFAULT_CONCURRENCY,
             writer: None,
+            uploads: None,
             local_root: None,
             missing_bucket: None,
             bucket_seen: Arc::new(AtomicBool::new(false)),
@@ -125,6 +135,11 @@ impl ObjectStoreTarget {
 
     pub(crate) fn with_writer(mut self, writer: Arc<dyn ObjectWriter>) -> Self {
         self.writer = Some(writer);
+        self
+    }
+
+    pub(crate) fn with_stale_uploads(mut self, uploads: Arc<dyn StaleUploads>) -> Self {
+        self.uploads = Some(uploads);
         self
     }
 
@@ -362,6 +377,21 @@ impl Target for ObjectStoreTarget {
 
     fn local_root(&self) -> Option<PathBuf> {
         self.local_root.clone()
+    }
+
+    /// S3 targets list the bucket's in-progress multipart uploads below the prefix and abort
+    /// those started at least `older_than` ago. Other stores keep the default (nothing to do):
+    /// a local folder's multipart upload is one staging file, removed by the upload that made
+    /// it; Azure discards uncommitted blocks after 7 days and GCS resumable sessions expire
+    /// after a week, neither billed as objects meanwhile.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
+        match &self.uploads {
+            Some(uploads) => {
+                let result = uploads.abort_stale(&self.prefix, older_than).await;
+                self.check_bucket(result).await
+            }
+            None => Ok(0),
+        }
     }
 }
 

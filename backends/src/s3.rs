@@ -11,6 +11,7 @@ use crate::client::{allow_http, ca_bundle, env, env_bool, is_http, ClientHook, H
 use crate::error::BackendError;
 use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
+use crate::s3_uploads::S3StaleUploads;
 
 /// Region used when neither the options, the environment nor the profile name one.
 const DEFAULT_REGION: &str = "us-east-1";
@@ -54,7 +55,7 @@ pub(crate) fn open_s3(
         .with_bucket_name(bucket)
         .with_region(region.clone())
         .with_virtual_hosted_style_request(!path_style)
-        .with_client_options(client)
+        .with_client_options(client.clone())
         .with_retry(settings.retry_config());
     if let Some(e) = &endpoint {
         // object_store takes the bucket's own endpoint for virtual-hosted requests.
@@ -78,6 +79,9 @@ pub(crate) fn open_s3(
         Some(false) => builder.with_conditional_put(S3ConditionalPut::Disabled),
         None => builder,
     };
+    let anonymous = opts.access_key_id.is_none()
+        && opts.secret_access_key.is_none()
+        && env_bool("AWS_SKIP_SIGNATURE")? == Some(true);
     builder = match (&opts.access_key_id, &opts.secret_access_key) {
         (Some(id), Some(secret)) => {
             let b = builder
@@ -102,18 +106,21 @@ pub(crate) fn open_s3(
         }
     };
 
-    let store = builder.build().map_err(|e| BackendError::Open {
+    let open_err = |e: &(dyn std::error::Error + 'static)| BackendError::Open {
         location: format!("s3://{bucket}"),
-        reason: crate::error::chain(&e),
-    })?;
+        reason: crate::error::chain(e),
+    };
+    let store = Arc::new(builder.build().map_err(|e| open_err(&e))?);
     let part_size = opts
         .part_size(MIN_PART_SIZE)
         .map_err(BackendError::Config)?;
+    let uploads = S3StaleUploads::new(store.clone(), &client, settings, anonymous)
+        .map_err(|e| open_err(&e))?;
     let place = match &endpoint {
         Some(e) => format!("at {e}"),
         None => format!("in AWS region {region}"),
     };
-    CloudTarget {
+    let target = CloudTarget {
         scheme: "s3",
         what: "bucket",
         bucket,
@@ -121,7 +128,8 @@ pub(crate) fn open_s3(
         place,
         part_size,
     }
-    .build(Arc::new(store), opts)
+    .build(store, opts)?;
+    Ok(target.with_stale_uploads(Arc::new(uploads)))
 }
 
 /// The endpoint of `bucket` for virtual-hosted addressing (`bucket.host`), built from the
