@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
-use crate::client::{allow_http, env, env_bool, HttpSettings};
+use crate::client::{allow_http, env, env_bool, ClientHook, HttpSettings};
 use crate::error::BackendError;
-use crate::object_store_target::{cloud_target, ObjectStoreTarget};
+use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Azurite's well-known account and key.
@@ -19,6 +19,7 @@ pub(crate) fn open_azure(
     container: &str,
     prefix: &str,
     opts: &TargetOptions,
+    hook: &ClientHook,
 ) -> Result<ObjectStoreTarget, BackendError> {
     let settings = HttpSettings::new(opts);
     let emulator = match opts.use_emulator {
@@ -81,7 +82,7 @@ pub(crate) fn open_azure(
     let explicit_http = opts.allow_http.or(env_bool("AZURE_ALLOW_HTTP")?);
     let http = allow_http(explicit_http, endpoint.as_deref())?;
     let store = builder
-        .with_client_options(settings.client_options(http))
+        .with_client_options(hook(settings.client_options(http)))
         .with_retry(settings.retry_config())
         .build()
         .map_err(|e| BackendError::Open {
@@ -91,5 +92,25 @@ pub(crate) fn open_azure(
     let part_size = opts
         .part_size(MIN_PART_SIZE)
         .map_err(BackendError::Config)?;
-    cloud_target(Arc::new(store), "az", container, prefix, part_size, opts)
+    let account_name = if emulator {
+        account.as_deref().unwrap_or(EMULATOR_ACCOUNT)
+    } else {
+        account.as_deref().unwrap_or_default()
+    };
+    let blob_endpoint = match (&endpoint, emulator) {
+        (Some(ep), _) => ep.clone(),
+        (None, true) => {
+            env("AZURITE_BLOB_STORAGE_URL").unwrap_or_else(|| "http://127.0.0.1:10000".into())
+        }
+        (None, false) => format!("https://{account_name}.blob.core.windows.net"),
+    };
+    CloudTarget {
+        scheme: "az",
+        what: "container",
+        bucket: container,
+        prefix,
+        place: format!("in storage account {account_name} at {blob_endpoint}"),
+        part_size,
+    }
+    .build(Arc::new(store), opts)
 }

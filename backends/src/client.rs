@@ -1,7 +1,7 @@
 //! HTTP settings shared by the cloud backends: timeouts and retries sized for 256 MiB objects on
 //! slow links, plain-HTTP endpoints, extra CA certificates.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use object_store::{BackoffConfig, Certificate, ClientOptions, RetryConfig};
 
@@ -59,6 +59,54 @@ impl HttpSettings {
             .with_connect_timeout(self.connect_timeout)
             .with_allow_http(allow_http)
     }
+}
+
+/// Jittered exponential backoff for our own requests (the same shape as object_store's).
+pub(crate) struct Backoff {
+    start: Instant,
+    attempt: u32,
+    settings: HttpSettings,
+}
+
+impl Backoff {
+    pub fn new(settings: HttpSettings) -> Self {
+        Backoff {
+            start: Instant::now(),
+            attempt: 0,
+            settings,
+        }
+    }
+
+    /// Sleeps before the next attempt, or returns false when retries are exhausted.
+    pub async fn wait(&mut self) -> bool {
+        let b = self.settings.backoff();
+        if self.attempt as usize >= self.settings.max_retries
+            || self.start.elapsed() > self.settings.retry_timeout
+        {
+            return false;
+        }
+        let ceiling = b
+            .init_backoff
+            .mul_f64(b.base.powi(self.attempt as i32))
+            .min(b.max_backoff);
+        self.attempt += 1;
+        // Full jitter: uniformly in [init, ceiling].
+        let span = ceiling.saturating_sub(b.init_backoff);
+        tokio::time::sleep(b.init_backoff + span.mul_f64(random_unit())).await;
+        true
+    }
+}
+
+/// A number in [0, 1) from the standard library's per-process random hash keys.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether plain HTTP is allowed: `explicit` (option or environment) if given, else whether
@@ -130,5 +178,23 @@ pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, BackendError> {
                 "{name}={v:?} is not a boolean: use true or false"
             ))),
         },
+    }
+}
+
+/// Adjusts the object_store HTTP client options of a cloud target after esbackup has applied
+/// the storage options: a proxy, a DNS resolver, default headers (see
+/// [`open_target_with_client`](crate::open_target_with_client)).
+pub type ClientHook = dyn Fn(ClientOptions) -> ClientOptions + Send + Sync;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..100 {
+            let x = random_unit();
+            assert!((0.0..1.0).contains(&x));
+        }
     }
 }

@@ -40,6 +40,13 @@ pub(crate) fn map_store_error(key: &str, e: object_store::Error) -> TargetError 
     }
 }
 
+/// Whether the store answered "not found" (404): object_store maps it to
+/// [`object_store::Error::NotFound`] for objects, but a listing's 404 (a missing bucket or
+/// container) comes back as a generic error that only its message tells.
+pub(crate) fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) || chain(e).contains("status code: 404")
+}
+
 /// The error and its sources, joined into one line.
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::StaticCredentialProvider;
 
-use crate::client::{allow_http, env, HttpSettings};
+use crate::client::{allow_http, env, ClientHook, HttpSettings};
 use crate::error::BackendError;
 use crate::gcs_upload::{GcsJsonWriter, RESUMABLE_QUANTUM};
-use crate::object_store_target::{cloud_target, ObjectStoreTarget};
+use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
@@ -19,6 +19,7 @@ pub(crate) fn open_gcs(
     bucket: &str,
     prefix: &str,
     opts: &TargetOptions,
+    hook: &ClientHook,
 ) -> Result<ObjectStoreTarget, BackendError> {
     let settings = HttpSettings::new(opts);
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
@@ -61,7 +62,7 @@ pub(crate) fn open_gcs(
 
     let http = allow_http(opts.allow_http, Some(&base_url))?;
     let store = builder
-        .with_client_options(settings.client_options(http))
+        .with_client_options(hook(settings.client_options(http)))
         .with_retry(settings.retry_config())
         .build()
         .map_err(|e| BackendError::Open {
@@ -91,10 +92,16 @@ pub(crate) fn open_gcs(
         conditional_put: opts.conditional_put.unwrap_or(base_url == DEFAULT_BASE_URL),
         settings,
     };
-    Ok(
-        cloud_target(Arc::new(store), "gs", bucket, prefix, part_size, opts)?
-            .with_writer(Arc::new(writer)),
-    )
+    let target = CloudTarget {
+        scheme: "gs",
+        what: "bucket",
+        bucket,
+        prefix,
+        place: format!("at {base_url}"),
+        part_size,
+    }
+    .build(Arc::new(store), opts)?;
+    Ok(target.with_writer(Arc::new(writer)))
 }
 
 /// The emulator settings of a service-account JSON key (object_store's extension).

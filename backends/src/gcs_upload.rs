@@ -12,13 +12,18 @@
 //! - create-if-absent: `ifGenerationMatch=0` (412 → already exists); fake-gcs-server ignores
 //!   preconditions and overwrites, so with a custom endpoint it is off unless
 //!   `conditional_put: true` (then `put_if_absent` says "unsupported" rather than lie);
-//! - copy: `rewriteTo`, repeated until done (server-side, any size).
+//! - copy: `rewriteTo`, repeated until done (server-side, any size);
+//! - integrity: every upload carries `x-goog-hash: crc32c=…,md5=…` of the whole object (a
+//!   media upload on its one request, a resumable one on the request that completes it), and
+//!   GCS refuses the object (400) if what it stored hashes differently. (fake-gcs-server 1.54
+//!   does not check it.)
 
 use std::fmt;
-use std::time::Instant;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use bytes::Bytes;
+use crc_fast::{CrcAlgorithm, Digest as Crc};
 use esbackup_engine::{TargetError, Upload};
 use futures::StreamExt;
 use object_store::gcp::GcpCredentialProvider;
@@ -26,7 +31,7 @@ use object_store::path::Path;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::client::HttpSettings;
+use crate::client::{Backoff, HttpSettings};
 use crate::error::{map_store_error, upload_read_error};
 use crate::object_store_target::ObjectWriter;
 
@@ -69,6 +74,27 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, ENCODE).to_string()
 }
 
+/// The `x-goog-hash` value of an object with this CRC32C and MD5: both base64, the CRC32C of
+/// its 4 big-endian bytes.
+pub(crate) fn goog_hash(crc32c: u32, md5: Option<[u8; 16]>) -> String {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let mut value = format!("crc32c={}", b64.encode(crc32c.to_be_bytes()));
+    if let Some(md5) = md5 {
+        value.push_str(&format!(",md5={}", b64.encode(md5)));
+    }
+    value
+}
+
+/// CRC32C (Castagnoli), the checksum GCS keeps for every object.
+fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
+fn md5(data: &[u8]) -> [u8; 16] {
+    use md5::Digest as _;
+    md5::Md5::digest(data).into()
+}
+
 /// What a failed attempt says: the error, and whether it is worth another try.
 fn http_error(key: &str, what: &str, e: reqwest::Error) -> TargetError {
     let msg = format!("{key}: {what}: {}", crate::error::chain(&e));
@@ -95,54 +121,6 @@ async fn status_error(key: &str, what: &str, resp: Response) -> TargetError {
         )),
         _ => TargetError::Permanent(msg),
     }
-}
-
-/// Jittered exponential backoff for our own requests (the same shape as object_store's).
-struct Backoff {
-    start: Instant,
-    attempt: u32,
-    settings: HttpSettings,
-}
-
-impl Backoff {
-    fn new(settings: HttpSettings) -> Self {
-        Backoff {
-            start: Instant::now(),
-            attempt: 0,
-            settings,
-        }
-    }
-
-    /// Sleeps before the next attempt, or returns false when retries are exhausted.
-    async fn wait(&mut self) -> bool {
-        let b = self.settings.backoff();
-        if self.attempt as usize >= self.settings.max_retries
-            || self.start.elapsed() > self.settings.retry_timeout
-        {
-            return false;
-        }
-        let ceiling = b
-            .init_backoff
-            .mul_f64(b.base.powi(self.attempt as i32))
-            .min(b.max_backoff);
-        self.attempt += 1;
-        // Full jitter: uniformly in [init, ceiling].
-        let span = ceiling.saturating_sub(b.init_backoff);
-        tokio::time::sleep(b.init_backoff + span.mul_f64(random_unit())).await;
-        true
-    }
-}
-
-/// A number in [0, 1) from the standard library's per-process random hash keys.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl GcsJsonWriter {
@@ -229,19 +207,23 @@ impl GcsJsonWriter {
         }
     }
 
+    /// One `uploadType=media` POST of `data`, with its hash (`md5` if already known).
     async fn media_upload(
         &self,
         name: &str,
         key: &str,
         data: Bytes,
+        md5: Option<[u8; 16]>,
         if_absent: bool,
     ) -> Result<(), Failure> {
         let mut url = self.upload_url(name, "media");
         if if_absent {
             url.push_str("&ifGenerationMatch=0");
         }
+        let hash = goog_hash(crc32c(&data), Some(md5.unwrap_or_else(|| self::md5(&data))));
         let body = |r: RequestBuilder| {
             r.header("content-type", "application/octet-stream")
+                .header("x-goog-hash", &hash)
                 .body(data.clone())
         };
         self.send_tracked(key, "upload", body, Method::POST, &url)
@@ -309,10 +291,17 @@ impl GcsJsonWriter {
     ) -> Result<(), TargetError> {
         let mut pieces = body.stream(self.part_size);
         let mut offset = 0u64;
+        let mut crc = Crc::new(CrcAlgorithm::Crc32Iscsi);
         while let Some(piece) = pieces.next().await {
             let piece = piece.map_err(|e| upload_read_error(key, e))?;
-            self.put_piece(session, key, &piece, offset, total).await?;
-            offset += piece.len() as u64;
+            crc.update(&piece);
+            let end = offset + piece.len() as u64;
+            // The request that completes the object carries the hash of all of it (the
+            // upload records its MD5 once its last piece has been read).
+            let hash = (end == total).then(|| goog_hash(crc.finalize() as u32, body.md5()));
+            self.put_piece(session, key, &piece, offset, total, hash.as_deref())
+                .await?;
+            offset = end;
         }
         if offset != total {
             return Err(TargetError::Permanent(format!(
@@ -323,7 +312,7 @@ impl GcsJsonWriter {
     }
 
     /// Sends `piece` (at `offset` of `total`), resuming from what the server persisted after a
-    /// failure.
+    /// failure. `hash` (the whole object's `x-goog-hash`) goes with the last piece.
     async fn put_piece(
         &self,
         session: &str,
@@ -331,6 +320,7 @@ impl GcsJsonWriter {
         piece: &Bytes,
         offset: u64,
         total: u64,
+        hash: Option<&str>,
     ) -> Result<(), TargetError> {
         let end = offset + piece.len() as u64;
         let mut sent = offset;
@@ -338,14 +328,14 @@ impl GcsJsonWriter {
         loop {
             let part = piece.slice((sent - offset) as usize..);
             let range = format!("bytes {sent}-{}/{total}", end - 1);
-            let attempt = match self
+            let mut request = self
                 .request(Method::PUT, session, key)
                 .await?
-                .header("content-range", range)
-                .body(part)
-                .send()
-                .await
-            {
+                .header("content-range", range);
+            if let Some(hash) = hash {
+                request = request.header("x-goog-hash", hash);
+            }
+            let attempt = match request.body(part).send().await {
                 Ok(resp) => self.session_progress(key, resp).await,
                 Err(e) => Err(http_error(key, "upload a piece", e)),
             };
@@ -448,7 +438,7 @@ impl ObjectWriter for GcsJsonWriter {
             .into_iter()
             .collect::<Result<_, _>>()?;
         let data: Bytes = pieces.concat().into();
-        self.media_upload(path.as_ref(), key, data, false)
+        self.media_upload(path.as_ref(), key, data, body.md5(), false)
             .await
             .map_err(|f| f.error)
     }
@@ -460,7 +450,7 @@ impl ObjectWriter for GcsJsonWriter {
             )));
         }
         let name = path.as_ref();
-        match self.media_upload(name, key, data.clone(), true).await {
+        match self.media_upload(name, key, data.clone(), None, true).await {
             Ok(()) => Ok(()),
             // A lost answer then 412 on the retry: the object may be our own first attempt.
             Err(Failure {
@@ -471,6 +461,24 @@ impl ObjectWriter for GcsJsonWriter {
                 _ => Err(TargetError::AlreadyExists(k)),
             },
             Err(f) => Err(f.error),
+        }
+    }
+
+    /// `GET /storage/v1/b/<bucket>`: 404 when the bucket is missing. (fake-gcs-server answers
+    /// a listing of a missing bucket with 500, real GCS with 404.)
+    async fn bucket_exists(&self) -> Option<bool> {
+        let url = format!("{}/storage/v1/b/{}", self.base_url, enc(&self.bucket));
+        let response = self
+            .request(Method::GET, &url, &self.bucket)
+            .await
+            .ok()?
+            .send()
+            .await
+            .ok()?;
+        match response.status() {
+            s if s.is_success() => Some(true),
+            StatusCode::NOT_FOUND => Some(false),
+            _ => None,
         }
     }
 
@@ -521,17 +529,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hashes_are_encoded_as_gcs_shows_them() {
+        // The empty object, as GCS lists its hashes.
+        assert_eq!(
+            goog_hash(crc32c(b""), Some(md5(b""))),
+            "crc32c=AAAAAA==,md5=1B2M2Y8AsgTpgAmY7PhCfg=="
+        );
+        // CRC-32C check value of "123456789" is 0xE3069283.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(goog_hash(0xE306_9283, None), "crc32c=4waSgw==");
+    }
+
+    #[test]
     fn names_are_encoded_whole() {
         assert_eq!(enc("index/indexmap"), "index%2Findexmap");
         assert_eq!(enc("chunk-000001.000000~"), "chunk-000001.000000~");
         assert_eq!(enc("a b#?"), "a%20b%23%3F");
-    }
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for _ in 0..100 {
-            let x = random_unit();
-            assert!((0.0..1.0).contains(&x));
-        }
     }
 }

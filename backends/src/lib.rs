@@ -7,10 +7,20 @@
 //!
 //! | URL | store |
 //! | --- | --- |
-//! | `/backups/node1`, `rel/dir`, `file:///backups/node1` | a local folder, created if missing |
+//! | `/backups/node1`, `rel/dir`, `file:///backups/node1` | a local folder |
 //! | `s3://bucket/prefix` | S3 or an S3-compatible store |
 //! | `az://container/prefix`, `azure://container/prefix` | Azure Blob Storage / Azurite |
 //! | `gs://bucket/prefix` | Google Cloud Storage / fake-gcs-server |
+//!
+//! Anything else that starts like a URL scheme (`word:`) is refused, with the spelling that
+//! works for a typo (`s3:/bucket/node1`: "did you mean s3://bucket/node1?"): write a folder
+//! whose name has a colon as `./name:x`.
+//!
+//! A missing local folder reads as empty and is created by the first write: read-only
+//! commands create nothing.
+//!
+//! A bucket or container that does not exist is an error that names it, never an empty
+//! location.
 //!
 //! # Settings
 //!
@@ -25,13 +35,19 @@
 //! **Local folder**: `part_size` and `concurrency` only. Keys are plain files
 //! (`index/indexmap` is `<root>/index/indexmap`), written to a staging file beside the target
 //! and renamed into place, fsynced. Names ending in `#<digits>` are reserved for staging files.
+//! The target's [`local_root`](esbackup_engine::Target::local_root) is the folder's absolute,
+//! canonical path.
 //!
 //! **S3** (`s3://`):
 //! - `endpoint`, else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`;
 //! - `region`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else
 //!   `us-east-1` (S3-compatible stores need theirs: `garage` on Garage);
 //! - `path_style`, else not `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else true with a custom
-//!   endpoint; `allow_http`, else `AWS_ALLOW_HTTP`;
+//!   endpoint; virtual-hosted requests to a custom endpoint go to `<bucket>.<endpoint host>`
+//!   (as with the AWS SDKs; an endpoint whose host already starts with `<bucket>.` is kept),
+//!   which needs a DNS name with a wildcard record (MinIO's `MINIO_DOMAIN`, Garage's
+//!   `root_domain`): an IP address or `localhost` endpoint is refused;
+//! - `allow_http`, else `AWS_ALLOW_HTTP`;
 //! - credentials: `access_key_id` + `secret_access_key` (+ `session_token`) if given, else the
 //!   AWS SDK default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, the
 //!   shared files (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`) with `profile` /
@@ -42,7 +58,11 @@
 //!   with a custom endpoint (Garage silently ignores `If-None-Match`; off makes `put_if_absent`
 //!   say "unsupported" rather than overwrite);
 //! - `checksum` (default true): a SHA-256 checksum on every upload request, verified by the store;
-//! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones).
+//! - `AWS_CA_BUNDLE`: extra root certificates for https endpoints (ignored for http ones);
+//! - [`abort_stale_uploads`](esbackup_engine::Target::abort_stale_uploads) lists the bucket's
+//!   multipart uploads below the prefix (ListMultipartUploads, a request presigned by
+//!   object_store) and aborts the old ones: the credentials need `s3:ListBucketMultipartUploads`
+//!   and `s3:AbortMultipartUpload`;
 //! - object_store's other `AWS_*` variables (e.g. `AWS_CHECKSUM_ALGORITHM`,
 //!   `AWS_SERVER_SIDE_ENCRYPTION`) are honoured too.
 //!
@@ -87,16 +107,18 @@ mod local;
 mod object_store_target;
 mod options;
 mod s3;
+mod s3_uploads;
 mod url;
 
 pub use aws_credentials::AwsChainCredentials;
+pub use client::ClientHook;
 pub use error::BackendError;
 pub use local::open_local;
 pub use object_store_target::ObjectStoreTarget;
 pub use options::{
     ByteSize, HumanDuration, TargetOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };
-pub use url::{open_target, parse_location, Location};
+pub use url::{open_target, open_target_with_client, parse_location, Location};
 
 /// The `object_store` crate, for building an [`ObjectStoreTarget`] over a store of your own.
 pub use object_store;

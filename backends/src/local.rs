@@ -4,36 +4,387 @@
 //! Each object is written to a staging file beside it (`<name>#<n>`) and renamed into place, so
 //! readers see whole objects only; files and their folders are fsynced before a write returns.
 //! A crash can leave a staging file behind; listings skip such names.
+//!
+//! Opening a folder target creates nothing: the folder is created by the first write, so that
+//! read-only commands (status, verify, restore, a dry run) never leave an empty folder behind a
+//! mistyped path. Until then the location reads as empty.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Component, Path as FsPath, PathBuf};
+use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 
 use crate::error::BackendError;
 use crate::object_store_target::ObjectStoreTarget;
 use crate::options::TargetOptions;
 
-/// Opens (creating it if missing) the folder `root` as a target.
-pub fn open_local(root: &Path, opts: &TargetOptions) -> Result<ObjectStoreTarget, BackendError> {
+/// Opens the folder `root` as a target. A missing folder is not created here but by the first
+/// write (listings of a missing folder are empty, reads say "not found"). The target's
+/// [`local_root`](esbackup_engine::Target::local_root) and description are the folder's
+/// absolute path: canonical where it exists, the rest added to its deepest existing ancestor.
+pub fn open_local(root: &FsPath, opts: &TargetOptions) -> Result<ObjectStoreTarget, BackendError> {
     let open_err = |reason: String| BackendError::Open {
         location: root.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(root)
-        .map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
-    if !root.is_dir() {
-        return Err(open_err("not a folder".into()));
+    let resolved = resolve_root(root).map_err(|e| match e.kind() {
+        io::ErrorKind::NotADirectory => {
+            open_err("a part of the path is a file, not a folder: fix the path".into())
+        }
+        _ => open_err(format!("cannot resolve the folder's path: {e}")),
+    })?;
+    match std::fs::metadata(&resolved) {
+        Ok(m) if !m.is_dir() => {
+            return Err(open_err(
+                "it is a file, not a folder: give a folder path".into(),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(open_err(format!("cannot read the folder: {e}"))),
     }
-    let store = LocalFileSystem::new_with_prefix(root)
-        .map_err(|e| open_err(e.to_string()))?
-        .with_automatic_cleanup(true)
-        .with_fsync(true);
     let part_size = opts.part_size(1).map_err(BackendError::Config)?;
     let concurrency = opts.concurrency().map_err(BackendError::Config)?;
-    let described = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let store = LazyLocalStore {
+        root: resolved.clone(),
+        fs: OnceLock::new(),
+    };
     Ok(ObjectStoreTarget::new(Arc::new(store), "")?
-        .with_description(described.display().to_string())
+        .with_description(resolved.display().to_string())
+        .with_local_root(resolved)
         .with_part_size(part_size)
         .with_concurrency(concurrency))
+}
+
+/// `root` made absolute: its deepest existing ancestor canonicalized (symlinks resolved), the
+/// missing rest appended (with `..` applied lexically, which is exact there: a missing folder
+/// is no symlink).
+fn resolve_root(root: &FsPath) -> io::Result<PathBuf> {
+    let absolute = std::path::absolute(root)?;
+    let mut out = PathBuf::from("/");
+    let mut exists = true;
+    for component in absolute.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+            // `out` is canonical while it exists, so its parent is too.
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => {
+                let next = out.join(name);
+                if exists {
+                    match std::fs::canonicalize(&next) {
+                        Ok(canonical) => out = canonical,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            exists = false;
+                            out = next;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    out = next;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A `LocalFileSystem` over `root`, built once the folder exists: the first write creates it.
+struct LazyLocalStore {
+    root: PathBuf,
+    fs: OnceLock<LocalFileSystem>,
+}
+
+impl fmt::Debug for LazyLocalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyLocalStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl fmt::Display for LazyLocalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalFileSystem({})", self.root.display())
+    }
+}
+
+fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: source.into(),
+    }
+}
+
+fn missing(location: &Path) -> object_store::Error {
+    object_store::Error::NotFound {
+        path: location.to_string(),
+        source: "the target folder does not exist yet".into(),
+    }
+}
+
+impl LazyLocalStore {
+    /// The store if the folder exists, `None` if it does not (yet).
+    fn existing(&self) -> object_store::Result<Option<&LocalFileSystem>> {
+        if let Some(fs) = self.fs.get() {
+            return Ok(Some(fs));
+        }
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => self.build().map(Some),
+            Ok(_) => Err(generic(format!(
+                "{} is a file, not a folder",
+                self.root.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(generic(format!("{}: {e}", self.root.display()))),
+        }
+    }
+
+    /// The store, creating the folder first if it is missing.
+    fn for_write(&self) -> object_store::Result<&LocalFileSystem> {
+        if let Some(fs) = self.fs.get() {
+            return Ok(fs);
+        }
+        if !self.root.is_dir() {
+            std::fs::create_dir_all(&self.root).map_err(|e| {
+                generic(format!(
+                    "cannot create the folder {}: {e}",
+                    self.root.display()
+                ))
+            })?;
+            // Make the new folder's own entry durable, as LocalFileSystem does for files.
+            if let Some(parent) = self.root.parent() {
+                if let Err(e) = std::fs::File::open(parent).and_then(|d| d.sync_all()) {
+                    tracing::debug!(folder = %parent.display(), error = %e, "fsync failed");
+                }
+            }
+        }
+        self.build()
+    }
+
+    fn build(&self) -> object_store::Result<&LocalFileSystem> {
+        if let Some(fs) = self.fs.get() {
+            return Ok(fs);
+        }
+        let fs = LocalFileSystem::new_with_prefix(&self.root)?
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
+        Ok(self.fs.get_or_init(|| fs))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LazyLocalStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.for_write()?.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.for_write()?.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        match self.existing()? {
+            Some(fs) => fs.get_opts(location, options).await,
+            None => Err(missing(location)),
+        }
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        match self.existing()? {
+            Some(fs) => fs.get_ranges(location, ranges).await,
+            None => Err(missing(location)),
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        match self.existing() {
+            Ok(Some(fs)) => fs.delete_stream(locations),
+            Ok(None) => locations.map(|l| l.and_then(|l| Err(missing(&l)))).boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.existing() {
+            Ok(Some(fs)) => fs.list(prefix),
+            Ok(None) => stream::empty().boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.existing() {
+            Ok(Some(fs)) => fs.list_with_offset(prefix, offset),
+            Ok(None) => stream::empty().boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        match self.existing()? {
+            Some(fs) => fs.list_with_delimiter(prefix).await,
+            None => Ok(ListResult {
+                common_prefixes: Vec::new(),
+                objects: Vec::new(),
+                extensions: Default::default(),
+            }),
+        }
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        match self.existing()? {
+            Some(fs) => fs.copy_opts(from, to, options).await,
+            None => Err(missing(from)),
+        }
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        match self.existing()? {
+            Some(fs) => fs.rename_opts(from, to, options).await,
+            None => Err(missing(from)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esbackup_engine::{Target, TargetError, Upload};
+
+    #[tokio::test]
+    async fn opening_and_reading_a_missing_folder_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("backups/node1");
+        let t = open_local(&root, &TargetOptions::default()).unwrap();
+        assert!(t.list("").await.unwrap().is_empty());
+        assert!(t.list("index/").await.unwrap().is_empty());
+        assert!(matches!(
+            t.head("manifest.json").await,
+            Err(TargetError::NotFound(_))
+        ));
+        assert!(matches!(
+            t.get("manifest.json", None).await,
+            Err(TargetError::NotFound(_))
+        ));
+        assert!(matches!(
+            t.copy("a", "b").await,
+            Err(TargetError::NotFound(_))
+        ));
+        t.delete("manifest.json").await.unwrap();
+        assert!(!root.exists(), "a read-only use created {}", root.display());
+        assert!(!dir.path().join("backups").exists());
+
+        t.put("index/indexmap", Upload::bytes(&b"map"[..]))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("index/indexmap")).unwrap(), b"map");
+        assert_eq!(t.list("").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_and_multipart_create_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a");
+        let t = open_local(&root, &TargetOptions::default()).unwrap();
+        t.put_if_absent("lock", Bytes::from_static(b"l"))
+            .await
+            .unwrap();
+        assert!(root.join("lock").is_file());
+
+        let root = dir.path().join("b");
+        let opts = TargetOptions {
+            part_size: Some(crate::options::ByteSize(4)),
+            ..Default::default()
+        };
+        let t = open_local(&root, &opts).unwrap();
+        t.put("chunk", Upload::bytes(&b"0123456789"[..]))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("chunk")).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn local_root_is_absolute_and_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+        let opts = TargetOptions::default();
+
+        // Existing: canonical (the symlink resolved).
+        let t = open_local(&base.join("link"), &opts).unwrap();
+        assert_eq!(t.local_root(), Some(base.join("real")));
+        assert_eq!(t.describe(), base.join("real").display().to_string());
+        // Missing below an existing symlink: the ancestor resolved, `..` applied.
+        let t = open_local(&base.join("link/new/../x/y"), &opts).unwrap();
+        assert_eq!(t.local_root(), Some(base.join("real/x/y")));
+        // Relative: made absolute from the current folder.
+        let t = open_local(FsPath::new("some-missing-rel-dir/n1"), &opts).unwrap();
+        let cwd = std::fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
+        assert_eq!(t.local_root(), Some(cwd.join("some-missing-rel-dir/n1")));
+        assert!(!cwd.join("some-missing-rel-dir").exists());
+    }
+
+    #[test]
+    fn a_file_is_not_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = open_local(&file, &TargetOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a folder"), "{e}");
+        let e = open_local(&file.join("below"), &TargetOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a folder"), "{e}");
+        assert!(!e.contains('\n'));
+    }
 }

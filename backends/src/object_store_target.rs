@@ -3,7 +3,10 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,7 +20,7 @@ use object_store::{
 };
 use tokio::task::JoinSet;
 
-use crate::error::{map_store_error, upload_read_error, BackendError};
+use crate::error::{is_not_found, map_store_error, upload_read_error, BackendError};
 use crate::options::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
 
 /// Writes objects where a store's own `object_store` writes cannot be used (GCS through the JSON
@@ -27,6 +30,18 @@ pub(crate) trait ObjectWriter: Send + Sync + fmt::Debug {
     async fn put(&self, path: &Path, key: &str, body: Upload) -> Result<(), TargetError>;
     async fn put_if_absent(&self, path: &Path, key: &str, data: Bytes) -> Result<(), TargetError>;
     async fn copy(&self, from: &Path, to: &Path, key: &str) -> Result<(), TargetError>;
+    /// Whether the bucket exists, when the writer can tell more reliably than an object_store
+    /// listing (`None`: it cannot tell).
+    async fn bucket_exists(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// Finds and aborts the multipart uploads a killed run left behind (S3: see `s3_uploads`).
+#[async_trait]
+pub(crate) trait StaleUploads: Send + Sync + fmt::Debug {
+    /// Aborts the uploads below `prefix` started at least `older_than` ago; returns how many.
+    async fn abort_stale(&self, prefix: &Path, older_than: Duration) -> Result<u64, TargetError>;
 }
 
 /// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
@@ -42,6 +57,13 @@ pub struct ObjectStoreTarget {
     part_size: usize,
     concurrency: usize,
     writer: Option<Arc<dyn ObjectWriter>>,
+    uploads: Option<Arc<dyn StaleUploads>>,
+    /// The folder of a local target.
+    local_root: Option<PathBuf>,
+    /// Cloud targets: the error to report when the bucket/container itself is missing.
+    missing_bucket: Option<String>,
+    /// Set once a request proved the bucket exists (no more probing on "not found").
+    bucket_seen: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ObjectStoreTarget {
@@ -68,6 +90,10 @@ impl ObjectStoreTarget {
             part_size: DEFAULT_PART_SIZE as usize,
             concurrency: DEFAULT_CONCURRENCY,
             writer: None,
+            uploads: None,
+            local_root: None,
+            missing_bucket: None,
+            bucket_seen: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -90,9 +116,71 @@ impl ObjectStoreTarget {
         self
     }
 
+    /// The local folder this target stores into, reported by [`Target::local_root`] so the
+    /// engine can refuse a location inside the database folder (set by `open_local`; set it
+    /// when building a target over your own `LocalFileSystem`).
+    pub fn with_local_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.local_root = Some(root.into());
+        self
+    }
+
+    /// A cloud target: when the store says "not found" to a listing (or, once, to a read or
+    /// write before any request proved the bucket exists), the bucket or container is missing
+    /// and every operation fails with `message` (a permanent error) instead of reading as an
+    /// empty location.
+    pub fn with_missing_bucket_message(mut self, message: impl Into<String>) -> Self {
+        self.missing_bucket = Some(message.into());
+        self
+    }
+
     pub(crate) fn with_writer(mut self, writer: Arc<dyn ObjectWriter>) -> Self {
         self.writer = Some(writer);
         self
+    }
+
+    pub(crate) fn with_stale_uploads(mut self, uploads: Arc<dyn StaleUploads>) -> Self {
+        self.uploads = Some(uploads);
+        self
+    }
+
+    fn saw_bucket(&self) {
+        if self.missing_bucket.is_some() {
+            self.bucket_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A cloud target's "not found" may mean the bucket is missing rather than the object:
+    /// until a request has proved the bucket exists, one listing tells which.
+    async fn check_bucket<T>(&self, result: Result<T, TargetError>) -> Result<T, TargetError> {
+        let err = match result {
+            Ok(v) => {
+                self.saw_bucket();
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        let (TargetError::NotFound(_), Some(message)) = (&err, &self.missing_bucket) else {
+            return Err(err);
+        };
+        if self.bucket_seen.load(Ordering::Relaxed) {
+            return Err(err);
+        }
+        let exists = match &self.writer {
+            Some(writer) => writer.bucket_exists().await,
+            None => match self.store.list(Some(&self.prefix)).next().await {
+                Some(Err(e)) if is_not_found(&e) => Some(false),
+                Some(Err(_)) => None,
+                Some(Ok(_)) | None => Some(true),
+            },
+        };
+        match exists {
+            Some(false) => Err(TargetError::Permanent(message.clone())),
+            Some(true) => {
+                self.saw_bucket();
+                Err(err)
+            }
+            None => Err(err),
+        }
     }
 
     /// The underlying store.
@@ -212,8 +300,27 @@ impl Target for ObjectStoreTarget {
         while let Some(meta) = listing.next().await {
             let meta = match meta {
                 Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(map_store_error(&format!("list {prefix:?}"), e)),
+                Err(e) => match &self.missing_bucket {
+                    // A local folder that does not exist (yet) is empty.
+                    None if is_not_found(&e) => break,
+                    None => return Err(map_store_error(&format!("list {prefix:?}"), e)),
+                    // A cloud store answers "not found" to a listing only when the bucket
+                    // itself is missing.
+                    Some(message) if is_not_found(&e) => {
+                        return Err(TargetError::Permanent(message.clone()))
+                    }
+                    Some(message) => {
+                        let err = map_store_error(&format!("list {prefix:?}"), e);
+                        let probe = match (&self.writer, self.bucket_seen.load(Ordering::Relaxed)) {
+                            (Some(writer), false) => writer.bucket_exists().await,
+                            _ => None,
+                        };
+                        return Err(match probe {
+                            Some(false) => TargetError::Permanent(message.clone()),
+                            _ => err,
+                        });
+                    }
+                },
             };
             if let Some(key) = self.key_of(&meta.location) {
                 if key.starts_with(prefix) {
@@ -224,6 +331,7 @@ impl Target for ObjectStoreTarget {
                 }
             }
         }
+        self.saw_bucket();
         Ok(out)
     }
 
@@ -232,7 +340,8 @@ impl Target for ObjectStoreTarget {
             .store
             .head(&self.path(key)?)
             .await
-            .map_err(|e| map_store_error(key, e))?;
+            .map_err(|e| map_store_error(key, e));
+        let meta = self.check_bucket(meta).await?;
         Ok(ObjectInfo {
             key: key.into(),
             size: meta.size,
@@ -240,6 +349,54 @@ impl Target for ObjectStoreTarget {
     }
 
     async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+        let result = self.put_any(key, body).await;
+        self.check_bucket(result).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        let result = self.put_if_absent_any(key, data).await;
+        self.check_bucket(result).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+        let result = self.get_any(key, range).await;
+        self.check_bucket(result).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+        let result = self.copy_any(from, to).await;
+        self.check_bucket(result).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_store_error(key, e)),
+        }
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        self.local_root.clone()
+    }
+
+    /// S3 targets list the bucket's in-progress multipart uploads below the prefix and abort
+    /// those started at least `older_than` ago. Other stores keep the default (nothing to do):
+    /// a local folder's multipart upload is one staging file, removed by the upload that made
+    /// it; Azure discards uncommitted blocks after 7 days and GCS resumable sessions expire
+    /// after a week, neither billed as objects meanwhile.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
+        match &self.uploads {
+            Some(uploads) => {
+                let result = uploads.abort_stale(&self.prefix, older_than).await;
+                self.check_bucket(result).await
+            }
+            None => Ok(0),
+        }
+    }
+}
+
+impl ObjectStoreTarget {
+    async fn put_any(&self, key: &str, body: Upload) -> Result<(), TargetError> {
         let path = self.path(key)?;
         if let Some(writer) = &self.writer {
             return writer.put(&path, key, body).await;
@@ -259,7 +416,7 @@ impl Target for ObjectStoreTarget {
         Ok(())
     }
 
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+    async fn put_if_absent_any(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
         let path = self.path(key)?;
         if let Some(writer) = &self.writer {
             return writer.put_if_absent(&path, key, data).await;
@@ -271,7 +428,11 @@ impl Target for ObjectStoreTarget {
         Ok(())
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
+    async fn get_any(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, TargetError> {
         let path = self.path(key)?;
         let mut options = GetOptions::default();
         match range {
@@ -295,7 +456,7 @@ impl Target for ObjectStoreTarget {
             .boxed())
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+    async fn copy_any(&self, from: &str, to: &str) -> Result<(), TargetError> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
         if let Some(writer) = &self.writer {
             return writer.copy(&src, &dst, from).await;
@@ -305,31 +466,47 @@ impl Target for ObjectStoreTarget {
             .await
             .map_err(|e| map_store_error(from, e))
     }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        match self.store.delete(&self.path(key)?).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_store_error(key, e)),
-        }
-    }
 }
 
 /// A cloud target over `store`, described as `scheme://bucket/prefix`, with the part size
-/// (`min_part` at least) and parts in flight from `opts`.
-pub(crate) fn cloud_target(
-    store: Arc<dyn ObjectStore>,
-    scheme: &str,
-    bucket: &str,
-    prefix: &str,
-    part_size: usize,
-    opts: &crate::options::TargetOptions,
-) -> Result<ObjectStoreTarget, BackendError> {
-    let description = match prefix {
-        "" => format!("{scheme}://{bucket}"),
-        p => format!("{scheme}://{bucket}/{p}"),
-    };
-    Ok(ObjectStoreTarget::new(store, prefix)?
-        .with_description(description)
-        .with_part_size(part_size)
-        .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+/// (`min_part` at least) and parts in flight from `opts`. `what` is "bucket" or "container" and
+/// `place` says where it was looked for ("at http://127.0.0.1:3900"), for the error a missing
+/// bucket gives.
+pub(crate) struct CloudTarget<'a> {
+    pub scheme: &'a str,
+    pub what: &'a str,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub place: String,
+    pub part_size: usize,
+}
+
+impl CloudTarget<'_> {
+    pub fn build(
+        self,
+        store: Arc<dyn ObjectStore>,
+        opts: &crate::options::TargetOptions,
+    ) -> Result<ObjectStoreTarget, BackendError> {
+        let CloudTarget {
+            scheme,
+            what,
+            bucket,
+            prefix,
+            place,
+            part_size,
+        } = self;
+        let description = match prefix {
+            "" => format!("{scheme}://{bucket}"),
+            p => format!("{scheme}://{bucket}/{p}"),
+        };
+        let missing = format!(
+            "{what} {bucket:?} does not exist {place} ({description}): create it or fix the \
+             target URL"
+        );
+        Ok(ObjectStoreTarget::new(store, prefix)?
+            .with_description(description)
+            .with_missing_bucket_message(missing)
+            .with_part_size(part_size)
+            .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
+    }
 }

@@ -38,7 +38,8 @@ pub struct TargetOptions {
     /// S3 region. Must equal the server's region for S3-compatible stores (`garage` on Garage).
     pub region: Option<String>,
     /// S3 path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted
-    /// (`bucket.endpoint/key`). Defaults to true when `endpoint` is set, false otherwise.
+    /// (`bucket.endpoint/key`, which needs a DNS name for the endpoint: an IP address or
+    /// `localhost` is refused). Defaults to true when `endpoint` is set, false otherwise.
     pub path_style: Option<bool>,
     /// Allow plain `http://` endpoints.
     pub allow_http: Option<bool>,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use esbackup_engine::Target;
 
+use crate::client::ClientHook;
 use crate::error::BackendError;
 use crate::options::TargetOptions;
 
@@ -25,15 +26,21 @@ pub enum Location {
 const SCHEMES: &str = "a path, file:///path, s3://bucket/prefix, az://container/prefix, \
                        azure://container/prefix or gs://bucket/prefix";
 
-/// Parses a storage URL. Anything without `://` is a local path.
+/// Parses a storage URL: a plain path (absolute, or relative to the current folder) is a local
+/// folder, and so is `file:///abs/path`; anything that starts like a URL scheme (`word:`) must
+/// be one of the known schemes written in full (`s3://…`): a typo such as `s3:/bucket` is
+/// refused with the right spelling rather than taken for a folder named `s3:`.
 pub fn parse_location(url: &str) -> Result<Location, BackendError> {
     let err = |reason: String| BackendError::url(url, reason);
     let trimmed = url.trim();
     if trimmed.is_empty() {
         return Err(err(format!("it is empty: give {SCHEMES}")));
     }
-    let Some((scheme, rest)) = trimmed.split_once("://") else {
+    let Some((scheme, after)) = split_scheme(trimmed) else {
         return Ok(Location::Local(PathBuf::from(trimmed)));
+    };
+    let Some(rest) = after.strip_prefix("//") else {
+        return Err(err(misspelt(scheme, after, trimmed)));
     };
     if rest.contains(['?', '#']) {
         return Err(err(
@@ -60,6 +67,53 @@ pub fn parse_location(url: &str) -> Result<Location, BackendError> {
             Ok(Location::Gcs { bucket, prefix })
         }
         other => Err(err(format!("unknown scheme {other:?}: use {SCHEMES}"))),
+    }
+}
+
+/// Splits a leading URL scheme (`word:`, the word made of ASCII letters, digits, `+`, `-` and
+/// `.`) from the rest. A path such as `./a:b` or `/x/y:z` has none.
+fn split_scheme(s: &str) -> Option<(&str, &str)> {
+    let (word, after) = s.split_once(':')?;
+    let is_scheme = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme.then_some((word, after))
+}
+
+/// Why `scheme:after` (no `//` after the colon) is refused, with the spelling that works.
+fn misspelt(scheme: &str, after: &str, whole: &str) -> String {
+    let lower = scheme.to_ascii_lowercase();
+    let tail = after.trim_start_matches(['/', '\\']);
+    match lower.as_str() {
+        "s3" | "s3a" | "az" | "azure" | "gs" | "gcs" => {
+            let what = if matches!(lower.as_str(), "az" | "azure") {
+                "container"
+            } else {
+                "bucket"
+            };
+            let example = if tail.is_empty() {
+                format!("{what}/prefix")
+            } else {
+                tail.to_string()
+            };
+            format!("{lower}: URLs take two slashes: did you mean {lower}://{example}?")
+        }
+        "file" if after.starts_with('/') => {
+            let path = format!("/{}", after.trim_start_matches('/'));
+            format!(
+                "file: URLs take three slashes before an absolute path: did you mean \
+                 file://{path}? (or give the plain path {path})"
+            )
+        }
+        "file" => format!(
+            "file: URLs need an absolute path (file:///abs/path): for a folder relative to the \
+             current one give the plain path ./{tail}"
+        ),
+        _ => format!(
+            "{scheme}: looks like a URL scheme esbackup does not know: use {SCHEMES}; for a \
+             local folder whose name has a colon, write ./{whole}"
+        ),
     }
 }
 
@@ -123,15 +177,32 @@ fn check_container(container: &str) -> Result<(), String> {
 }
 
 /// Opens the target a storage URL names, configured by `opts` over the cloud's environment
-/// variables (see the crate docs). Makes no request: credentials are fetched on first use.
+/// variables (see the crate docs). Makes no request and creates nothing (a local folder is
+/// created by the first write): credentials are fetched on first use.
 pub fn open_target(url: &str, opts: &TargetOptions) -> Result<Arc<dyn Target>, BackendError> {
+    open_target_with_client(url, opts, &|client| client)
+}
+
+/// [`open_target`], with `hook` adjusting the HTTP client options of a cloud target once the
+/// storage options are applied (a proxy, a DNS resolver, default headers). It applies to every
+/// S3 and Azure request, and to GCS reads, listings and deletes (GCS writes use their own
+/// client). Library use: the CLI has no need for it.
+pub fn open_target_with_client(
+    url: &str,
+    opts: &TargetOptions,
+    hook: &ClientHook,
+) -> Result<Arc<dyn Target>, BackendError> {
     Ok(match parse_location(url)? {
         Location::Local(root) => Arc::new(crate::local::open_local(&root, opts)?),
-        Location::S3 { bucket, prefix } => Arc::new(crate::s3::open_s3(&bucket, &prefix, opts)?),
-        Location::Azure { container, prefix } => {
-            Arc::new(crate::azure::open_azure(&container, &prefix, opts)?)
+        Location::S3 { bucket, prefix } => {
+            Arc::new(crate::s3::open_s3(&bucket, &prefix, opts, hook)?)
         }
-        Location::Gcs { bucket, prefix } => Arc::new(crate::gcs::open_gcs(&bucket, &prefix, opts)?),
+        Location::Azure { container, prefix } => {
+            Arc::new(crate::azure::open_azure(&container, &prefix, opts, hook)?)
+        }
+        Location::Gcs { bucket, prefix } => {
+            Arc::new(crate::gcs::open_gcs(&bucket, &prefix, opts, hook)?)
+        }
     })
 }
 
@@ -163,6 +234,39 @@ mod tests {
         assert_eq!(loc("file://localhost/b"), Location::Local("/b".into()));
         fails("file://backups", "three slashes");
         fails("", "empty");
+    }
+
+    #[test]
+    fn relative_plain_paths_stay_local_folders() {
+        assert_eq!(
+            loc("backups/node1"),
+            Location::Local("backups/node1".into())
+        );
+        assert_eq!(loc("./x"), Location::Local("./x".into()));
+        assert_eq!(loc("../x"), Location::Local("../x".into()));
+        assert_eq!(loc("node1"), Location::Local("node1".into()));
+        // A colon after the first slash, or behind ./, is part of a folder name.
+        assert_eq!(loc("./s3:x"), Location::Local("./s3:x".into()));
+        assert_eq!(loc("dir/s3:x"), Location::Local("dir/s3:x".into()));
+        assert_eq!(loc("/abs/a:b"), Location::Local("/abs/a:b".into()));
+    }
+
+    #[test]
+    fn scheme_typos_are_refused_with_the_right_spelling() {
+        fails("s3:/bucket/node1", "did you mean s3://bucket/node1?");
+        fails("s3:bucket/node1", "did you mean s3://bucket/node1?");
+        fails("S3:/bucket", "did you mean s3://bucket?");
+        fails("gs:/bucket", "did you mean gs://bucket?");
+        fails("gcs:bucket", "did you mean gcs://bucket?");
+        fails("az:container/x", "did you mean az://container/x?");
+        fails("azure:/c/x", "did you mean azure://c/x?");
+        fails("s3:", "did you mean s3://bucket/prefix?");
+        fails("file:/abs/path", "did you mean file:///abs/path?");
+        fails("file://abs", "three slashes");
+        fails("file:relative", "give the plain path ./relative");
+        fails("backup:2024", "write ./backup:2024");
+        fails("C:\\backups", "does not know");
+        fails("ftp:/host/x", "does not know");
     }
 
     #[test]
