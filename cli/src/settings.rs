@@ -303,3 +303,68 @@ mod tests {
         assert!(parse_time("yesterday", now).is_err());
     }
 }
+
+/// The README's configuration table lists every option of every command with its flag,
+/// environment variable and YAML key, and every YAML key it names is one the file accepts.
+#[cfg(test)]
+mod readme {
+    use clap::CommandFactory;
+
+    use crate::args::Cli;
+    use crate::config::FileConfig;
+
+    /// The YAML key of a command-line option.
+    fn yaml_key(long: &str) -> String {
+        match long.strip_prefix("keep-") {
+            Some(rule) => format!("retention.{rule}"),
+            None if long == "prune" => "retention.prune".into(),
+            None => long.replace('-', "_"),
+        }
+    }
+
+    fn parses(key: &str) -> bool {
+        ["true", "1", "x", "1h"].iter().any(|v| {
+            let yaml = match key.split_once('.') {
+                Some((block, k)) => format!("{block}:\n  {k}: {v}\n"),
+                None => format!("{key}: {v}\n"),
+            };
+            serde_yaml::from_str::<FileConfig>(&yaml).is_ok()
+        })
+    }
+
+    #[test]
+    fn every_option_has_a_flag_an_environment_variable_and_a_yaml_key_in_the_readme() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| ")).collect();
+        let cli = Cli::command();
+        let mut checked = 0;
+        for command in cli.get_subcommands().filter(|c| c.get_name() != "demo") {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "config" | "verbose") {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "--{long} of {} has no environment variable",
+                            command.get_name()
+                        )
+                    })
+                    .to_string_lossy()
+                    .into_owned();
+                let key = yaml_key(long);
+                let row = format!("`--{long}` | `{env}` | `{key}` |");
+                assert!(
+                    rows.iter().any(|r| r.contains(&row)),
+                    "README's configuration table lacks the row {row}"
+                );
+                assert!(parses(&key), "the config file does not accept `{key}`");
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} options seen");
+    }
+}

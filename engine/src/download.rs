@@ -3,6 +3,7 @@
 //! midway is resumed from where it stopped with a ranged read.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -21,11 +22,13 @@ pub(crate) const RESUMES: u32 = 3;
 /// Bytes gathered before they are written and hashed in one go.
 const BATCH: usize = 1 << 20;
 
-/// Where downloaded bytes go: hashed, and written at an offset of a file when there is one.
+/// Where downloaded bytes go: hashed (unless only written), and written at an offset of a file
+/// when there is one.
 pub(crate) struct Sink {
     file: Option<Arc<File>>,
     at: u64,
     hasher: Option<StreamHasher>,
+    hashing: bool,
     pending: BytesMut,
     label: String,
 }
@@ -38,8 +41,17 @@ impl Sink {
             file,
             at,
             hasher: Some(StreamHasher::new(trailing)),
+            hashing: true,
             pending: BytesMut::new(),
             label,
+        }
+    }
+
+    /// Writes bytes to `file` from offset `at` without hashing them.
+    fn writer(file: Arc<File>, at: u64, label: String) -> Sink {
+        Sink {
+            hashing: false,
+            ..Sink::new(Some(file), at, false, label)
         }
     }
 
@@ -59,8 +71,11 @@ impl Sink {
         let mut hasher = self.hasher.take().expect("hasher until finished");
         let file = self.file.clone();
         let at = self.at;
+        let hashing = self.hashing;
         let (hasher, written) = tokio::task::spawn_blocking(move || {
-            hasher.update(&data);
+            if hashing {
+                hasher.update(&data);
+            }
             let written = match file {
                 Some(f) => f.write_all_at(&data, at),
                 None => Ok(()),
@@ -90,10 +105,24 @@ pub(crate) async fn download(
     sink: &mut Sink,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut done = 0u64;
+    download_range(target, key, 0..len, len, sink, progress).await
+}
+
+/// Streams bytes `range` of `key` (an object of `len` bytes) into `sink`, resuming a broken
+/// stream up to [`RESUMES`] times.
+async fn download_range(
+    target: &dyn Target,
+    key: &str,
+    range: Range<u64>,
+    len: u64,
+    sink: &mut Sink,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut done = range.start;
+    let end = range.end;
     let mut resumes = 0;
-    while done < len {
-        let mut stream = match target.get(key, Some(done..len)).await {
+    while done < end {
+        let mut stream = match target.get(key, Some(done..end)).await {
             Ok(s) => s,
             Err(TargetError::NotFound(_)) => {
                 return Err(EngineError::damaged(format!(
@@ -108,7 +137,7 @@ pub(crate) async fn download(
             match piece {
                 Ok(bytes) => {
                     let n = bytes.len() as u64;
-                    if done + n > len {
+                    if done + n > end {
                         return Err(EngineError::damaged(format!(
                             "{key} is longer than the {len} bytes recorded: the backup is damaged"
                         )));
@@ -124,7 +153,7 @@ pub(crate) async fn download(
             }
         }
         match broke {
-            None if done < len => {
+            None if done < end => {
                 return Err(EngineError::damaged(format!(
                     "{key} ended after {done} of the {len} bytes recorded: the backup is damaged"
                 )))
@@ -138,4 +167,146 @@ pub(crate) async fn download(
         }
     }
     Ok(())
+}
+
+/// Objects larger than this are downloaded as ranges of this size, several at a time.
+pub(crate) const RANGE: u64 = 32 << 20;
+/// Ranges of one object downloaded at once.
+pub(crate) const PARALLEL_RANGES: usize = 4;
+
+/// Downloads the `len` bytes of `key` into `file` from offset `at` and returns their MD5. A
+/// large object is fetched as ranges, [`PARALLEL_RANGES`] at a time, each written in place as
+/// it arrives; the bytes are hashed in order, range by range, by reading them back (from the
+/// page cache) as soon as each range is complete — so memory stays small and every byte written
+/// is checked.
+pub(crate) async fn download_to_file(
+    target: Arc<dyn Target>,
+    key: &str,
+    len: u64,
+    file: Arc<File>,
+    at: u64,
+    label: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<[u8; 16]> {
+    if len <= RANGE {
+        let mut sink = Sink::new(Some(file), at, false, label.to_string());
+        download(target.as_ref(), key, len, &mut sink, progress.as_ref()).await?;
+        return Ok(sink.finish().await?.md5);
+    }
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_RANGES));
+    let ranges: Vec<Range<u64>> = (0..len)
+        .step_by(RANGE as usize)
+        .map(|s| s..(s + RANGE).min(len))
+        .collect();
+    let tasks: Vec<_> = ranges
+        .iter()
+        .cloned()
+        .map(|r| {
+            let (target, file, slots) = (target.clone(), file.clone(), slots.clone());
+            let (key, label, progress) = (key.to_string(), label.to_string(), progress.clone());
+            tokio::spawn(async move {
+                let _slot = slots
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore stays open");
+                let mut sink = Sink::writer(file, at + r.start, label);
+                download_range(target.as_ref(), &key, r, len, &mut sink, progress.as_ref()).await?;
+                sink.finish().await.map(|_| ())
+            })
+        })
+        .collect();
+    let mut hasher = <md5::Md5 as md5::Digest>::new();
+    let mut pending = tasks.into_iter().zip(ranges);
+    while let Some((task, r)) = pending.next() {
+        let done = task
+            .await
+            .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))
+            .and_then(|r| r);
+        if let Err(e) = done {
+            // The other ranges are of no use any more (the caller removes the file).
+            pending.for_each(|(t, _)| t.abort());
+            return Err(e);
+        }
+        let f = file.clone();
+        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<md5::Md5> {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut pos = r.start;
+            while pos < r.end {
+                let n = buf.len().min((r.end - pos) as usize);
+                f.read_exact_at(&mut buf[..n], at + pos)?;
+                md5::Digest::update(&mut hasher, &buf[..n]);
+                pos += n as u64;
+            }
+            Ok(hasher)
+        })
+        .await
+        .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?;
+        hasher = hashed.map_err(|e| EngineError::io(label, e))?;
+    }
+    Ok(md5::Digest::finalize(hasher).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use crate::testing::{Intercept, MemoryTarget};
+    use futures::StreamExt;
+    use md5::Digest;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_object_comes_down_in_ranges_written_in_place_and_hashed_in_order() {
+        let data: Vec<u8> = (0..(RANGE * 3 + 12_345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let store = MemoryTarget::new();
+        store.insert("big", data.clone());
+        // Every first stream of a range breaks after a little data: each is resumed.
+        // The first stream of every range breaks after a little data: each is resumed.
+        let target: Arc<dyn Target> =
+            Arc::new(Intercept::before(store, |_| {}).map_streams(Arc::new(
+                |_key: &str, range: Option<Range<u64>>, stream: crate::ByteStream| {
+                    let first = range.is_some_and(|r| r.start % RANGE == 0);
+                    if !first {
+                        return stream;
+                    }
+                    stream
+                        .flat_map(|piece| {
+                            let piece = piece.unwrap();
+                            let head = piece.slice(..piece.len().min(4096));
+                            futures::stream::iter(vec![
+                                Ok(head),
+                                Err(crate::TargetError::Transient("reset".into())),
+                            ])
+                        })
+                        .take(2)
+                        .boxed()
+                },
+            )));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let md5 = download_to_file(
+            target,
+            "big",
+            data.len() as u64,
+            file,
+            100,
+            "f",
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert_eq!(md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[100..], &data[..]);
+    }
 }

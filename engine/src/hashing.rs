@@ -1,6 +1,9 @@
 //! Hashes computed while bytes stream by: the MD5 of a whole file and, for files that end in an
-//! MD5 of their own (completed chunks, PTables), whether that trailing MD5 is right. The last
-//! 128 bytes are kept so a chunk's footer can be read without a second pass.
+//! MD5 of their own (completed chunks, PTables), whether that trailing MD5 is right — in one MD5
+//! pass. The last 128 bytes are held back from the running hash, so at the end the state is
+//! cloned: finished with all but the last 16 bytes it is the body's MD5, with all of them the
+//! whole file's (MD5 is a running state over the bytes). The tail also gives a chunk's footer
+//! without a second read.
 
 use md5::{Digest, Md5};
 
@@ -10,10 +13,11 @@ use crate::format::MD5_LEN;
 const TAIL: usize = FOOTER_LEN as usize;
 
 pub struct StreamHasher {
-    whole: Md5,
-    /// The MD5 of all but the last 16 bytes, when asked for.
-    body: Option<Md5>,
-    /// The last (up to) 128 bytes seen, not yet fed to `body`.
+    /// The MD5 state over every byte but the held-back tail.
+    state: Md5,
+    /// Whether to check the trailing MD5.
+    trailing: bool,
+    /// The last (up to) 128 bytes seen, not yet fed to `state`.
     tail: Vec<u8>,
 }
 
@@ -45,31 +49,26 @@ impl Hashes {
 }
 
 impl StreamHasher {
-    /// `trailing`: also check the trailing MD5 (a second hash over nearly every byte).
+    /// `trailing`: also check the trailing MD5 (free: the same pass).
     pub fn new(trailing: bool) -> Self {
         StreamHasher {
-            whole: Md5::new(),
-            body: trailing.then(Md5::new),
+            state: Md5::new(),
+            trailing,
             tail: Vec::with_capacity(2 * TAIL),
         }
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.whole.update(data);
         if data.len() >= TAIL {
-            if let Some(body) = self.body.as_mut() {
-                body.update(&self.tail);
-                body.update(&data[..data.len() - TAIL]);
-            }
+            self.state.update(&self.tail);
+            self.state.update(&data[..data.len() - TAIL]);
             self.tail.clear();
             self.tail.extend_from_slice(&data[data.len() - TAIL..]);
         } else {
             self.tail.extend_from_slice(data);
             if self.tail.len() > TAIL {
                 let spill = self.tail.len() - TAIL;
-                if let Some(body) = self.body.as_mut() {
-                    body.update(&self.tail[..spill]);
-                }
+                self.state.update(&self.tail[..spill]);
                 self.tail.drain(..spill);
             }
         }
@@ -77,17 +76,20 @@ impl StreamHasher {
 
     pub fn finish(self) -> Hashes {
         let keep = MD5_LEN as usize;
-        let trailing_md5_ok = self.body.map(|mut body| {
+        let trailing_md5_ok = self.trailing.then(|| {
             if self.tail.len() < keep {
                 return false;
             }
             let split = self.tail.len() - keep;
+            let mut body = self.state.clone();
             body.update(&self.tail[..split]);
             let body: [u8; 16] = body.finalize().into();
             self.tail[split..] == body
         });
+        let mut whole = self.state;
+        whole.update(&self.tail);
         Hashes {
-            md5: self.whole.finalize().into(),
+            md5: whole.finalize().into(),
             trailing_md5_ok,
             tail: self.tail,
         }

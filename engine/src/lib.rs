@@ -25,18 +25,17 @@ mod restore;
 mod retry;
 mod source;
 mod status;
+mod tally;
 mod target;
 mod upload;
 mod verify;
 
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use backup::{
-    backup, BackupOptions, BackupReport, Retention, Tally, Uploaded, DEFAULT_CONCURRENCY,
-};
+pub use backup::{backup, BackupOptions, BackupReport, Retention, Uploaded, DEFAULT_CONCURRENCY};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
 pub use lock::{host_name, LockInfo, LockOptions, LockState};
@@ -49,6 +48,7 @@ pub use restore::{restore, RestoreOptions, RestoreReport, Which};
 pub use retry::{RetryPolicy, RetryTarget};
 pub use source::FileStamp;
 pub use status::{list, status, PointSummary, StatusReport};
+pub use tally::Tally;
 pub use target::{get_bytes, list_sizes, ByteStream, ObjectInfo, Target, TargetError};
 pub use upload::{OnBytes, Upload, DEFAULT_PIECE};
 pub use verify::{verify, PointCheck, VerifyOptions, VerifyReport};

@@ -1,10 +1,35 @@
 //! The one seam between the engine and storage. Library users implement [`Target`] for their own
 //! store; the engine never learns which store it talks to.
 //!
+//! # Contract
+//!
 //! Keys are `/`-separated paths relative to the backup location (`chunk-000000.000000`,
-//! `index/indexmap`, `.esbackup/manifest.json`). Objects are replaced atomically: a reader sees
-//! either the old or the new whole object, never a partial one. The engine's crash safety rests
-//! on that and on the order of its writes, nothing else.
+//! `index/indexmap`, `.esbackup/points/<id>.json`), with no empty, `.` or `..` segment. What the
+//! engine relies on, and `conformance::run_conformance` (feature `testing`) checks:
+//!
+//! - **Atomic replacement**: a reader sees an object whole, old or new, never partly written.
+//!   A failed or interrupted `put` leaves the old object (or none), never a truncated one.
+//! - **Durability**: `put`, `copy` and `delete` return only once their effect is durable.
+//! - **Streamed bodies**: `put` reads its body through [`Upload::stream`], every byte, on every
+//!   attempt (that pass records the MD5 of exactly what was stored); it must not copy
+//!   [`Upload::path`] behind the engine's back. A body whose stream fails must not be stored.
+//! - **Read-after-write listing**: once a `put` or `delete` returned, `list` shows it. The lock
+//!   depends on this (each run writes its own lock object, then lists the others); so does a
+//!   run confirming what it stored.
+//! - `list(prefix)` is a plain string prefix over whole keys, recursive, in any order.
+//! - `head`/`get` of a missing key → [`TargetError::NotFound`]; `delete` of a missing key →
+//!   `Ok`; `get` with a range returns exactly those bytes.
+//! - `put_if_absent` → [`TargetError::AlreadyExists`] if the key exists; a store that cannot
+//!   tell atomically returns [`TargetError::Unsupported`] (never overwrite silently).
+//! - `copy` replaces the destination; a missing source → `NotFound`.
+//! - Errors are classified: `Transient` (worth retrying later) or `Permanent`. The engine does
+//!   not retry requests: a store whose client does not retry by itself can be wrapped in
+//!   [`crate::RetryTarget`].
+//!
+//! # Wrappers
+//!
+//! A wrapper (metering, retries, fault injection) must forward every method, including the
+//! provided ones ([`Target::local_root`], [`Target::abort_stale_uploads`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -50,7 +75,7 @@ impl TargetError {
     }
 }
 
-/// Storage for one backup location.
+/// Storage for one backup location (see the module documentation for the contract).
 #[async_trait]
 pub trait Target: Send + Sync + std::fmt::Debug {
     /// A short human description (`s3://bucket/prefix`, `/backups/node1`).

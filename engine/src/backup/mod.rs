@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-pub use report::{BackupReport, Tally, Uploaded};
+pub use report::{BackupReport, Uploaded};
 
 use crate::error::{EngineError, Result};
 use crate::forget::KeepPolicy;

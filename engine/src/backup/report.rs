@@ -5,20 +5,7 @@ use serde::Serialize;
 use super::plan::{Action, BackupPlan};
 use crate::metered::Traffic;
 use crate::point::Checkpoints;
-
-/// Files and bytes.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Tally {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-impl Tally {
-    pub(crate) fn add(&mut self, bytes: u64) {
-        self.files += 1;
-        self.bytes += bytes;
-    }
-}
+use crate::tally::Tally;
 
 /// What one run sent to the store: every object and byte, its own metadata included.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]

@@ -10,12 +10,12 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::plan::{ItemSource, RestoreItem, RestorePlan};
 use super::RestoreOptions;
-use crate::backup::Tally;
-use crate::download::{download, Sink};
+use crate::download::{download_to_file, Sink};
 use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
 use crate::progress::Progress;
 use crate::source::SourceDirs;
+use crate::tally::Tally;
 use crate::target::Target;
 
 /// Suffix of files being restored (the server ignores them).
@@ -45,7 +45,7 @@ impl Created {
 }
 
 pub(crate) async fn restore(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     dest: &SourceDirs,
     plan: &RestorePlan,
     opts: &RestoreOptions,
@@ -59,13 +59,13 @@ pub(crate) async fn restore(
 }
 
 async fn run(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     dest: &SourceDirs,
     plan: &RestorePlan,
     opts: &RestoreOptions,
     created: &Created,
 ) -> Result<Tally> {
-    let progress = opts.progress.as_ref();
+    let progress = &opts.progress;
     let fetches: Vec<_> = plan
         .data
         .iter()
@@ -113,10 +113,10 @@ fn partial(path: &Path) -> PathBuf {
 
 /// Downloads one file to its temporary name; returns its size.
 async fn fetch(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     dest: &SourceDirs,
     item: &RestoreItem,
-    progress: &dyn Progress,
+    progress: &Arc<dyn Progress>,
     created: &Created,
 ) -> Result<u64> {
     let path = partial(&dest.path_of_key(&item.key));
@@ -132,7 +132,14 @@ async fn fetch(
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
         missing.into_iter().for_each(|d| created.add(d));
     }
-    let file = File::create(&path).map_err(|e| EngineError::io(path.display(), e))?;
+    // Read too: large objects are hashed by reading back what was written.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| EngineError::io(path.display(), e))?;
     created.add(path.clone());
     let file = Arc::new(file);
     let label = path.display().to_string();
@@ -143,15 +150,31 @@ async fn fetch(
             sink.finish().await?;
         }
         ItemSource::Object { key, md5 } => {
-            let mut sink = Sink::new(Some(file.clone()), 0, false, label);
-            download(target, key, item.size, &mut sink, progress).await?;
-            check(key, md5, &sink.finish().await?.md5_hex())?;
+            let got = download_to_file(
+                target.clone(),
+                key,
+                item.size,
+                file.clone(),
+                0,
+                &label,
+                progress.clone(),
+            )
+            .await?;
+            check(key, md5, &hex::encode(got))?;
         }
         ItemSource::Segments { segments, data_end } => {
             for s in segments {
-                let mut sink = Sink::new(Some(file.clone()), s.at, false, label.clone());
-                download(target, &s.key, s.len, &mut sink, progress).await?;
-                check(&s.key, &s.md5, &sink.finish().await?.md5_hex())?;
+                let got = download_to_file(
+                    target.clone(),
+                    &s.key,
+                    s.len,
+                    file.clone(),
+                    s.at,
+                    &label,
+                    progress.clone(),
+                )
+                .await?;
+                check(&s.key, &s.md5, &hex::encode(got))?;
             }
             // Zeros from the end of the data to the file's (preallocated) size.
             file.set_len(*data_end)

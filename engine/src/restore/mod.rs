@@ -23,7 +23,6 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::backup::Tally;
 use crate::error::{EngineError, Result};
 use crate::guard;
 use crate::layout::{classify, index_key, Kind};
@@ -31,6 +30,7 @@ use crate::location::Location;
 use crate::point::Point;
 use crate::progress::{NoProgress, Progress};
 use crate::source::{read_dir_names, SourceDirs};
+use crate::tally::Tally;
 use crate::target::Target;
 
 pub(crate) use plan::missing;
@@ -114,7 +114,7 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     prepare_destination(&dest, opts.force)?;
     let plan = plan::plan(&point);
     opts.progress.phase("restore", plan.bytes());
-    let restored = execute::restore(target.as_ref(), &dest, &plan, opts).await;
+    let restored = execute::restore(&target, &dest, &plan, opts).await;
     opts.progress.finish();
     let restored = restored?;
     Ok(RestoreReport {

@@ -77,8 +77,8 @@ impl std::fmt::Display for Op {
 
 /// Runs before every operation; an error fails the operation.
 pub type Hook = Arc<dyn Fn(&Op) -> BoxFuture<'static, Result<(), TargetError>> + Send + Sync>;
-/// Replaces the stream a `get` returns (key, stream) → stream.
-pub type StreamMap = Arc<dyn Fn(&str, ByteStream) -> ByteStream + Send + Sync>;
+/// Replaces the stream a `get` returns: (key, range asked for, stream) → stream.
+pub type StreamMap = Arc<dyn Fn(&str, Option<Range<u64>>, ByteStream) -> ByteStream + Send + Sync>;
 
 /// A target that runs a hook before each operation of the target it wraps.
 #[derive(Clone)]
@@ -130,7 +130,7 @@ impl<T: Target> Intercept<T> {
         )
     }
 
-    /// Replaces the stream of every `get` with `map(key, stream)`.
+    /// Replaces the stream of every `get` with `map(key, range, stream)`.
     pub fn map_streams(mut self, map: StreamMap) -> Self {
         self.streams = Some(map);
         self
@@ -168,9 +168,9 @@ impl<T: Target> Target for Intercept<T> {
     }
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
         self.check(Op::Get(key.into(), range.clone())).await?;
-        let stream = self.inner.get(key, range).await?;
+        let stream = self.inner.get(key, range.clone()).await?;
         Ok(match &self.streams {
-            Some(map) => map(key, stream),
+            Some(map) => map(key, range, stream),
             None => stream,
         })
     }

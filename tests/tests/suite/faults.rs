@@ -65,24 +65,26 @@ async fn random_transient_faults_are_retried_through_backup_and_restore() {
 /// Breaks every download stream after its first KiB, `times` times per key.
 fn breaking(store: MemoryTarget, times: u32) -> Intercept<MemoryTarget> {
     let broken: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>> = Arc::default();
-    Intercept::before(store, |_| {}).map_streams(Arc::new(move |key: &str, stream: ByteStream| {
-        let mut seen = broken.lock().unwrap();
-        let n = seen.entry(key.to_string()).or_default();
-        if *n >= times || !key.starts_with("chunk-") {
-            return stream;
-        }
-        *n += 1;
-        let key = key.to_string();
-        stream
-            .flat_map(move |piece| {
-                let piece: Bytes = piece.unwrap();
-                let head = piece.slice(..piece.len().min(1024));
-                let err = TargetError::Transient(format!("{key}: connection reset by peer"));
-                futures::stream::iter(vec![Ok(head), Err(err)])
-            })
-            .take(2)
-            .boxed()
-    }))
+    Intercept::before(store, |_| {}).map_streams(Arc::new(
+        move |key: &str, _, stream: ByteStream| {
+            let mut seen = broken.lock().unwrap();
+            let n = seen.entry(key.to_string()).or_default();
+            if *n >= times || !key.starts_with("chunk-") {
+                return stream;
+            }
+            *n += 1;
+            let key = key.to_string();
+            stream
+                .flat_map(move |piece| {
+                    let piece: Bytes = piece.unwrap();
+                    let head = piece.slice(..piece.len().min(1024));
+                    let err = TargetError::Transient(format!("{key}: connection reset by peer"));
+                    futures::stream::iter(vec![Ok(head), Err(err)])
+                })
+                .take(2)
+                .boxed()
+        },
+    ))
 }
 
 /// A transient error in the middle of a download resumes from where the stream broke (a

@@ -11,4 +11,5 @@ mod guards;
 mod locking;
 mod safety;
 mod servers;
+mod storage;
 mod upgrade;

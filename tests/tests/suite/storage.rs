@@ -13,7 +13,7 @@ use esbackup_backends::object_store::client::{DnsFuture, DnsResolver};
 use esbackup_backends::object_store::path::Path;
 use esbackup_backends::object_store::{ClientOptions, ObjectStoreExt, PutPayload};
 use esbackup_backends::{open_target, open_target_with_client, TargetOptions};
-use esbackup_engine::target::get_bytes;
+use esbackup_engine::get_bytes;
 use esbackup_engine::{Target, TargetError, Upload};
 use esbackup_tests::cloud::{azure_options, gcs_options, s3_options};
 use esbackup_tests::servers::util::{http_client, xml_values};
