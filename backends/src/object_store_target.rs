@@ -18,10 +18,11 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
     PutPayload,
 };
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::error::{is_not_found, map_store_error, upload_read_error, BackendError};
-use crate::options::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
+use crate::options::{DEFAULT_CONCURRENCY, DEFAULT_MEMORY, DEFAULT_PART_SIZE};
 
 /// Writes objects where a store's own `object_store` writes cannot be used (GCS through the JSON
 /// API). Reads, listings and deletes still go through `object_store`.
@@ -47,8 +48,10 @@ pub(crate) trait StaleUploads: Send + Sync + fmt::Debug {
 /// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
 ///
 /// Bodies up to the part size go up in one PUT; larger ones are streamed from
-/// [`Upload::stream`] as a multipart upload with at most `concurrency` parts in flight (so at most
-/// about `concurrency + 1` parts are in memory), aborted if anything fails.
+/// [`Upload::stream`] as a multipart upload with at most `concurrency` parts in flight, aborted
+/// if anything fails. Every part held in memory takes one of the target's buffers (its memory
+/// budget divided by the part size), whatever the number of uploads at once, so memory stays
+/// flat however many files a run sends together.
 #[derive(Clone)]
 pub struct ObjectStoreTarget {
     store: Arc<dyn ObjectStore>,
@@ -56,10 +59,15 @@ pub struct ObjectStoreTarget {
     description: String,
     part_size: usize,
     concurrency: usize,
+    /// Part buffers, shared by every upload of this target.
+    buffers: Arc<Semaphore>,
+    memory: usize,
     writer: Option<Arc<dyn ObjectWriter>>,
     uploads: Option<Arc<dyn StaleUploads>>,
     /// The folder of a local target.
     local_root: Option<PathBuf>,
+    /// Native file writes of a local target.
+    local_files: Option<crate::local::LocalFiles>,
     /// Cloud targets: the error to report when the bucket/container itself is missing.
     missing_bucket: Option<String>,
     /// Set once a request proved the bucket exists (no more probing on "not found").
@@ -89,9 +97,12 @@ impl ObjectStoreTarget {
             prefix,
             part_size: DEFAULT_PART_SIZE as usize,
             concurrency: DEFAULT_CONCURRENCY,
+            buffers: buffers(DEFAULT_MEMORY as usize, DEFAULT_PART_SIZE as usize),
+            memory: DEFAULT_MEMORY as usize,
             writer: None,
             uploads: None,
             local_root: None,
+            local_files: None,
             missing_bucket: None,
             bucket_seen: Arc::new(AtomicBool::new(false)),
         })
@@ -107,12 +118,34 @@ impl ObjectStoreTarget {
     /// clouds need at least 5 MiB).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
         self.part_size = part_size.max(1);
+        self.buffers = buffers(self.memory, self.part_size);
         self
+    }
+
+    /// Bytes of upload parts held in memory at once, across all uploads (at least two parts).
+    pub fn with_memory(mut self, memory: usize) -> Self {
+        self.memory = memory;
+        self.buffers = buffers(self.memory, self.part_size);
+        self
+    }
+
+    /// Waits for a part buffer.
+    async fn buffer(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.buffers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the buffer semaphore is never closed")
     }
 
     /// Parts of one upload in flight at once (at least 1).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub(crate) fn with_local_files(mut self, files: crate::local::LocalFiles) -> Self {
+        self.local_files = Some(files);
         self
     }
 
@@ -217,9 +250,18 @@ impl ObjectStoreTarget {
         let mut parts = JoinSet::new();
         let sent = async {
             let mut pieces = body.stream(self.part_size);
-            while let Some(piece) = pieces.next().await {
+            loop {
+                let buffer = self.buffer().await;
+                let Some(piece) = pieces.next().await else {
+                    break;
+                };
                 let piece = piece.map_err(|e| upload_read_error(key, e))?;
-                parts.spawn(upload.put_part(PutPayload::from_bytes(piece)));
+                let part = upload.put_part(PutPayload::from_bytes(piece));
+                parts.spawn(async move {
+                    let sent = part.await;
+                    drop(buffer);
+                    sent
+                });
                 while parts.len() >= self.concurrency {
                     join_part(key, parts.join_next().await).await?;
                 }
@@ -246,6 +288,11 @@ impl ObjectStoreTarget {
         }
         result
     }
+}
+
+/// The buffer semaphore for `memory` bytes of `part_size` parts (at least two).
+fn buffers(memory: usize, part_size: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new((memory / part_size.max(1)).max(2)))
 }
 
 async fn join_part(
@@ -398,11 +445,16 @@ impl Target for ObjectStoreTarget {
 impl ObjectStoreTarget {
     async fn put_any(&self, key: &str, body: Upload) -> Result<(), TargetError> {
         let path = self.path(key)?;
+        if let Some(files) = &self.local_files {
+            return files.put(key, body).await;
+        }
+        if body.len() > self.part_size as u64 && self.writer.is_none() {
+            return self.put_multipart(&path, key, body).await;
+        }
+        // One buffer: a small body whole, or the one piece a writer holds at a time.
+        let _buffer = self.buffer().await;
         if let Some(writer) = &self.writer {
             return writer.put(&path, key, body).await;
-        }
-        if body.len() > self.part_size as u64 {
-            return self.put_multipart(&path, key, body).await;
         }
         let pieces: Vec<Bytes> = body
             .stream(self.part_size)
@@ -434,6 +486,9 @@ impl ObjectStoreTarget {
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, TargetError> {
         let path = self.path(key)?;
+        if let Some(files) = &self.local_files {
+            return files.get(key, range).await;
+        }
         let mut options = GetOptions::default();
         match range {
             Some(r) if r.start >= r.end => {
@@ -507,6 +562,7 @@ impl CloudTarget<'_> {
             .with_description(description)
             .with_missing_bucket_message(missing)
             .with_part_size(part_size)
+            .with_memory(opts.memory())
             .with_concurrency(opts.concurrency().map_err(BackendError::Config)?))
     }
 }

@@ -16,6 +16,8 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// that is 8 requests in flight. Measured with bench/s3-bench.sh (4 GiB into a local Garage):
 /// 2 parts gave 213 MB/s at 159 MiB peak RSS, 4 parts 210 MB/s at 279 MiB.
 pub const DEFAULT_CONCURRENCY: usize = 2;
+/// Default memory for upload parts, across every upload at once (4 parts of 16 MiB).
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
 /// Default timeout of one whole HTTP request, body included: a 16 MiB part needs ~20 KiB/s to
 /// make it, a single GET of a 256 MiB chunk ~300 KiB/s (object_store also resumes a broken
 /// download from where it stopped, within the retry budget).
@@ -45,6 +47,9 @@ pub struct TargetOptions {
     pub allow_http: Option<bool>,
     /// Parts of one upload in flight at once (default 2).
     pub concurrency: Option<usize>,
+    /// Memory for upload parts, across every upload at once (`64MiB` by default: 4 parts of
+    /// 16 MiB; at least two parts).
+    pub memory: Option<ByteSize>,
     /// Part size of large uploads (`16MiB`, `8M` or a number of bytes; default 16 MiB, at least
     /// 5 MiB on clouds).
     pub part_size: Option<ByteSize>,
@@ -99,6 +104,11 @@ impl TargetOptions {
             ));
         }
         usize::try_from(size).map_err(|_| format!("storage.part_size {size} is too large"))
+    }
+
+    /// Bytes of upload parts held in memory at once.
+    pub(crate) fn memory(&self) -> usize {
+        self.memory.map_or(DEFAULT_MEMORY, |m| m.0) as usize
     }
 
     pub(crate) fn concurrency(&self) -> Result<usize, String> {

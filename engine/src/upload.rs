@@ -164,6 +164,60 @@ impl Upload {
         Ok(pieces.concat().into())
     }
 
+    /// A pass over the body that writes it to `out` on the calling thread (for targets on a
+    /// local file system; call it from a blocking thread): read, hashed and written in 1 MiB
+    /// pieces with one buffer, with the same checks and records as a [`Upload::stream`] pass.
+    /// On an error nothing is recorded and `out` holds a partial copy.
+    pub fn copy_to(&self, out: &mut impl std::io::Write) -> io::Result<()> {
+        *self.last_pass.lock().unwrap() = Pass::default();
+        let fail = |e: io::Error| {
+            self.last_pass.lock().unwrap().read_failure = Some(e.kind());
+            e
+        };
+        let mut hasher = StreamHasher::new(self.check_trailing_md5);
+        match &self.source {
+            Source::Memory(data) => {
+                hasher.update(data);
+                out.write_all(data)?;
+            }
+            Source::Path(path) | Source::Handle { path, .. } => {
+                let file = match &self.source {
+                    Source::Handle { file, .. } => file.clone(),
+                    _ => Arc::new(File::open(path).map_err(fail)?),
+                };
+                let mut buf = vec![0u8; DEFAULT_PIECE.min(self.len as usize).max(1)];
+                let mut done = 0u64;
+                while done < self.len {
+                    let want = buf.len().min((self.len - done) as usize);
+                    let n = file
+                        .read_at(&mut buf[..want], self.offset + done)
+                        .map_err(fail)?;
+                    if n == 0 {
+                        return Err(fail(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{} shrank while it was being read", path.display()),
+                        )));
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n])?;
+                    if let Some(report) = &self.on_bytes {
+                        report(n as u64);
+                    }
+                    done += n as u64;
+                }
+            }
+        }
+        let hashes = hasher.finish();
+        if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the upload fails its own MD5 (its last 16 bytes)",
+            )));
+        }
+        self.last_pass.lock().unwrap().md5 = Some(hashes.md5);
+        Ok(())
+    }
+
     /// A fresh pass over the body from its first byte, in pieces of at most `piece` bytes. The
     /// hash of a pass is recorded when its last byte has been yielded.
     pub fn stream(&self, piece: usize) -> BoxStream<'static, io::Result<Bytes>> {
@@ -357,6 +411,28 @@ mod tests {
         let pieces: Vec<io::Result<Bytes>> = bad.stream(1000).collect().await;
         let ok: usize = pieces.iter().filter(|p| p.is_ok()).count();
         assert_eq!(ok, 5, "every piece but the last is yielded");
+        assert_eq!(bad.read_failure(), Some(io::ErrorKind::InvalidData));
+        assert_eq!(bad.md5(), None);
+    }
+
+    #[test]
+    fn a_copy_pass_writes_hashes_and_checks_like_a_stream_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with_trailing_md5(dir.path(), &[9u8; 3_000_000]);
+        let up = Upload::file(&path, 3_000_016).check_trailing_md5();
+        let mut out = Vec::new();
+        up.copy_to(&mut out).unwrap();
+        assert_eq!(out, std::fs::read(&path).unwrap());
+        assert_eq!(up.md5(), Some(Md5::digest(&out).into()));
+        let range = Upload::file_range(&path, 10, 100);
+        let mut out = Vec::new();
+        range.copy_to(&mut out).unwrap();
+        assert_eq!(out.len(), 100);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let bad = Upload::file(&path, 3_000_016).check_trailing_md5();
+        assert!(bad.copy_to(&mut Vec::new()).is_err());
         assert_eq!(bad.read_failure(), Some(io::ErrorKind::InvalidData));
         assert_eq!(bad.md5(), None);
     }
