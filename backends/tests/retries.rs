@@ -19,7 +19,9 @@ async fn always_busy() -> (u16, Arc<AtomicUsize>) {
     let c = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let c = c.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 * 1024];

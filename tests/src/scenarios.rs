@@ -14,7 +14,7 @@ use esdb_sim::{run_live, Node, SimConfig};
 
 use crate::support::{
     assert_same_files, backup_options, copy_dir, database_files, points, restore_and_check,
-    restore_point_and_check, stored_objects,
+    restore_point_and_check, stored_objects, verify_read_data,
 };
 
 /// Hands out empty backup locations on one backend.
@@ -459,15 +459,7 @@ pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, 
             &format!("{} kept point {i}", loc.name()),
         );
     }
-    let verified = verify(
-        target,
-        &VerifyOptions {
-            read_data: true,
-            ..VerifyOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let verified = verify_read_data(target).await;
     assert!(verified.is_ok(), "{:?}", verified.problems());
     (report.stored_bytes_before, report.stored_bytes_after)
 }

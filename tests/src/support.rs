@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use esbackup_engine::{
-    get_bytes, list, restore, BackupOptions, Point, RestoreOptions, Target, Which,
+    get_bytes, list, restore, verify, BackupOptions, Point, RestoreOptions, Target, VerifyOptions,
+    VerifyReport, Which,
 };
 use esdb_sim::{check, CheckOptions, CheckReport};
 
@@ -153,4 +154,17 @@ pub fn backup_options(db: &Path) -> BackupOptions {
     let mut opts = BackupOptions::new(db);
     opts.indexmap_wait = std::time::Duration::from_secs(5);
     opts
+}
+
+/// Verifies every point of `target`, reading every object back.
+pub async fn verify_read_data(target: Arc<dyn Target>) -> VerifyReport {
+    verify(
+        target,
+        &VerifyOptions {
+            read_data: true,
+            ..VerifyOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use esbackup_engine::testing::{FaultPlan, FaultyTarget, Intercept, MemoryTarget};
 use esbackup_engine::{
-    backup, restore, verify, ByteStream, ErrorKind, RestoreOptions, RetryPolicy, RetryTarget,
-    Target, TargetError, Upload, VerifyOptions,
+    backup, restore, ByteStream, ErrorKind, RestoreOptions, RetryPolicy, RetryTarget, Target,
+    TargetError, Upload,
 };
 use esbackup_tests::scenarios::settled_node;
-use esbackup_tests::support::{backup_options, check_restored};
+use esbackup_tests::support::{backup_options, check_restored, verify_read_data};
 use futures::StreamExt;
 
 fn patient() -> RetryPolicy {
@@ -49,15 +49,7 @@ async fn random_transient_faults_are_retried_through_backup_and_restore() {
             .unwrap();
         let checked = check_restored(&dest, &dest.join("index"));
         assert!(checked.is_ok(), "seed {seed}: {:?}", checked.violations);
-        let v = verify(
-            target,
-            &VerifyOptions {
-                read_data: true,
-                ..VerifyOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let v = verify_read_data(target).await;
         assert!(v.is_ok(), "seed {seed}: {:?}", v.problems());
     }
 }

@@ -14,7 +14,7 @@ use esbackup_engine::{
 use esbackup_tests::scenarios::settled_node;
 use esbackup_tests::support::{
     assert_same_files, backup_options, copy_dir, database_files, files_under, latest_point, points,
-    restore_and_check,
+    restore_and_check, verify_read_data,
 };
 
 use crate::common::mem;
@@ -265,15 +265,7 @@ async fn item4_stray_objects_are_never_restored_or_vouched_for() {
     let (restored, checked) = restore_and_check(target.clone(), dir.path(), "restored").await;
     assert!(checked.is_ok(), "{:?}", checked.violations);
     assert_same_files(&database_files(&restored), &source, "strays ignored");
-    let v = verify(
-        target,
-        &VerifyOptions {
-            read_data: true,
-            ..VerifyOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let v = verify_read_data(target).await;
     assert!(v.is_ok(), "{:?}", v.problems());
 }
 
