@@ -122,6 +122,15 @@ generated_dbs=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
+    if [[ -n ${GROUP_PID:-} ]] && kill -0 "$GROUP_PID" 2>/dev/null; then
+        log "stopping the running group (process group $GROUP_PID)"
+        kill -TERM -- "-$GROUP_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$GROUP_PID" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL -- "-$GROUP_PID" 2>/dev/null || true
+    fi
     bench_stop_all
     # Servers' data and copies (several GiB); the logs and GNU time reports stay.
     rm -rf "$BENCH_WORK"/srv-* "$BENCH_WORK"/target-* "$BENCH_WORK"/restore-*
@@ -192,16 +201,27 @@ if wants scale-64g; then need_db "$DB_SCALE" "$scale_bytes" "$chunk_bytes" spars
 # the others still run; its servers are stopped by its own trap (and by the main one).
 # ---------------------------------------------------------------------------------------------
 failed_groups=()
+GROUP_PID=
 run_group() {
     local group=$1 rc=0
     log "=== $group"
     set +e
+    # In the background as its own process group (job control on just for this), so that a
+    # signal to this script is handled at once (bash defers traps while a foreground child
+    # runs) and the clean-up can stop the group's whole tree, measured commands included.
+    set -m
     (
-        set -e
+        set +m -e
         trap 'garage_stop; azurite_stop; gcs_stop' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM HUP
         "$group"
-    )
+    ) &
+    GROUP_PID=$!
+    set +m
+    wait "$GROUP_PID"
     rc=$?
+    GROUP_PID=
     set -e
     if ((rc != 0)); then
         failed_groups+=("$group")
@@ -219,7 +239,7 @@ group_s3() {
     bytes=$(bench_dir_bytes "$DB")
     files=$(bench_dir_files "$DB")
     command_for s3-backup esbackup "AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_REGION=garage AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… esbackup backup --db $DB --target s3://bench/esbackup --json --quiet"
-    command_for s3-backup rclone "RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other RCLONE_CONFIG_GARAGE_ENDPOINT=http://127.0.0.1:PORT RCLONE_CONFIG_GARAGE_REGION=garage RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE=true RCLONE_CONFIG_GARAGE_NO_CHECK_BUCKET=true RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID=… RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY=… env -u AWS_CA_BUNDLE rclone copy $RCLONE_FLAGS $DB garage:bench/rclone"
+    command_for s3-backup rclone "RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other RCLONE_CONFIG_GARAGE_ENDPOINT=http://127.0.0.1:PORT RCLONE_CONFIG_GARAGE_REGION=garage RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE=true RCLONE_CONFIG_GARAGE_NO_CHECK_BUCKET=true RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID=… RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY=… env -u AWS_CA_BUNDLE rclone copy ${RCLONE_FLAGS:+$RCLONE_FLAGS }$DB garage:bench/rclone"
     command_for s3-noop esbackup "(the same esbackup backup again)"
     command_for s3-noop rclone "(the same rclone copy again)"
     command_for s3-restore esbackup "esbackup restore --target s3://bench/esbackup --db RESTORE_DIR --json --quiet; diff -r $DB RESTORE_DIR (but truncate.chk)"
@@ -382,11 +402,11 @@ cloud_row() {
     if [[ $kind == azure ]]; then
         url=az://bench/esbackup remote=az:bench/rclone
         command_for "$row" esbackup "AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:PORT AZURE_STORAGE_ACCOUNT_NAME=devstoreaccount1 AZURE_STORAGE_ACCOUNT_KEY=… AZURE_STORAGE_ENDPOINT=http://127.0.0.1:PORT/devstoreaccount1 AZURE_ALLOW_HTTP=true esbackup backup --db $DB_CLOUD --target $url --json --quiet"
-        command_for "$row" rclone "RCLONE_CONFIG_AZ_TYPE=azureblob RCLONE_CONFIG_AZ_SAS_URL=\$(bench/azure-mkcontainer.py --sas-url http://127.0.0.1:PORT devstoreaccount1 KEY bench) rclone copy $RCLONE_FLAGS $DB_CLOUD $remote"
+        command_for "$row" rclone "RCLONE_CONFIG_AZ_TYPE=azureblob RCLONE_CONFIG_AZ_SAS_URL=\$(bench/azure-mkcontainer.py --sas-url http://127.0.0.1:PORT devstoreaccount1 KEY bench) rclone copy ${RCLONE_FLAGS:+$RCLONE_FLAGS }$DB_CLOUD $remote"
     else
         url=gs://bench/esbackup remote=gcs:bench/rclone
         command_for "$row" esbackup "GOOGLE_SERVICE_ACCOUNT=sa.json (gcs_base_url=http://127.0.0.1:PORT, disable_oauth) STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT esbackup backup --db $DB_CLOUD --target $url --json --quiet"
-        command_for "$row" rclone "RCLONE_CONFIG_GCS_TYPE='google cloud storage' RCLONE_CONFIG_GCS_ANONYMOUS=true RCLONE_CONFIG_GCS_ENDPOINT=http://127.0.0.1:PORT/storage/v1/ RCLONE_CONFIG_GCS_BUCKET_POLICY_ONLY=true RCLONE_CONFIG_GCS_NO_CHECK_BUCKET=true rclone copy $RCLONE_FLAGS $DB_CLOUD $remote"
+        command_for "$row" rclone "RCLONE_CONFIG_GCS_TYPE='google cloud storage' RCLONE_CONFIG_GCS_ANONYMOUS=true RCLONE_CONFIG_GCS_ENDPOINT=http://127.0.0.1:PORT/storage/v1/ RCLONE_CONFIG_GCS_BUCKET_POLICY_ONLY=true RCLONE_CONFIG_GCS_NO_CHECK_BUCKET=true rclone copy ${RCLONE_FLAGS:+$RCLONE_FLAGS }$DB_CLOUD $remote"
     fi
     start() { if [[ $kind == azure ]]; then azurite_start "$srv"; rclone_az_env; else gcs_start "$srv"; rclone_gcs_env; fi; }
     stop() { if [[ $kind == azure ]]; then azurite_stop "$srv"; else gcs_stop "$srv"; fi; }
