@@ -7,8 +7,8 @@
 #
 # Kept for its old name: it is `ROWS=s3 SIZE=4G REPEAT=1 bench/run.sh`, and takes every
 # setting bench/run.sh takes (SIZE, CHUNK_SIZE, REPEAT, RCLONE_FLAGS, BENCH_DIR, KEEP_DB,
-# ESBACKUP_BIN, RESULTS…). The table also goes to bench/results/latest.md unless RESULTS says
-# otherwise.
+# ESBACKUP_BIN, RESULTS…). The table also goes to bench/results/s3-bench.md (not latest.md,
+# which holds the table of a full bench/run.sh) unless RESULTS says otherwise.
 set -euo pipefail
 SIZE=${SIZE:-4G}
 # A SIZE under 1 GiB gets smaller chunks, so that there are still at least 4 (as before).
@@ -20,4 +20,5 @@ if [[ -z ${CHUNK_SIZE:-} ]]; then
 fi
 export SIZE CHUNK_SIZE
 export ROWS=${ROWS:-s3} REPEAT=${REPEAT:-1}
+export RESULTS=${RESULTS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/results/s3-bench.md}
 exec "$(dirname "${BASH_SOURCE[0]}")/run.sh" "$@"
