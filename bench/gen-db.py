@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a synthetic EventStoreDB/KurrentDB database folder for bench/s3-bench.sh.
+"""Writes a synthetic EventStoreDB/KurrentDB database folder for the benchmarks (bench/run.sh).
 
 It writes structurally valid files (what esbackup reads: chunk headers, footers, MD5s,
 checkpoints), but the chunks' data areas are random bytes, not log records, and there is no
@@ -15,11 +15,18 @@ Layout (shared/eventstore/FORMAT.md §1-2):
   writer.chk = chaser.chk = the writer position; epoch.chk = proposal.chk = truncate.chk = -1
   index/  (empty)
 
-Usage: gen-db.py --size BYTES --chunk-size BYTES DIR
+With --sparse the data areas are holes (they read as zeros) and only headers and footers take
+disk space: a 64 GiB database costs a few MiB of disk. The footers' MD5s are still those of the
+whole file (zeros included), so the chunks stay valid. Use it where the data is read once
+(a scale test); zeros compress and deduplicate, so it is not the fair case for a transfer
+benchmark. Completed chunks are written in parallel (one process per CPU).
+
+Usage: gen-db.py --size BYTES --chunk-size BYTES [--sparse] DIR
 """
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import struct
 import uuid
@@ -45,22 +52,29 @@ def header(chunk_size, number):
     return bytes(b)
 
 
-def write_random(f, n, md5=None):
+ZEROS = bytes(BLOCK)
+
+
+def write_data(f, n, sparse, md5=None):
+    """n bytes of random data, or with sparse a hole of n bytes (zeros, still hashed)."""
+    if sparse:
+        f.seek(n, os.SEEK_CUR)
     while n > 0:
-        piece = os.urandom(min(n, BLOCK))
-        f.write(piece)
+        piece = ZEROS[: min(n, BLOCK)] if sparse else os.urandom(min(n, BLOCK))
+        if not sparse:
+            f.write(piece)
         if md5 is not None:
             md5.update(piece)
         n -= len(piece)
 
 
-def completed_chunk(path, chunk_size, number):
+def completed_chunk(path, chunk_size, number, sparse=False):
     md5 = hashlib.md5()
     with open(path, "wb") as f:
         h = header(chunk_size, number)
         f.write(h)
         md5.update(h)
-        write_random(f, chunk_size, md5)
+        write_data(f, chunk_size, sparse, md5)
         padding = bytes(align(HEADER_LEN + chunk_size + FOOTER_LEN) - (HEADER_LEN + chunk_size + FOOTER_LEN))
         f.write(padding)
         md5.update(padding)
@@ -72,10 +86,10 @@ def completed_chunk(path, chunk_size, number):
         f.write(footer)
 
 
-def active_chunk(path, chunk_size, number, data):
+def active_chunk(path, chunk_size, number, data, sparse=False):
     with open(path, "wb") as f:
         f.write(header(chunk_size, number))
-        write_random(f, data)
+        write_data(f, data, sparse)
         # The server preallocates the whole file; the tail reads as zeros.
         f.truncate(align(HEADER_LEN + chunk_size + FOOTER_LEN))
 
@@ -84,15 +98,21 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, required=True, help="about how many bytes the chunk files hold")
     p.add_argument("--chunk-size", type=int, required=True, help="logical chunk size (256 MiB on a default node)")
+    p.add_argument("--sparse", action="store_true", help="data areas as holes (zeros): no disk space for data")
     p.add_argument("dir")
     a = p.parse_args()
     count = max(1, a.size // a.chunk_size)
     os.makedirs(os.path.join(a.dir, "index"), exist_ok=True)
-    for n in range(count - 1):
-        completed_chunk(os.path.join(a.dir, f"chunk-{n:06d}.000000"), a.chunk_size, n)
+    jobs = [(os.path.join(a.dir, f"chunk-{n:06d}.000000"), a.chunk_size, n, a.sparse) for n in range(count - 1)]
+    if len(jobs) > 1:
+        with multiprocessing.Pool(os.cpu_count() or 1) as pool:
+            pool.starmap(completed_chunk, jobs, chunksize=max(1, min(64, len(jobs) // (4 * (os.cpu_count() or 1)))))
+    else:
+        for job in jobs:
+            completed_chunk(*job)
     last = count - 1
     data = a.chunk_size // 2
-    active_chunk(os.path.join(a.dir, f"chunk-{last:06d}.000000"), a.chunk_size, last, data)
+    active_chunk(os.path.join(a.dir, f"chunk-{last:06d}.000000"), a.chunk_size, last, data, a.sparse)
     writer = last * a.chunk_size + data
     for name, value in [("writer", writer), ("chaser", writer), ("epoch", -1), ("proposal", -1), ("truncate", -1)]:
         with open(os.path.join(a.dir, f"{name}.chk"), "wb") as f:

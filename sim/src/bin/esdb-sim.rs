@@ -1,0 +1,310 @@
+//! `esdb-sim`: drive the simulator from the command line (benchmarks, manual tests).
+//!
+//! ```text
+//! esdb-sim create --db DIR [--chunk-size 256M] [--seed N] [--bytes 4M] [--no-scavenge]
+//! esdb-sim append --db DIR --bytes 1M          # append about that much, then settle
+//! esdb-sim step   --db DIR --count 1000        # random live-node steps, then settle
+//! esdb-sim info   --db DIR                     # checkpoints and files, as JSON
+//! ```
+//!
+//! Every command that writes leaves the folder quiescent (`Node::settle`): no half-done roll,
+//! index job or chunk job, the chaser at the writer, as a cleanly stopped node leaves it. Each
+//! prints one JSON object on stdout.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use esbackup_engine::format::checkpoint;
+use esdb_sim::layout;
+use esdb_sim::{Node, SimConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "esdb-sim",
+    version,
+    about = "Write and grow a simulated EventStoreDB / KurrentDB database folder"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new database (checkpoints, chunk 0, the first epoch, side files), optionally
+    /// with some data, and settle it.
+    Create(CreateArgs),
+    /// Reopen a database (the server's startup work), append events totalling about --bytes
+    /// of log, and settle.
+    Append(AppendArgs),
+    /// Reopen a database, take --count random steps of a live node (appends, rolls, index
+    /// work, scavenges unless --no-scavenge, side files…), and settle.
+    Step(StepArgs),
+    /// Print the checkpoints and a summary of the files as JSON (reads only).
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// The database folder.
+    #[arg(long)]
+    db: PathBuf,
+    /// The index folder [default: <db>/index].
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Memtable entries per PTable flush (the server's default is 1,000,000; the simulator's
+    /// tests use 50 so that PTables appear quickly).
+    #[arg(long, default_value_t = 1_000_000)]
+    memtable_entries: usize,
+    /// No scavenges, merges or raw-replicated chunks in random steps.
+    #[arg(long)]
+    no_scavenge: bool,
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Logical chunk size (K/M/G suffixes are binary: 256M = 268435456).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Append about this much log data after creating (0: just the first epoch).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    bytes: u64,
+    /// No kurrent.ddb / kurrent.ddb.wal (KurrentDB's secondary index).
+    #[arg(long)]
+    no_secondary_index: bool,
+    /// No index/stream-existence/ filter files.
+    #[arg(long)]
+    no_stream_existence: bool,
+    /// No index/scavenging/scavenging.db.
+    #[arg(long)]
+    no_scavenging_db: bool,
+}
+
+#[derive(Args)]
+struct AppendArgs {
+    #[command(flatten)]
+    common: Common,
+    /// How much log to append (at least this many bytes; records are not split).
+    #[arg(long, value_parser = parse_size)]
+    bytes: u64,
+}
+
+#[derive(Args)]
+struct StepArgs {
+    #[command(flatten)]
+    common: Common,
+    /// How many random steps.
+    #[arg(long)]
+    count: u64,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The database folder.
+    #[arg(long)]
+    db: PathBuf,
+    /// The index folder [default: <db>/index].
+    #[arg(long)]
+    index: Option<PathBuf>,
+}
+
+/// `1048576`, `1M`, `1MiB`, `1MB` (binary too), `256m`, `4k`, `2G`, `1T`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 64K, 1M, 256M, 2G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M, G, T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl Common {
+    /// The configuration to reopen `db` with: side files as they are on disk (so that a reopen
+    /// neither adds nor drops any), the chunk size is read from the chunk files by `Node::open`.
+    fn reopen_config(&self) -> SimConfig {
+        let index = self.index_dir();
+        SimConfig {
+            seed: self.seed,
+            index_dir: self.index.clone(),
+            memtable_entries: self.memtable_entries,
+            scavenge: !self.no_scavenge,
+            stream_existence: index.join("stream-existence").is_dir(),
+            scavenging_db: index.join("scavenging").is_dir(),
+            secondary_index: self.db.join("kurrent.ddb").exists(),
+            ..SimConfig::default()
+        }
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.index.clone().unwrap_or_else(|| self.db.join("index"))
+    }
+}
+
+/// Appends until the log grew by at least `bytes` (whole transactions).
+fn append_bytes(node: &mut Node, bytes: u64) -> std::io::Result<()> {
+    let start = node.checkpoints().writer;
+    loop {
+        let done = (node.checkpoints().writer - start) as u64;
+        if done >= bytes {
+            return Ok(());
+        }
+        // About 500 bytes per event at large chunk sizes; a little under, to not overshoot much.
+        let events = ((bytes - done) / 1024).clamp(1, 10_000) as usize;
+        node.append(events)?;
+    }
+}
+
+fn info(db: &Path, index: Option<&Path>) -> Result<Value, String> {
+    let read = |name: &str| -> Result<Value, String> {
+        match checkpoint::read(&db.join(name)) {
+            Ok(v) => Ok(json!(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Null),
+            Err(e) => Err(format!("{}: {e}", db.join(name).display())),
+        }
+    };
+    let chunks = layout::scan(db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let chunk_size = chunks
+        .iter()
+        .find_map(|f| f.info.as_ref().ok().map(|i| i.header.chunk_size));
+    let last = chunks.last().map(|f| f.file_name());
+    let index = index.map_or_else(|| db.join("index"), Path::to_path_buf);
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack = vec![db.to_path_buf()];
+    if !index.starts_with(db) {
+        stack.push(index.clone());
+    }
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    Ok(json!({
+        "db": db.display().to_string(),
+        "index": index.display().to_string(),
+        "writer": read(checkpoint::WRITER)?,
+        "chaser": read(checkpoint::CHASER)?,
+        "epoch": read(checkpoint::EPOCH)?,
+        "proposal": read(checkpoint::PROPOSAL)?,
+        "truncate": read(checkpoint::TRUNCATE)?,
+        "chunk_size": chunk_size,
+        "chunk_files": chunks.len(),
+        "last_chunk_file": last,
+        "files": files,
+        "bytes": bytes,
+    }))
+}
+
+fn run(cli: Cli) -> Result<Value, String> {
+    let err = |what: &str, db: &Path| {
+        let what = what.to_string();
+        let db = db.display().to_string();
+        move |e: std::io::Error| format!("{what} {db}: {e}")
+    };
+    match cli.command {
+        Command::Create(a) => {
+            let c = &a.common;
+            let chunk_size = u32::try_from(a.chunk_size)
+                .ok()
+                .filter(|&s| s >= 4096)
+                .ok_or_else(|| format!("--chunk-size {} must be 4K..4G", a.chunk_size))?;
+            let cfg = SimConfig {
+                chunk_size,
+                seed: c.seed,
+                index_dir: c.index.clone(),
+                memtable_entries: c.memtable_entries,
+                scavenge: !c.no_scavenge,
+                stream_existence: !a.no_stream_existence,
+                scavenging_db: !a.no_scavenging_db,
+                secondary_index: !a.no_secondary_index,
+                ..SimConfig::default()
+            };
+            let mut node = Node::create(&c.db, cfg).map_err(err("creating", &c.db))?;
+            append_bytes(&mut node, a.bytes).map_err(err("appending to", &c.db))?;
+            node.settle().map_err(err("settling", &c.db))?;
+            info(&c.db, c.index.as_deref())
+        }
+        Command::Append(a) => {
+            let c = &a.common;
+            let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening", &c.db))?;
+            let before = node.checkpoints().writer;
+            append_bytes(&mut node, a.bytes).map_err(err("appending to", &c.db))?;
+            node.settle().map_err(err("settling", &c.db))?;
+            let mut v = info(&c.db, c.index.as_deref())?;
+            v["writer_before"] = json!(before);
+            v["appended"] = json!(node.checkpoints().writer - before);
+            Ok(v)
+        }
+        Command::Step(a) => {
+            let c = &a.common;
+            let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening", &c.db))?;
+            let before = node.checkpoints().writer;
+            for _ in 0..a.count {
+                node.step().map_err(err("stepping", &c.db))?;
+            }
+            node.settle().map_err(err("settling", &c.db))?;
+            let mut v = info(&c.db, c.index.as_deref())?;
+            v["writer_before"] = json!(before);
+            v["appended"] = json!(node.checkpoints().writer - before);
+            v["steps"] = json!(a.count);
+            Ok(v)
+        }
+        Command::Info(a) => info(&a.db, a.index.as_deref()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("esdb-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}
