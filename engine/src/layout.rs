@@ -65,7 +65,7 @@ pub fn index_key(rel: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Chunk(ChunkName),
-    /// `chunk-X.Y.old`, left by a run that was copying chunk X.Y again.
+    /// `chunk-X.Y.old`, left by an esbackup 0.1 run that was copying chunk X.Y again.
     OldChunk(ChunkName),
     /// `*.chk` at the root.
     Checkpoint(String),

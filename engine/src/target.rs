@@ -121,7 +121,7 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Reads a whole (small) object into memory: checkpoints, the indexmap, the manifest.
+/// Reads a whole (small) object into memory: a restore point, a lock object.
 pub async fn get_bytes(target: &dyn Target, key: &str) -> Result<Bytes, TargetError> {
     use futures::TryStreamExt;
     let parts: Vec<Bytes> = target.get(key, None).await?.try_collect().await?;
