@@ -117,7 +117,7 @@ run_target() {
         name=$kind-$i
         backup "$name"
         up=$(jq -r .uploaded.bytes "$BENCH_WORK/m/$name.out")
-        files=$(jq -r .uploaded.files "$BENCH_WORK/m/$name.out")
+        files=$(jq -r '.uploaded.objects // .uploaded.files' "$BENCH_WORK/m/$name.out")
         req=$(bench_requests "$name")
         wall=$(bench_wall "$name")
         cpu=$(awk -v u="$(bench_field "$name" "User time (seconds)")" -v s="$(bench_field "$name" "System time (seconds)")" 'BEGIN { printf "%.2f", u + s }')

@@ -230,7 +230,7 @@ run_group() {
 }
 
 esb_ok() { # NAME: the esbackup run's --json says it completed
-    jq -e '.completed == true or .run_completed == true' "$BENCH_WORK/m/$1.out" >/dev/null 2>&1
+    jq -e '.ok == true' "$BENCH_WORK/m/$1.out" >/dev/null 2>&1
 }
 
 # --- S3: full backup, no-op, restore; esbackup and rclone, each into a fresh Garage ---------
@@ -269,8 +269,8 @@ group_s3() {
                 if [[ $tool == esbackup ]]; then
                     measure "$name" env "${s3_env[@]}" "$ESB" backup --db "$DB" --target "s3://$GARAGE_BUCKET/esbackup" --json --quiet || ok=0
                     esb_ok "$name" || ok=0
-                    [[ $(jq -r .uploaded.bytes "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
-                        note "s3-noop esbackup run $rep uploaded $(jq -r .uploaded.bytes "$BENCH_WORK/m/$name.out" 2>/dev/null) bytes"
+                    [[ $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
+                        note "s3-noop esbackup run $rep stored $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) files"
                 else
                     # shellcheck disable=SC2086
                     measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB" "garage:$GARAGE_BUCKET/rclone" || ok=0
@@ -362,8 +362,8 @@ group_folder_noop() {
         ok=1
         measure "$name" "$ESB" backup --db "$DB_NOOP" --target "$t" --json --quiet || ok=0
         esb_ok "$name" || ok=0
-        [[ $(jq -r .uploaded.files "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
-            note "folder-noop esbackup run $rep copied $(jq -r .uploaded.files "$BENCH_WORK/m/$name.out" 2>/dev/null) files"
+        [[ $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
+            note "folder-noop esbackup run $rep stored $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) files"
         sample folder-noop esbackup "$rep" "$name" 0 "$files" "$ok"
     done
     rm -rf "$t"

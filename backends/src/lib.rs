@@ -28,7 +28,7 @@
 //! environment variables, else a default.
 //!
 //! **Every target** (YAML only): `memory` (upload parts held in memory across all uploads,
-//! default `64MiB`). **Every cloud** (YAML only): `concurrency` (parts in flight per upload, default 2),
+//! default `32MiB`). **Every cloud** (YAML only): `concurrency` (parts in flight per upload, default 2),
 //! `part_size` (default `16MiB`, at least `5MiB`), `request_timeout` (whole request, default
 //! `15m`), `connect_timeout` (`10s`), `max_retries` (10, jittered exponential backoff),
 //! `retry_timeout` (`4m`), `allow_http` (default: true exactly when the endpoint is `http://`).
