@@ -100,7 +100,7 @@ run_target() {
         else
             measure "$1" "$ESB" backup --db "$db" --target "$url" --json --quiet
         fi
-        jq -e '.completed == true' "$BENCH_WORK/m/$1.out" >/dev/null || die "$1: the backup did not complete (see $BENCH_WORK/m/$1.out)"
+        jq -e '.ok == true' "$BENCH_WORK/m/$1.out" >/dev/null || die "$1: the backup did not complete (see $BENCH_WORK/m/$1.out)"
     }
     printf 'round\tappended\tuploaded\tfiles\trequests\twall_s\tcpu_s\n' >"$tsv"
     local total_app=0 total_up=0 total_req=0 total_wall=0

@@ -64,6 +64,7 @@ pub fn open_local(root: &FsPath, opts: &TargetOptions) -> Result<ObjectStoreTarg
         .with_description(resolved.display().to_string())
         .with_local_files(LocalFiles {
             root: resolved.clone(),
+            dirty: Arc::default(),
         })
         .with_local_root(resolved)
         .with_part_size(part_size)
@@ -395,11 +396,14 @@ mod tests {
 
 /// Writes of the folder target: each file copied by one pass of its upload on a blocking thread
 /// (read, hashed and written through one 1 MiB buffer) into a staging file beside its final
-/// name (`<name>#<digits>`, which listings skip), fsynced, renamed into place, and the folder
-/// fsynced — no part buffers, no detour through object_store's multipart writes.
+/// name (`<name>#<digits>`, which listings skip), fsynced, and renamed into place; the folders
+/// are fsynced once each by `sync` (the engine calls it before writing a restore point) — no
+/// part buffers, no detour through object_store's multipart writes.
 #[derive(Clone, Debug)]
 pub(crate) struct LocalFiles {
     root: PathBuf,
+    /// Folders files were renamed into since the last `sync` (fsynced by it, once each).
+    dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 impl LocalFiles {
@@ -410,10 +414,34 @@ impl LocalFiles {
     ) -> Result<(), esbackup_engine::TargetError> {
         let dest = self.root.join(key);
         let key = key.to_string();
+        let dir = dest.parent().map(FsPath::to_path_buf);
         let written = tokio::task::spawn_blocking(move || write_file(&dest, &body))
             .await
             .map_err(|e| esbackup_engine::TargetError::Permanent(format!("{key}: {e}")))?;
-        written.map_err(|e| esbackup_engine::TargetError::Permanent(format!("writing {key}: {e}")))
+        written
+            .map_err(|e| esbackup_engine::TargetError::Permanent(format!("writing {key}: {e}")))?;
+        // The folder and those above it (a new folder's own entry is in its parent).
+        let mut dirty = self.dirty.lock().unwrap();
+        for d in dir.iter().flat_map(|d| d.ancestors()) {
+            if !d.starts_with(&self.root) || !dirty.insert(d.to_path_buf()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fsyncs every folder a file was renamed into since the last call.
+    pub(crate) async fn sync(&self) -> Result<(), esbackup_engine::TargetError> {
+        let dirs = std::mem::take(&mut *self.dirty.lock().unwrap());
+        tokio::task::spawn_blocking(move || {
+            for dir in &dirs {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok::<_, io::Error>(())
+        })
+        .await
+        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync: {e}")))?
+        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync of a folder: {e}")))
     }
 }
 
@@ -482,8 +510,7 @@ fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
         let mut file = std::fs::File::create(&staging)?;
         body.copy_to(&mut file)?;
         file.sync_all()?;
-        std::fs::rename(&staging, dest)?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::rename(&staging, dest)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&staging);

@@ -422,6 +422,13 @@ impl Target for ObjectStoreTarget {
         }
     }
 
+    async fn sync(&self) -> Result<(), TargetError> {
+        match &self.local_files {
+            Some(files) => files.sync().await,
+            None => Ok(()),
+        }
+    }
+
     fn local_root(&self) -> Option<PathBuf> {
         self.local_root.clone()
     }

@@ -94,6 +94,9 @@ impl Target for Metered {
         self.count();
         self.inner.delete(key).await
     }
+    async fn sync(&self) -> Result<(), TargetError> {
+        self.inner.sync().await
+    }
     fn local_root(&self) -> Option<PathBuf> {
         self.inner.local_root()
     }

@@ -127,6 +127,9 @@ impl<T: Target> Target for RetryTarget<T> {
         self.run(key, || self.inner.delete(key)).await
     }
 
+    async fn sync(&self) -> Result<(), TargetError> {
+        self.inner.sync().await
+    }
     fn local_root(&self) -> Option<std::path::PathBuf> {
         self.inner.local_root()
     }

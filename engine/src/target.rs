@@ -9,7 +9,8 @@
 //!
 //! - **Atomic replacement**: a reader sees an object whole, old or new, never partly written.
 //!   A failed or interrupted `put` leaves the old object (or none), never a truncated one.
-//! - **Durability**: `put`, `copy` and `delete` return only once their effect is durable.
+//! - **Durability**: `put`, `copy` and `delete` are durable once they return, or at the latest
+//!   once [`Target::sync`] returns (a local folder may defer the fsync of its directories).
 //! - **Streamed bodies**: `put` reads its body through [`Upload::stream`], every byte, on every
 //!   attempt (that pass records the MD5 of exactly what was stored); it must not copy
 //!   [`Upload::path`] behind the engine's back. A body whose stream fails must not be stored.
@@ -29,7 +30,7 @@
 //! # Wrappers
 //!
 //! A wrapper (metering, retries, fault injection) must forward every method, including the
-//! provided ones ([`Target::local_root`], [`Target::abort_stale_uploads`]).
+//! provided ones ([`Target::sync`], [`Target::local_root`], [`Target::abort_stale_uploads`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -105,6 +106,13 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), TargetError>;
 
+    /// Makes every write that returned so far durable, for stores that defer part of it (the
+    /// folder target fsyncs the folders it renamed files into). The engine calls it before it
+    /// writes a restore point and after. Wrappers must forward it.
+    async fn sync(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+
     /// The local folder this location is, when it is one (the folder target). The engine
     /// refuses a location that is, contains or lies inside the database or restore folder.
     /// Wrappers must forward it.
@@ -154,6 +162,9 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     }
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
         (**self).delete(key).await
+    }
+    async fn sync(&self) -> Result<(), TargetError> {
+        (**self).sync().await
     }
     fn local_root(&self) -> Option<PathBuf> {
         (**self).local_root()

@@ -148,43 +148,15 @@ async fn run(
         run_id: run_id.clone(),
     };
     let plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
-    let (stored, unchanged, stored_keys) = report::tally(&plan);
-    let gone_keys = previous.as_ref().map_or_else(Vec::new, |p| {
-        p.files
-            .keys()
-            .filter(|k| !plan.files.iter().any(|f| &f.key == *k))
-            .cloned()
-            .collect()
-    });
-    let mut report = BackupReport {
-        point: None,
-        target: target.describe(),
-        full: opts.full,
-        dry_run: opts.dry_run,
-        uploaded: Uploaded {
-            bytes: plan.upload_bytes(),
-            ..Uploaded::default()
-        },
-        stored,
-        unchanged,
-        stored_keys,
-        gone_keys,
-        checkpoints: captured.checkpoints.values,
-        chunk_size: captured.chunks.chunk_size,
-        beyond_writer: captured.chunks.beyond_writer.clone(),
-        superseded: captured.chunks.superseded.clone(),
-        index_rounds: captured.index.rounds,
-        aborted_uploads,
-        retention: None,
-        notes: plan.notes.clone(),
-        duration_secs: 0.0,
-    };
+    let mut report = report::planned(&plan, &captured, previous.as_ref(), opts);
+    report.target = target.describe();
+    report.aborted_uploads = aborted_uploads;
     let Some(lock) = lock else {
-        return Ok(report);
+        return Ok(report); // --dry-run: the plan is the report
     };
 
-    let files = execute::store_files(target, &plan, opts.concurrency, &opts.progress).await?;
-    execute::confirm(target.as_ref(), &files.new_objects).await?;
+    let stored = execute::store_files(target, &plan, opts.concurrency, &opts.progress).await?;
+    execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
     lock.confirm_held().await?;
     execute::mirror(target.as_ref(), &plan.mirrors).await?;
@@ -199,16 +171,11 @@ async fn run(
         source_index: source.index.display().to_string(),
         chunk_size: captured.chunks.chunk_size,
         checkpoints: captured.checkpoints.values,
-        bytes_added: files.new_objects.iter().map(|(_, n)| n).sum(),
-        notes: plan.notes.clone(),
-        files: files.files,
+        bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
+        notes: plan.notes,
+        files: stored.files,
     };
-    point.store(target.as_ref()).await?;
-    if let Err(e) = lock.confirm_held().await {
-        // Taken over while the point was written: another run may be pruning what it names.
-        let _ = target.delete(&point.key()).await;
-        return Err(e);
-    }
+    store_point(target.as_ref(), &point, lock).await?;
     report.point = Some(point.id);
     if let Some(r) = &opts.retention {
         // The point is stored: a failing retention is reported, not a failed backup.
@@ -220,6 +187,20 @@ async fn run(
         }
     }
     Ok(report)
+}
+
+/// Writes the point, last; removes it again if the lock turns out to have been taken over
+/// meanwhile (the other run may be pruning what it names).
+async fn store_point(target: &dyn Target, point: &Point, lock: &Lock) -> Result<()> {
+    let sync = |e| EngineError::storage("making the stored files durable", e);
+    target.sync().await.map_err(sync)?;
+    point.store(target).await?;
+    target.sync().await.map_err(sync)?;
+    if let Err(e) = lock.confirm_held().await {
+        let _ = target.delete(&point.key()).await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Forgets (and prunes) per `retention`, with this run's lock.

@@ -458,13 +458,20 @@ fn plan_growing(
     });
     match (base, previous) {
         (Some((_, from)), Some(f)) if from == to => Action::Keep(f.clone()),
-        (Some((segments, from)), _) => Action::Append {
-            object: layout::segment_key(key, id, from, to, &policy.run_id),
-            base: segments,
-            from,
-            to,
-            source,
-        },
+        (Some((mut segments, from)), _) => {
+            // Many small segments are merged into the new one (the bytes are re-read from the
+            // source), so a slowly written chunk does not end up in thousands of pieces.
+            let keep = merged_from(&segments, to - from);
+            let from = segments.get(keep).map_or(from, |s| s.at);
+            segments.truncate(keep);
+            Action::Append {
+                object: layout::segment_key(key, id, from, to, &policy.run_id),
+                base: segments,
+                from,
+                to,
+                source,
+            }
+        }
         (None, _) => Action::Append {
             object: layout::segment_key(key, id, 0, to, &policy.run_id),
             base: vec![],
@@ -472,6 +479,39 @@ fn plan_growing(
             to,
             source,
         },
+    }
+}
+
+/// A growing chunk keeps at most this many segments before small ones are merged...
+pub(crate) const MERGE_ABOVE_SEGMENTS: usize = 32;
+/// ...and a merge takes the longest run of trailing segments averaging at most this size (so
+/// merges cost about this much per run, whatever the write rate)...
+pub(crate) const MERGE_AVERAGE: u64 = 32 * 1024;
+/// ...and at least this many of them (so it happens rarely).
+pub(crate) const MERGE_AT_LEAST: usize = 16;
+
+/// How many of `segments` to keep when `appended` more bytes are stored after them: all, or
+/// all but a trailing run that is merged into the new segment.
+fn merged_from(segments: &[Segment], appended: u64) -> usize {
+    if segments.len() < MERGE_ABOVE_SEGMENTS {
+        return segments.len();
+    }
+    let mut total = appended;
+    let mut start = segments.len();
+    for (i, s) in segments.iter().enumerate().rev() {
+        let count = (segments.len() - i + 1) as u64;
+        // Only contiguous segments (not an esbackup 0.1 whole-file base).
+        let next_at = segments.get(i + 1).map_or(s.at + s.len, |n| n.at);
+        if s.at + s.len != next_at || total + s.len > count * MERGE_AVERAGE {
+            break;
+        }
+        total += s.len;
+        start = i;
+    }
+    if segments.len() - start + 1 >= MERGE_AT_LEAST {
+        start
+    } else {
+        segments.len()
     }
 }
 
@@ -899,6 +939,55 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn small_segments_are_merged_so_a_slow_chunk_stays_in_few_pieces() {
+        let seg = |at: u64, len: u64| Segment {
+            key: format!("s{at}"),
+            at,
+            len,
+            md5: "m".into(),
+        };
+        let small: Vec<Segment> = (0..40u64).map(|i| seg(128 + i * 200, 200)).collect();
+        assert_eq!(
+            merged_from(&small[..20], 200),
+            20,
+            "few segments: none merged"
+        );
+        let keep = merged_from(&small, 200);
+        assert_eq!(keep, 0, "all tiny trailing segments merged");
+        // Large segments (1 MiB appends) are never merged: they cost as much as they weigh.
+        let big: Vec<Segment> = (0..40u64)
+            .map(|i| seg(128 + i * (1 << 20), 1 << 20))
+            .collect();
+        assert_eq!(merged_from(&big, 1 << 20), 40);
+        // A big one followed by many small ones: only the small ones.
+        let mut mixed = vec![seg(128, 10 << 20)];
+        mixed.extend((0..35u64).map(|i| seg(128 + (10 << 20) + i * 100, 100)));
+        assert_eq!(merged_from(&mixed, 100), 1);
+        // Over many runs of tiny appends the count stays bounded and each merge is small.
+        let mut segments: Vec<Segment> = vec![];
+        let mut end = 128u64;
+        let mut resent = 0u64;
+        for _ in 0..5000 {
+            let keep = merged_from(&segments, 300);
+            let from = segments.get(keep).map_or(end, |s| s.at);
+            segments.truncate(keep);
+            resent += end - from;
+            segments.push(seg(from, end + 300 - from));
+            end += 300;
+            assert!(
+                segments.len() <= MERGE_ABOVE_SEGMENTS + 1,
+                "{}",
+                segments.len()
+            );
+        }
+        assert!(
+            resent / 5000 <= MERGE_AVERAGE,
+            "{} bytes re-sent per run",
+            resent / 5000
+        );
     }
 
     #[test]

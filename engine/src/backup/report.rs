@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use super::plan::{Action, BackupPlan};
+use super::plan::{Action, BackupPlan, Captured};
 use crate::metered::Traffic;
-use crate::point::Checkpoints;
+use crate::point::{Checkpoints, Point};
 use crate::tally::Tally;
 
 /// What one run sent to the store: every object and byte, its own metadata included.
@@ -63,8 +63,50 @@ pub struct BackupReport {
     pub duration_secs: f64,
 }
 
+/// The report of a planned run: what it will store and keep (a dry run's whole report).
+pub(crate) fn planned(
+    plan: &BackupPlan,
+    captured: &Captured,
+    previous: Option<&Point>,
+    opts: &super::BackupOptions,
+) -> BackupReport {
+    let (stored, unchanged, stored_keys) = tally(plan);
+    let planned: std::collections::BTreeSet<&str> =
+        plan.files.iter().map(|f| f.key.as_str()).collect();
+    let gone_keys = previous.map_or_else(Vec::new, |p| {
+        p.files
+            .keys()
+            .filter(|k| !planned.contains(k.as_str()))
+            .cloned()
+            .collect()
+    });
+    BackupReport {
+        point: None,
+        target: String::new(),
+        full: opts.full,
+        dry_run: opts.dry_run,
+        uploaded: Uploaded {
+            bytes: plan.upload_bytes(),
+            ..Uploaded::default()
+        },
+        stored,
+        unchanged,
+        stored_keys,
+        gone_keys,
+        checkpoints: captured.checkpoints.values,
+        chunk_size: captured.chunks.chunk_size,
+        beyond_writer: captured.chunks.beyond_writer.clone(),
+        superseded: captured.chunks.superseded.clone(),
+        index_rounds: captured.index.rounds,
+        aborted_uploads: 0,
+        retention: None,
+        notes: plan.notes.clone(),
+        duration_secs: 0.0,
+    }
+}
+
 /// Tallies what a plan stores and keeps.
-pub(crate) fn tally(plan: &BackupPlan) -> (Tally, Tally, Vec<String>) {
+fn tally(plan: &BackupPlan) -> (Tally, Tally, Vec<String>) {
     let mut stored = Tally::default();
     let mut unchanged = Tally::default();
     let mut keys = Vec::new();

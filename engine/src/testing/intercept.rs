@@ -186,6 +186,9 @@ impl<T: Target> Target for Intercept<T> {
         self.check(Op::Delete(key.into())).await?;
         self.inner.delete(key).await
     }
+    async fn sync(&self) -> Result<(), TargetError> {
+        self.inner.sync().await
+    }
     fn local_root(&self) -> Option<PathBuf> {
         self.inner.local_root()
     }

@@ -54,6 +54,9 @@ macro_rules! forward_target {
             async fn delete(&self, key: &str) -> Result<(), $crate::TargetError> {
                 self.$field.delete(key).await
             }
+            async fn sync(&self) -> Result<(), $crate::TargetError> {
+                self.$field.sync().await
+            }
             fn local_root(&self) -> Option<std::path::PathBuf> {
                 self.$field.local_root()
             }
