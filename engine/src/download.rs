@@ -174,11 +174,13 @@ pub(crate) const RANGE: u64 = 32 << 20;
 /// Ranges of one object downloaded at once.
 pub(crate) const PARALLEL_RANGES: usize = 4;
 
-/// Downloads the `len` bytes of `key` into `file` from offset `at` and returns their MD5. A
-/// large object is fetched as ranges, [`PARALLEL_RANGES`] at a time, each written in place as
-/// it arrives; the bytes are hashed in order, range by range, by reading them back (from the
-/// page cache) as soon as each range is complete — so memory stays small and every byte written
-/// is checked.
+/// Downloads the `len` bytes of `key` into `file` from offset `at` and returns their MD5. With
+/// `ranged`, a large object is fetched as ranges, [`PARALLEL_RANGES`] at a time, each written in
+/// place as it arrives; the bytes are hashed in order, range by range, by reading them back
+/// (from the page cache) as soon as each range is complete — so memory stays small and every
+/// byte written is checked. (Reading back costs CPU: worth it only when one stream per file
+/// cannot keep the link busy.)
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn download_to_file(
     target: Arc<dyn Target>,
     key: &str,
@@ -187,8 +189,9 @@ pub(crate) async fn download_to_file(
     at: u64,
     label: &str,
     progress: Arc<dyn Progress>,
+    ranged: bool,
 ) -> Result<[u8; 16]> {
-    if len <= RANGE {
+    if len <= RANGE || !ranged {
         let mut sink = Sink::new(Some(file), at, false, label.to_string());
         download(target.as_ref(), key, len, &mut sink, progress.as_ref()).await?;
         return Ok(sink.finish().await?.md5);

@@ -10,7 +10,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::plan::{ItemSource, RestoreItem, RestorePlan};
 use super::RestoreOptions;
-use crate::download::{download_to_file, Sink};
+use crate::download::{download_to_file, Sink, RANGE};
 use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
 use crate::progress::Progress;
@@ -66,11 +66,15 @@ async fn run(
     created: &Created,
 ) -> Result<Tally> {
     let progress = &opts.progress;
+    // Ranges only when there are fewer large files than transfer slots (else one stream per
+    // file already keeps them all busy, and ranges cost a read-back).
+    let large = plan.data.iter().filter(|i| i.size > RANGE).count();
+    let ranged = large < opts.concurrency;
     let fetches: Vec<_> = plan
         .data
         .iter()
         .chain(&plan.checkpoints)
-        .map(|item| fetch(target, dest, item, progress, created))
+        .map(|item| fetch(target, dest, item, progress, created, ranged))
         .collect();
     let sizes: Vec<u64> = stream::iter(fetches)
         .buffer_unordered(opts.concurrency.max(1))
@@ -118,6 +122,7 @@ async fn fetch(
     item: &RestoreItem,
     progress: &Arc<dyn Progress>,
     created: &Created,
+    ranged: bool,
 ) -> Result<u64> {
     let path = partial(&dest.path_of_key(&item.key));
     if let Some(dir) = path.parent() {
@@ -158,6 +163,7 @@ async fn fetch(
                 0,
                 &label,
                 progress.clone(),
+                ranged,
             )
             .await?;
             check(key, md5, &hex::encode(got))?;
@@ -172,6 +178,7 @@ async fn fetch(
                     s.at,
                     &label,
                     progress.clone(),
+                    ranged,
                 )
                 .await?;
                 check(&s.key, &s.md5, &hex::encode(got))?;
