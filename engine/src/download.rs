@@ -264,7 +264,6 @@ mod tests {
             .collect();
         let store = MemoryTarget::new();
         store.insert("big", data.clone());
-        // Every first stream of a range breaks after a little data: each is resumed.
         // The first stream of every range breaks after a little data: each is resumed.
         let target: Arc<dyn Target> =
             Arc::new(Intercept::before(store, |_| {}).map_streams(Arc::new(
@@ -305,6 +304,7 @@ mod tests {
             100,
             "f",
             Arc::new(NoProgress),
+            true,
         )
         .await
         .unwrap();
