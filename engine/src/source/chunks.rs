@@ -86,10 +86,7 @@ pub(crate) fn capture(dirs: &SourceDirs, checkpoints: &Checkpoints) -> Result<Ch
             data_end,
         });
     }
-    if let Some(open) = chunks
-        .iter()
-        .find(|c| !c.is_completed() && (c.info.header.end as i64) < writer_chunk)
-    {
+    if let Some(open) = open_before_writer(&chunks, writer) {
         return Err(EngineError::not_a_database(format!(
             "{} is not completed although the log continues after it: the database is damaged (a truncated or overwritten chunk?)",
             open.path.display()
@@ -158,6 +155,15 @@ fn data_end(info: &ChunkInfo, writer: i64) -> std::result::Result<u64, String> {
         ));
     }
     Ok(end)
+}
+
+/// A chunk that is not completed although the writer is past its end. (A full chunk is completed
+/// only when the next record does not fit, so the writer may sit exactly at the end of an open
+/// chunk, with no next chunk yet.)
+fn open_before_writer(chunks: &[SourceChunk], writer: i64) -> Option<&SourceChunk> {
+    chunks
+        .iter()
+        .find(|c| !c.is_completed() && writer > c.info.header.end_position())
 }
 
 /// The chunks must cover the log from the first one (a node with archiving may have dropped
@@ -235,6 +241,24 @@ mod tests {
         let mut encrypted = info(3, 3, false, 4096);
         encrypted.header.transform = 1;
         assert_eq!(data_end(&encrypted, 3500), Ok(4096));
+    }
+
+    #[test]
+    fn an_open_chunk_is_damage_only_when_the_writer_is_past_its_end() {
+        let full = [chunk(0, 0, true), chunk(1, 1, false)];
+        assert!(
+            open_before_writer(&full, 1500).is_none(),
+            "the writer inside"
+        );
+        assert!(
+            open_before_writer(&full, 2000).is_none(),
+            "the writer exactly at the end: full, completed with the next record"
+        );
+        assert_eq!(
+            open_before_writer(&[chunk(0, 0, false), chunk(1, 1, false)], 1500)
+                .map(|c| c.name.start),
+            Some(0)
+        );
     }
 
     #[test]
