@@ -28,7 +28,8 @@ die() { printf '[%s] ERROR: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
 # 22 of /proc/PID/stat, which an exec does not change); bench_stop_pid and the exit trap signal a
 # PID only while it still has that start time (PIDs get reused).
 # ---------------------------------------------------------------------------------------------
-proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
+# Prints nothing (and succeeds: callers run under set -e -o pipefail) for a process that is gone.
+proc_start() { { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null || true; } | awk '{ print $20 }'; }
 
 bench_track_pid() { # PID: remember a process this script started
     echo "$1 $(proc_start "$1")" >>"$BENCH_WORK/pids"
