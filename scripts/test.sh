@@ -13,9 +13,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ESBACKUP_STATE=${ESBACKUP_STATE:-/tmp/esbackup-test-env}
 
 # A daemon that test-env.sh started before this run (a developer's earlier call) is theirs to
-# stop: this run stops it only if it is the one that started it.
-started_here=false
-[[ -s $ESBACKUP_STATE/dockerd.pid ]] || started_here=true
+# stop: this run stops it only if it is the one that started it. (A PID file whose daemon is
+# gone, left by a machine restart, does not count.)
+started_here=true
+if [[ -s $ESBACKUP_STATE/dockerd.pid ]] && kill -0 "$(cat "$ESBACKUP_STATE/dockerd.pid")" 2>/dev/null; then
+    started_here=false
+fi
 
 cleanup() {
     local rc=$?
