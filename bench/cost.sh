@@ -40,13 +40,7 @@ RESULTS=${RESULTS:-$BENCH_ROOT/bench/results/cost-latest.md}
 [[ $N =~ ^[0-9]+$ ]] || die "N=$N: a number"
 for t in $TARGETS; do [[ $t == folder || $t == s3 ]] || die "TARGETS: unknown target '$t' (folder, s3)"; done
 
-mkdir -p "$BENCH_DIR"
-BENCH_WORK=$BENCH_DIR/cost
-if [[ -d $BENCH_WORK ]]; then
-    [[ ! -s $BENCH_WORK/pids ]] || bench_stop_all
-    rm -rf "$BENCH_WORK"
-fi
-mkdir -p "$BENCH_WORK"
+bench_fresh_work cost
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP

@@ -68,6 +68,16 @@ bench_stop_all() { # every process still listed in $BENCH_WORK/pids
     done
 }
 
+bench_fresh_work() { # NAME: BENCH_WORK=$BENCH_DIR/NAME, emptied; servers a killed run left are stopped
+    mkdir -p "$BENCH_DIR"
+    BENCH_WORK=$BENCH_DIR/$1
+    if [[ -d $BENCH_WORK ]]; then
+        [[ ! -s $BENCH_WORK/pids ]] || bench_stop_all
+        rm -rf "$BENCH_WORK"
+    fi
+    mkdir -p "$BENCH_WORK"
+}
+
 # The Docker daemon: test-env.sh starts one when none answers. None of the benchmarks needs it
 # (the servers run as plain processes); if test-env.sh started it during this run, it is
 # stopped at exit (scripts/test-env-stop.sh stops it and only it).
@@ -258,15 +268,16 @@ EOF
     log "Garage up on $GARAGE_ENDPOINT (PID $GARAGE_PID, data $dir)"
 }
 
-garage_stop() { # DIR: stops the server and removes its data
-    if [[ -n $GARAGE_PID ]]; then
-        bench_stop_pid "$GARAGE_PID"
-        GARAGE_PID=
-    fi
+bench_server_stop() { # PID [PATH...]: stops the server, which is then no longer measured; removes PATHs
+    [[ -z $1 ]] || bench_stop_pid "$1"
     BENCH_SERVER_PID=
     BENCH_COUNTERS=
-    [[ -z ${1:-} ]] || rm -rf "$1/data" "$1/meta"
+    shift
+    (($#)) && rm -rf "$@"
+    return 0
 }
+
+garage_stop() { bench_server_stop "$GARAGE_PID" ${1:+"$1/data" "$1/meta"}; GARAGE_PID=; } # [DIR]: also removes its data
 
 # "endpoint count" lines from Garage's Prometheus metrics (api_s3_request_counter summed by
 # api_endpoint, e.g. PutObject, UploadPart, CompleteMultipartUpload).
@@ -338,15 +349,7 @@ access_log_counters() { # LOG
 azurite_counters() { access_log_counters "$AZURITE_LOG"; }
 gcs_counters() { access_log_counters "$GCS_LOG"; }
 
-azurite_stop() { # DIR
-    if [[ -n $AZURITE_PID ]]; then
-        bench_stop_pid "$AZURITE_PID"
-        AZURITE_PID=
-    fi
-    BENCH_SERVER_PID=
-    BENCH_COUNTERS=
-    [[ -z ${1:-} ]] || rm -rf "$1/data"
-}
+azurite_stop() { bench_server_stop "$AZURITE_PID" ${1:+"$1/data"}; AZURITE_PID=; } # [DIR]: also removes its data
 
 # ---------------------------------------------------------------------------------------------
 # fake-gcs-server (GCS emulator), a process with a fresh filesystem backend each start (its
@@ -382,15 +385,7 @@ EOF
     log "fake-gcs-server up on $GCS_ENDPOINT (PID $GCS_PID)"
 }
 
-gcs_stop() { # DIR
-    if [[ -n $GCS_PID ]]; then
-        bench_stop_pid "$GCS_PID"
-        GCS_PID=
-    fi
-    BENCH_SERVER_PID=
-    BENCH_COUNTERS=
-    [[ -z ${1:-} ]] || rm -rf "$1/data"
-}
+gcs_stop() { bench_server_stop "$GCS_PID" ${1:+"$1/data"}; GCS_PID=; } # [DIR]: also removes its data
 
 # ---------------------------------------------------------------------------------------------
 # Measuring.

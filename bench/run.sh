@@ -107,14 +107,7 @@ wants() { local x; for x; do [[ -n ${want[$x]:-} ]] && return 0; done; return 1;
 # ---------------------------------------------------------------------------------------------
 # Work folder and clean-up.
 # ---------------------------------------------------------------------------------------------
-mkdir -p "$BENCH_DIR"
-BENCH_WORK=$BENCH_DIR/run
-if [[ -d $BENCH_WORK ]]; then
-    # A previous run that was killed hard may have left servers: stop those it recorded.
-    [[ ! -s $BENCH_WORK/pids ]] || bench_stop_all
-    rm -rf "$BENCH_WORK"
-fi
-mkdir -p "$BENCH_WORK"
+bench_fresh_work run
 : >"$BENCH_WORK/samples.tsv"
 : >"$BENCH_WORK/commands.tsv"
 : >"$BENCH_WORK/notes.txt"

@@ -92,21 +92,9 @@ impl Backoff {
         self.attempt += 1;
         // Full jitter: uniformly in [init, ceiling].
         let span = ceiling.saturating_sub(b.init_backoff);
-        tokio::time::sleep(b.init_backoff + span.mul_f64(random_unit())).await;
+        tokio::time::sleep(b.init_backoff + span.mul_f64(rand::random::<f64>())).await;
         true
     }
-}
-
-/// A number in [0, 1) from the standard library's per-process random hash keys.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether plain HTTP is allowed: `explicit` (option or environment) if given, else whether
@@ -185,16 +173,3 @@ pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, BackendError> {
 /// the storage options: a proxy, a DNS resolver, default headers (see
 /// [`open_target_with_client`](crate::open_target_with_client)).
 pub type ClientHook = dyn Fn(ClientOptions) -> ClientOptions + Send + Sync;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for _ in 0..100 {
-            let x = random_unit();
-            assert!((0.0..1.0).contains(&x));
-        }
-    }
-}

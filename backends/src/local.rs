@@ -504,7 +504,8 @@ fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
     let dir = dest.parent().expect("a key has a file name");
     std::fs::create_dir_all(dir)?;
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("#{}", rand_suffix()));
+    // Digits no other writer uses at the same moment.
+    name.push(format!("#{}", rand::random::<u32>() % 1_000_000_000));
     let staging = dest.with_file_name(name);
     let written = (|| {
         let mut file = std::fs::File::create(&staging)?;
@@ -516,16 +517,4 @@ fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
         let _ = std::fs::remove_file(&staging);
     }
     written
-}
-
-/// Digits for a staging name no other writer uses at the same moment.
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() % 1_000_000_000
 }

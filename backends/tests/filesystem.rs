@@ -4,6 +4,7 @@ use bytes::Bytes;
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::conformance::{run_conformance, run_conformance_with, ConformanceOptions};
 use esbackup_engine::get_bytes;
+use esbackup_engine::testing::listed_keys;
 use esbackup_engine::{Target, TargetError, Upload};
 
 #[tokio::test]
@@ -57,14 +58,7 @@ async fn keys_are_plain_files_under_the_root() {
         &get_bytes(target.as_ref(), "index/by-hand").await.unwrap()[..],
         b"hand"
     );
-    let mut keys: Vec<String> = target
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    keys.sort();
+    let keys = listed_keys(target.as_ref(), "").await.unwrap();
     assert_eq!(
         keys,
         [

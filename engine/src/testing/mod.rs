@@ -10,6 +10,21 @@ pub use faults::{FaultPlan, Faulty, FaultyTarget};
 pub use intercept::{Hook, Intercept, Op, StreamMap};
 pub use memory::MemoryTarget;
 
+/// The keys `target` lists under `prefix`, sorted.
+pub async fn listed_keys(
+    target: &dyn crate::Target,
+    prefix: &str,
+) -> Result<Vec<String>, crate::TargetError> {
+    let mut keys: Vec<String> = target
+        .list(prefix)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
 /// Implements [`crate::Target`] for a generic wrapper struct by forwarding to its `field`.
 macro_rules! forward_target {
     ($ty:ident<$t:ident>, $field:ident) => {

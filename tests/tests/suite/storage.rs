@@ -14,6 +14,7 @@ use esbackup_backends::object_store::path::Path;
 use esbackup_backends::object_store::{ClientOptions, ObjectStoreExt, PutPayload};
 use esbackup_backends::{open_target, open_target_with_client, TargetOptions};
 use esbackup_engine::get_bytes;
+use esbackup_engine::testing::listed_keys;
 use esbackup_engine::{Target, TargetError, Upload};
 use esbackup_tests::cloud::{azure_options, gcs_options, s3_options};
 use esbackup_tests::servers::util::{http_client, xml_values};
@@ -59,6 +60,15 @@ async fn assert_missing_bucket_is_named(target: Arc<dyn Target>, expected: &str)
     }
 }
 
+/// An existing bucket with nothing under the prefix: an empty listing, and "not found".
+async fn assert_reads_as_empty(empty: &dyn Target) {
+    assert!(empty.list("").await.unwrap().is_empty());
+    assert!(matches!(
+        get_bytes(empty, ".esbackup/manifest.json").await,
+        Err(TargetError::NotFound(_))
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_s3_bucket_is_named_instead_of_reading_as_empty() {
     let server = S3Server::start().await;
@@ -72,11 +82,7 @@ async fn missing_s3_bucket_is_named_instead_of_reading_as_empty() {
 
     // The bucket exists, the location is empty: still an empty location and "not found".
     let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert!(empty.list("").await.unwrap().is_empty());
-    assert!(matches!(
-        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
-        Err(TargetError::NotFound(_))
-    ));
+    assert_reads_as_empty(empty.as_ref()).await;
     assert!(matches!(
         empty.head("x").await,
         Err(TargetError::NotFound(_))
@@ -96,11 +102,7 @@ async fn missing_azure_container_is_named_instead_of_reading_as_empty() {
     assert_missing_bucket_is_named(target, &expected).await;
 
     let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert!(empty.list("").await.unwrap().is_empty());
-    assert!(matches!(
-        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
-        Err(TargetError::NotFound(_))
-    ));
+    assert_reads_as_empty(empty.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,11 +117,7 @@ async fn missing_gcs_bucket_is_named_instead_of_reading_as_empty() {
     assert_missing_bucket_is_named(target, &expected).await;
 
     let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert!(empty.list("").await.unwrap().is_empty());
-    assert!(matches!(
-        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
-        Err(TargetError::NotFound(_))
-    ));
+    assert_reads_as_empty(empty.as_ref()).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,14 +169,7 @@ async fn s3_virtual_hosted_addressing_reaches_the_bucket_on_a_custom_endpoint() 
         Some(&b"map"[..])
     );
     server.put_object("vh/node1/extra", b"e".to_vec()).await;
-    let mut keys: Vec<String> = target
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    keys.sort();
+    let keys = listed_keys(target.as_ref(), "").await.unwrap();
     assert_eq!(keys, ["extra", "index/indexmap"]);
     assert_eq!(
         get_bytes(target.as_ref(), "extra").await.unwrap(),
