@@ -395,10 +395,12 @@ mod tests {
 }
 
 /// Writes of the folder target: each file copied by one pass of its upload on a blocking thread
-/// (read, hashed and written through one 1 MiB buffer) into a staging file beside its final
-/// name (`<name>#<digits>`, which listings skip), fsynced, and renamed into place; the folders
-/// are fsynced once each by `sync` (the engine calls it before writing a restore point) — no
-/// part buffers, no detour through object_store's multipart writes.
+/// ([`Upload::copy_to_file`](esbackup_engine::Upload::copy_to_file): copied in the kernel, then
+/// what landed read back and hashed) into a staging file beside its final name
+/// (`<name>#<digits>`, which listings skip), fsynced, and renamed into place; the folders are
+/// fsynced once each by `sync` (the engine calls it before writing a restore point) — no part
+/// buffers, no detour through object_store's multipart writes. Restores copy the files out in
+/// the kernel too ([`Target::local_file`](esbackup_engine::Target::local_file)).
 #[derive(Clone, Debug)]
 pub(crate) struct LocalFiles {
     root: PathBuf,
@@ -430,6 +432,11 @@ impl LocalFiles {
         Ok(())
     }
 
+    /// The file that holds `key`.
+    pub(crate) fn path_of(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
     /// Fsyncs every folder a file was renamed into since the last call.
     pub(crate) async fn sync(&self) -> Result<(), esbackup_engine::TargetError> {
         let dirs = std::mem::take(&mut *self.dirty.lock().unwrap());
@@ -454,7 +461,7 @@ impl LocalFiles {
         range: Option<Range<u64>>,
     ) -> Result<esbackup_engine::ByteStream, esbackup_engine::TargetError> {
         use esbackup_engine::TargetError;
-        let path = self.root.join(key);
+        let path = self.path_of(key);
         let key = key.to_string();
         let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, u64)> {
             let file = std::fs::File::open(&path)?;
@@ -508,8 +515,13 @@ fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
     name.push(format!("#{}", rand::random::<u32>() % 1_000_000_000));
     let staging = dest.with_file_name(name);
     let written = (|| {
-        let mut file = std::fs::File::create(&staging)?;
-        body.copy_to(&mut file)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staging)?;
+        body.copy_to_file(&file)?;
         file.sync_all()?;
         std::fs::rename(&staging, dest)
     })();

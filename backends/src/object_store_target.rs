@@ -433,6 +433,10 @@ impl Target for ObjectStoreTarget {
         self.local_root.clone()
     }
 
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        self.local_files.as_ref().map(|files| files.path_of(key))
+    }
+
     /// S3 targets list the bucket's in-progress multipart uploads below the prefix and abort
     /// those started at least `older_than` ago. Other stores keep the default (nothing to do):
     /// a local folder's multipart upload is one staging file, removed by the upload that made

@@ -3,11 +3,12 @@
 //! midway is resumed from where it stopped with a ranged read.
 
 use std::fs::File;
+use std::io::{ErrorKind, IoSlice};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
@@ -22,14 +23,23 @@ pub(crate) const RESUMES: u32 = 3;
 /// Bytes gathered before they are written and hashed in one go.
 const BATCH: usize = 1 << 20;
 
+/// What a batch's blocking task hands back: the hasher, and whether the write succeeded.
+type Settled = (StreamHasher, std::io::Result<()>);
+
 /// Where downloaded bytes go: hashed (unless only written), and written at an offset of a file
-/// when there is one.
+/// when there is one. Pieces are gathered without copying into batches of [`BATCH`] bytes; each
+/// batch is hashed and written (one vectored write) on the blocking pool while the next one
+/// arrives, so receiving, hashing and writing overlap.
 pub(crate) struct Sink {
     file: Option<Arc<File>>,
+    /// Offset of the next batch in the file.
     at: u64,
+    /// Here between batches; with the batch's task while one is in flight.
     hasher: Option<StreamHasher>,
     hashing: bool,
-    pending: BytesMut,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    in_flight: Option<tokio::task::JoinHandle<Settled>>,
     label: String,
 }
 
@@ -42,7 +52,9 @@ impl Sink {
             at,
             hasher: Some(StreamHasher::new(trailing)),
             hashing: true,
-            pending: BytesMut::new(),
+            pending: Vec::new(),
+            pending_len: 0,
+            in_flight: None,
             label,
         }
     }
@@ -56,44 +68,82 @@ impl Sink {
     }
 
     pub async fn push(&mut self, piece: Bytes) -> Result<()> {
-        self.pending.extend_from_slice(&piece);
-        if self.pending.len() >= BATCH {
+        self.pending_len += piece.len();
+        self.pending.push(piece);
+        if self.pending_len >= BATCH {
             self.flush().await?;
         }
         Ok(())
     }
 
+    /// Hands the pending pieces to a blocking task, once the previous batch is done.
     async fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let data = self.pending.split().freeze();
-        let mut hasher = self.hasher.take().expect("hasher until finished");
-        let file = self.file.clone();
-        let at = self.at;
-        let hashing = self.hashing;
-        let (hasher, written) = tokio::task::spawn_blocking(move || {
+        self.settle().await?;
+        let batch = std::mem::take(&mut self.pending);
+        let mut hasher = self.hasher.take().expect("the hasher is back once settled");
+        let (file, at, hashing) = (self.file.clone(), self.at, self.hashing);
+        self.at += std::mem::take(&mut self.pending_len) as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
             if hashing {
-                hasher.update(&data);
+                batch.iter().for_each(|piece| hasher.update(piece));
             }
             let written = match file {
-                Some(f) => f.write_all_at(&data, at),
+                Some(f) => write_all_vectored_at(&f, batch, at),
                 None => Ok(()),
             };
-            (hasher, written.map(|_| data.len() as u64))
-        })
-        .await
-        .map_err(|e| EngineError::io(&self.label, std::io::Error::other(e.to_string())))?;
-        self.hasher = Some(hasher);
-        self.at += written.map_err(|e| EngineError::io(&self.label, e))?;
+            (hasher, written)
+        }));
         Ok(())
+    }
+
+    /// Waits for the batch in flight, if any, and takes its hasher back.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (hasher, written) = task
+            .await
+            .map_err(|e| EngineError::io(&self.label, std::io::Error::other(e.to_string())))?;
+        self.hasher = Some(hasher);
+        written.map_err(|e| EngineError::io(&self.label, e))
     }
 
     /// Flushes what is left and returns the hashes of every byte pushed.
     pub async fn finish(mut self) -> Result<Hashes> {
         self.flush().await?;
-        Ok(self.hasher.take().expect("hasher until finished").finish())
+        self.settle().await?;
+        Ok(self.hasher.take().expect("settled").finish())
     }
+}
+
+/// Writes `pieces` one after the other from `at`, in as few `pwritev` calls as the kernel needs.
+/// Their writeback to disk is started at once (see [`crate::file_copy`]).
+fn write_all_vectored_at(file: &File, pieces: Vec<Bytes>, mut at: u64) -> std::io::Result<()> {
+    let start = at;
+    const MAX_SLICES: usize = 1024; // IOV_MAX on Linux
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let take = rest.len().min(MAX_SLICES);
+        let n = rustix::io::pwritev(file, &rest[..take], at)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        at += n as u64;
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    crate::file_copy::start_writeback(file, start, at - start);
+    Ok(())
+}
+
+/// The error for an object the restore point names that the location does not hold.
+fn missing(key: &str, location: &str) -> EngineError {
+    EngineError::damaged(format!(
+        "{key} is missing from {location}: the backup is damaged (was it changed by hand, or forgotten meanwhile?)"
+    ))
 }
 
 /// Streams the `len` bytes of `key` into `sink`, resuming a broken stream up to [`RESUMES`]
@@ -124,12 +174,7 @@ async fn download_range(
     while done < end {
         let mut stream = match target.get(key, Some(done..end)).await {
             Ok(s) => s,
-            Err(TargetError::NotFound(_)) => {
-                return Err(EngineError::damaged(format!(
-                    "{key} is missing from {}: the backup is damaged (was it changed by hand, or forgotten meanwhile?)",
-                    target.describe()
-                )))
-            }
+            Err(TargetError::NotFound(_)) => return Err(missing(key, &target.describe())),
             Err(e) => return Err(EngineError::storage(key, e)),
         };
         let mut broke = None;
@@ -191,6 +236,20 @@ pub(crate) async fn download_to_file(
     progress: Arc<dyn Progress>,
     ranged: bool,
 ) -> Result<[u8; 16]> {
+    if let Some(path) = target.local_file(key) {
+        let copied = copy_local(
+            path,
+            key,
+            len,
+            (file.clone(), at, label),
+            target.describe(),
+            progress.clone(),
+        )
+        .await?;
+        if let Some(md5) = copied {
+            return Ok(md5);
+        }
+    }
     if len <= RANGE || !ranged {
         let mut sink = Sink::new(Some(file), at, false, label.to_string());
         download(target.as_ref(), key, len, &mut sink, progress.as_ref()).await?;
@@ -249,6 +308,55 @@ pub(crate) async fn download_to_file(
     Ok(md5::Digest::finalize(hasher).into())
 }
 
+/// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
+/// kernel, then reads back and hashes what landed there. `None` when the kernel cannot copy
+/// between the two (nothing was copied).
+async fn copy_local(
+    path: std::path::PathBuf,
+    key: &str,
+    len: u64,
+    (file, at, label): (Arc<File>, u64, &str),
+    location: String,
+    progress: Arc<dyn Progress>,
+) -> Result<Option<[u8; 16]>> {
+    let (key, label) = (key.to_string(), label.to_string());
+    let task_label = label.clone();
+    tokio::task::spawn_blocking(move || {
+        let label = task_label;
+        let from = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                return Err(missing(&key, &location))
+            }
+            Err(e) => return Err(EngineError::io(path.display(), e)),
+        };
+        let copied = match crate::file_copy::copy_range(&from, 0, &file, at, len) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(EngineError::io(
+                    format!("copying {} to {label}", path.display()),
+                    e,
+                ))
+            }
+        };
+        if copied < len {
+            return Err(EngineError::damaged(format!(
+                "{key} ended after {copied} of the {len} bytes recorded: the backup is damaged"
+            )));
+        }
+        let mut hasher = <md5::Md5 as md5::Digest>::new();
+        crate::file_copy::read_range(&file, at, len, |piece| {
+            md5::Digest::update(&mut hasher, piece);
+            progress.advance(piece.len() as u64);
+        })
+        .map_err(|e| EngineError::io(&label, e))?;
+        Ok(Some(md5::Digest::finalize(hasher).into()))
+    })
+    .await
+    .map_err(|e| EngineError::io(&label, std::io::Error::other(e.to_string())))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +364,39 @@ mod tests {
     use crate::testing::{Intercept, MemoryTarget};
     use futures::StreamExt;
     use md5::Digest;
+
+    /// Pieces of any size, over several batches (one in flight while the next gathers), land in
+    /// order at the sink's offset and are hashed in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_writes_and_hashes_pieces_in_order_across_batches() {
+        let data: Vec<u8> = (0..(3 * BATCH + 4321))
+            .map(|i| (i * 13 % 251) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(std::fs::File::create(&path).unwrap());
+        let mut sink = Sink::new(Some(file), 10, false, "f".into());
+        let mut at = 0;
+        for (i, size) in [1usize, 70_000, 999, BATCH, 3, 65_536]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if at >= data.len() {
+                break;
+            }
+            let end = (at + size + i % 7).min(data.len());
+            sink.push(Bytes::copy_from_slice(&data[at..end]))
+                .await
+                .unwrap();
+            at = end;
+        }
+        let hashes = sink.finish().await.unwrap();
+        assert_eq!(hashes.md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[..10], &[0u8; 10]);
+        assert_eq!(&written[10..], &data[..]);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_object_comes_down_in_ranges_written_in_place_and_hashed_in_order() {

@@ -12,6 +12,7 @@ pub mod layout;
 mod backup;
 mod download;
 mod error;
+mod file_copy;
 mod forget;
 mod guard;
 mod hashing;

@@ -100,6 +100,13 @@ impl Target for Metered {
     fn local_root(&self) -> Option<PathBuf> {
         self.inner.local_root()
     }
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        let file = self.inner.local_file(key);
+        if file.is_some() {
+            self.count(); // in place of the `get` it saves
+        }
+        file
+    }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.inner.abort_stale_uploads(older_than).await
     }

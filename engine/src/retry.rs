@@ -133,6 +133,9 @@ impl<T: Target> Target for RetryTarget<T> {
     fn local_root(&self) -> Option<std::path::PathBuf> {
         self.inner.local_root()
     }
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_file(key)
+    }
 
     async fn abort_stale_uploads(
         &self,

@@ -30,7 +30,8 @@
 //! # Wrappers
 //!
 //! A wrapper (metering, retries, fault injection) must forward every method, including the
-//! provided ones ([`Target::sync`], [`Target::local_root`], [`Target::abort_stale_uploads`]).
+//! provided ones ([`Target::sync`], [`Target::local_root`], [`Target::local_file`],
+//! [`Target::abort_stale_uploads`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -120,6 +121,14 @@ pub trait Target: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The local file that holds `key`, when this target stores each object as a plain file
+    /// (the folder target): a restore then copies the object in the kernel instead of streaming
+    /// it through [`Target::get`], and still hashes what it wrote. `None` (the default): objects
+    /// are always read with `get`. Wrappers must forward it.
+    fn local_file(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
     /// Aborts multipart uploads under this location that were started more than `older_than`
     /// ago: a run killed mid-upload leaves them behind, and some stores (S3) bill them until
     /// they are aborted. Called only by a run that holds the lock. Returns how many were
@@ -168,6 +177,9 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     }
     fn local_root(&self) -> Option<PathBuf> {
         (**self).local_root()
+    }
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        (**self).local_file(key)
     }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         (**self).abort_stale_uploads(older_than).await

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 
+use crate::file_copy;
 use crate::hashing::StreamHasher;
 
 /// Default piece size when a target has no preference (1 MiB).
@@ -170,10 +171,7 @@ impl Upload {
     /// On an error nothing is recorded and `out` holds a partial copy.
     pub fn copy_to(&self, out: &mut impl std::io::Write) -> io::Result<()> {
         *self.last_pass.lock().unwrap() = Pass::default();
-        let fail = |e: io::Error| {
-            self.last_pass.lock().unwrap().read_failure = Some(e.kind());
-            e
-        };
+        let fail = |e: io::Error| self.failed(e);
         let mut hasher = StreamHasher::new(self.check_trailing_md5);
         match &self.source {
             Source::Memory(data) => {
@@ -207,15 +205,72 @@ impl Upload {
                 }
             }
         }
+        self.record(hasher)
+    }
+
+    /// A pass that copies the body into the empty file `out` (opened for reading and writing;
+    /// call it from a blocking thread): for a local file, in the kernel (`copy_file_range`,
+    /// no bytes through user space), each step's writeback to disk started at once; then what
+    /// `out` holds is read back and hashed, so the hash and the trailing-MD5 check are of the
+    /// stored bytes themselves. Elsewhere, or where the kernel cannot copy between the two
+    /// files, it is [`Upload::copy_to`]. On an error nothing is recorded.
+    pub fn copy_to_file(&self, out: &File) -> io::Result<()> {
+        match self.kernel_copy(out)? {
+            Copied::Done => self.hash_copy(out),
+            Copied::Unsupported => self.copy_to(&mut file_copy::EarlyWriteback::new(out)),
+        }
+    }
+
+    /// Copies the body into `out` in the kernel, unless it cannot.
+    fn kernel_copy(&self, out: &File) -> io::Result<Copied> {
+        *self.last_pass.lock().unwrap() = Pass::default();
+        let (path, file) = match &self.source {
+            Source::Memory(_) => return Ok(Copied::Unsupported),
+            Source::Handle { path, file } => (path, file.clone()),
+            Source::Path(path) => (
+                path,
+                Arc::new(File::open(path).map_err(|e| self.failed(e))?),
+            ),
+        };
+        match file_copy::copy_range(&file, self.offset, out, 0, self.len)? {
+            None => Ok(Copied::Unsupported),
+            Some(n) if n == self.len => Ok(Copied::Done),
+            Some(_) => Err(self.failed(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was being read", path.display()),
+            ))),
+        }
+    }
+
+    /// Reads back and hashes the `len` bytes a kernel copy put in `out`; records the pass.
+    fn hash_copy(&self, out: &File) -> io::Result<()> {
+        let mut hasher = StreamHasher::new(self.check_trailing_md5);
+        file_copy::read_range(out, 0, self.len, |piece| {
+            hasher.update(piece);
+            if let Some(report) = &self.on_bytes {
+                report(piece.len() as u64);
+            }
+        })?;
+        self.record(hasher)
+    }
+
+    /// Records a finished pass's MD5, after its trailing-MD5 check when one is asked for.
+    fn record(&self, hasher: StreamHasher) -> io::Result<()> {
         let hashes = hasher.finish();
         if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
-            return Err(fail(io::Error::new(
+            return Err(self.failed(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the upload fails its own MD5 (its last 16 bytes)",
             )));
         }
         self.last_pass.lock().unwrap().md5 = Some(hashes.md5);
         Ok(())
+    }
+
+    /// Notes that the pass failed because of the local file, and returns the error.
+    fn failed(&self, e: io::Error) -> io::Error {
+        self.last_pass.lock().unwrap().read_failure = Some(e.kind());
+        e
     }
 
     /// A fresh pass over the body from its first byte, in pieces of at most `piece` bytes. The
@@ -243,6 +298,13 @@ impl Upload {
         }
         stream::try_unfold(pass, FilePass::next).boxed()
     }
+}
+
+/// How a kernel copy went.
+enum Copied {
+    Done,
+    /// Not possible here: nothing was copied.
+    Unsupported,
 }
 
 enum Reader {
@@ -435,6 +497,54 @@ mod tests {
         assert!(bad.copy_to(&mut Vec::new()).is_err());
         assert_eq!(bad.read_failure(), Some(io::ErrorKind::InvalidData));
         assert_eq!(bad.md5(), None);
+    }
+
+    fn read_write(path: &Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_kernel_copy_stores_hashes_and_checks_the_copied_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with_trailing_md5(dir.path(), &[3u8; 20_000_000]);
+        let data = std::fs::read(&path).unwrap();
+        let out_path = dir.path().join("out");
+        let up = Upload::file(&path, data.len() as u64).check_trailing_md5();
+        up.copy_to_file(&read_write(&out_path)).unwrap();
+        assert_eq!(std::fs::read(&out_path).unwrap(), data);
+        assert_eq!(up.md5(), Some(Md5::digest(&data).into()));
+
+        let range = Upload::file_range(&path, 1000, 9_000_000);
+        range.copy_to_file(&read_write(&out_path)).unwrap();
+        assert_eq!(std::fs::read(&out_path).unwrap(), data[1000..9_001_000]);
+        assert_eq!(
+            range.md5(),
+            Some(Md5::digest(&data[1000..9_001_000]).into())
+        );
+
+        let too_long = Upload::file(&path, data.len() as u64 + 1);
+        assert!(too_long.copy_to_file(&read_write(&out_path)).is_err());
+        assert_eq!(too_long.read_failure(), Some(io::ErrorKind::UnexpectedEof));
+        assert_eq!(too_long.md5(), None);
+
+        let mut bytes = data.clone();
+        bytes[12_345_678] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let bad = Upload::file(&path, data.len() as u64).check_trailing_md5();
+        assert!(bad.copy_to_file(&read_write(&out_path)).is_err());
+        assert_eq!(bad.read_failure(), Some(io::ErrorKind::InvalidData));
+        assert_eq!(bad.md5(), None);
+
+        let memory = Upload::bytes(Bytes::from_static(b"in memory"));
+        memory.copy_to_file(&read_write(&out_path)).unwrap();
+        assert_eq!(std::fs::read(&out_path).unwrap(), b"in memory");
+        assert_eq!(memory.md5(), Some(Md5::digest(b"in memory").into()));
     }
 
     #[tokio::test]
