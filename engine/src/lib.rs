@@ -24,6 +24,7 @@ mod point;
 mod progress;
 mod restore;
 mod retry;
+mod size;
 mod source;
 mod status;
 mod tally;
@@ -47,6 +48,7 @@ pub use point::{
 pub use progress::{NoProgress, Progress};
 pub use restore::{restore, RestoreOptions, RestoreReport, Which};
 pub use retry::{RetryPolicy, RetryTarget};
+pub use size::ByteSize;
 pub use source::FileStamp;
 pub use status::{list, status, PointSummary, StatusReport};
 pub use tally::Tally;

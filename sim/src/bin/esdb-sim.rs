@@ -118,23 +118,9 @@ struct InfoArgs {
 }
 
 /// `1048576`, `1M`, `1MiB`, `1MB` (binary too), `256m`, `4k`, `2G`, `1T`.
+/// A size in bytes, with or without a unit (`1048576`, `64K`, `256M`, `2G`).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 64K, 1M, 256M, 2G)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M, G, T)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    s.parse::<esbackup_engine::ByteSize>().map(|size| size.0)
 }
 
 impl Common {
@@ -290,21 +276,5 @@ fn main() -> ExitCode {
             eprintln!("esdb-sim: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("M").is_err());
     }
 }
