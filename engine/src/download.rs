@@ -3,7 +3,7 @@
 //! midway is resumed from where it stopped with a ranged read.
 
 use std::fs::File;
-use std::io::{ErrorKind, IoSlice};
+use std::io::ErrorKind;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -28,8 +28,8 @@ type Settled = (StreamHasher, std::io::Result<()>);
 
 /// Where downloaded bytes go: hashed (unless only written), and written at an offset of a file
 /// when there is one. Pieces are gathered without copying into batches of [`BATCH`] bytes; each
-/// batch is hashed and written (one vectored write) on the blocking pool while the next one
-/// arrives, so receiving, hashing and writing overlap.
+/// batch is hashed and written on the blocking pool while the next one arrives, so receiving,
+/// hashing and writing overlap.
 pub(crate) struct Sink {
     file: Option<Arc<File>>,
     /// Offset of the next batch in the file.
@@ -87,13 +87,8 @@ impl Sink {
         let (file, at, hashing) = (self.file.clone(), self.at, self.hashing);
         self.at += std::mem::take(&mut self.pending_len) as u64;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            if hashing {
-                batch.iter().for_each(|piece| hasher.update(piece));
-            }
-            let written = match file {
-                Some(f) => write_all_vectored_at(&f, batch, at),
-                None => Ok(()),
-            };
+            let written =
+                hash_and_write(&batch, hashing.then_some(&mut hasher), file.as_deref(), at);
             (hasher, written)
         }));
         Ok(())
@@ -119,23 +114,31 @@ impl Sink {
     }
 }
 
-/// Writes `pieces` one after the other from `at`, in as few `pwritev` calls as the kernel needs.
-/// Their writeback to disk is started at once (see [`crate::file_copy`]).
-fn write_all_vectored_at(file: &File, pieces: Vec<Bytes>, mut at: u64) -> std::io::Result<()> {
-    let start = at;
-    const MAX_SLICES: usize = 1024; // IOV_MAX on Linux
-    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let take = rest.len().min(MAX_SLICES);
-        let n = rustix::io::pwritev(file, &rest[..take], at)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+/// Hashes `pieces` (when given a hasher) and writes them one after the other to `file` from
+/// `at` (when given one), a slice at a time; then starts their writeback to disk (see
+/// [`crate::file_copy`]).
+fn hash_and_write(
+    pieces: &[Bytes],
+    mut hasher: Option<&mut StreamHasher>,
+    file: Option<&File>,
+    at: u64,
+) -> std::io::Result<()> {
+    let mut pos = at;
+    for slice in pieces
+        .iter()
+        .flat_map(|piece| piece.chunks(crate::file_copy::SLICE))
+    {
+        if let Some(h) = hasher.as_deref_mut() {
+            h.update(slice);
         }
-        at += n as u64;
-        IoSlice::advance_slices(&mut rest, n);
+        if let Some(f) = file {
+            f.write_all_at(slice, pos)?;
+        }
+        pos += slice.len() as u64;
     }
-    crate::file_copy::start_writeback(file, start, at - start);
+    if let Some(f) = file {
+        crate::file_copy::start_writeback(f, at, pos - at);
+    }
     Ok(())
 }
 
