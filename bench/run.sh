@@ -12,7 +12,7 @@
 #   s3-backup       full backup of SIZE (chunks of CHUNK_SIZE) into Garage: esbackup vs rclone copy
 #   s3-noop         the same again, nothing changed: esbackup vs rclone copy
 #   s3-restore      restore into an empty folder, checked equal to the source: esbackup restore
-#                   vs rclone copy back
+#                   vs rclone copy back, and rclone copy + sync (durable, like esbackup)
 #   folder-backup   full backup of SIZE into a local folder: esbackup vs rsync -a, rsync -a + sync,
 #                   cp -r
 #   folder-restore  restore from that folder: esbackup restore vs rsync -a
@@ -226,6 +226,8 @@ esb_ok() { # NAME: the esbackup run's --json says it completed
     jq -e '.ok == true' "$BENCH_WORK/m/$1.out" >/dev/null 2>&1
 }
 
+# shellcheck disable=SC2016 # $1, $2 and $@ are the inner shell's
+RCLONE_SYNC='src=$1 dst=$2; shift 2; rclone copy "$@" "$src" "$dst" && sync'
 # --- S3: full backup, no-op, restore; esbackup and rclone, each into a fresh Garage ---------
 group_s3() {
     local bytes files rep tool name srv=$BENCH_WORK/srv-garage ok
@@ -237,6 +239,7 @@ group_s3() {
     command_for s3-noop rclone "(the same rclone copy again)"
     command_for s3-restore esbackup "esbackup restore --target s3://bench/esbackup --db RESTORE_DIR --json --quiet; diff -r $DB RESTORE_DIR (but truncate.chk)"
     command_for s3-restore rclone "rclone copy garage:bench/rclone RESTORE_DIR; diff -r $DB RESTORE_DIR"
+    command_for s3-restore "rclone copy + sync" "sh -c 'rclone copy garage:bench/rclone RESTORE_DIR && sync'   # durable, like esbackup; diff -r"
     for ((rep = 1; rep <= REPEAT; rep++)); do
         for tool in esbackup rclone; do
             garage_start "$srv"
@@ -286,6 +289,16 @@ group_s3() {
                 check_same "$DB" "$into" || { ok=0; note "s3-restore $tool run $rep: the restored folder differs from the database"; }
                 sample s3-restore "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
                 rm -rf "$into"
+                if [[ $tool == rclone ]]; then
+                    # Durable like esbackup's restore, which fsyncs every file.
+                    name=s3-restore.rclone_sync.$rep
+                    ok=1
+                    # shellcheck disable=SC2086
+                    measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" sh -c "$RCLONE_SYNC" sh "garage:$GARAGE_BUCKET/rclone" "$into" $RCLONE_FLAGS || ok=0
+                    check_same "$DB" "$into" || { ok=0; note "s3-restore rclone + sync run $rep: the restored folder differs from the database"; }
+                    sample s3-restore "rclone copy + sync" "$rep" "$name" "$bytes" "$files" "$ok"
+                    rm -rf "$into"
+                fi
             fi
             garage_stop "$srv"
         done
