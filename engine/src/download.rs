@@ -294,14 +294,9 @@ pub(crate) async fn download_to_file(
         }
         let f = file.clone();
         let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<md5::Md5> {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut pos = r.start;
-            while pos < r.end {
-                let n = buf.len().min((r.end - pos) as usize);
-                f.read_exact_at(&mut buf[..n], at + pos)?;
-                md5::Digest::update(&mut hasher, &buf[..n]);
-                pos += n as u64;
-            }
+            crate::file_copy::read_range(&f, at + r.start, r.end - r.start, |piece| {
+                md5::Digest::update(&mut hasher, piece)
+            })?;
             Ok(hasher)
         })
         .await

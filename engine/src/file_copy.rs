@@ -55,8 +55,8 @@ pub(crate) fn copy_range(_: &File, _: u64, _: &File, _: u64, _: u64) -> io::Resu
     Ok(None)
 }
 
-/// Reads `len` bytes of `file` from `at` a [`SLICE`] at a time, handing each to `each` (to hash what
-/// a copy stored).
+/// Reads `len` bytes of `file` from `at` a [`SLICE`] at a time, handing each to `each` (to hash
+/// them); a file that ends first fails with [`io::ErrorKind::UnexpectedEof`].
 pub(crate) fn read_range(
     file: &File,
     at: u64,

@@ -104,7 +104,6 @@ pub(crate) async fn md5_of_range(
     at: u64,
     len: u64,
 ) -> std::io::Result<[u8; 16]> {
-    use std::os::unix::fs::FileExt;
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = match file {
@@ -112,20 +111,15 @@ pub(crate) async fn md5_of_range(
             None => std::sync::Arc::new(std::fs::File::open(&path)?),
         };
         let mut hasher = Md5::new();
-        let mut buf = vec![0u8; (1 << 20).min(len as usize).max(1)];
-        let mut done = 0u64;
-        while done < len {
-            let want = buf.len().min((len - done) as usize);
-            let n = file.read_at(&mut buf[..want], at + done)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
+        crate::file_copy::read_range(&file, at, len, |piece| hasher.update(piece)).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!("{} is shorter than expected", path.display()),
-                ));
-            }
-            hasher.update(&buf[..n]);
-            done += n as u64;
-        }
+                ),
+                _ => e,
+            },
+        )?;
         Ok(hasher.finalize().into())
     })
     .await
