@@ -90,11 +90,6 @@ fn crc32c(data: &[u8]) -> u32 {
     crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, data) as u32
 }
 
-fn md5(data: &[u8]) -> [u8; 16] {
-    use md5::Digest as _;
-    md5::Md5::digest(data).into()
-}
-
 /// What a failed attempt says: the error, and whether it is worth another try.
 fn http_error(key: &str, what: &str, e: reqwest::Error) -> TargetError {
     let msg = format!("{key}: {what}: {}", crate::error::chain(&e));
@@ -220,7 +215,10 @@ impl GcsJsonWriter {
         if if_absent {
             url.push_str("&ifGenerationMatch=0");
         }
-        let hash = goog_hash(crc32c(&data), Some(md5.unwrap_or_else(|| self::md5(&data))));
+        let hash = goog_hash(
+            crc32c(&data),
+            Some(md5.unwrap_or_else(|| esbackup_engine::md5(&data))),
+        );
         let body = |r: RequestBuilder| {
             r.header("content-type", "application/octet-stream")
                 .header("x-goog-hash", &hash)
@@ -532,7 +530,7 @@ mod tests {
     fn hashes_are_encoded_as_gcs_shows_them() {
         // The empty object, as GCS lists its hashes.
         assert_eq!(
-            goog_hash(crc32c(b""), Some(md5(b""))),
+            goog_hash(crc32c(b""), Some(esbackup_engine::md5(b""))),
             "crc32c=AAAAAA==,md5=1B2M2Y8AsgTpgAmY7PhCfg=="
         );
         // CRC-32C check value of "123456789" is 0xE3069283.

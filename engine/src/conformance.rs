@@ -17,9 +17,9 @@ use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use crate::hashing::md5;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use md5::{Digest, Md5};
 
 use crate::target::{ObjectInfo, Target, TargetError, Upload};
 
@@ -502,7 +502,7 @@ impl Suite<'_> {
             .put(key, upload.clone())
             .await
             .map_err(|e| format!("put {key} ({} bytes): {e}", data.len()))?;
-        let expected: [u8; 16] = Md5::digest(data).into();
+        let expected = md5(data);
         ensure!(
             upload.md5() == Some(expected),
             "put {key} returned without streaming the whole body through Upload::stream (the \
@@ -521,9 +521,9 @@ impl Suite<'_> {
             got.len() == data.len() && got[..] == data[..],
             "get {key}: expected {} bytes (md5 {}), got {} bytes (md5 {})",
             data.len(),
-            hex::encode(Md5::digest(data)),
+            hex::encode(md5(data)),
             got.len(),
-            hex::encode(Md5::digest(&got))
+            hex::encode(md5(&got))
         );
         let info = self
             .target

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::hashing::{Hashes, StreamHasher};
+use crate::hashing::{Hashes, Md5, StreamHasher};
 use crate::progress::Progress;
 use crate::target::{Target, TargetError};
 
@@ -280,7 +280,7 @@ pub(crate) async fn download_to_file(
             })
         })
         .collect();
-    let mut hasher = <md5::Md5 as md5::Digest>::new();
+    let mut hasher = Md5::new();
     let mut pending = tasks.into_iter().zip(ranges);
     while let Some((task, r)) = pending.next() {
         let done = task
@@ -293,9 +293,9 @@ pub(crate) async fn download_to_file(
             return Err(e);
         }
         let f = file.clone();
-        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<md5::Md5> {
+        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<Md5> {
             crate::file_copy::read_range(&f, at + r.start, r.end - r.start, |piece| {
-                md5::Digest::update(&mut hasher, piece)
+                hasher.update(piece)
             })?;
             Ok(hasher)
         })
@@ -303,7 +303,7 @@ pub(crate) async fn download_to_file(
         .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?;
         hasher = hashed.map_err(|e| EngineError::io(label, e))?;
     }
-    Ok(md5::Digest::finalize(hasher).into())
+    Ok(hasher.finalize())
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
@@ -343,13 +343,13 @@ async fn copy_local(
                 "{key} ended after {copied} of the {len} bytes recorded: the backup is damaged"
             )));
         }
-        let mut hasher = <md5::Md5 as md5::Digest>::new();
+        let mut hasher = Md5::new();
         crate::file_copy::read_range(&file, at, len, |piece| {
-            md5::Digest::update(&mut hasher, piece);
+            hasher.update(piece);
             progress.advance(piece.len() as u64);
         })
         .map_err(|e| EngineError::io(&label, e))?;
-        Ok(Some(md5::Digest::finalize(hasher).into()))
+        Ok(Some(hasher.finalize()))
     })
     .await
     .map_err(|e| EngineError::io(&label, std::io::Error::other(e.to_string())))?
@@ -361,7 +361,7 @@ mod tests {
     use crate::progress::NoProgress;
     use crate::testing::{Intercept, MemoryTarget};
     use futures::StreamExt;
-    use md5::Digest;
+    use md5_reference::Digest;
 
     /// Pieces of any size, over several batches (one in flight while the next gathers), land in
     /// order at the sink's offset and are hashed in order.
@@ -390,7 +390,10 @@ mod tests {
             at = end;
         }
         let hashes = sink.finish().await.unwrap();
-        assert_eq!(hashes.md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
+        assert_eq!(
+            hashes.md5,
+            <[u8; 16]>::from(md5_reference::Md5::digest(&data))
+        );
         let written = std::fs::read(&path).unwrap();
         assert_eq!(&written[..10], &[0u8; 10]);
         assert_eq!(&written[10..], &data[..]);
@@ -447,7 +450,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
+        assert_eq!(md5, <[u8; 16]>::from(md5_reference::Md5::digest(&data)));
         let written = std::fs::read(&path).unwrap();
         assert_eq!(&written[100..], &data[..]);
     }

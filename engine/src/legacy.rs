@@ -134,7 +134,7 @@ pub(crate) async fn store_as_point(target: &dyn Target, mut point: Point) -> Res
             let data = get_bytes(target, stored)
                 .await
                 .map_err(|e| EngineError::storage(stored, e))?;
-            let found = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));
+            let found = hex::encode(crate::hashing::md5(&data));
             if &found != md5 {
                 return Err(EngineError::damaged(format!(
                     "{stored} in {} no longer matches what esbackup 0.1 recorded: run `esbackup backup --full` to start a fresh history",

@@ -40,6 +40,7 @@ pub mod testing;
 pub use backup::{backup, BackupOptions, BackupReport, Retention, Uploaded, DEFAULT_CONCURRENCY};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
+pub use hashing::{md5, Md5};
 pub use lock::{host_name, LockInfo, LockOptions, LockState};
 pub use metered::Traffic;
 pub use point::{

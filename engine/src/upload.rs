@@ -420,7 +420,7 @@ impl FilePass {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use md5::{Digest, Md5};
+    use md5_reference::{Digest, Md5};
 
     fn file_with_trailing_md5(dir: &Path, body: &[u8]) -> PathBuf {
         let mut data = body.to_vec();

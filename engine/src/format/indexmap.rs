@@ -3,7 +3,7 @@
 
 use std::io;
 
-use md5::{Digest, Md5};
+use crate::hashing::md5;
 
 pub const FILE_NAME: &str = "indexmap";
 
@@ -33,7 +33,7 @@ impl IndexMap {
         }
         let stored =
             std::str::from_utf8(&bytes[..32]).map_err(|_| invalid("indexmap MD5 is not text"))?;
-        let computed = hex::encode_upper(Md5::digest(&bytes[32..]));
+        let computed = hex::encode_upper(md5(&bytes[32..]));
         if !stored.eq_ignore_ascii_case(&computed) {
             return Err(invalid("indexmap MD5 does not match its content"));
         }
@@ -90,7 +90,7 @@ impl IndexMap {
         for t in &self.tables {
             body.push_str(&format!("{},{},{}\n", t.level, t.position, t.file));
         }
-        let mut out = hex::encode_upper(Md5::digest(body.as_bytes())).into_bytes();
+        let mut out = hex::encode_upper(md5(body.as_bytes())).into_bytes();
         out.extend_from_slice(body.as_bytes());
         out
     }

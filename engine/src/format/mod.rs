@@ -10,7 +10,7 @@ pub mod ptable;
 
 use std::io::{self, Read};
 
-use md5::{Digest, Md5};
+use crate::hashing::Md5;
 
 /// Size of the trailing MD5 that chunks and PTables carry.
 pub const MD5_LEN: u64 = 16;
@@ -32,7 +32,7 @@ pub fn md5_of_reader(reader: &mut impl Read, len: u64) -> io::Result<[u8; 16]> {
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    Ok(hasher.finalize().into())
+    Ok(hasher.finalize())
 }
 
 /// Checks a file that ends in an MD5 of all its preceding bytes (completed chunks, PTables).
