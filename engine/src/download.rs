@@ -50,7 +50,7 @@ impl Sink {
         Sink {
             file,
             at,
-            hasher: Some(StreamHasher::new(trailing)),
+            hasher: Some(StreamHasher::shared(trailing)),
             hashing: true,
             pending: Vec::new(),
             pending_len: 0,
@@ -114,31 +114,24 @@ impl Sink {
     }
 }
 
-/// Hashes `pieces` (when given a hasher) and writes them one after the other to `file` from
-/// `at` (when given one), a slice at a time; then starts their writeback to disk (see
-/// [`crate::file_copy`]).
+/// Hands `pieces` to the hasher (when given one) and writes them one after the other to `file`
+/// from `at` (when given one); then starts their writeback to disk (see [`crate::file_copy`]).
 fn hash_and_write(
     pieces: &[Bytes],
-    mut hasher: Option<&mut StreamHasher>,
+    hasher: Option<&mut StreamHasher>,
     file: Option<&File>,
     at: u64,
 ) -> std::io::Result<()> {
+    if let Some(h) = hasher {
+        h.update_pieces(pieces.iter().cloned());
+    }
+    let Some(f) = file else { return Ok(()) };
     let mut pos = at;
-    for slice in pieces
-        .iter()
-        .flat_map(|piece| piece.chunks(crate::file_copy::SLICE))
-    {
-        if let Some(h) = hasher.as_deref_mut() {
-            h.update(slice);
-        }
-        if let Some(f) = file {
-            f.write_all_at(slice, pos)?;
-        }
-        pos += slice.len() as u64;
+    for piece in pieces {
+        f.write_all_at(piece, pos)?;
+        pos += piece.len() as u64;
     }
-    if let Some(f) = file {
-        crate::file_copy::start_writeback(f, at, pos - at);
-    }
+    crate::file_copy::start_writeback(f, at, pos - at);
     Ok(())
 }
 
@@ -295,7 +288,7 @@ pub(crate) async fn download_to_file(
         let f = file.clone();
         let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<Md5> {
             crate::file_copy::read_range(&f, at + r.start, r.end - r.start, |piece| {
-                hasher.update(piece)
+                hasher.update(&piece)
             })?;
             Ok(hasher)
         })
@@ -343,13 +336,13 @@ async fn copy_local(
                 "{key} ended after {copied} of the {len} bytes recorded: the backup is damaged"
             )));
         }
-        let mut hasher = Md5::new();
+        let mut hasher = StreamHasher::shared(false);
         crate::file_copy::read_range(&file, at, len, |piece| {
-            hasher.update(piece);
             progress.advance(piece.len() as u64);
+            hasher.update_pieces([piece]);
         })
         .map_err(|e| EngineError::io(&label, e))?;
-        Ok(Some(hasher.finalize()))
+        Ok(Some(hasher.finish().md5))
     })
     .await
     .map_err(|e| EngineError::io(&label, std::io::Error::other(e.to_string())))?

@@ -56,20 +56,28 @@ pub(crate) fn copy_range(_: &File, _: u64, _: &File, _: u64, _: u64) -> io::Resu
 }
 
 /// Reads `len` bytes of `file` from `at` a [`SLICE`] at a time, handing each to `each` (to hash
-/// them); a file that ends first fails with [`io::ErrorKind::UnexpectedEof`].
+/// them; each is its own buffer, which the hasher thread may keep for a while); a file that
+/// ends first fails with [`io::ErrorKind::UnexpectedEof`].
 pub(crate) fn read_range(
     file: &File,
     at: u64,
     len: u64,
-    mut each: impl FnMut(&[u8]),
+    mut each: impl FnMut(bytes::Bytes),
 ) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; (len.min(SLICE as u64) as usize).max(1)];
     let mut done = 0u64;
     while done < len {
-        let want = buf.len().min((len - done) as usize);
-        file.read_exact_at(&mut buf[..want], at + done)?;
-        each(&buf[..want]);
+        let want = SLICE.min((len - done) as usize);
+        // Read into the buffer's spare capacity: no zeroing first.
+        let mut buf = Vec::with_capacity(want);
+        while buf.len() < want {
+            let from = at + done + buf.len() as u64;
+            match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), from) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        each(buf.into());
         done += want as u64;
     }
     Ok(())

@@ -5,8 +5,11 @@
 //! whole file's (MD5 is a running state over the bytes). The tail also gives a chunk's footer
 //! without a second read.
 
+use bytes::Bytes;
+
 use crate::format::chunk::{ChunkFooter, FOOTER_LEN};
 use crate::format::MD5_LEN;
+use crate::md5_lanes::LaneMd5;
 
 const TAIL: usize = FOOTER_LEN as usize;
 
@@ -14,7 +17,7 @@ const TAIL: usize = FOOTER_LEN as usize;
 /// MD5 (about 1.25× RustCrypto's assembly MD5 on x86-64); this module's tests check it against
 /// RustCrypto's `md-5` on every length and split.
 #[derive(Clone, Copy, Default)]
-pub struct Md5(md5_many::Md5State);
+pub struct Md5(pub(crate) md5_many::Md5State);
 
 impl Md5 {
     pub fn new() -> Md5 {
@@ -37,12 +40,19 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
 }
 
 pub struct StreamHasher {
-    /// The MD5 state over every byte but the held-back tail.
-    state: Md5,
+    /// The MD5 over every byte but the held-back tail.
+    bulk: Bulk,
     /// Whether to check the trailing MD5.
     trailing: bool,
-    /// The last (up to) 128 bytes seen, not yet fed to `state`.
+    /// The last (up to) 128 bytes seen, not yet fed to `bulk`.
     tail: Vec<u8>,
+}
+
+/// Where the bytes before the tail are hashed.
+enum Bulk {
+    Here(Md5),
+    /// By the shared hasher thread, side by side with other streams.
+    Lanes(LaneMd5),
 }
 
 impl Default for StreamHasher {
@@ -73,43 +83,90 @@ impl Hashes {
 }
 
 impl StreamHasher {
-    /// `trailing`: also check the trailing MD5 (free: the same pass).
+    /// Hashes on the caller's thread. `trailing`: also check the trailing MD5 (free: the same
+    /// pass).
     pub fn new(trailing: bool) -> Self {
+        StreamHasher::with(Bulk::Here(Md5::new()), trailing)
+    }
+
+    /// Hashes on the shared hasher thread, side by side with the other streams hashed at the
+    /// same time (see [`crate::md5_lanes`]): for a stream that runs beside others. Feed it with
+    /// [`StreamHasher::update_pieces`], from a blocking thread.
+    pub fn shared(trailing: bool) -> Self {
+        StreamHasher::with(Bulk::Lanes(LaneMd5::new()), trailing)
+    }
+
+    fn with(bulk: Bulk, trailing: bool) -> Self {
         StreamHasher {
-            state: Md5::new(),
+            bulk,
             trailing,
             tail: Vec::with_capacity(2 * TAIL),
         }
     }
 
     pub fn update(&mut self, data: &[u8]) {
+        let Bulk::Here(state) = &mut self.bulk else {
+            return self.update_pieces([Bytes::copy_from_slice(data)]);
+        };
         if data.len() >= TAIL {
-            self.state.update(&self.tail);
-            self.state.update(&data[..data.len() - TAIL]);
+            state.update(&self.tail);
+            state.update(&data[..data.len() - TAIL]);
             self.tail.clear();
             self.tail.extend_from_slice(&data[data.len() - TAIL..]);
         } else {
             self.tail.extend_from_slice(data);
             if self.tail.len() > TAIL {
                 let spill = self.tail.len() - TAIL;
-                self.state.update(&self.tail[..spill]);
+                state.update(&self.tail[..spill]);
                 self.tail.drain(..spill);
             }
         }
     }
 
+    /// Adds `pieces`, in order, without copying them when they go to the shared hasher (which
+    /// may block while it is behind).
+    pub fn update_pieces(&mut self, pieces: impl IntoIterator<Item = Bytes>) {
+        let Bulk::Lanes(lane) = &mut self.bulk else {
+            return pieces.into_iter().for_each(|p| self.update(&p));
+        };
+        let pieces: Vec<Bytes> = pieces.into_iter().collect();
+        let total: usize = pieces.iter().map(Bytes::len).sum();
+        let mut out = Vec::with_capacity(pieces.len() + 1);
+        // Everything goes to the hasher but the last TAIL bytes seen (old tail included).
+        let mut to_send = (self.tail.len() + total).saturating_sub(TAIL);
+        let from_tail = to_send.min(self.tail.len());
+        if from_tail > 0 {
+            out.push(Bytes::copy_from_slice(&self.tail[..from_tail]));
+            self.tail.drain(..from_tail);
+            to_send -= from_tail;
+        }
+        for piece in pieces {
+            let send = to_send.min(piece.len());
+            to_send -= send;
+            if send > 0 {
+                out.push(piece.slice(..send));
+            }
+            self.tail.extend_from_slice(&piece[send..]);
+        }
+        lane.update(out);
+    }
+
     pub fn finish(self) -> Hashes {
+        let state = match self.bulk {
+            Bulk::Here(state) => state,
+            Bulk::Lanes(lane) => lane.finish(),
+        };
         let keep = MD5_LEN as usize;
         let trailing_md5_ok = self.trailing.then(|| {
             if self.tail.len() < keep {
                 return false;
             }
             let split = self.tail.len() - keep;
-            let mut body = self.state;
+            let mut body = state;
             body.update(&self.tail[..split]);
             self.tail[split..] == body.finalize()
         });
-        let mut whole = self.state;
+        let mut whole = state;
         whole.update(&self.tail);
         Hashes {
             md5: whole.finalize(),
@@ -134,7 +191,7 @@ pub(crate) async fn md5_of_range(
             None => std::sync::Arc::new(std::fs::File::open(&path)?),
         };
         let mut hasher = Md5::new();
-        crate::file_copy::read_range(&file, at, len, |piece| hasher.update(piece)).map_err(
+        crate::file_copy::read_range(&file, at, len, |piece| hasher.update(&piece)).map_err(
             |e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -184,6 +241,18 @@ mod tests {
             assert_eq!(out.trailing_md5_ok, Some(true), "piece {piece}");
             assert_eq!(out.md5, md5(&file));
             assert_eq!(out.tail, file[file.len() - 128..]);
+            // The same, hashed by the shared hasher: a batch of pieces at a time.
+            for batch in [1, 3] {
+                let mut h = StreamHasher::shared(true);
+                let pieces: Vec<Bytes> = file.chunks(piece).map(Bytes::copy_from_slice).collect();
+                pieces
+                    .chunks(batch)
+                    .for_each(|b| h.update_pieces(b.to_vec()));
+                let out = h.finish();
+                assert_eq!(out.trailing_md5_ok, Some(true), "shared, piece {piece}");
+                assert_eq!(out.md5, md5(&file), "shared, piece {piece}, batch {batch}");
+                assert_eq!(out.tail, file[file.len() - 128..]);
+            }
         }
         let mut h = StreamHasher::default();
         h.update(&body);

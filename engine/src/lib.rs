@@ -19,6 +19,7 @@ mod hashing;
 mod legacy;
 mod location;
 mod lock;
+mod md5_lanes;
 mod metered;
 mod point;
 mod progress;

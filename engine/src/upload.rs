@@ -244,12 +244,12 @@ impl Upload {
 
     /// Reads back and hashes the `len` bytes a kernel copy put in `out`; records the pass.
     fn hash_copy(&self, out: &File) -> io::Result<()> {
-        let mut hasher = StreamHasher::new(self.check_trailing_md5);
+        let mut hasher = StreamHasher::shared(self.check_trailing_md5);
         file_copy::read_range(out, 0, self.len, |piece| {
-            hasher.update(piece);
             if let Some(report) = &self.on_bytes {
                 report(piece.len() as u64);
             }
+            hasher.update_pieces([piece]);
         })?;
         self.record(hasher)
     }
