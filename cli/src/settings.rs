@@ -13,8 +13,10 @@ use crate::args::{Command, LockArgs, Output, PointArgs, Transfer};
 use crate::config::{FileConfig, Retention};
 use crate::exit::Failure;
 
-/// Files transferred at once.
+/// Files a backup sends at once.
 pub const DEFAULT_CONCURRENCY: usize = esbackup_engine::DEFAULT_CONCURRENCY;
+/// Files a restore or `verify --read-data` fetches at once.
+pub const DEFAULT_RESTORE_CONCURRENCY: usize = esbackup_engine::DEFAULT_RESTORE_CONCURRENCY;
 /// Seconds without a heartbeat after which another host's lock is stale.
 pub const DEFAULT_LOCK_STALE_SECS: u64 = 15 * 60;
 
@@ -24,7 +26,8 @@ pub struct Settings {
     pub target: Option<String>,
     pub db: Option<PathBuf>,
     pub index: Option<PathBuf>,
-    pub concurrency: usize,
+    /// Files transferred at once, when given (see [`Settings::backup_concurrency`]).
+    pub concurrency: Option<usize>,
     pub json: bool,
     pub quiet: bool,
     pub full: bool,
@@ -203,11 +206,8 @@ impl Settings {
             (None, Some(r)) => policy(r)?,
             (None, None) => KeepPolicy::default(),
         };
-        let concurrency = raw
-            .concurrency
-            .or(file.concurrency)
-            .unwrap_or(DEFAULT_CONCURRENCY);
-        if concurrency == 0 {
+        let concurrency = raw.concurrency.or(file.concurrency);
+        if concurrency == Some(0) {
             return Err(Failure::usage("--concurrency must be at least 1"));
         }
         Ok(Settings {
@@ -250,6 +250,16 @@ impl Settings {
     /// The database (or restore) folder, or a usage error naming the ways to give it.
     pub fn db(&self) -> Result<&std::path::Path, Failure> {
         self.db.as_deref().ok_or_else(|| missing("db"))
+    }
+
+    /// Files a backup sends at once.
+    pub fn backup_concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+    }
+
+    /// Files a restore or `verify --read-data` fetches at once.
+    pub fn restore_concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(DEFAULT_RESTORE_CONCURRENCY)
     }
 }
 

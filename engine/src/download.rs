@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::hashing::{Hashes, Md5, StreamHasher};
+use crate::hashing::{Hashes, StreamHasher};
 use crate::progress::Progress;
 use crate::target::{Target, TargetError};
 
@@ -110,7 +110,11 @@ impl Sink {
     pub async fn finish(mut self) -> Result<Hashes> {
         self.flush().await?;
         self.settle().await?;
-        Ok(self.hasher.take().expect("settled").finish())
+        let hasher = self.hasher.take().expect("settled");
+        // Off the runtime: finishing waits for the shared hasher.
+        tokio::task::spawn_blocking(move || hasher.finish())
+            .await
+            .map_err(|e| EngineError::io(&self.label, std::io::Error::other(e.to_string())))
     }
 }
 
@@ -273,7 +277,7 @@ pub(crate) async fn download_to_file(
             })
         })
         .collect();
-    let mut hasher = Md5::new();
+    let mut hasher = StreamHasher::shared(false);
     let mut pending = tasks.into_iter().zip(ranges);
     while let Some((task, r)) = pending.next() {
         let done = task
@@ -286,9 +290,9 @@ pub(crate) async fn download_to_file(
             return Err(e);
         }
         let f = file.clone();
-        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<Md5> {
+        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<StreamHasher> {
             crate::file_copy::read_range(&f, at + r.start, r.end - r.start, |piece| {
-                hasher.update(&piece)
+                hasher.update_pieces([piece])
             })?;
             Ok(hasher)
         })
@@ -296,7 +300,10 @@ pub(crate) async fn download_to_file(
         .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?;
         hasher = hashed.map_err(|e| EngineError::io(label, e))?;
     }
-    Ok(hasher.finalize())
+    // Off the runtime: finishing waits for the shared hasher.
+    tokio::task::spawn_blocking(move || hasher.finish().md5)
+        .await
+        .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the

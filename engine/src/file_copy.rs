@@ -67,20 +67,27 @@ pub(crate) fn read_range(
     let mut done = 0u64;
     while done < len {
         let want = SLICE.min((len - done) as usize);
-        // Read into the buffer's spare capacity: no zeroing first.
-        let mut buf = Vec::with_capacity(want);
-        while buf.len() < want {
-            let from = at + done + buf.len() as u64;
-            match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), from) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        each(buf.into());
+        each(read_exact_at(file, at + done, want)?);
         done += want as u64;
     }
     Ok(())
+}
+
+/// Reads `len` bytes of `file` from `at` into a buffer of their own (read into its spare
+/// capacity: not zeroed first); a file that ends first fails with
+/// [`io::ErrorKind::UnexpectedEof`].
+pub(crate) fn read_exact_at(file: &File, at: u64, len: usize) -> io::Result<bytes::Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let from = at + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), from) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(len); // (in case the allocator gave more room than asked for)
+    Ok(buf.into())
 }
 
 /// Starts writing `len` bytes of `file` from `at` to disk, without waiting.

@@ -48,7 +48,7 @@ pub use point::{
     Checkpoints, ChunkRef, Content, FileRef, NeededObject, Point, Segment, Window, FORMAT,
 };
 pub use progress::{NoProgress, Progress};
-pub use restore::{restore, RestoreOptions, RestoreReport, Which};
+pub use restore::{restore, RestoreOptions, RestoreReport, Which, DEFAULT_RESTORE_CONCURRENCY};
 pub use retry::{RetryPolicy, RetryTarget};
 pub use size::ByteSize;
 pub use source::FileStamp;

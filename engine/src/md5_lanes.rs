@@ -3,10 +3,12 @@
 //! hashes 8 of them in the lanes of one AVX2 register, about 3 GB/s per core here against
 //! 0.65 GB/s for one stream. A restore, a `verify --read-data` and a folder backup hash several
 //! files at a time, so their bytes go to one hasher thread, which waits until several streams
-//! have bytes waiting (or one has many, or one is finishing) and hashes them side by side.
+//! have bytes waiting (or one's owner waits for it) and hashes them side by side, about as many
+//! bytes of each.
 //!
 //! A stream hands over its bytes as [`Bytes`] (no copy) and may run [`CAP`] bytes ahead of the
-//! hasher; then [`LaneMd5::update`] blocks, so call it from a blocking thread.
+//! hasher (or one update ahead, if that is larger); then [`LaneMd5::update`] blocks, so call it
+//! from a blocking thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -16,10 +18,13 @@ use md5_many::{Md5Many, Md5State};
 
 use crate::hashing::Md5;
 
-/// Bytes a stream may have waiting before [`LaneMd5::update`] blocks.
+/// Bytes a stream may have waiting (more only for a single larger update).
 const CAP: usize = 4 << 20;
-/// Bytes taken from one stream per round (fewer rounds, each fuller).
+/// Most bytes taken from one stream per round (so that large pieces from several streams are
+/// hashed side by side, not one after the other).
 const ROUND: usize = 1 << 20;
+/// Fewest bytes taken from one stream per round, when it has them.
+const MIN_ROUND: usize = 64 << 10;
 /// Lanes of the wide kernel (AVX2: 8 × 32 bits).
 const LANES: usize = 8;
 
@@ -38,18 +43,28 @@ impl LaneMd5 {
         LaneMd5 { id }
     }
 
-    /// Adds `pieces`, in order, to the stream. Blocks while [`CAP`] bytes are waiting.
+    /// Adds `pieces`, in order, to the stream. Blocks until they fit in [`CAP`] with the bytes
+    /// still waiting (or none are waiting): the hasher keeps them alive until then.
     pub fn update(&mut self, pieces: impl IntoIterator<Item = Bytes>) {
+        let pieces: Vec<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
+        let len: usize = pieces.iter().map(Bytes::len).sum();
         let hasher = Hasher::get();
         let mut shared = hasher.lock();
-        while shared.stream(self.id).waiting > CAP {
-            shared = hasher.wait(&hasher.hashed, shared);
+        let full = |s: &mut Shared| {
+            let waiting = s.stream(self.id).waiting;
+            waiting > 0 && waiting + len > CAP
+        };
+        if full(&mut shared) {
+            shared.stream(self.id).blocked = true;
+            hasher.work.notify_one();
+            while full(&mut shared) {
+                shared = hasher.wait(&hasher.hashed, shared);
+            }
+            shared.stream(self.id).blocked = false;
         }
         let stream = shared.stream(self.id);
-        for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
-            stream.waiting += piece.len();
-            stream.queue.push_back(piece);
-        }
+        stream.waiting += len;
+        stream.queue.extend(pieces);
         hasher.work.notify_one();
     }
 
@@ -71,7 +86,10 @@ impl LaneMd5 {
 impl Drop for LaneMd5 {
     fn drop(&mut self) {
         // A stream the hasher holds right now is dropped when its round ends.
-        Hasher::get().lock().streams.remove(&self.id);
+        let hasher = Hasher::get();
+        hasher.lock().streams.remove(&self.id);
+        // One stream fewer to wait for.
+        hasher.work.notify_one();
     }
 }
 
@@ -83,6 +101,8 @@ struct Stream {
     waiting: usize,
     /// The hasher has this stream's state (and some of its bytes) right now.
     busy: bool,
+    /// Its owner waits for room.
+    blocked: bool,
     /// Its owner waits for the digest: hash what is left without waiting for other streams.
     finishing: bool,
 }
@@ -100,15 +120,15 @@ impl Shared {
             .expect("a stream lives until dropped")
     }
 
-    /// The streams to hash now, with up to [`ROUND`] bytes of each; none until several streams
-    /// (all of them, up to [`LANES`]) have bytes waiting, one is finishing or one is half full.
+    /// The streams to hash now, with about as many bytes of each (up to [`ROUND`]); none until
+    /// every stream (up to [`LANES`] of them) has bytes waiting, or an owner waits for one.
     fn take_round(&mut self) -> Vec<Lane> {
         let idle = |s: &Stream| !s.busy && !s.queue.is_empty();
         let ready = self.streams.values().filter(|s| idle(s)).count();
         let urgent = self
             .streams
             .values()
-            .any(|s| idle(s) && (s.finishing || s.waiting >= CAP / 2));
+            .any(|s| idle(s) && (s.finishing || s.blocked));
         if ready == 0 || (ready < self.streams.len().min(LANES) && !urgent) {
             return Vec::new();
         }
@@ -121,14 +141,21 @@ impl Shared {
         // The fullest first: they are nearest to blocking their owners.
         ids.sort_by_key(|id| std::cmp::Reverse(self.streams[id].waiting));
         ids.truncate(LANES);
+        let least = ids.iter().map(|id| self.streams[id].waiting).min();
+        let even = least.unwrap_or(0).clamp(MIN_ROUND, ROUND);
         ids.into_iter()
             .map(|id| {
                 let s = self.stream(id);
                 s.busy = true;
                 let mut pieces = VecDeque::new();
                 let mut len = 0;
-                while len < ROUND {
-                    let Some(p) = s.queue.pop_front() else { break };
+                while len < even {
+                    let Some(mut p) = s.queue.pop_front() else {
+                        break;
+                    };
+                    if p.len() > even - len {
+                        s.queue.push_front(p.split_off(even - len));
+                    }
                     len += p.len();
                     pieces.push_back(p);
                 }

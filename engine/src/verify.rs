@@ -36,7 +36,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             point: None,
             read_data: false,
-            concurrency: crate::backup::DEFAULT_CONCURRENCY,
+            concurrency: crate::restore::DEFAULT_RESTORE_CONCURRENCY,
         }
     }
 }
