@@ -138,8 +138,11 @@ impl Shared {
             .filter(|(_, s)| idle(s))
             .map(|(id, _)| *id)
             .collect();
-        // The fullest first: they are nearest to blocking their owners.
-        ids.sort_by_key(|id| std::cmp::Reverse(self.streams[id].waiting));
+        // Those whose owners wait first, then the fullest (the nearest to blocking theirs).
+        ids.sort_by_key(|id| {
+            let s = &self.streams[id];
+            std::cmp::Reverse((s.finishing || s.blocked, s.waiting))
+        });
         ids.truncate(LANES);
         let least = ids.iter().map(|id| self.streams[id].waiting).min();
         let even = least.unwrap_or(0).clamp(MIN_ROUND, ROUND);
