@@ -62,8 +62,16 @@ impl Sink {
     /// Writes bytes to `file` from offset `at` without hashing them.
     fn writer(file: Arc<File>, at: u64, label: String) -> Sink {
         Sink {
+            file: Some(file),
+            at,
+            // Never fed: a stream registered with the shared hasher would make it wait for
+            // bytes that never come.
+            hasher: Some(StreamHasher::new(false)),
             hashing: false,
-            ..Sink::new(Some(file), at, false, label)
+            pending: Vec::new(),
+            pending_len: 0,
+            in_flight: None,
+            label,
         }
     }
 

@@ -8,9 +8,8 @@
 use std::fs::File;
 use std::io::{self, Write};
 
-/// Bytes handled at once between two passes over them (read and hash, hash and write): few
-/// enough to still be in the CPU's cache for the second (1 MiB at a time cost a third more
-/// kernel time when writing restored files on this project's 2-core benchmark machine).
+/// Bytes read back at once to be hashed: each slice is a buffer of its own that the shared
+/// hasher holds until hashed, so they stay small.
 pub(crate) const SLICE: usize = 256 << 10;
 
 /// Bytes copied (or written) before their writeback is started.
