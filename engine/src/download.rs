@@ -299,7 +299,7 @@ pub(crate) async fn download_to_file(
         }
         let f = file.clone();
         let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<StreamHasher> {
-            crate::file_copy::read_range(&f, at + r.start, r.end - r.start, |piece| {
+            crate::file_copy::read_back(&f, at + r.start, r.end - r.start, |piece| {
                 hasher.update_pieces([piece])
             })?;
             Ok(hasher)
@@ -315,7 +315,7 @@ pub(crate) async fn download_to_file(
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
-/// kernel, then reads back and hashes what landed there. `None` when the kernel cannot copy
+/// kernel, reading back and hashing what landed there step by step. `None` when the kernel cannot copy
 /// between the two (nothing was copied).
 async fn copy_local(
     path: std::path::PathBuf,
@@ -336,7 +336,12 @@ async fn copy_local(
             }
             Err(e) => return Err(EngineError::io(path.display(), e)),
         };
-        let copied = match crate::file_copy::copy_range(&from, 0, &file, at, len) {
+        let mut hasher = StreamHasher::shared(false);
+        let copied = crate::file_copy::copy_and_read_back(&from, 0, &file, at, len, |piece| {
+            progress.advance(piece.len() as u64);
+            hasher.update_pieces([piece]);
+        });
+        let copied = match copied {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -351,12 +356,6 @@ async fn copy_local(
                 "{key} ended after {copied} of the {len} bytes recorded: the backup is damaged"
             )));
         }
-        let mut hasher = StreamHasher::shared(false);
-        crate::file_copy::read_range(&file, at, len, |piece| {
-            progress.advance(piece.len() as u64);
-            hasher.update_pieces([piece]);
-        })
-        .map_err(|e| EngineError::io(&label, e))?;
         Ok(Some(hasher.finish().md5))
     })
     .await

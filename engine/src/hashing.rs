@@ -191,7 +191,7 @@ pub(crate) async fn md5_of_range(
             None => std::sync::Arc::new(std::fs::File::open(&path)?),
         };
         let mut hasher = Md5::new();
-        crate::file_copy::read_range(&file, at, len, |piece| hasher.update(&piece)).map_err(
+        crate::file_copy::read_range(&file, at, len, |piece| hasher.update(piece)).map_err(
             |e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

@@ -210,48 +210,36 @@ impl Upload {
 
     /// A pass that copies the body into the empty file `out` (opened for reading and writing;
     /// call it from a blocking thread): for a local file, in the kernel (`copy_file_range`,
-    /// no bytes through user space), each step's writeback to disk started at once; then what
-    /// `out` holds is read back and hashed, so the hash and the trailing-MD5 check are of the
-    /// stored bytes themselves. Elsewhere, or where the kernel cannot copy between the two
+    /// no bytes through user space), each step's writeback to disk started at once and what it
+    /// put in `out` read back and hashed (by the shared hasher) while the next step copies, so
+    /// the hash and the trailing-MD5 check are of the stored bytes themselves. Elsewhere, or where the kernel cannot copy between the two
     /// files, it is [`Upload::copy_to`]. On an error nothing is recorded.
     pub fn copy_to_file(&self, out: &File) -> io::Result<()> {
-        match self.kernel_copy(out)? {
-            Copied::Done => self.hash_copy(out),
-            Copied::Unsupported => self.copy_to(&mut file_copy::EarlyWriteback::new(out)),
-        }
-    }
-
-    /// Copies the body into `out` in the kernel, unless it cannot.
-    fn kernel_copy(&self, out: &File) -> io::Result<Copied> {
         *self.last_pass.lock().unwrap() = Pass::default();
         let (path, file) = match &self.source {
-            Source::Memory(_) => return Ok(Copied::Unsupported),
+            Source::Memory(_) => return self.copy_to(&mut file_copy::EarlyWriteback::new(out)),
             Source::Handle { path, file } => (path, file.clone()),
             Source::Path(path) => (
                 path,
                 Arc::new(File::open(path).map_err(|e| self.failed(e))?),
             ),
         };
-        match file_copy::copy_range(&file, self.offset, out, 0, self.len)? {
-            None => Ok(Copied::Unsupported),
-            Some(n) if n == self.len => Ok(Copied::Done),
+        let mut hasher = StreamHasher::shared(self.check_trailing_md5);
+        let copied =
+            file_copy::copy_and_read_back(&file, self.offset, out, 0, self.len, |piece| {
+                if let Some(report) = &self.on_bytes {
+                    report(piece.len() as u64);
+                }
+                hasher.update_pieces([piece]);
+            })?;
+        match copied {
+            None => self.copy_to(&mut file_copy::EarlyWriteback::new(out)),
+            Some(n) if n == self.len => self.record(hasher),
             Some(_) => Err(self.failed(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{} shrank while it was being read", path.display()),
             ))),
         }
-    }
-
-    /// Reads back and hashes the `len` bytes a kernel copy put in `out`; records the pass.
-    fn hash_copy(&self, out: &File) -> io::Result<()> {
-        let mut hasher = StreamHasher::shared(self.check_trailing_md5);
-        file_copy::read_range(out, 0, self.len, |piece| {
-            if let Some(report) = &self.on_bytes {
-                report(piece.len() as u64);
-            }
-            hasher.update_pieces([piece]);
-        })?;
-        self.record(hasher)
     }
 
     /// Records a finished pass's MD5, after its trailing-MD5 check when one is asked for.
@@ -298,13 +286,6 @@ impl Upload {
         }
         stream::try_unfold(pass, FilePass::next).boxed()
     }
-}
-
-/// How a kernel copy went.
-enum Copied {
-    Done,
-    /// Not possible here: nothing was copied.
-    Unsupported,
 }
 
 enum Reader {
