@@ -119,7 +119,7 @@ pub struct Output {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct Transfer {
-    /// Files transferred at once [default: 4; restore and verify: 8].
+    /// Files transferred at once [default: backups 4, or 8 to a folder; restore and verify: 8].
     #[arg(long, env = "ESBACKUP_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
 }

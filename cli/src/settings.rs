@@ -13,8 +13,6 @@ use crate::args::{Command, LockArgs, Output, PointArgs, Transfer};
 use crate::config::{FileConfig, Retention};
 use crate::exit::Failure;
 
-/// Files a backup sends at once.
-pub const DEFAULT_CONCURRENCY: usize = esbackup_engine::DEFAULT_CONCURRENCY;
 /// Files a restore or `verify --read-data` fetches at once.
 pub const DEFAULT_RESTORE_CONCURRENCY: usize = esbackup_engine::DEFAULT_RESTORE_CONCURRENCY;
 /// Seconds without a heartbeat after which another host's lock is stale.
@@ -252,9 +250,10 @@ impl Settings {
         self.db.as_deref().ok_or_else(|| missing("db"))
     }
 
-    /// Files a backup sends at once.
-    pub fn backup_concurrency(&self) -> usize {
-        self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+    /// Files a backup sends at once, when given; the engine's default otherwise (4 to object
+    /// stores, 8 to a folder).
+    pub fn backup_concurrency(&self) -> Option<usize> {
+        self.concurrency
     }
 
     /// Files a restore or `verify --read-data` fetches at once.

@@ -38,7 +38,10 @@ pub mod conformance;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use backup::{backup, BackupOptions, BackupReport, Retention, Uploaded, DEFAULT_CONCURRENCY};
+pub use backup::{
+    backup, BackupOptions, BackupReport, Retention, Uploaded, DEFAULT_CONCURRENCY,
+    DEFAULT_LOCAL_CONCURRENCY,
+};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
 pub use hashing::{md5, Md5};

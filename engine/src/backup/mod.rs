@@ -53,8 +53,10 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Copy the KurrentDB secondary index (`kurrent.ddb`); only safe on a stopped node.
     pub include_secondary_index: bool,
-    /// Files transferred at once.
-    pub concurrency: usize,
+    /// Files sent at once; `None`: [`DEFAULT_CONCURRENCY`] to object stores (each file in
+    /// flight holds part buffers), [`DEFAULT_LOCAL_CONCURRENCY`] to a local folder (copied in
+    /// the kernel, holding little; 8 files fill the shared hasher's 8 lanes).
+    pub concurrency: Option<usize>,
     /// How long to wait for a missing `indexmap` to reappear.
     pub indexmap_wait: Duration,
     /// How many times `indexmap` may change under the capture before the run gives up.
@@ -73,8 +75,10 @@ pub struct Retention {
     pub prune: bool,
 }
 
-/// Files transferred at once unless told otherwise.
+/// Files sent at once to an object store unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Files sent at once to a local folder unless told otherwise.
+pub const DEFAULT_LOCAL_CONCURRENCY: usize = 8;
 
 impl BackupOptions {
     pub fn new(db: impl Into<PathBuf>) -> BackupOptions {
@@ -84,7 +88,7 @@ impl BackupOptions {
             full: false,
             dry_run: false,
             include_secondary_index: false,
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: None,
             indexmap_wait: Duration::from_secs(30),
             index_rounds: 20,
             lock: LockOptions::default(),
@@ -155,7 +159,11 @@ async fn run(
         return Ok(report); // --dry-run: the plan is the report
     };
 
-    let stored = execute::store_files(target, &plan, opts.concurrency, &opts.progress).await?;
+    let concurrency = opts.concurrency.unwrap_or(match target.local_root() {
+        Some(_) => DEFAULT_LOCAL_CONCURRENCY,
+        None => DEFAULT_CONCURRENCY,
+    });
+    let stored = execute::store_files(target, &plan, concurrency, &opts.progress).await?;
     execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
     lock.confirm_held().await?;

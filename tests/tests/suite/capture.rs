@@ -54,7 +54,7 @@ async fn a_chunk_completed_during_its_copy_restores_and_is_stored_whole_next_tim
             }
         }));
         let mut opts = backup_options(&db);
-        opts.concurrency = 1;
+        opts.concurrency = Some(1);
         backup(hooked, &opts).await.unwrap();
         let target: Arc<dyn Target> = Arc::new(store.clone());
         let (_, checked) = restore_and_check(target.clone(), dir.path(), "r1").await;

@@ -108,13 +108,13 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
     let (db, before) = sweep_dirs(&s, dir.path());
     let base = MemoryTarget::new();
     let mut opts = backup_options(&before);
-    opts.concurrency = 2;
+    opts.concurrency = Some(2);
     backup(Arc::new(base.clone()), &opts).await.unwrap();
     let first = points(&(Arc::new(base.clone()) as Arc<dyn Target>)).await[0]
         .id
         .clone();
     let mut opts = backup_options(&db);
-    opts.concurrency = 2;
+    opts.concurrency = Some(2);
     let mut problems = Vec::new();
     for k in 0.. {
         let t = base.deep_clone();

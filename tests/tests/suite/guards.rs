@@ -172,7 +172,7 @@ async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_the_earlier_point_r
         }
     }));
     let mut opts = backup_options(&db);
-    opts.concurrency = 1;
+    opts.concurrency = Some(1);
     let err = backup(target, &opts).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SourceChanging, "{err}");
     assert!(err.to_string().contains("scavenge"), "{err}");
