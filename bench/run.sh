@@ -20,7 +20,8 @@
 #   azure-backup    full backup of CLOUD_SIZE into Azurite: esbackup vs rclone (azureblob)
 #   gcs-backup      full backup of CLOUD_SIZE into fake-gcs-server: esbackup vs rclone (gcs)
 #   scale-files     backups of SCALE_FILES chunk files of SMALL_CHUNK (folder and S3): files/s,
-#                   MB/s, peak RSS, time per file (linear, not quadratic)
+#                   MB/s, peak RSS, time per file (linear, not quadratic); cp -r of the same
+#                   files beside the folder rows (what the file system itself costs per file)
 #   scale-64g       a backup of SCALE_SIZE (sparse chunks: zeros on disk as holes) into Garage
 #
 # How it measures: every command under GNU `/usr/bin/time -v` (wall, user+sys CPU of the
@@ -462,6 +463,7 @@ group_scale_files() {
         bytes=$(bench_dir_bytes "$db")
         files=$(bench_dir_files "$db")
         command_for scale-files "folder, $n chunks" "esbackup backup --db $db --target TARGET_DIR --json --quiet"
+        command_for scale-files "cp -r, $n chunks" "cp -r $db TARGET_DIR   # the file system's own cost per file"
         command_for scale-files "S3, $n chunks" "esbackup backup --db $db --target s3://bench/esbackup --json --quiet   # into a fresh Garage"
         for ((rep = 1; rep <= REPEAT; rep++)); do
             rm -rf "$t"
@@ -471,6 +473,12 @@ group_scale_files() {
             measure "$name" "$ESB" backup --db "$db" --target "$t" --json --quiet || ok=0
             esb_ok "$name" || ok=0
             sample scale-files "folder, $n chunks" "$rep" "$name" "$bytes" "$files" "$ok"
+            rm -rf "$t"
+            bench_warm "$db"
+            name=scale-files.cp-$n.$rep
+            ok=1
+            measure "$name" cp -r "$db" "$t" || ok=0
+            sample scale-files "cp -r, $n chunks" "$rep" "$name" "$bytes" "$files" "$ok"
             rm -rf "$t"
             garage_start "$srv"
             bench_warm "$db"
