@@ -315,8 +315,8 @@ pub(crate) async fn download_to_file(
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
-/// kernel, reading back and hashing what landed there step by step. `None` when the kernel cannot copy
-/// between the two (nothing was copied).
+/// kernel, reading back and hashing what landed there step by step. `None` when the kernel
+/// cannot copy between the two (nothing was copied).
 async fn copy_local(
     path: std::path::PathBuf,
     key: &str,

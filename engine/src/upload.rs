@@ -212,8 +212,9 @@ impl Upload {
     /// call it from a blocking thread): for a local file, in the kernel (`copy_file_range`,
     /// no bytes through user space), each step's writeback to disk started at once and what it
     /// put in `out` read back and hashed (by the shared hasher) while the next step copies, so
-    /// the hash and the trailing-MD5 check are of the stored bytes themselves. Elsewhere, or where the kernel cannot copy between the two
-    /// files, it is [`Upload::copy_to`]. On an error nothing is recorded.
+    /// the hash and the trailing-MD5 check are of the stored bytes themselves. Elsewhere, or
+    /// where the kernel cannot copy between the two files, it is [`Upload::copy_to`]. On an
+    /// error nothing is recorded.
     pub fn copy_to_file(&self, out: &File) -> io::Result<()> {
         *self.last_pass.lock().unwrap() = Pass::default();
         let (path, file) = match &self.source {
