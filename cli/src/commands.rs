@@ -70,7 +70,7 @@ async fn run_backup(s: &Settings) -> Result<i32, Failure> {
     opts.full = s.full;
     opts.dry_run = s.dry_run;
     opts.include_secondary_index = s.include_secondary_index;
-    opts.concurrency = s.backup_concurrency();
+    opts.concurrency = s.concurrency;
     opts.lock = lock_options(s);
     opts.retention = s.retention.clone();
     opts.progress = progress::for_terminal(s.quiet || s.json);
@@ -85,7 +85,7 @@ async fn run_restore(s: &Settings) -> Result<i32, Failure> {
     opts.index = s.index.clone();
     opts.point = s.point.clone();
     opts.force = s.force;
-    opts.concurrency = s.restore_concurrency();
+    opts.concurrency = s.concurrency.unwrap_or(opts.concurrency);
     opts.progress = progress::for_terminal(s.quiet || s.json);
     let report = restore(target, &opts).await?;
     output::restore(s.json, &report);
@@ -94,10 +94,11 @@ async fn run_restore(s: &Settings) -> Result<i32, Failure> {
 
 async fn run_verify(s: &Settings) -> Result<i32, Failure> {
     let target = open(s)?;
+    let defaults = VerifyOptions::default();
     let opts = VerifyOptions {
         point: (s.point != Which::Latest).then(|| s.point.clone()),
         read_data: s.read_data,
-        concurrency: s.restore_concurrency(),
+        concurrency: s.concurrency.unwrap_or(defaults.concurrency),
     };
     let report = verify(target, &opts).await?;
     output::verify(s.json, &report);

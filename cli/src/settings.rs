@@ -13,8 +13,6 @@ use crate::args::{Command, LockArgs, Output, PointArgs, Transfer};
 use crate::config::{FileConfig, Retention};
 use crate::exit::Failure;
 
-/// Files a restore or `verify --read-data` fetches at once.
-pub const DEFAULT_RESTORE_CONCURRENCY: usize = esbackup_engine::DEFAULT_RESTORE_CONCURRENCY;
 /// Seconds without a heartbeat after which another host's lock is stale.
 pub const DEFAULT_LOCK_STALE_SECS: u64 = 15 * 60;
 
@@ -24,7 +22,8 @@ pub struct Settings {
     pub target: Option<String>,
     pub db: Option<PathBuf>,
     pub index: Option<PathBuf>,
-    /// Files transferred at once, when given (see [`Settings::backup_concurrency`]).
+    /// Files transferred at once, when given; otherwise the engine's options keep their
+    /// defaults (backups 4, or 8 to a folder; restores and `verify`: 8).
     pub concurrency: Option<usize>,
     pub json: bool,
     pub quiet: bool,
@@ -248,17 +247,6 @@ impl Settings {
     /// The database (or restore) folder, or a usage error naming the ways to give it.
     pub fn db(&self) -> Result<&std::path::Path, Failure> {
         self.db.as_deref().ok_or_else(|| missing("db"))
-    }
-
-    /// Files a backup sends at once, when given; the engine's default otherwise (4 to object
-    /// stores, 8 to a folder).
-    pub fn backup_concurrency(&self) -> Option<usize> {
-        self.concurrency
-    }
-
-    /// Files a restore or `verify --read-data` fetches at once.
-    pub fn restore_concurrency(&self) -> usize {
-        self.concurrency.unwrap_or(DEFAULT_RESTORE_CONCURRENCY)
     }
 }
 

@@ -47,27 +47,28 @@ impl Sink {
     /// Hashes bytes (checking a trailing MD5 when `trailing`) and writes them to `file` from
     /// offset `at`, if given. `label` names the destination in errors.
     pub fn new(file: Option<Arc<File>>, at: u64, trailing: bool, label: String) -> Sink {
-        Sink {
-            file,
-            at,
-            hasher: Some(StreamHasher::shared(trailing)),
-            hashing: true,
-            pending: Vec::new(),
-            pending_len: 0,
-            in_flight: None,
-            label,
-        }
+        Sink::with(file, at, StreamHasher::shared(trailing), true, label)
     }
 
     /// Writes bytes to `file` from offset `at` without hashing them.
     fn writer(file: Arc<File>, at: u64, label: String) -> Sink {
+        // Never fed: a stream registered with the shared hasher would make it wait for bytes
+        // that never come.
+        Sink::with(Some(file), at, StreamHasher::new(false), false, label)
+    }
+
+    fn with(
+        file: Option<Arc<File>>,
+        at: u64,
+        hasher: StreamHasher,
+        hashing: bool,
+        label: String,
+    ) -> Sink {
         Sink {
-            file: Some(file),
+            file,
             at,
-            // Never fed: a stream registered with the shared hasher would make it wait for
-            // bytes that never come.
-            hasher: Some(StreamHasher::new(false)),
-            hashing: false,
+            hasher: Some(hasher),
+            hashing,
             pending: Vec::new(),
             pending_len: 0,
             in_flight: None,
