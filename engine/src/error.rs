@@ -15,7 +15,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The source is not a database, is damaged, or is another database than the backup's.
     NotADatabase,
-    /// Another run holds the lock on this backup location.
+    /// Another run holds the lock on this backup location, or another restore is writing into
+    /// this restore destination.
     LockHeld,
     /// The backup is damaged: a file it records is missing or differs.
     Damaged,

@@ -5,14 +5,16 @@
 //!    backup location itself; pick the point (`--point`, `--at`, else the latest);
 //! 2. check that every object the point needs is stored with its recorded size — a damaged
 //!    location fails here, naming what is missing, before the destination is touched;
-//! 3. download every data file under a temporary name, each byte checked against the MD5 the
-//!    point recorded;
+//! 3. lock the destination folder (one restore at a time), refuse it if it holds files (unless
+//!    `force`), and download every data file under a temporary name, each byte checked against
+//!    the MD5 the point recorded;
 //! 4. write `writer.chk`, move the data files into place, write the other checkpoints, and set
 //!    `truncate.chk` := `chaser.chk` last (the vendor's restore step).
 //!
 //! Until step 4 the folder holds no database file the server would open; a failed restore
 //! removes everything it wrote.
 
+mod destination;
 mod execute;
 mod plan;
 
@@ -25,11 +27,10 @@ use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::guard;
-use crate::layout::{classify, index_key, Kind};
 use crate::location::Location;
 use crate::point::Point;
 use crate::progress::{NoProgress, Progress};
-use crate::source::{read_dir_names, SourceDirs};
+use crate::source::SourceDirs;
 use crate::tally::Tally;
 use crate::target::Target;
 
@@ -117,7 +118,8 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
             summarise(&missing)
         )));
     }
-    prepare_destination(&dest, opts.force)?;
+    let _held = destination::lock(&dest.db)?;
+    destination::prepare(&dest, opts.force)?;
     let plan = plan::plan(&point);
     opts.progress.phase("restore", plan.bytes());
     let restored = execute::restore(&target, &dest, &plan, opts).await;
@@ -180,56 +182,6 @@ fn summarise(items: &[String]) -> String {
         text.push_str(&format!(" and {} more", items.len() - SHOWN));
     }
     text
-}
-
-/// Refuses folders that hold files unless `force`; with `force`, removes the database files in
-/// them (chunks, checkpoints, index files, secondary index) and leaves anything else alone.
-fn prepare_destination(dirs: &SourceDirs, force: bool) -> Result<()> {
-    for dir in [&dirs.db, &dirs.index] {
-        let names: Vec<String> = read_dir_names(dir)?
-            .into_iter()
-            .filter(|n| !(dir == &dirs.db && dirs.index == dir.join(n)))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        if !force {
-            return Err(EngineError::new(
-                crate::error::ErrorKind::DestinationNotEmpty,
-                format!(
-                    "{} is not empty ({} entries): restore into an empty folder, or pass --force to replace its database files",
-                    dir.display(),
-                    names.len()
-                ),
-            ));
-        }
-        for name in names {
-            let path = dir.join(&name);
-            let key = if dir == &dirs.index {
-                index_key(&name)
-            } else {
-                name.clone()
-            };
-            let is_db_file = !matches!(classify(&key), Kind::Unknown | Kind::Meta)
-                || name.ends_with(".chk")
-                || name.ends_with(execute::PARTIAL_SUFFIX)
-                || (dir == &dirs.index
-                    && matches!(name.as_str(), "stream-existence" | "scavenging"));
-            if !is_db_file {
-                continue;
-            }
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(|e| EngineError::io(path.display(), e))?;
-        }
-    }
-    for dir in [&dirs.db, &dirs.index] {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

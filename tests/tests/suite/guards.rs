@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use esbackup_engine::testing::{Intercept, MemoryTarget, Op};
 use esbackup_engine::{backup, restore, ErrorKind, RestoreOptions, Target};
 use esbackup_tests::scenarios::{settled_node, sim_config};
@@ -107,6 +109,66 @@ async fn restore_refuses_a_non_empty_folder_and_a_location_without_points() {
             .len()
             > 3
     );
+}
+
+/// Two restores into one folder at once: while the first downloads, a second one, even with
+/// `--force` (which would remove the first one's temporary files), is refused with LockHeld
+/// and touches nothing; the first one then completes.
+#[tokio::test]
+async fn a_second_restore_into_a_folder_being_restored_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 11, 10);
+    let (store, target) = mem();
+    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    // The first restore stops at its first chunk download until the gate opens.
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, g) = (reached.clone(), gate.clone());
+    let paused: Arc<dyn Target> = Arc::new(Intercept::new(
+        store,
+        Arc::new(move |op| {
+            let hold = matches!(op, Op::Get(k, _) if k.starts_with("chunk-"));
+            let (r, g) = (r.clone(), g.clone());
+            Box::pin(async move {
+                if hold {
+                    r.notify_one();
+                    drop(g.acquire().await.unwrap());
+                }
+                Ok(())
+            })
+        }),
+    ));
+    let into = dir.path().join("r");
+    let first = tokio::spawn({
+        let opts = RestoreOptions::new(&into);
+        async move { restore(paused, &opts).await }
+    });
+    reached.notified().await;
+    let names = |dir: &std::path::Path| -> std::collections::BTreeSet<_> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    let partials = names(&into);
+    assert!(!partials.is_empty(), "the first restore has begun writing");
+
+    let mut forced = RestoreOptions::new(&into);
+    forced.force = true;
+    let err = restore(target, &forced).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockHeld, "{err}");
+    assert!(err.to_string().contains("another restore"), "{err}");
+    assert!(
+        names(&into).is_superset(&partials),
+        "the second restore removed none of the first one's files"
+    );
+
+    gate.add_permits(Semaphore::MAX_PERMITS);
+    first.await.unwrap().unwrap();
+    let checked = check_restored(&into, &into.join("index"));
+    assert!(checked.is_ok(), "{:?}", checked.violations);
+    assert_same_files(&database_files(&into), &database_files(&db), "restored");
 }
 
 #[tokio::test]
