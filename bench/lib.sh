@@ -2,7 +2,8 @@
 # Shared pieces of the benchmarks (bench/run.sh, bench/cost.sh), sourced, not run.
 #
 #   tools      bench_tools: installs what is missing (scripts/test-env.sh: Garage, Azurite,
-#              fake-gcs-server, rclone, GNU time; apt-get: rsync), builds esbackup/esdb-sim
+#              fake-gcs-server, rclone, GNU time; apt-get: rsync, eatmydata), builds
+#              esbackup/esdb-sim
 #   data       bench_gen_db DIR SIZE CHUNK [sparse]: a database from bench/gen-db.py, reused
 #   servers    garage_start/garage_stop, azurite_start/azurite_stop, gcs_start/gcs_stop: each a
 #              fresh server process on 127.0.0.1 with fresh data, its PID recorded so that
@@ -93,7 +94,8 @@ bench_stop_dockerd_if_ours() {
 # Tools.
 # ---------------------------------------------------------------------------------------------
 # bench_tools NEED…: makes sure what the rows need is there: garage, azurite, gcs, rclone (through
-# scripts/test-env.sh, which installs all of them, when one is missing), rsync (apt-get); GNU
+# scripts/test-env.sh, which installs all of them, when one is missing), rsync and eatmydata
+# (apt-get); GNU
 # time, jq and curl always.
 bench_tools() {
     local need_env=false
@@ -117,6 +119,7 @@ bench_tools() {
     local pkgs=()
     command -v jq >/dev/null || pkgs+=(jq)
     if [[ " $* " == *" rsync "* ]]; then command -v rsync >/dev/null || pkgs+=(rsync); fi
+    if [[ " $* " == *" eatmydata "* ]]; then command -v eatmydata >/dev/null || pkgs+=(eatmydata); fi
     if ((${#pkgs[@]})); then
         [[ $(id -u) == 0 ]] || die "missing ${pkgs[*]}: install with apt-get (not root here)"
         log "apt-get install ${pkgs[*]}"

@@ -157,7 +157,11 @@ def main():
             if first:
                 d = (f"{iec(st.bytes)}, " if transfer else "") + f"{int(st.files):,} files"
             cmp = ""
-            if tool != "esbackup" and esb is not None:
+            if tool.startswith("esbackup,") and "cp -r" in dict(tools):
+                # A variant of esbackup (fsyncs off): set beside the plain copy, not beside itself.
+                r = ratio(st.wall, dict(tools)["cp -r"].wall)
+                cmp = f"÷ cp -r: wall {r:.2f}" if r is not None else ""
+            elif tool != "esbackup" and esb is not None:
                 parts = []
                 for name, a, b in [
                     ("wall", esb.wall, st.wall),

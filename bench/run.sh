@@ -14,7 +14,8 @@
 #   s3-restore      restore into an empty folder, checked equal to the source: esbackup restore
 #                   vs rclone copy back, and rclone copy + sync (durable, like esbackup)
 #   folder-backup   full backup of SIZE into a local folder: esbackup vs rsync -a, rsync -a + sync,
-#                   cp -r
+#                   cp -r, cp -r + sync; and esbackup with its fsyncs turned off by eatmydata
+#                   (a measurement only: what the durability costs, beside cp -r)
 #   folder-restore  restore from that folder: esbackup restore vs rsync -a
 #   folder-noop     no-op rerun on NOOP_FILES chunks of SMALL_CHUNK: esbackup vs rsync -a
 #   azure-backup    full backup of CLOUD_SIZE into Azurite: esbackup vs rclone (azureblob)
@@ -161,6 +162,7 @@ command_for() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$BENCH_WORK/commands.tsv
 needs=()
 wants s3-backup s3-noop s3-restore scale-files scale-64g && needs+=(garage rclone)
 wants folder-backup folder-restore folder-noop && needs+=(rsync)
+wants folder-backup && needs+=(eatmydata)
 wants azure-backup && needs+=(azurite rclone)
 wants gcs-backup && needs+=(gcs rclone)
 bench_tools "${needs[@]}"
@@ -308,7 +310,10 @@ group_s3() {
 
 # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
 RSYNC_SYNC='rsync -a "$1/" "$2/" && sync'
-# --- Folder target: full backup (esbackup, rsync -a, rsync -a + sync, cp -r) and restore ------
+# shellcheck disable=SC2016
+CP_SYNC='cp -r "$1" "$2" && sync'
+NO_FSYNC="esbackup, fsyncs off (eatmydata)"
+# --- Folder target: full backup (esbackup, rsync -a, cp -r, each also durable) and restore ----
 group_folder() {
     local bytes files rep tool name ok t=$BENCH_WORK/target-folder r=$BENCH_WORK/restore-folder
     bytes=$(bench_dir_bytes "$DB")
@@ -317,14 +322,16 @@ group_folder() {
     command_for folder-backup "rsync -a" "rsync -a $DB/ TARGET_DIR/"
     command_for folder-backup "rsync -a + sync" "sh -c 'rsync -a $DB/ TARGET_DIR/ && sync'   # durable, like esbackup"
     command_for folder-backup "cp -r" "cp -r $DB TARGET_DIR"
+    command_for folder-backup "cp -r + sync" "sh -c 'cp -r $DB TARGET_DIR && sync'   # durable, like esbackup"
+    command_for folder-backup "$NO_FSYNC" "eatmydata esbackup backup --db $DB --target TARGET_DIR --json --quiet   # not durable: a measurement only"
     command_for folder-restore esbackup "esbackup restore --target TARGET_DIR --db RESTORE_DIR --json --quiet; diff -r"
     command_for folder-restore "rsync -a" "rsync -a TARGET_DIR/ RESTORE_DIR/; diff -r"
     for ((rep = 1; rep <= REPEAT; rep++)); do
-        for tool in esbackup "rsync -a" "rsync -a + sync" "cp -r"; do
+        for tool in esbackup "rsync -a" "rsync -a + sync" "cp -r" "cp -r + sync" "$NO_FSYNC"; do
             [[ $tool == esbackup || $tool == "rsync -a" ]] || wants folder-backup || continue
             rm -rf "$t" "$r"
             bench_warm "$DB"
-            name="folder-backup.${tool// /_}.$rep"
+            name="folder-backup.${tool//[^A-Za-z0-9+-]/_}.$rep"
             ok=1
             case $tool in
             esbackup)
@@ -334,6 +341,11 @@ group_folder() {
             "rsync -a") measure "$name" rsync -a "$DB/" "$t/" || ok=0 ;;
             "rsync -a + sync") measure "$name" sh -c "$RSYNC_SYNC" sh "$DB" "$t" || ok=0 ;;
             "cp -r") measure "$name" cp -r "$DB" "$t" || ok=0 ;;
+            "cp -r + sync") measure "$name" sh -c "$CP_SYNC" sh "$DB" "$t" || ok=0 ;;
+            "$NO_FSYNC")
+                measure "$name" eatmydata "$ESB" backup --db "$DB" --target "$t" --json --quiet || ok=0
+                esb_ok "$name" || ok=0
+                ;;
             esac
             wants folder-backup && sample folder-backup "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
             ((ok)) || { note "folder-backup $tool run $rep failed"; continue; }
@@ -547,6 +559,7 @@ elapsed=$(($(date +%s) - start_time))
     versions=()
     [[ " ${needs[*]} " != *" rclone "* ]] || versions+=("$(rclone version 2>/dev/null | sed -n 1p)${RCLONE_FLAGS:+ (flags: $RCLONE_FLAGS)}")
     [[ " ${needs[*]} " != *" rsync "* ]] || versions+=("$(rsync --version 2>/dev/null | sed -n 1p | tr -s ' ')" "$(cp --version | sed -n 1p)")
+    [[ " ${needs[*]} " != *" eatmydata "* ]] || versions+=("eatmydata $(dpkg-query -W -f '${Version}' eatmydata 2>/dev/null || echo '?')")
     [[ " ${needs[*]} " != *" garage "* ]] || versions+=("$("$ESBACKUP_GARAGE_BIN" --version 2>/dev/null | sed -n 1p)")
     [[ " ${needs[*]} " != *" azurite "* ]] ||
         versions+=("Azurite $(node -p "require('$(dirname "$ESBACKUP_AZURITE_BIN")/../azurite/package.json').version" 2>/dev/null || echo '?')")
