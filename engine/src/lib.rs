@@ -21,6 +21,7 @@ mod location;
 mod lock;
 mod md5_lanes;
 mod metered;
+mod piece_pool;
 mod point;
 mod progress;
 mod restore;

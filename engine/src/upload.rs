@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::file_copy;
@@ -340,9 +340,15 @@ impl FilePass {
         let Reader::Open(path, file) = &self.reader else {
             unreachable!("opened above")
         };
-        let (path, file, at) = (path.clone(), file.clone(), self.at);
+        let (path, file, at, piece) = (path.clone(), file.clone(), self.at, self.piece);
         let read = tokio::task::spawn_blocking(move || -> io::Result<(Bytes, StreamHasher)> {
-            let mut buf = BytesMut::zeroed(want as usize);
+            // Full pieces (the parts of a multipart upload) in reused buffers.
+            let full = want == piece;
+            let mut buf = if full {
+                crate::piece_pool::take(want as usize)
+            } else {
+                vec![0; want as usize]
+            };
             let mut filled = 0usize;
             while filled < buf.len() {
                 let n = file.read_at(&mut buf[filled..], at + filled as u64)?;
@@ -355,7 +361,12 @@ impl FilePass {
                 filled += n;
             }
             hasher.update(&buf);
-            Ok((buf.freeze(), hasher))
+            let bytes = if full {
+                crate::piece_pool::freeze(buf)
+            } else {
+                buf.into()
+            };
+            Ok((bytes, hasher))
         })
         .await
         .map_err(|e| io::Error::other(format!("reading task failed: {e}")))?;

@@ -18,7 +18,8 @@ pub(super) struct Held {
 
 /// Locks the database folder `db` (creating it) for the length of a restore, so that a second
 /// restore into it fails at once instead of writing the same `*.esbackup-partial` files, or
-/// removing them with `--force`. The lock is the kernel's: it goes with the process.
+/// removing them with `--force`. The lock is the kernel's: it goes with the process. On a
+/// file system that has no locks, the restore goes on without one (with a warning).
 pub(super) fn lock(db: &Path) -> Result<Held> {
     std::fs::create_dir_all(db).map_err(|e| EngineError::io(db.display(), e))?;
     let dir = File::open(db).map_err(|e| EngineError::io(db.display(), e))?;
@@ -31,6 +32,11 @@ pub(super) fn lock(db: &Path) -> Result<Held> {
                 db.display()
             ),
         )),
+        // A file system without locks (some network mounts): restore without one.
+        Err(e @ (Errno::NOLCK | Errno::OPNOTSUPP)) => {
+            tracing::warn!("{}: no lock ({e}); restoring without one", db.display());
+            Ok(Held { _dir: dir })
+        }
         Err(e) => Err(EngineError::io(db.display(), e.into())),
     }
 }
