@@ -95,8 +95,7 @@ bench_stop_dockerd_if_ours() {
 # ---------------------------------------------------------------------------------------------
 # bench_tools NEED…: makes sure what the rows need is there: garage, azurite, gcs, rclone (through
 # scripts/test-env.sh, which installs all of them, when one is missing), rsync and eatmydata
-# (apt-get); GNU
-# time, jq and curl always.
+# (apt-get); GNU time, jq and curl always.
 bench_tools() {
     local need_env=false
     if [[ -s $ESBACKUP_STATE/env ]]; then

@@ -148,7 +148,8 @@ def main():
         tools = [(t, Stat(runs)) for (r, t), runs in by.items() if r == row]
         if not tools:
             continue
-        esb = dict(tools).get("esbackup")
+        named = dict(tools)
+        esb = named.get("esbackup")
         first = True
         for tool, st in tools:
             transfer = st.bytes > 0
@@ -157,9 +158,9 @@ def main():
             if first:
                 d = (f"{iec(st.bytes)}, " if transfer else "") + f"{int(st.files):,} files"
             cmp = ""
-            if tool.startswith("esbackup,") and "cp -r" in dict(tools):
+            if tool.startswith("esbackup,") and "cp -r" in named:
                 # A variant of esbackup (fsyncs off): set beside the plain copy, not beside itself.
-                r = ratio(st.wall, dict(tools)["cp -r"].wall)
+                r = ratio(st.wall, named["cp -r"].wall)
                 cmp = f"÷ cp -r: wall {r:.2f}" if r is not None else ""
             elif tool != "esbackup" and esb is not None:
                 parts = []

@@ -54,7 +54,7 @@ pub(super) fn prepare(dirs: &SourceDirs, force: bool) -> Result<()> {
         }
         if !force {
             return Err(EngineError::new(
-                crate::error::ErrorKind::DestinationNotEmpty,
+                ErrorKind::DestinationNotEmpty,
                 format!(
                     "{} is not empty ({} entries): restore into an empty folder, or pass --force to replace its database files",
                     dir.display(),

@@ -123,7 +123,7 @@ async fn a_second_restore_into_a_folder_being_restored_is_refused() {
     backup(target.clone(), &backup_options(&db)).await.unwrap();
     // The first restore stops at its first chunk download until the gate opens.
     let reached = Arc::new(tokio::sync::Notify::new());
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(Semaphore::new(0));
     let (r, g) = (reached.clone(), gate.clone());
     let paused: Arc<dyn Target> = Arc::new(Intercept::new(
         store,
