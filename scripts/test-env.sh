@@ -48,8 +48,9 @@ mkdir -p "$CACHE" "$STATE"
 # need no network.
 # ---------------------------------------------------------------------------------------------
 need_pkgs=()
-# rclone, time (GNU, for /usr/bin/time -v) and curl serve bench/s3-bench.sh; binutils gives strip.
-for pkg in docker.io rclone binutils time curl; do
+# rclone, time (GNU, for /usr/bin/time -v) and curl serve bench/s3-bench.sh; binutils gives strip;
+# faketime runs commands with the clock stepped (the clock tests and cli/tests/history.rs).
+for pkg in docker.io rclone binutils time curl faketime; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

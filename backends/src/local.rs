@@ -3,7 +3,8 @@
 //!
 //! Each object is written to a staging file beside it (`<name>#<n>`) and renamed into place, so
 //! readers see whole objects only; files and their folders are fsynced before a write returns.
-//! A crash can leave a staging file behind; listings skip such names.
+//! A crash can leave a staging file behind; listings skip such names, and the next run that
+//! holds the lock removes those older than a minute (`abort_stale_uploads`).
 //!
 //! Opening a folder target creates nothing: the folder is created by the first write, so that
 //! read-only commands (status, verify, restore, a dry run) never leave an empty folder behind a
@@ -449,6 +450,81 @@ impl LocalFiles {
         .await
         .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync: {e}")))?
         .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync of a folder: {e}")))
+    }
+}
+
+/// Whether a file name is a staging file (`<name>#<digits>`) of a write that has not finished.
+fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(base, n)| {
+        !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+impl LocalFiles {
+    /// Staging files under the folder whose last write is at least `older_than` ago.
+    fn leftovers(root: &FsPath, older_than: std::time::Duration) -> io::Result<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        let now = std::time::SystemTime::now();
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                } else if kind.is_file() && is_staging(&entry.file_name().to_string_lossy()) {
+                    let modified = entry.metadata()?.modified()?;
+                    if now.duration_since(modified).unwrap_or_default() >= older_than {
+                        found.push(entry.path());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes the staging files killed runs left (at least `older_than` old).
+    pub(crate) async fn remove_leftovers(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, esbackup_engine::TargetError> {
+        let root = self.root.clone();
+        let removed = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+            let mut removed = 0;
+            for path in Self::leftovers(&root, older_than)? {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "removed a staging file of a killed run");
+                        removed += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("staging files: {e}")))?;
+        removed.map_err(|e| {
+            esbackup_engine::TargetError::Permanent(format!("removing staging files: {e}"))
+        })
+    }
+
+    /// How many staging files are under the folder.
+    pub(crate) async fn count_leftovers(&self) -> Result<u64, esbackup_engine::TargetError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || Self::leftovers(&root, std::time::Duration::ZERO))
+            .await
+            .map_err(|e| esbackup_engine::TargetError::Permanent(format!("staging files: {e}")))?
+            .map(|v| v.len() as u64)
+            .map_err(|e| {
+                esbackup_engine::TargetError::Permanent(format!("listing staging files: {e}"))
+            })
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) trait ObjectWriter: Send + Sync + fmt::Debug {
 pub(crate) trait StaleUploads: Send + Sync + fmt::Debug {
     /// Aborts the uploads below `prefix` started at least `older_than` ago; returns how many.
     async fn abort_stale(&self, prefix: &Path, older_than: Duration) -> Result<u64, TargetError>;
+    /// How many uploads are in progress below `prefix`.
+    async fn count(&self, prefix: &Path) -> Result<u64, TargetError>;
 }
 
 /// A [`Target`] over an [`ObjectStore`], with every key below `prefix`.
@@ -374,6 +376,7 @@ impl Target for ObjectStoreTarget {
                     out.push(ObjectInfo {
                         key,
                         size: meta.size,
+                        modified: Some(meta.last_modified),
                     });
                 }
             }
@@ -392,6 +395,7 @@ impl Target for ObjectStoreTarget {
         Ok(ObjectInfo {
             key: key.into(),
             size: meta.size,
+            modified: Some(meta.last_modified),
         })
     }
 
@@ -438,14 +442,29 @@ impl Target for ObjectStoreTarget {
     }
 
     /// S3 targets list the bucket's in-progress multipart uploads below the prefix and abort
-    /// those started at least `older_than` ago. Other stores keep the default (nothing to do):
-    /// a local folder's multipart upload is one staging file, removed by the upload that made
-    /// it; Azure discards uncommitted blocks after 7 days and GCS resumable sessions expire
+    /// those started at least `older_than` ago; a local folder removes the staging files
+    /// (`<name>#<n>`) of killed runs that old. Other stores have nothing to do: Azure discards uncommitted blocks after 7 days and GCS resumable sessions expire
     /// after a week, neither billed as objects meanwhile.
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
+        if let Some(files) = &self.local_files {
+            return files.remove_leftovers(older_than).await;
+        }
         match &self.uploads {
             Some(uploads) => {
                 let result = uploads.abort_stale(&self.prefix, older_than).await;
+                self.check_bucket(result).await
+            }
+            None => Ok(0),
+        }
+    }
+
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        if let Some(files) = &self.local_files {
+            return files.count_leftovers().await;
+        }
+        match &self.uploads {
+            Some(uploads) => {
+                let result = uploads.count(&self.prefix).await;
                 self.check_bucket(result).await
             }
             None => Ok(0),

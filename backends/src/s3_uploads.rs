@@ -165,6 +165,35 @@ fn is_stale(initiated: &str, older_than: Duration, now: SystemTime) -> bool {
     age >= older_than
 }
 
+impl S3StaleUploads {
+    /// Every upload in progress below `prefix` (all pages).
+    async fn in_progress(&self, prefix: &Path) -> Result<Vec<InProgress>, TargetError> {
+        let below = match prefix.as_ref() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let mut all = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self.list_page(&below, markers.as_ref()).await?;
+            all.extend(
+                page.upload
+                    .into_iter()
+                    .filter(|u| u.key.starts_with(&below)),
+            );
+            markers = match (
+                page.is_truncated,
+                page.next_key_marker,
+                page.next_upload_id_marker,
+            ) {
+                (true, Some(k), Some(u)) if !k.is_empty() => Some((k, u)),
+                _ => break,
+            };
+        }
+        Ok(all)
+    }
+}
+
 #[async_trait]
 impl StaleUploads for S3StaleUploads {
     async fn abort_stale(&self, prefix: &Path, older_than: Duration) -> Result<u64, TargetError> {
@@ -172,48 +201,38 @@ impl StaleUploads for S3StaleUploads {
             tracing::debug!("unsigned requests (AWS_SKIP_SIGNATURE): stale uploads left alone");
             return Ok(0);
         }
-        let below = match prefix.as_ref() {
-            "" => String::new(),
-            p => format!("{p}/"),
-        };
         let now = SystemTime::now();
         let mut aborted = 0;
-        let mut markers: Option<(String, String)> = None;
-        for _ in 0..MAX_PAGES {
-            let page = self.list_page(&below, markers.as_ref()).await?;
-            for upload in &page.upload {
-                if !upload.key.starts_with(&below) || !is_stale(&upload.initiated, older_than, now)
-                {
-                    continue;
-                }
-                let Ok(path) = Path::parse(&upload.key) else {
-                    tracing::warn!(key = upload.key, "not aborting an upload with an odd key");
-                    continue;
-                };
-                match self.store.abort_multipart(&path, &upload.upload_id).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            key = upload.key,
-                            initiated = upload.initiated,
-                            "aborted a stale multipart upload"
-                        );
-                        aborted += 1;
-                    }
-                    // Completed or aborted meanwhile.
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(map_store_error(&upload.key, e)),
-                }
+        for upload in self.in_progress(prefix).await? {
+            if !is_stale(&upload.initiated, older_than, now) {
+                continue;
             }
-            markers = match (
-                page.is_truncated,
-                page.next_key_marker,
-                page.next_upload_id_marker,
-            ) {
-                (true, Some(k), Some(u)) if !k.is_empty() => Some((k, u)),
-                _ => return Ok(aborted),
+            let Ok(path) = Path::parse(&upload.key) else {
+                tracing::warn!(key = upload.key, "not aborting an upload with an odd key");
+                continue;
             };
+            match self.store.abort_multipart(&path, &upload.upload_id).await {
+                Ok(()) => {
+                    tracing::info!(
+                        key = upload.key,
+                        initiated = upload.initiated,
+                        "aborted a stale multipart upload"
+                    );
+                    aborted += 1;
+                }
+                // Completed or aborted meanwhile.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(map_store_error(&upload.key, e)),
+            }
         }
         Ok(aborted)
+    }
+
+    async fn count(&self, prefix: &Path) -> Result<u64, TargetError> {
+        if self.anonymous {
+            return Ok(0);
+        }
+        Ok(self.in_progress(prefix).await?.len() as u64)
     }
 }
 

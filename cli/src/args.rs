@@ -75,10 +75,12 @@ pub enum Command {
     /// Forget restore points a retention policy does not keep; --prune deletes their data.
     ///
     /// restic's rules: a point is kept if any --keep-* rule keeps it; the newest point is
-    /// always kept. Without --keep-* options, the config's `retention:` block applies.
-    /// Examples:
-    ///   esbackup forget --target s3://backups/node1 --keep-last 3 --prune
-    ///   esbackup forget --target s3://backups/node1 --keep-daily 7 --keep-weekly 4 --dry-run
+    /// always kept. Without --keep-* options, the config's `retention:` block applies. A
+    /// running backup is waited for (--lock-wait); a prune never deletes what a newer point
+    /// needs.
+    #[command(after_help = "Examples:\n  \
+        esbackup forget --target s3://backups/node1 --keep-last 3 --prune\n  \
+        esbackup forget --target s3://backups/node1 --keep-daily 7 --keep-weekly 4 --dry-run")]
     Forget(ForgetArgs),
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.
@@ -135,6 +137,10 @@ pub struct LockArgs {
     /// [default: 900].
     #[arg(long, env = "ESBACKUP_LOCK_STALE_SECS", value_name = "SECS")]
     pub lock_stale_secs: Option<u64>,
+    /// How long to wait for a running backup or forget to release the lock before giving up
+    /// with exit code 4: 90s, 10m, 1h, or 0 to give up at once [default: 10m].
+    #[arg(long, env = "ESBACKUP_LOCK_WAIT", value_name = "DURATION")]
+    pub lock_wait: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +214,12 @@ pub struct VerifyArgs {
           default_missing_value = "true", value_parser = BoolishValueParser::new(),
           value_name = "BOOL")]
     pub read_data: Option<bool>,
+    /// Also fail (exit 5) when the root mirror of the newest point is damaged (by default a
+    /// warning: restores do not use it, and the next backup rewrites it).
+    #[arg(long, env = "ESBACKUP_STRICT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          value_name = "BOOL")]
+    pub strict: Option<bool>,
     #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]

@@ -59,6 +59,7 @@ fn lock_options(s: &Settings) -> LockOptions {
     LockOptions {
         stale_after: s.lock_stale,
         break_lock: s.break_lock,
+        wait: s.lock_wait,
         ..LockOptions::default()
     }
 }
@@ -102,19 +103,29 @@ async fn run_verify(s: &Settings) -> Result<i32, Failure> {
     };
     let report = verify(target, &opts).await?;
     output::verify(s.json, &report);
-    Ok(if report.is_ok() { 0 } else { DAMAGED })
+    let strict_failure = s.strict && !report.mirror.is_empty();
+    Ok(if report.is_ok() && !strict_failure {
+        0
+    } else {
+        DAMAGED
+    })
 }
 
 async fn run_list(s: &Settings) -> Result<i32, Failure> {
-    let points = list(open(s)?).await?;
-    output::list(s.json, &points);
-    Ok(0)
+    let listing = list(open(s)?).await?;
+    output::list(s.json, &listing);
+    let damaged = listing.damaged().next().is_some();
+    Ok(if damaged { DAMAGED } else { 0 })
 }
 
 async fn run_status(s: &Settings) -> Result<i32, Failure> {
     let report = status(open(s)?).await?;
     output::status(s.json, &report);
-    Ok(if report.exists { 0 } else { NO_BACKUP })
+    Ok(match (report.exists, report.damaged.is_empty()) {
+        (false, _) => NO_BACKUP,
+        (true, false) => DAMAGED,
+        (true, true) => 0,
+    })
 }
 
 async fn run_forget(s: &Settings) -> Result<i32, Failure> {

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub include_secondary_index: Option<bool>,
     pub break_lock: Option<bool>,
     pub lock_stale_secs: Option<u64>,
+    pub lock_wait: Option<String>,
+    pub strict: Option<bool>,
     pub point: Option<String>,
     pub at: Option<String>,
     pub force: Option<bool>,

@@ -126,7 +126,7 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
             second.unchanged.files,
         ),
     );
-    let points = list(target.clone()).await?;
+    let points: Vec<_> = list(target.clone()).await?.points().cloned().collect();
     say(
         as_json,
         &format!("4. the location holds {} restore points", points.len()),

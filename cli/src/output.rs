@@ -2,7 +2,7 @@
 //! with `"ok"`: true for a success, false with `exit_code` and `error` for a failure).
 
 use esbackup_engine::{
-    BackupReport, ForgetReport, PointSummary, RestoreReport, StatusReport, Tally, VerifyReport,
+    BackupReport, ForgetReport, Listing, RestoreReport, StatusReport, Tally, VerifyReport,
 };
 use serde::Serialize;
 
@@ -107,7 +107,23 @@ pub fn backup(as_json: bool, r: &BackupReport) {
     for note in &r.notes {
         println!("  note: {note}");
     }
+    warnings(&r.warnings);
+    waited(r.lock_waited_secs);
     println!("  took {:.1}s", r.duration_secs);
+}
+
+/// Warnings, on stderr too so that a cron mail shows them.
+fn warnings(all: &[String]) {
+    for w in all {
+        println!("  WARNING: {w}");
+        eprintln!("esbackup: warning: {w}");
+    }
+}
+
+fn waited(secs: f64) {
+    if secs >= 1.0 {
+        println!("  waited {secs:.0}s for another run's lock");
+    }
 }
 
 pub fn restore(as_json: bool, r: &RestoreReport) {
@@ -126,6 +142,7 @@ pub fn restore(as_json: bool, r: &RestoreReport) {
         "  writer {} chaser {}; truncate.chk set to {} (the node truncates to it on start)",
         r.writer, r.chaser, r.truncate
     );
+    warnings(&r.warnings);
     println!("  took {:.1}s", r.duration_secs);
 }
 
@@ -140,6 +157,13 @@ pub fn verify(as_json: bool, r: &VerifyReport) {
     };
     if let Some(running) = &r.running {
         println!("note: {running}");
+    }
+    for id in &r.forgotten_meanwhile {
+        println!("note: restore point {id} was forgotten while verify ran (not checked)");
+    }
+    for m in &r.mirror {
+        println!("WARNING: {m}");
+        eprintln!("esbackup: warning: {m}");
     }
     if r.is_ok() {
         println!(
@@ -162,31 +186,45 @@ pub fn verify(as_json: bool, r: &VerifyReport) {
     }
 }
 
-pub fn list(as_json: bool, points: &[PointSummary]) {
+/// `list --json` prints a JSON array of the entries (points, and `{"id", "damaged"}` for
+/// point objects that cannot be read), oldest first.
+pub fn list(as_json: bool, listing: &Listing) {
     if as_json {
         println!(
             "{}",
-            serde_json::to_string_pretty(points).expect("JSON serialises")
+            serde_json::to_string_pretty(&listing.entries).expect("JSON serialises")
         );
+        for w in &listing.warnings {
+            eprintln!("esbackup: warning: {w}");
+        }
         return;
     }
     println!(
-        "{:<27} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
+        "{:<38} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
         "point", "time", "writer", "chaser", "files", "size", "added"
     );
-    for p in points {
-        println!(
-            "{:<27} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
-            p.id,
-            time(&p.time),
-            p.writer,
-            p.chaser,
-            p.files,
-            size(p.bytes),
-            size(p.bytes_added)
-        );
+    for e in &listing.entries {
+        match e {
+            esbackup_engine::ListEntry::Point(p) => println!(
+                "{:<38} {:<23} {:>14} {:>14} {:>6} {:>10} {:>10}",
+                p.id,
+                time(&p.time),
+                p.writer,
+                p.chaser,
+                p.files,
+                size(p.bytes),
+                size(p.bytes_added)
+            ),
+            esbackup_engine::ListEntry::Damaged { id, .. } => {
+                println!("{id:<38} DAMAGED (see below)")
+            }
+        }
     }
-    println!("{} restore point(s)", points.len());
+    println!("{} restore point(s)", listing.points().count());
+    for (_, why) in listing.damaged() {
+        println!("DAMAGED: {why}");
+    }
+    warnings(&listing.warnings);
 }
 
 pub fn status(as_json: bool, r: &StatusReport) {
@@ -215,6 +253,15 @@ pub fn status(as_json: bool, r: &StatusReport) {
                     p.host
                 );
             }
+        }
+        for d in &r.damaged {
+            println!("  DAMAGED  {}", d.problem);
+        }
+        if r.incomplete_uploads > 0 {
+            println!(
+                "  leftovers {} incomplete upload(s) or staging file(s) of killed runs (the next backup removes them)",
+                r.incomplete_uploads
+            );
         }
         if r.legacy {
             println!("  written by esbackup 0.1: the next backup converts it (its state becomes the first restore point)");
@@ -277,4 +324,12 @@ pub fn forget(as_json: bool, r: &ForgetReport) {
         size(r.stored_bytes_before),
         size(r.stored_bytes_after)
     );
+    if r.pruned_later > 0 {
+        println!(
+            "  {:<12} {} unreferenced object(s) written after this run took the lock (the next prune judges them)",
+            "left", r.pruned_later
+        );
+    }
+    warnings(&r.warnings);
+    waited(r.lock_waited_secs);
 }

@@ -15,6 +15,9 @@ use crate::exit::Failure;
 
 /// Seconds without a heartbeat after which another host's lock is stale.
 pub const DEFAULT_LOCK_STALE_SECS: u64 = 15 * 60;
+/// How long a backup or forget waits for another run's lock: long enough for a scheduled
+/// backup to finish, short enough that a stuck run is reported the same hour.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10 * 60);
 
 /// Every option, resolved.
 #[derive(Debug, Default)]
@@ -32,6 +35,8 @@ pub struct Settings {
     pub include_secondary_index: bool,
     pub break_lock: bool,
     pub lock_stale: Duration,
+    pub lock_wait: Duration,
+    pub strict: bool,
     pub point: Which,
     pub force: bool,
     pub read_data: bool,
@@ -57,6 +62,8 @@ struct Raw {
     include_secondary_index: Option<bool>,
     break_lock: Option<bool>,
     lock_stale_secs: Option<u64>,
+    lock_wait: Option<String>,
+    strict: Option<bool>,
     point: Option<String>,
     at: Option<String>,
     force: Option<bool>,
@@ -76,6 +83,7 @@ impl Raw {
     fn lock(&mut self, l: &LockArgs) {
         self.break_lock = l.break_lock;
         self.lock_stale_secs = l.lock_stale_secs;
+        self.lock_wait = l.lock_wait.clone();
     }
     fn point(&mut self, p: &PointArgs) {
         self.point = p.point.clone();
@@ -109,6 +117,7 @@ impl Raw {
                 raw.target = a.target.target.clone();
                 raw.point(&a.point);
                 raw.read_data = a.read_data;
+                raw.strict = a.strict;
                 raw.transfer(&a.transfer);
                 raw.output(&a.output);
             }
@@ -226,6 +235,15 @@ impl Settings {
                     .or(file.lock_stale_secs)
                     .unwrap_or(DEFAULT_LOCK_STALE_SECS),
             ),
+            lock_wait: match raw.lock_wait.or(file.lock_wait) {
+                Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                    Failure::usage(format!(
+                        "bad --lock-wait {text:?}: {e} (write e.g. 90s, 10m or 0)"
+                    ))
+                })?,
+                None => DEFAULT_LOCK_WAIT,
+            },
+            strict: raw.strict.or(file.strict).unwrap_or(false),
             point,
             force: raw.force.or(file.force).unwrap_or(false),
             read_data: raw.read_data.or(file.read_data).unwrap_or(false),

@@ -433,3 +433,151 @@ fn demo_runs_end_to_end() {
     );
     assert!(text.contains("demo ok"), "{text}");
 }
+
+#[test]
+fn forget_help_shows_each_example_on_its_own_line() {
+    let out = run(esbackup().args(["forget", "--help"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let examples: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("esbackup forget --target"))
+        .collect();
+    assert_eq!(examples.len(), 2, "{text}");
+    assert!(text.contains("--lock-wait"), "{text}");
+}
+
+/// A damaged point object: `list` shows the others, names it, and exits 5; JSON stays an array.
+#[test]
+fn list_names_a_damaged_point_and_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let bk = dir.path().join("bk");
+    for _ in 0..2 {
+        let out = run(esbackup()
+            .args(["backup", "--quiet", "--db"])
+            .arg(&db)
+            .arg("--target")
+            .arg(&bk));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let points = bk.join(".esbackup/points");
+    let mut names: Vec<_> = std::fs::read_dir(&points)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    std::fs::write(points.join(&names[0]), b"{\"format\": 3, \"id\":").unwrap();
+    let out = run(esbackup().args(["list", "--json", "--target"]).arg(&bk));
+    assert_eq!(out.status.code(), Some(5));
+    let entries = json(&out);
+    let entries = entries.as_array().expect("an array");
+    assert_eq!(entries.len(), 2);
+    assert!(entries[0]["damaged"].is_string(), "{entries:?}");
+    assert!(entries[1]["writer"].is_number(), "{entries:?}");
+    let out = run(esbackup().args(["list", "--target"]).arg(&bk));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DAMAGED") && text.contains("1 restore point(s)"),
+        "{text}"
+    );
+}
+
+/// verify warns about a damaged root mirror (exit 0) and fails with --strict (exit 5).
+#[test]
+fn verify_strict_fails_on_a_damaged_root_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let bk = dir.path().join("bk");
+    let out = run(esbackup()
+        .args(["backup", "--quiet", "--db"])
+        .arg(&db)
+        .arg("--target")
+        .arg(&bk));
+    assert!(out.status.success());
+    std::fs::remove_file(bk.join("index/indexmap")).unwrap();
+    let out = run(esbackup().args(["verify", "--target"]).arg(&bk));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("index/indexmap"));
+    let out = run(esbackup().args(["verify", "--strict", "--target"]).arg(&bk));
+    assert_eq!(out.status.code(), Some(5));
+}
+
+/// A backup run with the host clock a day behind (libfaketime) is still the newest point and
+/// says so; a plain restore gives its state. Skipped where `faketime` is not installed.
+#[test]
+fn a_backup_with_the_clock_a_day_behind_is_the_newest_point() {
+    if Command::new("faketime").arg("--version").output().is_err() {
+        eprintln!("skipped: faketime is not installed (scripts/test-env.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = Node::create(
+        &db,
+        SimConfig {
+            chunk_size: 64 * 1024,
+            seed: 7,
+            memtable_entries: 50,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    node.append(400).unwrap();
+    node.settle().unwrap();
+    let bk = dir.path().join("bk");
+    let out = run(esbackup()
+        .args(["backup", "--quiet", "--db"])
+        .arg(&db)
+        .arg("--target")
+        .arg(&bk));
+    assert!(out.status.success());
+    node.append(400).unwrap();
+    node.settle().unwrap();
+    let writer = std::fs::read(db.join("writer.chk")).unwrap();
+    let mut behind = Command::new("faketime");
+    behind
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .arg("-f")
+        .arg("-1d")
+        .arg(env!("CARGO_BIN_EXE_esbackup"))
+        .args(["backup", "--json", "--quiet", "--db"])
+        .arg(&db)
+        .arg("--target")
+        .arg(&bk);
+    let out = run(&mut behind);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let warned = report["warnings"].as_array().unwrap();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("behind")),
+        "{report}"
+    );
+    let out = run(esbackup().args(["list", "--json", "--target"]).arg(&bk));
+    let listed = json(&out);
+    assert_eq!(
+        listed.as_array().unwrap().last().unwrap()["id"],
+        report["point"]
+    );
+    let dest = dir.path().join("restored");
+    let out = run(esbackup()
+        .args(["restore", "--quiet", "--target"])
+        .arg(&bk)
+        .arg("--db")
+        .arg(&dest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dest.join("writer.chk")).unwrap(), writer);
+}

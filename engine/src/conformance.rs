@@ -322,10 +322,7 @@ impl Suite<'_> {
             let mut v: Vec<ObjectInfo> = names
                 .iter()
                 .filter(|(n, _)| filter(n))
-                .map(|(n, s)| ObjectInfo {
-                    key: self.key(n),
-                    size: *s as u64,
-                })
+                .map(|(n, s)| ObjectInfo::new(self.key(n), *s as u64))
                 .collect();
             v.sort_by(|x, y| x.key.cmp(&y.key));
             v
@@ -571,8 +568,11 @@ impl Suite<'_> {
             .map_err(|e| format!("list {prefix}: {e}"))?;
         got.sort_by(|x, y| x.key.cmp(&y.key));
         expected.sort_by(|x, y| x.key.cmp(&y.key));
+        let pairs = |v: &[ObjectInfo]| -> Vec<(String, u64)> {
+            v.iter().map(|o| (o.key.clone(), o.size)).collect()
+        };
         ensure!(
-            got == expected,
+            pairs(&got) == pairs(&expected),
             "list {prefix:?}: expected {:?}, got {:?}",
             keys(&expected),
             got.iter()

@@ -52,14 +52,16 @@ pub struct Kept {
     pub reasons: Vec<String>,
 }
 
-/// Applies `policy` to points (any order); returns the kept points (newest first, with reasons)
-/// and the ids of the others. The newest point is always kept.
+/// Applies `policy` to points given in run order (oldest first, as [`crate::list`] shows
+/// them); returns the kept points (newest first, with reasons) and the ids of the others. The
+/// newest point is always kept. `--keep-last` counts in run order; the time rules bucket the
+/// points by their recorded times, keeping the newest point (in run order) of each bucket, so
+/// that a point whose host clock was behind still counts as the newer one.
 pub fn apply_policy(
     points: &[(String, DateTime<Utc>)],
     policy: &KeepPolicy,
 ) -> (Vec<Kept>, Vec<String>) {
-    let mut sorted: Vec<&(String, DateTime<Utc>)> = points.iter().collect();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    let newest_first: Vec<&(String, DateTime<Utc>)> = points.iter().rev().collect();
     type Bucket = fn(&DateTime<Utc>, usize) -> i64;
     let rules: [(u32, Bucket, &str); 6] = [
         (policy.last, |_, nr| nr as i64, "last"),
@@ -85,11 +87,11 @@ pub fn apply_policy(
         (policy.yearly, |t, _| t.year() as i64, "yearly"),
     ];
     let mut left: Vec<u32> = rules.iter().map(|r| r.0).collect();
-    let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
-    let newest = sorted.first().map(|p| p.1);
+    let mut seen: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); rules.len()];
+    let newest = newest_first.first().map(|p| p.1);
     let mut kept = Vec::new();
     let mut forgotten = Vec::new();
-    for (nr, (id, time)) in sorted.iter().map(|p| (&p.0, &p.1)).enumerate() {
+    for (nr, (id, time)) in newest_first.iter().map(|p| (&p.0, &p.1)).enumerate() {
         let mut reasons = Vec::new();
         if nr == 0 {
             reasons.push("newest".to_string());
@@ -105,10 +107,8 @@ pub fn apply_policy(
             if left[i] == 0 {
                 continue;
             }
-            let value = bucket(time, nr);
             // A new bucket, or the oldest point while counts remain (longest history kept).
-            if last_bucket[i] != Some(value) || nr == sorted.len() - 1 {
-                last_bucket[i] = Some(value);
+            if seen[i].insert(bucket(time, nr)) || nr == newest_first.len() - 1 {
                 left[i] -= 1;
                 reasons.push(name.to_string());
             }
@@ -124,6 +124,19 @@ pub fn apply_policy(
         }
     }
     (kept, forgotten)
+}
+
+/// A warning when the recorded times of points (in run order) go backwards: a host clock was
+/// stepped back, and the time rules (`--keep-daily`, `--at`) see those times as recorded.
+pub(crate) fn non_monotonic_times(points: &[(String, DateTime<Utc>)]) -> Option<String> {
+    let back = points.windows(2).find(|w| w[1].1 < w[0].1)?;
+    Some(format!(
+        "the recorded times of the restore points are not in the order the runs completed ({} at {} was taken after {} at {}: a host clock was behind); the time rules use the recorded times",
+        back[1].0,
+        back[1].1.to_rfc3339(),
+        back[0].0,
+        back[0].1.to_rfc3339()
+    ))
 }
 
 fn ymd(t: &DateTime<Utc>) -> i64 {
@@ -151,9 +164,16 @@ pub struct ForgetReport {
     /// Objects deleted by the prune (or that would be), and their bytes.
     pub pruned_objects: u64,
     pub pruned_bytes: u64,
+    /// Unreferenced objects the prune left because the store dates them after this run took
+    /// the lock (the next prune deletes them if still unreferenced).
+    pub pruned_later: u64,
     /// Bytes stored at the location before and after (lock objects aside).
     pub stored_bytes_before: u64,
     pub stored_bytes_after: u64,
+    /// Seconds this run waited for another run's lock.
+    pub lock_waited_secs: f64,
+    /// Things the operator should know (e.g. point times that go backwards).
+    pub warnings: Vec<String>,
 }
 
 /// Forgets the points `opts.policy` does not keep (and prunes), holding the location's lock.
@@ -164,7 +184,30 @@ pub async fn forget(target: Arc<dyn Target>, opts: &ForgetOptions) -> Result<For
         ));
     }
     let target: Arc<dyn Target> = Arc::new(Metered::new(target));
+    // Refusals before the lock is taken; what is decided on is read again under it.
     let location = Location::read(target.clone()).await?;
+    forgettable(&location)?;
+    if opts.dry_run {
+        return forget_locked(&location, &opts.policy, opts.prune, None).await;
+    }
+    let lock = Lock::acquire(target.clone(), &new_run_id(), "forget", &opts.lock).await?;
+    let result = async {
+        let location = Location::read(target.clone()).await?;
+        forgettable(&location)?;
+        forget_locked(&location, &opts.policy, opts.prune, Some(&lock)).await
+    }
+    .await;
+    let waited = lock.waited();
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the lock: {e}");
+    }
+    let mut report = result?;
+    report.lock_waited_secs = waited.as_secs_f64();
+    Ok(report)
+}
+
+/// Refuses a location without restore points.
+fn forgettable(location: &Location) -> Result<()> {
     if !location.has_backup() {
         return Err(location.no_backup());
     }
@@ -174,20 +217,16 @@ pub async fn forget(target: Arc<dyn Target>, opts: &ForgetOptions) -> Result<For
             location.describe()
         )));
     }
-    let lock = match opts.dry_run {
-        true => None,
-        false => Some(Lock::acquire(target.clone(), &new_run_id(), "forget", &opts.lock).await?),
-    };
-    let result = forget_locked(&location, &opts.policy, opts.prune, lock.as_ref()).await;
-    if let Some(lock) = lock {
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not remove the lock: {e}");
-        }
-    }
-    result
+    Ok(())
 }
 
-/// The work of `forget`, for a caller that holds the lock (`None`: a dry run).
+/// The work of `forget`, for a caller that holds the lock and read `location` with it held
+/// (`None`: a dry run).
+///
+/// Conservative wherever anything is unclear: a damaged point stops it before anything is
+/// deleted; before deleting forgotten points, and again before deleting unreferenced objects,
+/// it confirms the lock and lists the points again, and stops if one appeared that it did not
+/// read; an object the store dates after this run's lock object is left for the next prune.
 pub(crate) async fn forget_locked(
     location: &Location,
     policy: &KeepPolicy,
@@ -195,7 +234,13 @@ pub(crate) async fn forget_locked(
     lock: Option<&Lock>,
 ) -> Result<ForgetReport> {
     let target = location.target.as_ref();
-    let points = location.all().await?;
+    let read = location.points().await?;
+    if let Some(damaged) = read.damaged_summary() {
+        return Err(EngineError::damaged(format!(
+            "{damaged}. forget deletes nothing while a point cannot be read (it cannot tell what that point needs): remove or restore that point object, then run forget again"
+        )));
+    }
+    let points = read.readable;
     let times: Vec<(String, DateTime<Utc>)> =
         points.iter().map(|p| (p.id.clone(), p.time)).collect();
     let (kept, forgotten) = apply_policy(&times, policy);
@@ -203,17 +248,34 @@ pub(crate) async fn forget_locked(
         .iter()
         .filter(|p| kept.iter().any(|k| k.id == p.id))
         .collect();
-    let mut listing = crate::target::list_sizes(target)
+    let locked_at = match lock {
+        Some(lock) => lock.stored_at().await?,
+        None => None,
+    };
+    let objects = target
+        .list("")
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
-    listing.retain(|k, _| !k.starts_with(layout::LOCKS_DIR));
+    let listing: std::collections::BTreeMap<String, u64> = objects
+        .iter()
+        .filter(|o| !o.key.starts_with(layout::LOCKS_DIR))
+        .map(|o| (o.key.clone(), o.size))
+        .collect();
     let before: u64 = listing.values().sum();
     let forgotten_keys: Vec<String> = forgotten.iter().map(|id| layout::point_key(id)).collect();
-    let doomed = if prune {
+    let unreferenced = if prune {
         garbage(&listing, &retained, &forgotten_keys)
     } else {
         vec![]
     };
+    // Written after this run took the lock: by a run whose lock it took over, or by someone
+    // else. Not this prune's to judge.
+    let dated: std::collections::BTreeMap<&str, DateTime<Utc>> = objects
+        .iter()
+        .filter_map(|o| Some((o.key.as_str(), o.modified?)))
+        .collect();
+    let is_recent = |key: &String| matches!((locked_at, dated.get(key.as_str())), (Some(l), Some(m)) if *m >= l - RECENT_MARGIN);
+    let (later, doomed): (Vec<String>, Vec<String>) = unreferenced.into_iter().partition(is_recent);
     let forgotten_bytes: u64 = forgotten_keys.iter().filter_map(|k| listing.get(k)).sum();
     let pruned_bytes: u64 = doomed.iter().filter_map(|k| listing.get(k)).sum();
     let report = ForgetReport {
@@ -223,20 +285,51 @@ pub(crate) async fn forget_locked(
         forgotten: forgotten.clone(),
         pruned_objects: doomed.len() as u64,
         pruned_bytes,
+        pruned_later: later.len() as u64,
         stored_bytes_before: before,
         stored_bytes_after: before - pruned_bytes - forgotten_bytes,
+        lock_waited_secs: 0.0,
+        warnings: non_monotonic_times(&times).into_iter().collect(),
     };
     let Some(lock) = lock else {
         return Ok(report);
     };
+    let known: BTreeSet<&str> = location.ids.iter().map(String::as_str).collect();
+    unchanged_points(location, &known, lock).await?;
+    delete_all(target, &forgotten_keys).await?;
+    unchanged_points(location, &known, lock).await?;
+    delete_all(target, &doomed).await?;
+    Ok(report)
+}
+
+/// How much earlier than this run's lock object an object may be dated and still count as
+/// written after it (store clocks round to the second or the millisecond).
+const RECENT_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
+
+/// Fails unless this run still holds its lock and the location holds no point it did not read.
+async fn unchanged_points(location: &Location, known: &BTreeSet<&str>, lock: &Lock) -> Result<()> {
     lock.confirm_held().await?;
-    for key in forgotten_keys.iter().chain(&doomed) {
+    let now = Location::read(location.target.clone()).await?;
+    if let Some(new) = now.ids.iter().find(|id| !known.contains(id.as_str())) {
+        return Err(EngineError::new(
+            crate::error::ErrorKind::LockHeld,
+            format!(
+                "restore point {new} appeared in {} while forget ran (written by a run whose lock was taken over): forget stopped before deleting what it might need; run forget again",
+                location.describe()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn delete_all(target: &dyn Target, keys: &[String]) -> Result<()> {
+    for key in keys {
         target
             .delete(key)
             .await
             .map_err(|e| EngineError::storage(key, e))?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Stored objects no retained point needs and that are not the root mirror of the newest one:
@@ -250,7 +343,8 @@ fn garbage(
         .iter()
         .flat_map(|p| p.objects().into_iter().map(|o| o.key))
         .collect();
-    if let Some(newest) = retained.iter().max_by(|a, b| a.id.cmp(&b.id)) {
+    // `retained` is in run order: the last is the newest.
+    if let Some(newest) = retained.last() {
         // Root copies of files stored elsewhere or inline: the mirror of the newest point.
         for (key, f) in &newest.files {
             if !matches!(&f.content, Content::Object { key: k, .. } if k == key) {

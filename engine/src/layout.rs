@@ -121,9 +121,90 @@ pub fn classify(key: &str) -> Kind {
     Kind::Unknown
 }
 
+/// Suffix a restore gives a file until it is complete (never a database file's name).
+pub const PARTIAL_SUFFIX: &str = ".esbackup-partial";
+
+/// Why `key` cannot be the name of a database file in a restore point, or `None` when it can:
+/// a relative path that stays inside the db folder (or, under `index/`, the index folder) and
+/// is none of esbackup's own names. A point is written by whoever can write the location, so a
+/// restore checks this before it creates anything.
+pub fn unsafe_file_key(key: &str) -> Option<&'static str> {
+    if let Some(why) = unsafe_path(key) {
+        return Some(why);
+    }
+    if key == ".esbackup" || key.starts_with(META_DIR) || key == INDEX_DIR.trim_end_matches('/') {
+        return Some("a folder esbackup uses");
+    }
+    if key.ends_with(PARTIAL_SUFFIX) {
+        return Some("the suffix of a restore's temporary files");
+    }
+    None
+}
+
+/// Why a point cannot name `key` as the object holding a file's bytes, or `None` when it can.
+pub fn unsafe_object_key(key: &str) -> Option<&'static str> {
+    if let Some(why) = unsafe_path(key) {
+        return Some(why);
+    }
+    if key.starts_with(LOCKS_DIR) || key.starts_with(POINTS_DIR) {
+        return Some("a lock or point object");
+    }
+    None
+}
+
+/// A `/`-separated relative path: not empty, no leading `/`, no empty, `.` or `..` segment, no
+/// control character.
+fn unsafe_path(key: &str) -> Option<&'static str> {
+    if key.is_empty() || key.len() > 4096 {
+        return Some("an empty or overlong name");
+    }
+    if key.starts_with('/') {
+        return Some("an absolute path");
+    }
+    if key.chars().any(char::is_control) {
+        return Some("a control character");
+    }
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("an empty, `.` or `..` path segment");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_leave_the_folder_are_unsafe() {
+        for key in [
+            "../escape.chk",
+            "/abs/path/escape.chk",
+            "index/../../escape.chk",
+            "index//x",
+            "./writer.chk",
+            "",
+            "a\nb",
+            ".esbackup/points/x.json",
+            "index",
+            "chunk-000000.000000.esbackup-partial",
+        ] {
+            assert!(unsafe_file_key(key).is_some(), "{key:?}");
+        }
+        for key in [
+            "writer.chk",
+            "index/indexmap",
+            "index/kontext/vectors.bin",
+            "notes .txt",
+        ] {
+            assert_eq!(unsafe_file_key(key), None, "{key:?}");
+        }
+        assert!(unsafe_object_key("../x").is_some());
+        assert!(unsafe_object_key(".esbackup/locks/r.1.json").is_some());
+        assert_eq!(unsafe_object_key(".esbackup/data/index/x/run"), None);
+    }
 
     #[test]
     fn classifies_every_kind() {

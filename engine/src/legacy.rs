@@ -90,9 +90,10 @@ impl Manifest {
             })
             .collect();
         let finished = self.finished.unwrap_or(self.started);
-        Ok(Point {
+        let point = Point {
             format: FORMAT,
             id: self.run_id.clone(),
+            seq: 0,
             time: finished,
             finished,
             tool_version: "esbackup 0.1".into(),
@@ -104,7 +105,11 @@ impl Manifest {
             bytes_added: self.files.values().map(|e| e.size).sum(),
             notes: self.notes.clone(),
             files,
-        })
+        };
+        point.check().map_err(|why| {
+            EngineError::damaged(format!("{} in {location}: {why}", layout::LEGACY_MANIFEST))
+        })?;
+        Ok(point)
     }
 }
 

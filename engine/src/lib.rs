@@ -46,6 +46,7 @@ pub use backup::{
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
 pub use hashing::{md5, Md5};
+pub use location::DamagedPoint;
 pub use lock::{host_name, LockInfo, LockOptions, LockState};
 pub use metered::Traffic;
 pub use point::{
@@ -56,7 +57,7 @@ pub use restore::{restore, RestoreOptions, RestoreReport, Which, DEFAULT_RESTORE
 pub use retry::{RetryPolicy, RetryTarget};
 pub use size::ByteSize;
 pub use source::FileStamp;
-pub use status::{list, status, PointSummary, StatusReport};
+pub use status::{list, status, ListEntry, Listing, PointSummary, StatusReport};
 pub use tally::Tally;
 pub use target::{get_bytes, list_sizes, ByteStream, ObjectInfo, Target, TargetError};
 pub use upload::{OnBytes, Upload, DEFAULT_PIECE};

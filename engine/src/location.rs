@@ -1,23 +1,40 @@
-//! What a backup location holds, as each command reads it: its restore points (oldest first),
-//! or the manifest of an esbackup 0.1 location.
+//! What a backup location holds, as each command reads it: its restore points in run order
+//! (oldest first), or the manifest of an esbackup 0.1 location.
+//!
+//! A command that writes or deletes reads the location only once it holds the lock (see
+//! `lock.rs`): what it decides on must not change under it.
 
 use std::sync::Arc;
 
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
+use serde::Serialize;
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::legacy;
-use crate::point::Point;
+use crate::point::{id_seq, run_order, Point};
 use crate::target::Target;
 
 /// The restore points of a location.
 pub(crate) struct Location {
     pub target: Arc<dyn Target>,
-    /// Point ids, oldest first.
+    /// Point ids in the order their runs completed, oldest first ([`run_order`]).
     pub ids: Vec<String>,
     /// An esbackup 0.1 manifest, read when the location has no points.
     pub legacy: Option<legacy::Manifest>,
+}
+
+/// A point object that is there but cannot be read as a point.
+#[derive(Clone, Debug, Serialize)]
+pub struct DamagedPoint {
+    pub id: String,
+    pub problem: String,
+}
+
+/// Every point of a location, as read: the readable ones in run order, and the damaged ones.
+pub(crate) struct Points {
+    pub readable: Vec<Point>,
+    pub damaged: Vec<DamagedPoint>,
 }
 
 impl Location {
@@ -33,7 +50,7 @@ impl Location {
             .filter(|id| !id.contains('/'))
             .map(str::to_string)
             .collect();
-        ids.sort();
+        ids.sort_by(|a, b| run_order(a).cmp(&run_order(b)));
         let legacy = if ids.is_empty() {
             legacy::Manifest::load(target.as_ref()).await?
         } else {
@@ -55,13 +72,50 @@ impl Location {
         self.target.describe()
     }
 
-    /// The latest point: the newest point object, or the state of a 0.1 location.
+    /// The sequence number the next point takes: one more than the newest point's.
+    pub fn next_seq(&self) -> u64 {
+        self.ids
+            .iter()
+            .filter_map(|id| id_seq(id))
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+
+    /// The latest point: the newest point object, or the state of a 0.1 location. A damaged
+    /// newest point is an error (it says which point, and that others may be restored).
     pub async fn latest(&self) -> Result<Option<Point>> {
         match (self.ids.last(), &self.legacy) {
-            (Some(id), _) => Point::load(self.target.as_ref(), id).await.map(Some),
+            (Some(id), _) => Point::load(self.target.as_ref(), id)
+                .await
+                .map(Some)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Damaged => EngineError::damaged(format!(
+                        "the newest restore point is damaged: {}. Choose another with --point or --at (`esbackup list` shows the readable ones)",
+                        e.message()
+                    )),
+                    _ => e,
+                }),
             (None, Some(m)) => m.as_point(&self.describe()).map(Some),
             (None, None) => Ok(None),
         }
+    }
+
+    /// The newest point that can be read, skipping damaged newer ones with a warning.
+    pub async fn newest_readable(&self) -> Result<Option<Point>> {
+        if self.ids.is_empty() {
+            return self.latest().await;
+        }
+        for id in self.ids.iter().rev() {
+            match Point::load(self.target.as_ref(), id).await {
+                Ok(p) => return Ok(Some(p)),
+                Err(e) if matches!(e.kind(), ErrorKind::Damaged | ErrorKind::NoBackup) => {
+                    tracing::warn!("skipping restore point {id}: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// The latest point, or an error saying the location holds none.
@@ -84,17 +138,38 @@ impl Location {
         Point::load(self.target.as_ref(), id).await
     }
 
-    /// Every point, oldest first (read concurrently).
-    pub async fn all(&self) -> Result<Vec<Point>> {
+    /// Every point, in run order (read concurrently): the readable ones, and the damaged ones
+    /// by id. A point deleted since the listing (forgotten meanwhile) is left out; a storage
+    /// failure is an error.
+    pub async fn points(&self) -> Result<Points> {
         if self.ids.is_empty() {
-            return Ok(self.latest().await?.into_iter().collect());
+            return Ok(Points {
+                readable: self.latest().await?.into_iter().collect(),
+                damaged: vec![],
+            });
         }
         let loads: Vec<_> = self
             .ids
             .iter()
-            .map(|id| Point::load(self.target.as_ref(), id))
+            .map(|id| async move { (id, Point::load(self.target.as_ref(), id).await) })
             .collect();
-        stream::iter(loads).buffered(16).try_collect().await
+        let loaded: Vec<_> = stream::iter(loads).buffered(16).collect().await;
+        let mut points = Points {
+            readable: Vec::new(),
+            damaged: Vec::new(),
+        };
+        for (id, result) in loaded {
+            match result {
+                Ok(p) => points.readable.push(p),
+                Err(e) if e.kind() == ErrorKind::Damaged => points.damaged.push(DamagedPoint {
+                    id: id.clone(),
+                    problem: e.message().to_string(),
+                }),
+                Err(e) if e.kind() == ErrorKind::NoBackup => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(points)
     }
 
     pub fn no_backup(&self) -> EngineError {
@@ -102,6 +177,21 @@ impl Location {
             "no esbackup backup at {} (no restore point in {}): check the target, or run a backup first",
             self.describe(),
             layout::POINTS_DIR
+        ))
+    }
+}
+
+impl Points {
+    /// The damaged points as one line: "2 restore points are damaged: a (why); b (why)".
+    pub fn damaged_summary(&self) -> Option<String> {
+        if self.damaged.is_empty() {
+            return None;
+        }
+        let each: Vec<String> = self.damaged.iter().map(|d| d.problem.clone()).collect();
+        Some(format!(
+            "{} restore point(s) damaged: {}",
+            self.damaged.len(),
+            each.join("; ")
         ))
     }
 }

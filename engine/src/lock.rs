@@ -6,12 +6,30 @@
 //! it needs only read-after-write consistent listing; when two runs race, both back off.
 //!
 //! When two runs write theirs at the same moment, both see the other, step back and try again
-//! after a random pause, so one of them soon gets through.
+//! after a random pause, so one of them soon gets through; a lock object seen on two attempts
+//! in a row is held, not contended.
 //!
 //! A lock is taken over when it is dead: written in this machine's process space (same boot,
 //! same PID namespace) by a process that is gone, or by a run of this process that has ended;
 //! or its heartbeat is older than the stale timeout (other hosts, other containers); or the
 //! operator says `--break-lock`.
+//!
+//! A run that finds the lock held waits for it up to [`LockOptions::wait`] (cron jobs overlap:
+//! a `forget` waits for the backup that is running, and the reverse), polling the lock folder
+//! with growing pauses, then says who holds it.
+//!
+//! # What each command reads under the lock
+//!
+//! `backup` and `forget` (and a backup's retention step) exclude each other, and a second of
+//! either. Everything they decide on is read after the lock is held: `backup` lists the points,
+//! reads the newest one (or stores an esbackup 0.1 state as a point first), numbers its point
+//! after the newest, aborts what killed runs left (incomplete uploads, staging files) and
+//! probes the root; `forget` lists and reads every point, then lists every object. Before
+//! each deletion phase `forget` confirms that it still holds the lock and lists the points
+//! again: a point it did not read (a run whose lock it took over) stops the prune. It never
+//! deletes an object the store says was written after its lock object. The read-only commands
+//! (`list`, `status`, `verify`, `restore`) take no lock; what they read is immutable once
+//! named by a point, and a point forgotten meanwhile is reported as such, not as damage.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,6 +67,8 @@ pub struct LockOptions {
     pub heartbeat_every: Duration,
     /// Take over any lock.
     pub break_lock: bool,
+    /// How long to wait for a live holder to finish before giving up (zero: give up at once).
+    pub wait: Duration,
 }
 
 impl Default for LockOptions {
@@ -57,9 +77,13 @@ impl Default for LockOptions {
             stale_after: Duration::from_secs(15 * 60),
             heartbeat_every: Duration::from_secs(60),
             break_lock: false,
+            wait: Duration::ZERO,
         }
     }
 }
+
+/// The longest pause between two looks at a held lock.
+const MAX_WAIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// A held lock; call [`Lock::release`] when done (dropping it stops the heartbeat only).
 pub struct Lock {
@@ -67,6 +91,8 @@ pub struct Lock {
     key: String,
     run_id: String,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// How long the run waited for another run's lock.
+    waited: Duration,
 }
 
 fn active_runs() -> &'static Mutex<HashSet<String>> {
@@ -162,14 +188,18 @@ impl Lock {
     ///
     /// Writes this run's own lock object, then lists the others: dead ones are removed; with a
     /// live one present this run steps back (removes its own) and tries again after a random
-    /// pause, a few times, before it reports the holder.
+    /// pause, a few times; then it waits for the holder up to `opts.wait`, looking again with
+    /// growing pauses, before it reports the holder.
     pub async fn acquire(
         target: Arc<dyn Target>,
         run_id: &str,
         command: &str,
         opts: &LockOptions,
     ) -> Result<Lock> {
+        let started = std::time::Instant::now();
         let mut attempt = 1;
+        let mut told: Option<String> = None;
+        let mut last_rival: Option<(String, DateTime<Utc>)> = None;
         loop {
             let own = lock_key(run_id, attempt);
             let now = Utc::now();
@@ -197,21 +227,60 @@ impl Lock {
                         key: own,
                         run_id: run_id.into(),
                         heartbeat,
+                        waited: started.elapsed(),
                     });
                 }
                 outcome => {
                     active_runs().lock().unwrap().remove(run_id);
                     let rival = outcome?.expect("a rival when not acquired");
-                    if attempt >= CONTENDED_ATTEMPTS {
-                        return Err(held(&rival, target.as_ref()));
-                    }
-                    // Both sides stepped back: try again after a random pause.
-                    let pause = rand::random::<u64>() % (200 << attempt);
-                    tokio::time::sleep(Duration::from_millis(50 + pause)).await;
                     attempt += 1;
+                    // A rival that wrote its lock at the same moment retries with a new one; a
+                    // lock seen twice is held.
+                    let seen = (rival.run_id.clone(), rival.started);
+                    let holding = last_rival.as_ref() == Some(&seen);
+                    last_rival = Some(seen);
+                    if attempt <= CONTENDED_ATTEMPTS && !holding {
+                        // Both sides may have stepped back: try again after a random pause.
+                        let pause = rand::random::<u64>() % (200 << attempt.min(10));
+                        tokio::time::sleep(Duration::from_millis(50 + pause)).await;
+                        continue;
+                    }
+                    let waited = started.elapsed();
+                    if waited >= opts.wait {
+                        return Err(held(&rival, target.as_ref(), waited));
+                    }
+                    if told.as_deref() != Some(rival.run_id.as_str()) {
+                        tracing::warn!(
+                            "{} is locked by {}: waiting up to {}s for it to finish",
+                            target.describe(),
+                            holder(&rival),
+                            (opts.wait - waited).as_secs()
+                        );
+                        told = Some(rival.run_id.clone());
+                    }
+                    let left = opts.wait - waited;
+                    wait_until_free(target.as_ref(), run_id, opts, left).await?;
                 }
             }
         }
+    }
+
+    /// How long this run waited for another run before it got the lock.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// When the store wrote this run's lock object, by the store's clock (if it says): an
+    /// object the store dates after it was written after this run took the lock.
+    pub async fn stored_at(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .target
+            .list(layout::LOCKS_DIR)
+            .await
+            .map_err(|e| EngineError::storage(layout::LOCKS_DIR, e))?
+            .into_iter()
+            .find(|o| o.key == self.key)
+            .and_then(|o| o.modified))
     }
 
     /// Fails when this run's lock object is gone: another run took the lock over (stale
@@ -338,16 +407,58 @@ async fn live_rival(
     Ok(None)
 }
 
-fn held(info: &LockInfo, target: &dyn Target) -> EngineError {
-    EngineError::new(ErrorKind::LockHeld, format!(
-        "{} is locked by run {} ({} on host {} pid {}, started {}): wait for it, or if it is dead run again with --break-lock",
-        target.describe(),
-        info.run_id,
+/// Looks at the lock folder with growing, jittered pauses (listing only) until no live lock of
+/// another run is there, or `left` has passed; dead locks found meanwhile are removed.
+async fn wait_until_free(
+    target: &dyn Target,
+    run_id: &str,
+    opts: &LockOptions,
+    left: Duration,
+) -> Result<()> {
+    let until = std::time::Instant::now() + left;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+        tokio::time::sleep((pause + jitter).min(until - now)).await;
+        pause = (pause * 2).min(MAX_WAIT_PAUSE);
+        if live_rival(target, &lock_key(run_id, 0), opts)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// `backup run X (host h pid 1, started …)`.
+fn holder(info: &LockInfo) -> String {
+    format!(
+        "{} run {} (host {} pid {}, started {})",
         info.command,
+        info.run_id,
         info.host,
         info.pid,
         info.started.format("%Y-%m-%d %H:%M:%S UTC")
-    ))
+    )
+}
+
+fn held(info: &LockInfo, target: &dyn Target, waited: Duration) -> EngineError {
+    let waited = match waited.as_secs() {
+        0 => String::new(),
+        s => format!(" (waited {s}s; --lock-wait sets how long)"),
+    };
+    EngineError::new(
+        ErrorKind::LockHeld,
+        format!(
+            "{} is locked by {}{waited}: wait for it, or if it is dead run again with --break-lock",
+            target.describe(),
+            holder(info),
+        ),
+    )
 }
 
 /// A lock object as `status` shows it: who holds it, and whether it looks dead.

@@ -110,4 +110,7 @@ impl Target for Metered {
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.inner.abort_stale_uploads(older_than).await
     }
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        self.inner.incomplete_uploads().await
+    }
 }

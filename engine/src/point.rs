@@ -17,8 +17,10 @@ use crate::layout;
 use crate::source::FileStamp;
 use crate::target::{get_bytes, Target, TargetError, Upload};
 
-/// Format of the point objects this version writes.
-pub const FORMAT: u32 = 2;
+/// Format of the point objects this version writes: 3 adds the run sequence number (`seq`).
+pub const FORMAT: u32 = 3;
+/// Formats this version reads (2: points of esbackup 0.2, ordered by their time-named ids).
+const READABLE_FORMATS: [u32; 2] = [2, 3];
 
 /// The database checkpoints of a point (-1 where absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,9 +35,15 @@ pub struct Checkpoints {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Point {
     pub format: u32,
-    /// `20261130T070842123Z-1a2b3c4d`: the capture time and a random suffix; sorts by time.
+    /// `p00000042-20261130T070842123Z-1a2b3c4d`: the run's sequence number, its capture time and
+    /// a random suffix (see [`new_point_id`]). Format 2 ids have no sequence number.
     pub id: String,
-    /// When the run captured the database's checkpoints: the moment this point restores to.
+    /// The run's place in the location's history: one more than the newest point's, taken
+    /// with the lock held. Points are ordered by it, never by the clock (0 in format 2).
+    #[serde(default)]
+    pub seq: u64,
+    /// When the run captured the database's checkpoints, by the host's clock: the moment this
+    /// point restores to.
     pub time: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub tool_version: String,
@@ -191,6 +199,10 @@ impl Point {
             Err(e) => return Err(EngineError::storage(&key, e)),
         };
         Point::parse(&bytes)
+            .and_then(|p| match p.id == id {
+                true => Ok(p),
+                false => Err(format!("it says it is point {}", p.id)),
+            })
             .map_err(|why| EngineError::damaged(format!("{key} in {}: {why}", target.describe())))
     }
 
@@ -198,9 +210,9 @@ impl Point {
     pub fn parse(bytes: &[u8]) -> std::result::Result<Point, String> {
         let point: Point =
             serde_json::from_slice(bytes).map_err(|e| format!("unreadable point: {e}"))?;
-        if point.format != FORMAT {
+        if !READABLE_FORMATS.contains(&point.format) {
             return Err(format!(
-                "point format {} is not {FORMAT}: written by another esbackup version",
+                "point format {} is not one this esbackup reads ({READABLE_FORMATS:?}): written by another esbackup version",
                 point.format
             ));
         }
@@ -209,7 +221,7 @@ impl Point {
     }
 
     /// What a point must hold to be restorable at all.
-    fn check(&self) -> std::result::Result<(), String> {
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
         if self.chunk_size == 0 {
             return Err("it records a chunk size of 0".into());
         }
@@ -218,15 +230,43 @@ impl Point {
                 return Err(format!("it has no {chk}"));
             }
         }
+        if layout::unsafe_file_key(&self.id).is_some() || self.id.contains('/') {
+            return Err(format!("its id {:?} is not a point id", self.id));
+        }
         for (key, f) in &self.files {
-            if let Content::Segments {
-                segments, data_end, ..
-            } = &f.content
-            {
-                let covered = segments.iter().map(|s| s.at + s.len).max().unwrap_or(0);
-                if covered < *data_end || *data_end > f.size {
-                    return Err(format!("{key}: its segments do not cover its data"));
+            if let Some(why) = layout::unsafe_file_key(key) {
+                return Err(format!("it names a database file {key:?} ({why})"));
+            }
+            let folders = key.match_indices('/').map(|(at, _)| &key[..at]);
+            if let Some(folder) = folders.into_iter().find(|f| self.files.contains_key(*f)) {
+                return Err(format!(
+                    "it names {folder:?} both as a file and as a folder"
+                ));
+            }
+            for o in f.objects() {
+                if let Some(why) = layout::unsafe_object_key(&o.key) {
+                    return Err(format!(
+                        "{key}: it names a stored object {:?} ({why})",
+                        o.key
+                    ));
                 }
+            }
+            match &f.content {
+                Content::Inline { data } if data.len() as u64 != f.size => {
+                    return Err(format!("{key}: its inline data is not {} bytes", f.size));
+                }
+                Content::Segments {
+                    segments, data_end, ..
+                } => {
+                    let covered = segments.iter().map(|s| s.at + s.len).max().unwrap_or(0);
+                    let inside = segments
+                        .iter()
+                        .all(|s| s.at.checked_add(s.len).is_some_and(|end| end <= *data_end));
+                    if covered < *data_end || *data_end > f.size || !inside {
+                        return Err(format!("{key}: its segments do not cover its data"));
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -244,9 +284,30 @@ impl Point {
     }
 }
 
-/// `20261130T070842123Z-1a2b3c4d`: the time to the millisecond, then 8 random hex digits.
-/// Points are named so, at the moment their run captures the database (with the lock held), so
-/// their ids sort by time.
+/// The id of the point of the run with sequence number `seq`:
+/// `p00000042-20261130T070842123Z-1a2b3c4d` (the `p` sorts these after the time-named ids of
+/// format 2 in a plain listing; the time is for people, the order is the number).
+pub fn new_point_id(seq: u64) -> String {
+    format!("p{seq:08}-{}", new_run_id())
+}
+
+/// The sequence number in a point id, or `None` for a time-named id of format 2.
+pub fn id_seq(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix('p')?.split('-').next()?;
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())?
+}
+
+/// How point ids are ordered: the order their runs completed. Time-named ids (format 2, before
+/// sequence numbers) come first, by name; then ids by sequence number.
+pub fn run_order(id: &str) -> (u64, &str) {
+    (id_seq(id).map_or(0, |s| s + 1), id)
+}
+
+/// `20261130T070842123Z-1a2b3c4d`: the time to the millisecond, then 8 random hex digits (the
+/// id of a run, and of its lock object).
 pub fn new_run_id() -> String {
     format!(
         "{}-{}",
@@ -323,7 +384,8 @@ pub(crate) mod tests {
         );
         Point {
             format: FORMAT,
-            id: "20261130T000000Z-00000000".into(),
+            id: "p00000001-20261130T000000000Z-00000000".into(),
+            seq: 1,
             time: Utc::now(),
             finished: Utc::now(),
             tool_version: tool_version(),
@@ -351,6 +413,66 @@ pub(crate) mod tests {
         let text = String::from_utf8(json).unwrap();
         assert!(text.contains("\"store\":\"inline\""), "{text}");
         assert!(text.contains("\"store\":\"segments\""), "{text}");
+    }
+
+    #[test]
+    fn a_point_naming_files_outside_the_database_is_damaged() {
+        let inline = |data: &'static [u8]| FileRef {
+            size: data.len() as u64,
+            content: Content::Inline {
+                data: Bytes::from_static(data),
+            },
+            chunk: None,
+            stamp: None,
+        };
+        for key in [
+            "../escape.chk",
+            "/abs/path/escape.chk",
+            "index/../../escape.chk",
+        ] {
+            let mut p = sample();
+            p.files.insert(key.into(), inline(b"12345678"));
+            let why = Point::parse(&serde_json::to_vec(&p).unwrap()).unwrap_err();
+            assert!(why.contains(key), "{why}");
+        }
+        let mut p = sample();
+        p.files.insert("index".into(), inline(b"x"));
+        p.files.insert("index-x".into(), inline(b"x"));
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+        let mut p = sample();
+        p.files.insert("notes".into(), inline(b"x"));
+        p.files.insert("notes/a".into(), inline(b"x"));
+        let why = Point::parse(&serde_json::to_vec(&p).unwrap()).unwrap_err();
+        assert!(why.contains("both as a file and as a folder"), "{why}");
+        let mut p = sample();
+        p.files.insert("tag.chk".into(), inline(b"1234"));
+        p.files.get_mut("tag.chk").unwrap().size = 8;
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+        let mut p = sample();
+        p.id = "../x".into();
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+    }
+
+    #[test]
+    fn points_are_ordered_by_sequence_after_time_named_ids() {
+        let mut ids = vec![
+            "p00000010-20200101T000000000Z-00000000",
+            "p00000009-20300101T000000000Z-00000000",
+            "20261130T000000000Z-00000000",
+            "p100000000-20100101T000000000Z-00000000",
+        ];
+        ids.sort_by(|a, b| run_order(a).cmp(&run_order(b)));
+        assert_eq!(
+            ids,
+            [
+                "20261130T000000000Z-00000000",
+                "p00000009-20300101T000000000Z-00000000",
+                "p00000010-20200101T000000000Z-00000000",
+                "p100000000-20100101T000000000Z-00000000",
+            ]
+        );
+        assert_eq!(id_seq(&new_point_id(42)), Some(42));
+        assert_eq!(id_seq("20261130T000000000Z-00000000"), None);
     }
 
     #[test]

@@ -143,6 +143,10 @@ impl<T: Target> Target for RetryTarget<T> {
     ) -> Result<u64, TargetError> {
         self.inner.abort_stale_uploads(older_than).await
     }
+
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        self.inner.incomplete_uploads().await
+    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
-use crate::location::Location;
+use crate::location::{DamagedPoint, Location};
 use crate::lock::{list_locks, LockState};
-use crate::point::Point;
+use crate::point::{run_order, Point};
 use crate::target::Target;
 
 /// One restore point as `list` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct PointSummary {
     pub id: String,
+    /// Its place in the location's history (0 for points of format 2, ordered by id).
+    pub seq: u64,
     /// When its run captured the database (what `--at` compares with).
     pub time: DateTime<Utc>,
     pub writer: i64,
@@ -36,6 +38,7 @@ impl From<&Point> for PointSummary {
     fn from(p: &Point) -> Self {
         PointSummary {
             id: p.id.clone(),
+            seq: p.seq,
             time: p.time,
             writer: p.checkpoints.writer,
             chaser: p.checkpoints.chaser,
@@ -51,18 +54,75 @@ impl From<&Point> for PointSummary {
     }
 }
 
-/// The restore points of a location, oldest first.
-pub async fn list(target: Arc<dyn Target>) -> Result<Vec<PointSummary>> {
+/// One entry of `list`: a restore point, or a point object that cannot be read.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum ListEntry {
+    Point(PointSummary),
+    Damaged { id: String, damaged: String },
+}
+
+impl ListEntry {
+    pub fn id(&self) -> &str {
+        match self {
+            ListEntry::Point(p) => &p.id,
+            ListEntry::Damaged { id, .. } => id,
+        }
+    }
+}
+
+/// What `list` shows: every point object in run order (oldest first), readable or not.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listing {
+    pub entries: Vec<ListEntry>,
+    /// Set when the recorded times do not grow in run order (a host clock was behind).
+    pub warnings: Vec<String>,
+}
+
+impl Listing {
+    pub fn points(&self) -> impl DoubleEndedIterator<Item = &PointSummary> {
+        self.entries.iter().filter_map(|e| match e {
+            ListEntry::Point(p) => Some(p),
+            ListEntry::Damaged { .. } => None,
+        })
+    }
+
+    pub fn damaged(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().filter_map(|e| match e {
+            ListEntry::Damaged { id, damaged } => Some((id.as_str(), damaged.as_str())),
+            ListEntry::Point(_) => None,
+        })
+    }
+}
+
+/// The restore points of a location, oldest first, with the damaged ones in their place.
+pub async fn list(target: Arc<dyn Target>) -> Result<Listing> {
     let location = Location::read(target).await?;
     if !location.has_backup() {
         return Err(location.no_backup());
     }
-    Ok(location
-        .all()
-        .await?
+    let points = location.points().await?;
+    let times: Vec<(String, DateTime<Utc>)> = points
+        .readable
         .iter()
-        .map(PointSummary::from)
-        .collect())
+        .map(|p| (p.id.clone(), p.time))
+        .collect();
+    let mut entries: Vec<ListEntry> = points
+        .readable
+        .iter()
+        .map(|p| ListEntry::Point(p.into()))
+        .chain(points.damaged.into_iter().map(|d| ListEntry::Damaged {
+            id: d.id,
+            damaged: d.problem,
+        }))
+        .collect();
+    entries.sort_by(|a, b| run_order(a.id()).cmp(&run_order(b.id())));
+    Ok(Listing {
+        entries,
+        warnings: crate::forget::non_monotonic_times(&times)
+            .into_iter()
+            .collect(),
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +141,10 @@ pub struct StatusReport {
     pub locks: Vec<LockState>,
     /// Written by esbackup 0.1 and not yet converted by a backup of this version.
     pub legacy: bool,
+    /// Point objects that cannot be read as points.
+    pub damaged: Vec<DamagedPoint>,
+    /// Incomplete uploads and staging files killed runs left (the next backup removes them).
+    pub incomplete_uploads: u64,
 }
 
 pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
@@ -90,34 +154,33 @@ pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
     listing.retain(|k, _| !k.starts_with(crate::layout::LOCKS_DIR));
-    let (oldest, newest) = match (location.ids.first(), location.ids.last()) {
-        (Some(first), Some(last)) => {
-            let newest = Point::load(target.as_ref(), last).await?;
-            let oldest = if first == last {
-                newest.clone()
-            } else {
-                Point::load(target.as_ref(), first).await?
-            };
-            (Some((&oldest).into()), Some((&newest).into()))
-        }
-        _ => match location.latest().await {
-            Ok(Some(p)) => (Some((&p).into()), Some((&p).into())),
-            _ => (None, None),
+    let points = match location.ids.is_empty() {
+        false => location.points().await?,
+        // A 0.1 location: its state, if it completed.
+        true => crate::location::Points {
+            readable: location.latest().await.ok().flatten().into_iter().collect(),
+            damaged: vec![],
         },
     };
+    let (oldest, newest) = match (points.readable.first(), points.readable.last()) {
+        (Some(first), Some(last)) => (Some(first.into()), Some(last.into())),
+        _ => (None, None),
+    };
+    let incomplete_uploads = target
+        .incomplete_uploads()
+        .await
+        .map_err(|e| EngineError::storage("listing incomplete uploads", e))?;
     Ok(StatusReport {
         target: target.describe(),
         exists: location.has_backup(),
-        points: if location.ids.is_empty() {
-            u64::from(newest.is_some())
-        } else {
-            location.ids.len() as u64
-        },
+        points: points.readable.len() as u64,
         oldest,
         newest,
         stored_objects: listing.len() as u64,
         stored_bytes: listing.values().sum(),
         locks,
         legacy: location.ids.is_empty() && location.legacy.is_some(),
+        damaged: points.damaged,
+        incomplete_uploads,
     })
 }

@@ -31,7 +31,7 @@
 //!
 //! A wrapper (metering, retries, fault injection) must forward every method, including the
 //! provided ones ([`Target::sync`], [`Target::local_root`], [`Target::local_file`],
-//! [`Target::abort_stale_uploads`]).
+//! [`Target::abort_stale_uploads`], [`Target::incomplete_uploads`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -51,6 +51,20 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, TargetError>>;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the store last wrote it, by the store's clock, where the store says (`None`
+    /// otherwise). `forget --prune` never deletes an object dated after its own lock object.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ObjectInfo {
+    /// An object without a modification time.
+    pub fn new(key: impl Into<String>, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            modified: None,
+        }
+    }
 }
 
 /// Errors a target reports. The engine retries [`TargetError::Transient`] ones, stops on the rest.
@@ -129,11 +143,18 @@ pub trait Target: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Aborts multipart uploads under this location that were started more than `older_than`
-    /// ago: a run killed mid-upload leaves them behind, and some stores (S3) bill them until
-    /// they are aborted. Called only by a run that holds the lock. Returns how many were
-    /// aborted; stores without such uploads keep the default. Wrappers must forward it.
+    /// Aborts the incomplete writes under this location that were started at least
+    /// `older_than` ago: multipart uploads (S3 bills their parts until they are aborted) and
+    /// staging files (a folder's `<name>#<n>`) that a killed run left behind. Called only by a
+    /// run that holds the lock. Returns how many were removed; stores without such leftovers
+    /// keep the default. Wrappers must forward it.
     async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
+        Ok(0)
+    }
+
+    /// How many incomplete writes (as [`Target::abort_stale_uploads`] sees them) are under this
+    /// location now, for `status`. Wrappers must forward it.
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
         Ok(0)
     }
 }
@@ -183,6 +204,9 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         (**self).abort_stale_uploads(older_than).await
+    }
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        (**self).incomplete_uploads().await
     }
 }
 

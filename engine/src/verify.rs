@@ -16,12 +16,12 @@ use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
 use crate::format::indexmap::{self, IndexMap};
 use crate::layout::{classify, index_key, Kind};
-use crate::location::Location;
+use crate::location::{DamagedPoint, Location};
 use crate::lock::list_locks;
 use crate::point::{Content, Point};
 use crate::progress::NoProgress;
 use crate::restore::{choose, missing, Which};
-use crate::target::Target;
+use crate::target::{Target, TargetError};
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -60,23 +60,29 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// A backup or forget holding the lock meanwhile (its point, if any, is not checked yet).
     pub running: Option<String>,
+    /// Point objects that cannot be read as points.
+    pub damaged: Vec<DamagedPoint>,
+    /// Points a concurrent `forget` removed while this verify ran (not checked, not problems).
+    pub forgotten_meanwhile: Vec<String>,
+    /// What is wrong with the root mirror of the newest point (the plain copy the README
+    /// promises): restores still work; the next backup rewrites it. Problems with `--strict`.
+    pub mirror: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn is_ok(&self) -> bool {
-        self.points.iter().all(|p| p.problems.is_empty())
+        self.damaged.is_empty() && self.points.iter().all(|p| p.problems.is_empty())
     }
 
     /// Every problem, prefixed with its point.
     pub fn problems(&self) -> Vec<String> {
-        self.points
-            .iter()
-            .flat_map(|p| {
-                p.problems
-                    .iter()
-                    .map(move |m| format!("point {}: {m}", p.id))
-            })
-            .collect()
+        let damaged = self.damaged.iter().map(|d| d.problem.clone());
+        let each = self.points.iter().flat_map(|p| {
+            p.problems
+                .iter()
+                .map(move |m| format!("point {}: {m}", p.id))
+        });
+        damaged.chain(each).collect()
     }
 }
 
@@ -85,9 +91,12 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
     if !location.has_backup() {
         return Err(location.no_backup());
     }
-    let points = match &opts.point {
-        Some(which) => vec![choose(&location, which).await?],
-        None => location.all().await?,
+    let (points, damaged) = match &opts.point {
+        Some(which) => (vec![choose(&location, which).await?], vec![]),
+        None => {
+            let all = location.points().await?;
+            (all.readable, all.damaged)
+        }
     };
     let running = list_locks(target.as_ref())
         .await?
@@ -102,6 +111,10 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
     let listing = crate::target::list_sizes(target.as_ref())
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
+    let mirror = match points.last().filter(|p| Some(&p.id) == location.ids.last()) {
+        Some(newest) => mirror_problems(newest, &listing),
+        None => vec![],
+    };
     let mut checks: Vec<PointCheck> = points
         .iter()
         .map(|p| {
@@ -141,6 +154,18 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
             }
         }
     }
+    // A point with problems that is gone now was forgotten meanwhile: not damage.
+    let mut forgotten_meanwhile = Vec::new();
+    if checks.iter().any(|c| !c.problems.is_empty()) && !location.ids.is_empty() {
+        let now = Location::read(target.clone()).await?;
+        checks.retain(|c| {
+            let gone = !c.problems.is_empty() && !now.ids.contains(&c.id);
+            if gone {
+                forgotten_meanwhile.push(c.id.clone());
+            }
+            !gone
+        });
+    }
     Ok(VerifyReport {
         target: target.describe(),
         read_data: opts.read_data,
@@ -148,7 +173,34 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
         objects: objects.len() as u64,
         bytes,
         running,
+        damaged,
+        forgotten_meanwhile,
+        mirror,
     })
+}
+
+/// Root copies of the newest point's files that are missing or of another size. Files stored
+/// at their own name are checked as the point's objects; growing chunks have no root copy.
+fn mirror_problems(newest: &Point, listing: &BTreeMap<String, u64>) -> Vec<String> {
+    newest
+        .files
+        .iter()
+        .filter(|(key, f)| match &f.content {
+            Content::Inline { .. } => true,
+            Content::Object { key: stored, .. } => stored != *key,
+            Content::Segments { .. } => false,
+        })
+        .filter_map(|(key, f)| match listing.get(key) {
+            Some(&size) if size == f.size => None,
+            Some(&size) => Some(format!(
+                "the root copy of {key} has {size} bytes, not {}: a plain copy of the location is not the newest point (the next backup rewrites it)",
+                f.size
+            )),
+            None => Some(format!(
+                "the root copy of {key} is missing: a plain copy of the location is not the newest point (the next backup rewrites it)"
+            )),
+        })
+        .collect()
 }
 
 /// A stored object and what it must hold.
@@ -185,6 +237,10 @@ async fn read_back(target: &dyn Target, key: &str, obj: &Obj) -> Result<Option<(
         Ok(()) => {}
         Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {
             return Ok(Some((key.to_string(), e.message().to_string())))
+        }
+        // Deleted since the listing (a concurrent prune of a forgotten point).
+        Err(_) if matches!(target.head(key).await, Err(TargetError::NotFound(_))) => {
+            return Ok(Some((key.to_string(), format!("{key} is missing"))))
         }
         Err(e) => return Err(e),
     }

@@ -243,7 +243,7 @@ pub async fn live_rounds(
         }
         summary.live_steps += live.steps();
         live.stop().unwrap();
-        for (i, p) in list(target.clone()).await.unwrap().iter().enumerate() {
+        for (i, p) in list(target.clone()).await.unwrap().points().enumerate() {
             let name = format!("restored-{i}");
             let (restored, checked) =
                 restore_point_and_check(target.clone(), Which::Id(p.id.clone()), dir.path(), &name)
@@ -500,7 +500,7 @@ pub async fn forget_crash_points(loc: &dyn Locations) -> u64 {
         let kept: Vec<String> = list(base.clone())
             .await
             .unwrap()
-            .iter()
+            .points()
             .rev()
             .take(2)
             .map(|p| p.id.clone())

@@ -99,7 +99,7 @@ pub async fn backup_contents(target: &dyn Target) -> BTreeMap<String, Bytes> {
 /// The restore points of a location, oldest first.
 pub async fn points(target: &Arc<dyn Target>) -> Vec<Point> {
     let mut out = Vec::new();
-    for summary in list(target.clone()).await.unwrap() {
+    for summary in list(target.clone()).await.unwrap().points() {
         out.push(Point::load(target.as_ref(), &summary.id).await.unwrap());
     }
     out

@@ -3,8 +3,10 @@
 //!
 //! [`backup`] reads top-down as the procedure:
 //! 1. check the source is a database and the target a backup location (nothing written yet);
-//! 2. take the location's lock;
-//! 3. read the previous point (an esbackup 0.1 location's state is stored as one first);
+//! 2. take the location's lock (waiting for a running one up to `--lock-wait`), then read the
+//!    location again: everything below decides on what was read with the lock held;
+//! 3. read the previous point (an esbackup 0.1 location's state is stored as one first) and
+//!    number this run's point after the newest;
 //! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, the
 //!    checkpoints (chaser, epoch, writer, proposal), then the chunk files;
 //! 5. plan: for every file, keep the previous point's copy, append to a growing chunk, or store
@@ -35,7 +37,7 @@ use crate::legacy;
 use crate::location::Location;
 use crate::lock::{Lock, LockOptions};
 use crate::metered::Metered;
-use crate::point::{new_run_id, tool_version, Point, FORMAT};
+use crate::point::{new_point_id, new_run_id, tool_version, Point, FORMAT};
 use crate::progress::{NoProgress, Progress};
 use crate::source::{self, SourceDirs};
 use crate::target::Target;
@@ -105,6 +107,7 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     let target: Arc<dyn Target> = metered.clone();
     let source = SourceDirs::new(&opts.db, opts.index.as_deref());
     source.validate()?;
+    // Refusals before the lock is taken (nothing is written to a wrong target).
     let location = Location::read(target.clone()).await?;
     guard::backup_target(&location, &source).await?;
 
@@ -112,7 +115,16 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
         true => None,
         false => Some(Lock::acquire(target.clone(), &new_run_id(), "backup", &opts.lock).await?),
     };
-    let outcome = run(&location, &source, opts, lock.as_ref()).await;
+    let outcome = async {
+        // What the run decides on is read with the lock held.
+        let location = match lock {
+            Some(_) => Location::read(target.clone()).await?,
+            None => location,
+        };
+        run(&location, &source, opts, lock.as_ref()).await
+    }
+    .await;
+    let waited = lock.as_ref().map_or(Duration::ZERO, Lock::waited);
     if let Some(lock) = lock {
         if let Err(e) = lock.release().await {
             tracing::warn!("could not remove the lock: {e}");
@@ -120,6 +132,7 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     }
     opts.progress.finish();
     let mut report = outcome?;
+    report.lock_waited_secs = waited.as_secs_f64();
     if !opts.dry_run {
         report.uploaded = metered.traffic().into();
     }
@@ -136,25 +149,40 @@ async fn run(
 ) -> Result<BackupReport> {
     let target = &location.target;
     let aborted_uploads = match lock {
-        Some(_) => abort_stale_uploads(target.as_ref(), opts.lock.stale_after).await,
+        Some(_) => abort_stale_uploads(target.as_ref()).await,
         None => 0,
     };
     let previous = previous_point(location, opts.dry_run).await?;
     same_database(source, previous.as_ref(), opts.full)?;
 
-    // Named now, with the lock held, so that point ids sort in the order runs captured.
-    let run_id = new_run_id();
+    // Numbered now, with the lock held: points are ordered by these numbers, not by clocks.
+    let seq = location.next_seq();
+    let run_id = new_point_id(seq);
     let time = Utc::now();
+    let mut warnings = Vec::new();
+    if let Some(newest) = previous.as_ref().map(|p| p.time) {
+        if time < newest {
+            warnings.push(format!(
+                "this host's clock ({}) is behind the newest restore point's time ({}): the point is still the newest (points are ordered by run), but --at and the --keep-hourly/daily/... rules see the time as recorded; check the clock (NTP)",
+                time.to_rfc3339(),
+                newest.to_rfc3339()
+            ));
+        }
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let captured = capture(source, opts).await?;
     let probes = probe::probe(location, &captured, previous.as_ref()).await?;
     let policy = Policy {
         full: opts.full,
         run_id: run_id.clone(),
     };
-    let plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
+    let mut plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
     let mut report = report::planned(&plan, &captured, previous.as_ref(), opts);
     report.target = target.describe();
     report.aborted_uploads = aborted_uploads;
+    report.warnings = warnings;
     let Some(lock) = lock else {
         return Ok(report); // --dry-run: the plan is the report
     };
@@ -163,6 +191,14 @@ async fn run(
         Some(_) => DEFAULT_LOCAL_CONCURRENCY,
         None => DEFAULT_CONCURRENCY,
     });
+    let repairs = probe::mirror_repairs(target.as_ref(), &plan).await?;
+    if !repairs.is_empty() {
+        report.notes.push(format!(
+            "{} root cop(ies) of the newest point's files were missing or damaged and are rewritten",
+            repairs.len()
+        ));
+        plan.mirrors.extend(repairs);
+    }
     let stored = execute::store_files(target, &plan, concurrency, &opts.progress).await?;
     execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
@@ -171,6 +207,7 @@ async fn run(
     let point = Point {
         format: FORMAT,
         id: run_id,
+        seq,
         time,
         finished: Utc::now(),
         tool_version: tool_version(),
@@ -221,8 +258,9 @@ async fn apply_retention(
     crate::forget::forget_locked(&location, &retention.policy, retention.prune, Some(lock)).await
 }
 
-/// The latest point. A completed esbackup 0.1 state is first stored as a point (not in a dry
-/// run), so that this run may change the root it lives in.
+/// The latest readable point (a damaged newest point is skipped with a warning: this run stores
+/// what the older one lacks). A completed esbackup 0.1 state is first stored as a point (not in
+/// a dry run), so that this run may change the root it lives in.
 async fn previous_point(location: &Location, dry_run: bool) -> Result<Option<Point>> {
     match &location.legacy {
         Some(m) if location.ids.is_empty() => match m.as_point(&location.describe()) {
@@ -233,7 +271,7 @@ async fn previous_point(location: &Location, dry_run: bool) -> Result<Option<Poi
             // An interrupted 0.1 run left no consistent state: start a new history.
             Err(_) => Ok(None),
         },
-        _ => location.latest().await,
+        _ => location.newest_readable().await,
     }
 }
 
@@ -280,9 +318,15 @@ fn same_database(source: &SourceDirs, previous: Option<&Point>, full: bool) -> R
     Ok(())
 }
 
-/// Aborts multipart uploads of killed runs (best effort: a failure is only logged).
-async fn abort_stale_uploads(target: &dyn Target, older_than: Duration) -> u64 {
-    match target.abort_stale_uploads(older_than).await {
+/// How old an incomplete upload or staging file must be before a run holding the lock removes
+/// it: every writer but lock attempts (which take milliseconds) needs the lock, so anything
+/// older is a dead run's.
+pub(crate) const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// Aborts incomplete uploads and removes staging files of killed runs (best effort: a failure
+/// is only logged).
+async fn abort_stale_uploads(target: &dyn Target) -> u64 {
+    match target.abort_stale_uploads(LEFTOVER_MIN_AGE).await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!("could not abort incomplete uploads of earlier runs: {e}");

@@ -1,12 +1,13 @@
 //! What a run looks up before planning, beyond the capture: whether the stored bytes of each
 //! growing chunk are still the file's, and what root objects the previous point does not name
-//! hold (left by an interrupted run, or needed by an older point).
+//! hold (left by an interrupted run, or needed by an older point). After planning: which root
+//! copies of the new point's files were lost meanwhile ([`mirror_repairs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::plan::{Captured, Probes, RootObject};
+use super::plan::{Action, BackupPlan, Captured, Mirror, Probes, RootObject};
 use crate::error::{EngineError, Result};
 use crate::format::chunk::{ChunkHeader, FOOTER_LEN, HEADER_LEN};
 use crate::format::MD5_LEN;
@@ -105,14 +106,15 @@ pub(crate) async fn probe(
     if !others.is_empty() {
         // Rare: a root name holds another file. Whether a point needs it decides whether it
         // may be replaced.
-        let needed: BTreeSet<String> = location
-            .all()
-            .await?
+        // A damaged point may need any of them: then none is replaced.
+        let points = location.points().await?;
+        let needed: BTreeSet<String> = points
+            .readable
             .iter()
             .flat_map(|p| p.objects().into_iter().map(|o| o.key))
             .collect();
         for key in others {
-            let state = if needed.contains(&key) {
+            let state = if needed.contains(&key) || !points.damaged.is_empty() {
                 RootObject::Needed
             } else {
                 RootObject::Unneeded
@@ -121,6 +123,65 @@ pub(crate) async fn probe(
         }
     }
     Ok(Probes { tails_intact, root })
+}
+
+/// Root copies of the new point's files (inline ones, and those stored under `.esbackup/data/`)
+/// that the root lacks or holds at another size — deleted or damaged since the run that wrote
+/// them — and that the plan does not rewrite anyway: the README promises that the root is a
+/// plain copy of the newest point. One `head` per such file (checkpoints, `indexmap`, the
+/// stream-existence filter, the scavenge database). In the plan's order, `chaser.chk` last.
+pub(crate) async fn mirror_repairs(target: &dyn Target, plan: &BackupPlan) -> Result<Vec<Mirror>> {
+    let planned: BTreeSet<&str> = plan
+        .mirrors
+        .iter()
+        .map(|m| match m {
+            Mirror::Bytes { key, .. } | Mirror::Delete { key } => key.as_str(),
+            Mirror::Copy { to, .. } => to.as_str(),
+        })
+        .collect();
+    let mut wanted = Vec::new();
+    for f in plan
+        .files
+        .iter()
+        .filter(|f| !planned.contains(f.key.as_str()))
+    {
+        let content = match &f.action {
+            Action::Inline { data, .. } => Some(Content::Inline { data: data.clone() }),
+            Action::Keep(r) => Some(r.content.clone()),
+            _ => None,
+        };
+        let mirror = match content {
+            Some(Content::Inline { data }) => Mirror::Bytes {
+                key: f.key.clone(),
+                data,
+            },
+            Some(Content::Object { key, .. }) if key != f.key => Mirror::Copy {
+                from: key,
+                to: f.key.clone(),
+            },
+            _ => continue,
+        };
+        wanted.push((f.key.clone(), f.size, mirror));
+    }
+    let heads: Vec<_> = wanted
+        .into_iter()
+        .map(|(key, size, mirror)| async move {
+            match target.head(&key).await {
+                Ok(o) if o.size == size => Ok(None),
+                Ok(_) | Err(TargetError::NotFound(_)) => Ok(Some(mirror)),
+                Err(e) => Err(EngineError::storage(&key, e)),
+            }
+        })
+        .collect();
+    let mut repairs: Vec<Mirror> = stream::iter(heads)
+        .buffered(8)
+        .try_filter_map(|m| async move { Ok(m) })
+        .try_collect()
+        .await?;
+    repairs.sort_by_key(
+        |m| matches!(m, Mirror::Bytes { key, .. } if key == crate::format::checkpoint::CHASER),
+    );
+    Ok(repairs)
 }
 
 /// Growing chunks whose stored tail window still hashes the same in the source.

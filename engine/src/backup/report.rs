@@ -60,6 +60,10 @@ pub struct BackupReport {
     /// What the retention policy did after the point was stored, if one is configured.
     pub retention: Option<crate::forget::ForgetReport>,
     pub notes: Vec<String>,
+    /// Things the operator should act on (e.g. a host clock behind the newest point).
+    pub warnings: Vec<String>,
+    /// Seconds this run waited for another run's lock.
+    pub lock_waited_secs: f64,
     pub duration_secs: f64,
 }
 
@@ -101,6 +105,8 @@ pub(crate) fn planned(
         aborted_uploads: 0,
         retention: None,
         notes: plan.notes.clone(),
+        warnings: Vec::new(),
+        lock_waited_secs: 0.0,
         duration_secs: 0.0,
     }
 }

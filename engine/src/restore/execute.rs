@@ -19,7 +19,7 @@ use crate::tally::Tally;
 use crate::target::Target;
 
 /// Suffix of files being restored (the server ignores them).
-pub(crate) const PARTIAL_SUFFIX: &str = ".esbackup-partial";
+pub(crate) use crate::layout::PARTIAL_SUFFIX;
 
 /// Files and folders a restore created, removed again if it fails.
 #[derive(Default)]

@@ -93,6 +93,8 @@ pub struct RestoreReport {
     pub chaser: i64,
     /// `truncate.chk` as written (= chaser).
     pub truncate: i64,
+    /// Things the operator should know (e.g. `--at` over point times that go backwards).
+    pub warnings: Vec<String>,
     pub duration_secs: f64,
 }
 
@@ -104,12 +106,13 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     if !location.has_backup() {
         return Err(location.no_backup());
     }
-    let point = choose(&location, &opts.point).await?;
+    let (point, warnings) = choose_with_warnings(&location, &opts.point).await?;
     let listing = crate::target::list_sizes(target.as_ref())
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
     let missing = plan::missing(&point, &listing);
     if !missing.is_empty() {
+        still_there(target.as_ref(), &point).await?;
         return Err(EngineError::damaged(format!(
             "restore point {} cannot be restored: {} object(s) it needs are missing or damaged at {}: {}. Run `esbackup verify`; restore another point with --point or --at",
             point.id,
@@ -124,7 +127,13 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     opts.progress.phase("restore", plan.bytes());
     let restored = execute::restore(&target, &dest, &plan, opts).await;
     opts.progress.finish();
-    let restored = restored?;
+    let restored = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            still_there(target.as_ref(), &point).await?;
+            return Err(e);
+        }
+    };
     Ok(RestoreReport {
         target: target.describe(),
         db: dest.db.display().to_string(),
@@ -135,19 +144,52 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
         writer: point.checkpoints.writer,
         chaser: point.checkpoints.chaser,
         truncate: plan.truncate,
+        warnings,
         duration_secs: started.elapsed().as_secs_f64(),
     })
 }
 
+/// Fails with "forgotten meanwhile" when `point` is no longer at the location: a concurrent
+/// `forget --prune` removed it (and its objects), which is not damage.
+async fn still_there(target: &dyn Target, point: &Point) -> Result<()> {
+    match target.head(&point.key()).await {
+        Err(crate::target::TargetError::NotFound(_)) => Err(EngineError::no_backup(format!(
+            "restore point {} was forgotten (`forget`) while this restore ran: restore another point (`esbackup list`)",
+            point.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The point `which` names.
 pub(crate) async fn choose(location: &Location, which: &Which) -> Result<Point> {
+    Ok(choose_with_warnings(location, which).await?.0)
+}
+
+/// The point `which` names, and what the operator should know about the choice.
+pub(crate) async fn choose_with_warnings(
+    location: &Location,
+    which: &Which,
+) -> Result<(Point, Vec<String>)> {
     match which {
-        Which::Latest => location.require_latest().await,
-        Which::Id(id) => location.point(id).await,
+        Which::Latest => Ok((location.require_latest().await?, vec![])),
+        Which::Id(id) => Ok((location.point(id).await?, vec![])),
         Which::At(at) => {
-            let points = location.all().await?;
+            let read = location.points().await?;
+            let points = read.readable;
+            let times: Vec<(String, DateTime<Utc>)> =
+                points.iter().map(|p| (p.id.clone(), p.time)).collect();
+            let mut warnings: Vec<String> = crate::forget::non_monotonic_times(&times)
+                .into_iter()
+                .collect();
+            warnings.extend(
+                read.damaged
+                    .iter()
+                    .map(|d| format!("skipped: {}", d.problem)),
+            );
             pick_at(&points, *at)
                 .cloned()
+                .map(|p| (p, warnings))
                 .ok_or_else(|| {
                     EngineError::invalid_input(format!(
                         "{} has no restore point at or before {}: the oldest is {} (see `esbackup list`)",
@@ -162,12 +204,15 @@ pub(crate) async fn choose(location: &Location, which: &Which) -> Result<Point> 
     }
 }
 
-/// The newest point taken at or before `at`.
+/// The point with the latest recorded time at or before `at` (of equal times, the one taken
+/// last); `points` are in run order.
 pub(crate) fn pick_at(points: &[Point], at: DateTime<Utc>) -> Option<&Point> {
     points
         .iter()
-        .filter(|p| p.time <= at)
-        .max_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)))
+        .enumerate()
+        .filter(|(_, p)| p.time <= at)
+        .max_by(|(i, a), (j, b)| a.time.cmp(&b.time).then(i.cmp(j)))
+        .map(|(_, p)| p)
 }
 
 fn summarise(items: &[String]) -> String {

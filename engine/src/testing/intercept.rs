@@ -196,4 +196,7 @@ impl<T: Target> Target for Intercept<T> {
         self.check(Op::AbortStaleUploads).await?;
         self.inner.abort_stale_uploads(older_than).await
     }
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        self.inner.incomplete_uploads().await
+    }
 }

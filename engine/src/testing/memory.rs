@@ -56,10 +56,7 @@ impl Target for MemoryTarget {
             .unwrap()
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| ObjectInfo {
-                key: k.clone(),
-                size: v.len() as u64,
-            })
+            .map(|(k, v)| ObjectInfo::new(k.clone(), v.len() as u64))
             .collect())
     }
 
@@ -68,10 +65,7 @@ impl Target for MemoryTarget {
         let v = objects
             .get(key)
             .ok_or_else(|| TargetError::NotFound(key.into()))?;
-        Ok(ObjectInfo {
-            key: key.into(),
-            size: v.len() as u64,
-        })
+        Ok(ObjectInfo::new(key, v.len() as u64))
     }
 
     async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {

@@ -81,6 +81,9 @@ macro_rules! forward_target {
             ) -> Result<u64, $crate::TargetError> {
                 self.$field.abort_stale_uploads(older_than).await
             }
+            async fn incomplete_uploads(&self) -> Result<u64, $crate::TargetError> {
+                self.$field.incomplete_uploads().await
+            }
         }
     };
 }

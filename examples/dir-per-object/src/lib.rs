@@ -155,10 +155,7 @@ impl Target for DirPerObjectTarget {
             .find_map(|l| l.strip_prefix("size="))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| TargetError::Permanent(format!("{key}: bad meta file {meta:?}")))?;
-        Ok(ObjectInfo {
-            key: key.into(),
-            size,
-        })
+        Ok(ObjectInfo::new(key, size))
     }
 
     async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {

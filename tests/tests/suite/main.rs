@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod foreign_db;
 mod guards;
+mod history;
 mod locking;
 mod safety;
 mod servers;

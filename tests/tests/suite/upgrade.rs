@@ -64,7 +64,12 @@ async fn a_v01_location_restores_and_its_first_new_run_keeps_its_state_as_a_poin
     write_v01_location(&store, &db, "20261121T224728Z-0a1b2c3d");
     let target: Arc<dyn Target> = Arc::new(store.clone());
 
-    let points = list(target.clone()).await.unwrap();
+    let points: Vec<_> = list(target.clone())
+        .await
+        .unwrap()
+        .points()
+        .cloned()
+        .collect();
     assert_eq!(points.len(), 1);
     assert!(status(target.clone()).await.unwrap().legacy);
     let (restored, checked) =
@@ -84,7 +89,12 @@ async fn a_v01_location_restores_and_its_first_new_run_keeps_its_state_as_a_poin
         "not a full re-upload: stored {} of {total}",
         report.stored.bytes
     );
-    let points = list(target.clone()).await.unwrap();
+    let points: Vec<_> = list(target.clone())
+        .await
+        .unwrap()
+        .points()
+        .cloned()
+        .collect();
     assert_eq!(points.len(), 2, "the 0.1 state and the new run");
     assert_eq!(points[0].id, "20261121T224728Z-0a1b2c3d");
     assert!(!status(target.clone()).await.unwrap().legacy);
