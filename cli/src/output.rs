@@ -257,10 +257,9 @@ pub fn status(as_json: bool, r: &StatusReport) {
         for d in &r.damaged {
             println!("  DAMAGED  {}", d.problem);
         }
-        if r.incomplete_uploads > 0 {
+        if let Some(n) = r.incomplete_uploads.filter(|&n| n > 0) {
             println!(
-                "  leftovers {} incomplete upload(s) or staging file(s) of killed runs (the next backup removes them)",
-                r.incomplete_uploads
+                "  leftovers {n} incomplete upload(s) or staging file(s) of killed runs (the next backup removes them)"
             );
         }
         if r.legacy {

@@ -265,6 +265,14 @@ impl Point {
                     if covered < *data_end || *data_end > f.size || !inside {
                         return Err(format!("{key}: its segments do not cover its data"));
                     }
+                    // A growing chunk is one preallocated chunk file, never larger.
+                    let most = crate::format::chunk::active_file_len(self.chunk_size);
+                    if f.size > most {
+                        return Err(format!(
+                            "{key}: {} bytes is more than a chunk file holds ({most})",
+                            f.size
+                        ));
+                    }
                 }
                 _ => {}
             }

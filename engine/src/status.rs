@@ -143,8 +143,9 @@ pub struct StatusReport {
     pub legacy: bool,
     /// Point objects that cannot be read as points.
     pub damaged: Vec<DamagedPoint>,
-    /// Incomplete uploads and staging files killed runs left (the next backup removes them).
-    pub incomplete_uploads: u64,
+    /// Incomplete uploads and staging files killed runs left (the next backup removes them);
+    /// `None` when the store would not say (e.g. no permission to list multipart uploads).
+    pub incomplete_uploads: Option<u64>,
 }
 
 pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
@@ -166,10 +167,13 @@ pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
         (Some(first), Some(last)) => (Some(first.into()), Some(last.into())),
         _ => (None, None),
     };
-    let incomplete_uploads = target
-        .incomplete_uploads()
-        .await
-        .map_err(|e| EngineError::storage("listing incomplete uploads", e))?;
+    let incomplete_uploads = match target.incomplete_uploads().await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!("could not count incomplete uploads: {e}");
+            None
+        }
+    };
     Ok(StatusReport {
         target: target.describe(),
         exists: location.has_backup(),

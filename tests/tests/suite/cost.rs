@@ -64,8 +64,10 @@ async fn a_run_sends_about_what_was_appended_and_an_idle_run_almost_nothing() {
         "idle run sent {}",
         idle.uploaded.bytes
     );
+    // 9, plus one `head` per root copy of an inline or in-place file (4 checkpoints,
+    // `indexmap`, the 2 stream-existence files): the check that the root mirror is whole.
     assert!(
-        idle.uploaded.requests <= 9,
+        idle.uploaded.requests <= 16,
         "idle run made {} requests",
         idle.uploaded.requests
     );

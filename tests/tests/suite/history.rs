@@ -479,14 +479,20 @@ async fn item5_the_next_run_removes_staging_files_of_killed_runs_and_status_coun
     // A fresh one may be a live run's lock attempt: left alone.
     let fresh = bk.join(".esbackup/locks/20261206T000000000Z-0000live.1.json#2");
     std::fs::write(&fresh, b"live").unwrap();
-    assert_eq!(status(folder(&bk)).await.unwrap().incomplete_uploads, 4);
+    assert_eq!(
+        status(folder(&bk)).await.unwrap().incomplete_uploads,
+        Some(4)
+    );
     let report = backup(folder(&bk), &backup_options(&db)).await.unwrap();
     assert_eq!(report.aborted_uploads, 3);
     for path in &leftovers {
         assert!(!path.exists(), "{} is left", path.display());
     }
     assert!(fresh.exists());
-    assert_eq!(status(folder(&bk)).await.unwrap().incomplete_uploads, 1);
+    assert_eq!(
+        status(folder(&bk)).await.unwrap().incomplete_uploads,
+        Some(1)
+    );
 }
 
 // 7. The root mirror --------------------------------------------------------------------------
