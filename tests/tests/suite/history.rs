@@ -1,6 +1,6 @@
-//! Regression tests of the history-safety review (issue 16): overlapping cron jobs, a location
-//! someone else can write to, a host clock that jumps. One test (or more) per finding, by item
-//! number. The randomized concurrent history test is `cli/tests/history.rs`.
+//! The history stays safe with overlapping cron jobs, a location someone else can write to and a
+//! host clock that jumps: the regression tests of the history-safety review (issue 16), one
+//! section per finding. The randomized concurrent history test is `cli/tests/history.rs`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +73,7 @@ fn put_point_json(store: &MemoryTarget, id: &str, value: &Value) {
 /// lock; the forget goes on. Deciding on the points it listed before it held the lock, it would
 /// delete what the new point needs. Every point must stay restorable, and the new one newest.
 #[tokio::test]
-async fn item1_a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
+async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 161, 20);
@@ -152,7 +152,7 @@ async fn item1_a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_need
 /// Scheduled use: a forget started while a backup runs waits for it (bounded), says how long
 /// it waited, and with no wait allowed gives up naming the holder.
 #[tokio::test]
-async fn item1_forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
+async fn forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 162, 10);
@@ -200,7 +200,7 @@ async fn item1_forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() 
 /// Defence in depth: a point that appears while the forget holds the lock (a run whose lock it
 /// took over) stops the prune before it deletes anything.
 #[tokio::test]
-async fn item1_a_point_that_appears_during_a_prune_stops_it() {
+async fn a_point_that_appears_during_a_prune_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 163, 10);
@@ -239,7 +239,7 @@ async fn item1_a_point_that_appears_during_a_prune_stops_it() {
 /// Defence in depth: an unreferenced object the store dates after the forget's lock object is
 /// left for the next prune (folder target: file times).
 #[tokio::test]
-async fn item1_a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
+async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let bk = dir.path().join("bk");
@@ -283,7 +283,7 @@ async fn item1_a_prune_never_deletes_an_object_written_after_it_took_the_lock() 
 // 2. A point names files outside the restore folder -------------------------------------------
 
 #[tokio::test]
-async fn item2_a_point_naming_files_outside_the_database_restores_nothing() {
+async fn a_point_naming_files_outside_the_database_restores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 165, 10);
@@ -338,7 +338,7 @@ async fn item2_a_point_naming_files_outside_the_database_restores_nothing() {
 /// were a day behind it. The new run still becomes the newest point, says so, and `restore`,
 /// `--keep-last` and `--at` treat it as the newest.
 #[tokio::test]
-async fn item3_a_run_with_the_clock_behind_is_still_the_newest_point() {
+async fn a_run_with_the_clock_behind_is_still_the_newest_point() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 166, 10);
@@ -399,7 +399,7 @@ async fn item3_a_run_with_the_clock_behind_is_still_the_newest_point() {
 // 4. One unreadable point ---------------------------------------------------------------------
 
 #[tokio::test]
-async fn item4_an_unreadable_point_is_named_and_hides_no_other() {
+async fn an_unreadable_point_is_named_and_hides_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut node = settled_node(&db, 167, 10);
@@ -454,7 +454,7 @@ fn points_len(store: &MemoryTarget) -> usize {
 // 5. Leftovers of killed runs -----------------------------------------------------------------
 
 #[tokio::test]
-async fn item5_the_next_run_removes_staging_files_of_killed_runs_and_status_counts_them() {
+async fn the_next_run_removes_staging_files_of_killed_runs_and_status_counts_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let bk = dir.path().join("bk");
@@ -498,7 +498,7 @@ async fn item5_the_next_run_removes_staging_files_of_killed_runs_and_status_coun
 // 7. The root mirror --------------------------------------------------------------------------
 
 #[tokio::test]
-async fn item7_verify_reports_a_damaged_root_mirror_and_the_next_backup_repairs_it() {
+async fn verify_reports_a_damaged_root_mirror_and_the_next_backup_repairs_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let bk = dir.path().join("bk");
