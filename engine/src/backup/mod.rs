@@ -5,11 +5,13 @@
 //! 1. check the source is a database and the target a backup location (nothing written yet);
 //! 2. take the location's lock;
 //! 3. read the previous point (an esbackup 0.1 location's state is stored as one first);
-//! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, the
-//!    checkpoints (chaser, epoch, writer, proposal), then the chunk files;
+//! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, every
+//!    other file of the two folders (listed), the checkpoints (chaser, epoch, writer, proposal),
+//!    then the chunk files;
 //! 5. plan: for every file, keep the previous point's copy, append to a growing chunk, or store
 //!    it (`plan.rs`; `--dry-run` stops here and reports the plan);
-//! 6. store the files, confirm the new objects, update the root mirror;
+//! 6. store the files (an other file that changed while it was read is left out, by name),
+//!    confirm the new objects, update the root mirror;
 //! 7. write the new point, if the run still holds its lock.
 //!
 //! An interrupted run leaves every earlier point as it was: points are written last and name
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+pub use crate::source::other_files::Skipped;
 pub use report::{BackupReport, Uploaded};
 
 use crate::error::{EngineError, Result};
@@ -151,12 +154,15 @@ async fn run(
         full: opts.full,
         run_id: run_id.clone(),
     };
-    let plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
-    let mut report = report::planned(&plan, &captured, previous.as_ref(), opts);
-    report.target = target.describe();
-    report.aborted_uploads = aborted_uploads;
+    let mut plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
+    let report_of = |plan: &plan::BackupPlan| {
+        let mut report = report::planned(plan, &captured, previous.as_ref(), opts);
+        report.target = target.describe();
+        report.aborted_uploads = aborted_uploads;
+        report
+    };
     let Some(lock) = lock else {
-        return Ok(report); // --dry-run: the plan is the report
+        return Ok(report_of(&plan)); // --dry-run: the plan is the report
     };
 
     let concurrency = opts.concurrency.unwrap_or(match target.local_root() {
@@ -164,6 +170,7 @@ async fn run(
         None => DEFAULT_CONCURRENCY,
     });
     let stored = execute::store_files(target, &plan, concurrency, &opts.progress).await?;
+    plan.leave_out(stored.skipped);
     execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
     lock.confirm_held().await?;
@@ -180,10 +187,11 @@ async fn run(
         chunk_size: captured.chunks.chunk_size,
         checkpoints: captured.checkpoints.values,
         bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
-        notes: plan.notes,
+        notes: plan.point_notes(),
         files: stored.files,
     };
     store_point(target.as_ref(), &point, lock).await?;
+    let mut report = report_of(&plan);
     report.point = Some(point.id);
     if let Some(r) = &opts.retention {
         // The point is stored: a failing retention is reported, not a failed backup.
@@ -237,7 +245,8 @@ async fn previous_point(location: &Location, dry_run: bool) -> Result<Option<Poi
     }
 }
 
-/// Captures the source in the vendor's order: index, side files, checkpoints, chunks.
+/// Captures the source in the vendor's order: index, side files, the other files,
+/// checkpoints, chunks.
 async fn capture(dirs: &SourceDirs, opts: &BackupOptions) -> Result<Captured> {
     let limits = source::index::IndexLimits {
         indexmap_wait: opts.indexmap_wait,
@@ -245,11 +254,13 @@ async fn capture(dirs: &SourceDirs, opts: &BackupOptions) -> Result<Captured> {
     };
     let index = source::index::capture(dirs, limits).await?;
     let side = source::side_files::capture(dirs, opts.include_secondary_index)?;
+    let other = source::other_files::capture(dirs)?;
     let checkpoints = source::checkpoints::capture(dirs)?;
     let chunks = source::chunks::capture(dirs, &checkpoints.values)?;
     Ok(Captured {
         index,
         side,
+        other,
         checkpoints,
         chunks,
     })
