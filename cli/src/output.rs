@@ -55,6 +55,10 @@ pub fn error(as_json: bool, code: i32, message: &str) {
 }
 
 pub fn backup(as_json: bool, r: &BackupReport) {
+    // Files left out are warnings, on stderr whatever the format (and in the JSON too).
+    for s in &r.skipped {
+        eprintln!("esbackup: warning: {} was not backed up: {}", s.file, s.why);
+    }
     if as_json {
         return json(r);
     }
@@ -87,6 +91,17 @@ pub fn backup(as_json: bool, r: &BackupReport) {
         println!(
             "  not stored   {} chunk(s) beyond the writer checkpoint (written during the run)",
             r.beyond_writer.len()
+        );
+    }
+    if !r.skipped.is_empty() {
+        println!(
+            "  not stored   {} file(s) of the database folders (see the warnings): {}",
+            r.skipped.len(),
+            r.skipped
+                .iter()
+                .map(|s| s.file.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if r.aborted_uploads > 0 {

@@ -89,6 +89,68 @@ fn help_teaches_usage_and_exit_codes() {
     }
 }
 
+/// A file the backup cannot store is named in both outputs, with a warning on stderr; the run
+/// still stores its point and exits 0. The other files are stored and restored.
+#[test]
+fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    std::fs::write(db.join("custom-notes.txt"), b"notes").unwrap();
+    std::fs::write(db.join("two\nlines.txt"), b"a newline in its name").unwrap();
+    let target = dir.path().join("backup");
+    let t = target.to_str().unwrap();
+    let warning = "esbackup: warning: two\\nlines.txt was not backed up";
+
+    let out = run(esbackup()
+        .args(["backup", "--db"])
+        .arg(&db)
+        .args(["--target", t, "--json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["skipped"][0]["file"], "two\\nlines.txt", "{report}");
+    assert!(report["skipped"][0]["why"]
+        .as_str()
+        .unwrap()
+        .contains("control character"));
+    assert!(report["stored_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "custom-notes.txt"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
+
+    let out = run(esbackup()
+        .args(["backup", "--db"])
+        .arg(&db)
+        .args(["--target", t]));
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("not stored") && stdout.contains("two\\nlines.txt"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
+
+    let restored = dir.path().join("restored");
+    let out = run(esbackup()
+        .args(["restore", "--target", t, "--db"])
+        .arg(&restored));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(restored.join("custom-notes.txt")).unwrap(),
+        b"notes"
+    );
+    assert!(!restored.join("two\nlines.txt").exists());
+}
+
 #[test]
 fn backup_list_restore_verify_status_forget_round_trip_with_json() {
     let dir = tempfile::tempdir().unwrap();

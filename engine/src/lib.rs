@@ -40,7 +40,7 @@ pub mod conformance;
 pub mod testing;
 
 pub use backup::{
-    backup, BackupOptions, BackupReport, Retention, Uploaded, DEFAULT_CONCURRENCY,
+    backup, BackupOptions, BackupReport, Retention, Skipped, Uploaded, DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
 };
 pub use error::{EngineError, ErrorKind, Result};

@@ -96,6 +96,10 @@ pub async fn whole_suite(loc: &dyn Locations, live_rounds: u64) {
     );
     scenarios::static_round_trip(loc).await;
     println!("{name}: static database round trip byte-identical");
+    scenarios::other_files_round_trip(loc).await;
+    println!(
+        "{name}: files the engine does not know round trip, changed, deleted, left out by name"
+    );
     scenarios::differential_stores_only_changes(loc).await;
     println!("{name}: differentials store exactly what changed");
     scenarios::history_restores_every_point(loc, 20).await;

@@ -50,17 +50,14 @@ pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The database files a backup is expected to carry: everything but temp files, `truncate.chk`,
-/// the `.forceverify` marker and the secondary index.
+/// The database files a backup is expected to carry: everything but temp files, `truncate.chk`
+/// and the secondary index.
 pub fn database_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(root)
         .into_iter()
         .filter(|(k, _)| {
             let name = k.rsplit('/').next().unwrap();
-            !(name.ends_with(".tmp")
-                || name == "truncate.chk"
-                || name == ".forceverify"
-                || name.starts_with("kurrent.ddb"))
+            !(name.ends_with(".tmp") || name == "truncate.chk" || name.starts_with("kurrent.ddb"))
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! Carries out a [`BackupPlan`]: stores the files (concurrently), confirms the new objects,
-//! writes the root mirror, and returns the references the new restore point records.
+//! writes the root mirror, and returns the references the new restore point records, and the
+//! files left out because they changed while they were copied.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::hashing::md5_of_range;
 use crate::point::{Content, FileRef, Segment, Window};
 use crate::progress::Progress;
+use crate::source::other_files::{self, Skipped};
 use crate::source::{vanished, FileStamp};
 use crate::target::{Target, TargetError, Upload};
 
@@ -23,6 +25,8 @@ pub(crate) struct Stored {
     pub files: BTreeMap<String, FileRef>,
     /// (object key, bytes) of every object this run uploaded, sorted.
     pub new_objects: Vec<(String, u64)>,
+    /// Files left out of the point ([`UploadCheck::HeldStill`]), by key.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Stores every file of the plan, `concurrency` at a time.
@@ -38,28 +42,53 @@ pub(crate) async fn store_files(
         .iter()
         .map(|f| store_one(target, f, progress))
         .collect();
-    let done: Vec<StoredFile> = stream::iter(stores)
+    let done: Vec<Outcome> = stream::iter(stores)
         .buffer_unordered(concurrency.max(1))
         .try_collect()
         .await?;
     let mut files = BTreeMap::new();
     let mut new_objects = Vec::new();
-    for (key, file, new) in done {
-        files.insert(key, file);
-        new_objects.extend(new);
+    let mut skipped = Vec::new();
+    for outcome in done {
+        match outcome {
+            Outcome::Stored((key, file, new)) => {
+                files.insert(key, file);
+                new_objects.extend(new);
+            }
+            Outcome::LeftOut(s) => skipped.push(s),
+        }
     }
     new_objects.sort();
-    Ok(Stored { files, new_objects })
+    skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(Stored {
+        files,
+        new_objects,
+        skipped,
+    })
 }
 
 /// A stored file: its key, its reference, and the new object written for it, if any.
 type StoredFile = (String, FileRef, Option<(String, u64)>);
 
+/// What became of one file of the plan.
+enum Outcome {
+    Stored(StoredFile),
+    LeftOut(Skipped),
+}
+
 async fn store_one(
     target: &Arc<dyn Target>,
     plan: &FilePlan,
     progress: &Arc<dyn Progress>,
-) -> Result<StoredFile> {
+) -> Result<Outcome> {
+    if let Action::Upload {
+        object,
+        source,
+        check: UploadCheck::HeldStill,
+    } = &plan.action
+    {
+        return copy_held_still(target, &plan.key, object, source, progress).await;
+    }
     let file = |content| FileRef {
         size: plan.size,
         content,
@@ -67,7 +96,7 @@ async fn store_one(
         stamp: plan.stamp,
     };
     let (content, new) = match &plan.action {
-        Action::Keep(f) => return Ok((plan.key.clone(), f.clone(), None)),
+        Action::Keep(f) => return Ok(Outcome::Stored((plan.key.clone(), f.clone(), None))),
         Action::Inline { data, .. } => (Content::Inline { data: data.clone() }, None),
         Action::Adopt { object, source } => {
             let md5 = md5_of_range(&source.path, source.handle.clone(), 0, source.len)
@@ -140,7 +169,70 @@ async fn store_one(
         }
     };
     progress.file_done(&plan.key, plan.upload_bytes());
-    Ok((plan.key.clone(), file(content), new))
+    Ok(Outcome::Stored((plan.key.clone(), file(content), new)))
+}
+
+/// Copies a file the engine does not know ([`UploadCheck::HeldStill`]): opened now (never
+/// through a symlink), stored whole, and kept only if its stamp is the same before and after the
+/// copy; the point records that stamp. One that changed or could not be read is left out, its
+/// object removed again (best effort: prune removes it otherwise). Only a failure of the store
+/// fails the run.
+async fn copy_held_still(
+    target: &Arc<dyn Target>,
+    key: &str,
+    object: &str,
+    source: &LocalFile,
+    progress: &Arc<dyn Progress>,
+) -> Result<Outcome> {
+    let left_out = |why: String| Ok(Outcome::LeftOut(Skipped::new(key, why)));
+    const CHANGED: &str =
+        "it changed while it was read; the next run stores it if it holds still then";
+    let path = &source.path;
+    let opened = other_files::open(path).and_then(|f| f.metadata().map(|m| (f, m)));
+    let (file, meta) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return left_out(other_files::unreadable(&e)),
+    };
+    if !meta.is_file() {
+        return left_out("it is no longer a regular file".into());
+    }
+    let before = FileStamp::of(&meta);
+    let file = Arc::new(file);
+    let p = progress.clone();
+    let body = Upload::handle(path, file.clone(), before.len)
+        .with_progress(Arc::new(move |n| p.advance(n)));
+    let put = target.put(object, body.clone()).await;
+    match body.read_failure() {
+        Some(io::ErrorKind::UnexpectedEof) => return left_out(CHANGED.into()),
+        Some(kind) => return left_out(other_files::unreadable(&io::Error::from(kind))),
+        None => {}
+    }
+    put.map_err(|e| EngineError::storage(object, e))?;
+    let md5 = body.md5().ok_or_else(|| {
+        EngineError::storage(
+            object,
+            TargetError::Permanent("the target did not read the whole upload".into()),
+        )
+    })?;
+    if file.metadata().map(|m| FileStamp::of(&m)).ok() != Some(before) {
+        let _ = target.delete(object).await;
+        return left_out(CHANGED.into());
+    }
+    progress.file_done(key, before.len);
+    let file = FileRef {
+        size: before.len,
+        content: Content::Object {
+            key: object.to_string(),
+            md5: hex::encode(md5),
+        },
+        chunk: None,
+        stamp: Some(before),
+    };
+    Ok(Outcome::Stored((
+        key.to_string(),
+        file,
+        Some((object.to_string(), before.len)),
+    )))
 }
 
 /// Uploads `len` bytes of `source` from `offset` as `object`; returns their MD5 (hex).

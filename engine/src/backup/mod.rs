@@ -7,11 +7,13 @@
 //!    location again: everything below decides on what was read with the lock held;
 //! 3. read the previous point (an esbackup 0.1 location's state is stored as one first) and
 //!    number this run's point after the newest;
-//! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, the
-//!    checkpoints (chaser, epoch, writer, proposal), then the chunk files;
+//! 4. capture the source: the index (`indexmap` loop, tables opened), the files beside it, every
+//!    other file of the two folders (listed), the checkpoints (chaser, epoch, writer, proposal),
+//!    then the chunk files;
 //! 5. plan: for every file, keep the previous point's copy, append to a growing chunk, or store
 //!    it (`plan.rs`; `--dry-run` stops here and reports the plan);
-//! 6. store the files, confirm the new objects, update the root mirror;
+//! 6. store the files (an other file that changed while it was read is left out, by name),
+//!    confirm the new objects, update the root mirror;
 //! 7. write the new point, if the run still holds its lock.
 //!
 //! An interrupted run leaves every earlier point as it was: points are written last and name
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+pub use crate::source::other_files::Skipped;
 pub use report::{BackupReport, Uploaded};
 
 use crate::error::{EngineError, Result};
@@ -179,12 +182,15 @@ async fn run(
         run_id: run_id.clone(),
     };
     let mut plan = plan::plan(&captured, previous.as_ref(), &probes, &policy);
-    let mut report = report::planned(&plan, &captured, previous.as_ref(), opts);
-    report.target = target.describe();
-    report.aborted_uploads = aborted_uploads;
-    report.warnings = warnings;
+    let report_of = |plan: &plan::BackupPlan| {
+        let mut report = report::planned(plan, &captured, previous.as_ref(), opts);
+        report.target = target.describe();
+        report.aborted_uploads = aborted_uploads;
+        report.warnings.extend(warnings.iter().cloned());
+        report
+    };
     let Some(lock) = lock else {
-        return Ok(report); // --dry-run: the plan is the report
+        return Ok(report_of(&plan)); // --dry-run: the plan is the report
     };
 
     let concurrency = opts.concurrency.unwrap_or(match target.local_root() {
@@ -192,14 +198,10 @@ async fn run(
         None => DEFAULT_CONCURRENCY,
     });
     let repairs = probe::mirror_repairs(target.as_ref(), &plan).await?;
-    if !repairs.is_empty() {
-        report.notes.push(format!(
-            "{} root cop(ies) of the newest point's files were missing or damaged and are rewritten",
-            repairs.len()
-        ));
-        plan.mirrors.extend(repairs);
-    }
+    let repaired = repairs.len();
+    plan.mirrors.extend(repairs);
     let stored = execute::store_files(target, &plan, concurrency, &opts.progress).await?;
+    plan.leave_out(stored.skipped);
     execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
     lock.confirm_held().await?;
@@ -217,11 +219,17 @@ async fn run(
         chunk_size: captured.chunks.chunk_size,
         checkpoints: captured.checkpoints.values,
         bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
-        notes: plan.notes,
+        notes: plan.point_notes(),
         files: stored.files,
     };
     store_point(target.as_ref(), &point, lock).await?;
+    let mut report = report_of(&plan);
     report.point = Some(point.id);
+    if repaired > 0 {
+        report.notes.push(format!(
+            "{repaired} root cop(ies) of the newest point's files were missing or damaged and were rewritten"
+        ));
+    }
     if let Some(r) = &opts.retention {
         // The point is stored: a failing retention is reported, not a failed backup.
         match apply_retention(target, r, lock).await {
@@ -275,7 +283,8 @@ async fn previous_point(location: &Location, dry_run: bool) -> Result<Option<Poi
     }
 }
 
-/// Captures the source in the vendor's order: index, side files, checkpoints, chunks.
+/// Captures the source in the vendor's order: index, side files, the other files,
+/// checkpoints, chunks.
 async fn capture(dirs: &SourceDirs, opts: &BackupOptions) -> Result<Captured> {
     let limits = source::index::IndexLimits {
         indexmap_wait: opts.indexmap_wait,
@@ -283,11 +292,13 @@ async fn capture(dirs: &SourceDirs, opts: &BackupOptions) -> Result<Captured> {
     };
     let index = source::index::capture(dirs, limits).await?;
     let side = source::side_files::capture(dirs, opts.include_secondary_index)?;
+    let other = source::other_files::capture(dirs)?;
     let checkpoints = source::checkpoints::capture(dirs)?;
     let chunks = source::chunks::capture(dirs, &checkpoints.values)?;
     Ok(Captured {
         index,
         side,
+        other,
         checkpoints,
         chunks,
     })

@@ -8,7 +8,8 @@
 //!   no point needs); otherwise to a new key under `.esbackup/data/`;
 //! - a growing chunk is stored as append-only segments under new keys, never rewritten;
 //! - files that change in place are stored under new keys (or inline in the point), and the root
-//!   copies of them are mirrors that restore never reads.
+//!   copies of them are mirrors that restore never reads (removed when the newest point lacks
+//!   the file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -22,6 +23,7 @@ use crate::layout::{self, index_key};
 use crate::point::{ChunkRef, Content, FileRef, Point, Segment};
 use crate::source::chunks::{ChunkSet, SourceChunk};
 use crate::source::index::{IndexCapture, OpenedFile};
+use crate::source::other_files::{OtherFiles, Skipped};
 use crate::source::side_files::{SideFile, SideFiles};
 use crate::source::{checkpoints::CapturedCheckpoints, FileStamp};
 
@@ -35,6 +37,7 @@ pub(crate) const EXISTENCE_LAG_FACTOR: i64 = 16;
 pub(crate) struct Captured {
     pub index: IndexCapture,
     pub side: SideFiles,
+    pub other: OtherFiles,
     pub checkpoints: CapturedCheckpoints,
     pub chunks: ChunkSet,
 }
@@ -84,8 +87,13 @@ pub(crate) enum UploadCheck {
     None,
     /// The file ends in an MD5 of its preceding bytes (completed chunks, PTables).
     TrailingMd5,
-    /// The file must not change during the copy (it is copied again if it did).
+    /// The file must not change between its capture and the end of its copy (the run fails if
+    /// it did).
     Unchanged,
+    /// A file the engine does not know (`source::other_files`): opened when it is copied, and
+    /// kept only if it held still during the copy (same stamp before and after); one that
+    /// changed, or could not be read, is left out of the point and reported by name.
+    HeldStill,
 }
 
 /// One database file of the new point.
@@ -124,11 +132,36 @@ pub(crate) struct BackupPlan {
     pub files: Vec<FilePlan>,
     pub mirrors: Vec<Mirror>,
     pub notes: Vec<String>,
+    /// Files of the database folders the point will not hold, by name.
+    pub skipped: Vec<Skipped>,
 }
 
 impl BackupPlan {
     pub fn upload_bytes(&self) -> u64 {
         self.files.iter().map(FilePlan::upload_bytes).sum()
+    }
+
+    /// Takes files that could not be copied out of the plan: the point will not name them, and
+    /// the root mirror drops its copy of them rather than keep one the newest point lacks.
+    pub fn leave_out(&mut self, skipped: Vec<Skipped>) {
+        for s in &skipped {
+            self.files.retain(|f| f.key != s.file);
+            self.mirrors
+                .retain(|m| !matches!(m, Mirror::Copy { to, .. } if *to == s.file));
+            self.mirrors.insert(
+                0,
+                Mirror::Delete {
+                    key: s.file.clone(),
+                },
+            );
+        }
+        self.skipped.extend(skipped);
+    }
+
+    /// The notes the point records: the plan's, and one per file left out.
+    pub fn point_notes(&self) -> Vec<String> {
+        let left_out = self.skipped.iter().map(Skipped::note);
+        self.notes.iter().cloned().chain(left_out).collect()
     }
 }
 
@@ -205,17 +238,25 @@ pub(crate) fn plan(
     side_mirrors.extend(existence.data_mirror);
     late_mirrors.extend(existence.checkpoint_mirror);
     for set in [&captured.side.scavenging, &captured.side.secondary] {
-        let (planned, mirrors) = plan_in_place_set(set, &prev, policy);
+        let set: Vec<InPlace> = set.iter().map(InPlace::side).collect();
+        let (planned, mirrors) = plan_in_place_set(&set, UploadCheck::Unchanged, &prev, policy);
         files.extend(planned);
         side_mirrors.extend(mirrors);
     }
-    // A -wal/-shm the previous point had and the source no longer has: drop its mirror.
-    for side in [layout::SCAVENGING_WAL, layout::SCAVENGING_SHM] {
-        let key = index_key(side);
-        let had = previous.is_some_and(|p| p.files.contains_key(&key));
-        if had && !captured.side.scavenging.iter().any(|f| f.key == key) {
-            side_mirrors.push(Mirror::Delete { key });
-        }
+    // Each other file on its own: one that changed does not make the others stored again.
+    for f in &captured.other.files {
+        let one = InPlace {
+            key: &f.key,
+            source: LocalFile {
+                path: f.path.clone(),
+                handle: None,
+                len: f.stamp.len,
+            },
+            stamp: f.stamp,
+        };
+        let (planned, mirrors) = plan_in_place_set(&[one], UploadCheck::HeldStill, &prev, policy);
+        files.extend(planned);
+        side_mirrors.extend(mirrors);
     }
     if !captured.side.secondary_left_out.is_empty() {
         notes.push(format!(
@@ -259,14 +300,33 @@ pub(crate) fn plan(
         files.push(plan_chunk(chunk, &prev, probes, policy));
     }
     files.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut mirrors = side_mirrors;
+    // Deletions first: a file replaced by a folder of the same name (or the reverse) then
+    // finds its name free in a folder location.
+    let mut mirrors = gone_mirrors(&files, previous);
+    mirrors.extend(side_mirrors);
     mirrors.extend(checkpoint_mirrors);
     mirrors.extend(late_mirrors);
     BackupPlan {
         files,
         mirrors,
         notes,
+        skipped: captured.other.skipped.clone(),
     }
+}
+
+/// Root copies to remove: of files the previous point had and this plan lacks, where the root
+/// copy was only a mirror — files kept inline or changed in place (those carry a stamp). Never
+/// chunks and index tables: they may be stored under their root names, which older points
+/// still need (prune removes them).
+fn gone_mirrors(files: &[FilePlan], previous: Option<&Point>) -> Vec<Mirror> {
+    let planned: BTreeSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+    let mirrored = |f: &FileRef| matches!(f.content, Content::Inline { .. }) || f.stamp.is_some();
+    previous
+        .map_or_else(Vec::new, |p| p.files.iter().collect())
+        .into_iter()
+        .filter(|(key, f)| !planned.contains(key.as_str()) && mirrored(f))
+        .map(|(key, _)| Mirror::Delete { key: key.clone() })
+        .collect()
 }
 
 fn inline(key: &str, data: Bytes, previous: Option<&FileRef>) -> FilePlan {
@@ -515,38 +575,58 @@ fn merged_from(segments: &[Segment], appended: u64) -> usize {
     }
 }
 
+/// A file that changes in place, as the plan sees it.
+struct InPlace<'a> {
+    key: &'a str,
+    source: LocalFile,
+    /// Its metadata when captured.
+    stamp: FileStamp,
+}
+
+impl<'a> InPlace<'a> {
+    fn side(f: &'a SideFile) -> InPlace<'a> {
+        InPlace {
+            key: &f.key,
+            source: side_source(f),
+            stamp: f.stamp,
+        }
+    }
+}
+
 /// Files that change in place and belong together (`scavenging.db` with its `-wal`/`-shm`; the
-/// secondary index): all kept when none changed since the previous point, else all stored anew
-/// under new keys and mirrored at the root.
+/// secondary index; each other file alone): all kept when none changed since the previous point
+/// (same size and times), else all stored anew under new keys, uploaded with `check`, and
+/// mirrored at the root.
 fn plan_in_place_set(
-    set: &[SideFile],
+    set: &[InPlace],
+    check: UploadCheck,
     prev: &Previous,
     policy: &Policy,
 ) -> (Vec<FilePlan>, Vec<Mirror>) {
     let unchanged = set.iter().all(|f| {
-        prev.keepable(&f.key)
+        prev.keepable(f.key)
             .is_some_and(|p| p.stamp == Some(f.stamp) && p.size == f.stamp.len)
     });
     let mut files = Vec::new();
     let mut mirrors = Vec::new();
     for f in set {
-        let action = match prev.keepable(&f.key) {
+        let action = match prev.keepable(f.key) {
             Some(p) if unchanged => Action::Keep(p.clone()),
             _ => {
-                let object = layout::data_key(&f.key, &policy.run_id);
+                let object = layout::data_key(f.key, &policy.run_id);
                 mirrors.push(Mirror::Copy {
                     from: object.clone(),
-                    to: f.key.clone(),
+                    to: f.key.to_string(),
                 });
                 Action::Upload {
                     object,
-                    source: side_source(f),
-                    check: UploadCheck::Unchanged,
+                    source: f.source.clone(),
+                    check,
                 }
             }
         };
         files.push(FilePlan {
-            key: f.key.clone(),
+            key: f.key.to_string(),
             size: f.stamp.len,
             action,
             chunk: None,
@@ -734,6 +814,7 @@ mod tests {
                 rounds: 1,
             },
             side: SideFiles::default(),
+            other: OtherFiles::default(),
             checkpoints: checkpoints(writer),
             chunks: ChunkSet {
                 chunk_size: SIZE,
@@ -1171,5 +1252,110 @@ mod tests {
         assert!(changed.mirrors.contains(&Mirror::Delete {
             key: index_key(layout::SCAVENGING_WAL)
         }));
+    }
+
+    #[test]
+    fn other_files_are_stored_each_on_its_own_kept_while_unchanged_and_unmirrored_when_gone() {
+        use crate::source::other_files::OtherFile;
+        let other = |key: &str, mtime| OtherFile {
+            key: key.to_string(),
+            path: PathBuf::from(format!("/db/{key}")),
+            stamp: crate::source::FileStamp {
+                len: 10,
+                mtime_ns: mtime,
+                ctime_ns: mtime,
+                inode: 1,
+            },
+        };
+        let with = |files: Vec<OtherFile>| {
+            let mut c = captured(vec![chunk(0, false, 600)], 472, vec![]);
+            c.other.files = files;
+            c
+        };
+        let (notes, vectors) = ("custom-notes.txt", "index/kontext/vectors.bin");
+        let first_plan = plan(
+            &with(vec![other(notes, 1), other(vectors, 1)]),
+            None,
+            &Probes::default(),
+            &policy(false),
+        );
+        for key in [notes, vectors] {
+            assert!(matches!(
+                action(&first_plan, key),
+                Action::Upload { object, check: UploadCheck::HeldStill, source } if object == &layout::data_key(key, "run2") && source.handle.is_none()
+            ));
+            assert!(first_plan.mirrors.contains(&Mirror::Copy {
+                from: layout::data_key(key, "run2"),
+                to: key.to_string()
+            }));
+        }
+        let first = point_of(&first_plan);
+        // The notes unchanged, the vectors rewritten: only the vectors stored again.
+        let second = plan(
+            &with(vec![other(notes, 1), other(vectors, 2)]),
+            Some(&first),
+            &Probes::default(),
+            &policy(false),
+        );
+        assert!(matches!(action(&second, notes), Action::Keep(_)));
+        assert!(matches!(action(&second, vectors), Action::Upload { .. }));
+        assert_eq!(
+            second.mirrors,
+            [Mirror::Copy {
+                from: layout::data_key(vectors, "run2"),
+                to: vectors.into()
+            }]
+        );
+        // The notes deleted: gone from the plan and from the root mirror, first of all writes.
+        let third = plan(
+            &with(vec![other(vectors, 1)]),
+            Some(&first),
+            &Probes::default(),
+            &policy(false),
+        );
+        assert!(third.files.iter().all(|f| f.key != notes));
+        assert_eq!(third.mirrors[0], Mirror::Delete { key: notes.into() });
+        // Left out at the copy: not in the plan, its root copy removed, a note for the point.
+        let mut fourth = plan(
+            &with(vec![other(notes, 1), other(vectors, 3)]),
+            Some(&first),
+            &Probes::default(),
+            &policy(false),
+        );
+        fourth.leave_out(vec![Skipped {
+            file: vectors.into(),
+            why: "it changed while it was read".into(),
+        }]);
+        assert!(fourth.files.iter().all(|f| f.key != vectors));
+        assert_eq!(
+            fourth.mirrors,
+            [Mirror::Delete {
+                key: vectors.into()
+            }]
+        );
+        assert!(fourth
+            .point_notes()
+            .iter()
+            .any(|n| n.contains(vectors) && n.contains("changed while it was read")));
+    }
+
+    #[test]
+    fn the_root_copy_of_a_chunk_or_table_the_source_lost_is_never_removed() {
+        let c = captured(
+            vec![chunk(0, true, 0), chunk(1, false, 200)],
+            1072,
+            vec![
+                table("t1", 300),
+                table("5a1a8395-94ee-40c1-bf93-aa757b5887f8", 300),
+            ],
+        );
+        let first = point_of(&plan(&c, None, &Probes::default(), &policy(false)));
+        let later = captured(vec![chunk(1, false, 200)], 1072, vec![]);
+        let p = plan(&later, Some(&first), &Probes::default(), &policy(false));
+        assert!(
+            !p.mirrors.iter().any(|m| matches!(m, Mirror::Delete { .. })),
+            "older points still need them: {:?}",
+            p.mirrors
+        );
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::plan::{Action, BackupPlan, Captured};
 use crate::metered::Traffic;
 use crate::point::{Checkpoints, Point};
+use crate::source::other_files::Skipped;
 use crate::tally::Tally;
 
 /// What one run sent to the store: every object and byte, its own metadata included.
@@ -53,6 +54,10 @@ pub struct BackupReport {
     pub beyond_writer: Vec<String>,
     /// Old chunk versions the server would delete at start-up, not stored.
     pub superseded: Vec<String>,
+    /// Files of the database folders this point lacks although the source has them, by name,
+    /// and why: changed while they were read, unreadable, or a name the location cannot hold
+    /// (each is also a note of the point).
+    pub skipped: Vec<Skipped>,
     /// How many times `indexmap` was read before it held still.
     pub index_rounds: u32,
     /// Multipart uploads of killed runs aborted at the start of this run.
@@ -75,8 +80,12 @@ pub(crate) fn planned(
     opts: &super::BackupOptions,
 ) -> BackupReport {
     let (stored, unchanged, stored_keys) = tally(plan);
-    let planned: std::collections::BTreeSet<&str> =
-        plan.files.iter().map(|f| f.key.as_str()).collect();
+    let planned: std::collections::BTreeSet<&str> = plan
+        .files
+        .iter()
+        .map(|f| f.key.as_str())
+        .chain(plan.skipped.iter().map(|s| s.file.as_str()))
+        .collect();
     let gone_keys = previous.map_or_else(Vec::new, |p| {
         p.files
             .keys()
@@ -101,6 +110,7 @@ pub(crate) fn planned(
         chunk_size: captured.chunks.chunk_size,
         beyond_writer: captured.chunks.beyond_writer.clone(),
         superseded: captured.chunks.superseded.clone(),
+        skipped: plan.skipped.clone(),
         index_rounds: captured.index.rounds,
         aborted_uploads: 0,
         retention: None,

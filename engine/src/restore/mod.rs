@@ -34,6 +34,7 @@ use crate::source::SourceDirs;
 use crate::tally::Tally;
 use crate::target::Target;
 
+pub(crate) use execute::PARTIAL_SUFFIX;
 pub(crate) use plan::missing;
 
 /// Which restore point.

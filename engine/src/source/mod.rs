@@ -1,11 +1,13 @@
 //! The source database as the engine sees it: its folders, and what a backup captures of it, in
-//! the vendor's order — the index ([`index`]), the checkpoints ([`checkpoints`]), the chunk files
-//! ([`chunks`]) and the files beside them ([`side_files`]). Temp files, sockets and anything that
-//! is not part of the database are ignored. Nothing here writes to the source.
+//! the vendor's order — the index ([`index`]), the files beside it ([`side_files`]), every other
+//! file of the two folders ([`other_files`]), the checkpoints ([`checkpoints`]) and the chunk
+//! files ([`chunks`]). The server's temp files and sockets are ignored. Nothing here writes to
+//! the source.
 
 pub(crate) mod checkpoints;
 pub(crate) mod chunks;
 pub(crate) mod index;
+pub(crate) mod other_files;
 pub(crate) mod side_files;
 
 use std::io;

@@ -66,6 +66,11 @@ mod memory {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_the_engine_does_not_know_are_backed_up_and_reported_when_they_change() {
+        scenarios::other_files_round_trip(&Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn differentials_store_only_what_changed() {
         scenarios::differential_stores_only_changes(&Memory).await;
     }

@@ -291,8 +291,10 @@ async fn a_dry_run_changes_nothing_and_reports_what_a_run_would_do() {
     assert_eq!(mem.snapshot(), before);
 }
 
+/// Temp files and sockets are not backed up; every other file of the folders is (an operator's
+/// notes, the `.forceverify` marker), even if the engine does not know it.
 #[tokio::test]
-async fn temp_files_sockets_and_foreign_files_are_not_backed_up() {
+async fn temp_files_and_sockets_are_not_backed_up_but_other_files_are() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     settled_node(&db, 21, 10);
@@ -302,16 +304,18 @@ async fn temp_files_sockets_and_foreign_files_are_not_backed_up() {
     std::fs::write(db.join("notes.txt"), b"operator notes").unwrap();
     std::fs::write(db.join("index").join(".forceverify"), b"").unwrap();
     let (mem, target) = mem();
-    backup(target, &backup_options(&db)).await.unwrap();
+    let report = backup(target, &backup_options(&db)).await.unwrap();
     for key in mem.snapshot().keys() {
         assert!(
-            !(key.ends_with(".tmp")
-                || key.ends_with(".sock")
-                || key.ends_with("notes.txt")
-                || key.ends_with(".forceverify")),
+            !(key.ends_with(".tmp") || key.ends_with(".sock")),
             "{key} should not be in the backup"
         );
     }
+    for key in ["notes.txt", "index/.forceverify"] {
+        assert!(report.stored_keys.iter().any(|k| k == key), "{key} stored");
+        assert!(mem.snapshot().contains_key(key), "{key} in the root mirror");
+    }
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
 }
 
 #[tokio::test]
