@@ -67,7 +67,8 @@ impl ObjectInfo {
     }
 }
 
-/// Errors a target reports. The engine retries [`TargetError::Transient`] ones, stops on the rest.
+/// Errors a target reports, classified so that a retrying layer (the backend's client, or
+/// [`crate::RetryTarget`]) knows which are worth trying again; the engine itself does not retry.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("not found: {0}")]
