@@ -39,7 +39,8 @@
 //!
 //! Settings: `ESBACKUP_HISTORY_ROUNDS` (default 30 per target), `ESBACKUP_HISTORY_SECS` (run
 //! rounds for this long instead; with both, whichever ends first), `ESBACKUP_HISTORY_SEED`
-//! (default 16), `ESBACKUP_HISTORY_CLOCK_STEPS=0` (no clock steps). Clock steps need
+//! (default 16), `ESBACKUP_HISTORY_CLOCK_STEPS=0` (no clock steps), `ESBACKUP_HISTORY_TRACE=1`
+//! (print what ran in every round, not only in those that found problems). Clock steps need
 //! `faketime` (libfaketime) on PATH; without it they are skipped with a message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -66,6 +67,7 @@ struct Settings {
     secs: Option<u64>,
     seed: u64,
     clock_steps: bool,
+    trace: bool,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Settings {
             secs,
             seed: num("ESBACKUP_HISTORY_SEED").unwrap_or(16),
             clock_steps: num("ESBACKUP_HISTORY_CLOCK_STEPS") != Some(0),
+            trace: num("ESBACKUP_HISTORY_TRACE").is_some_and(|t| t != 0),
         }
     }
 }
@@ -644,6 +647,8 @@ struct History {
     problems: Vec<Problem>,
     /// Problems counted once (a damaged point, a wrong newest point), by key: their index.
     seen: HashMap<String, usize>,
+    /// Total seconds and number of the runs of each command that were not killed.
+    durations: HashMap<String, (f64, u32)>,
     /// What ran in each round, printed for the rounds where a problem was found.
     traces: Vec<Vec<String>>,
     /// Failures that are no problem of their own (a backup or forget failing otherwise than on
@@ -834,13 +839,20 @@ impl History {
                 stderr: String::new(),
             });
         }
-        if round > 0 && self.rng.chance(0.3) {
+        if round > 0 && self.rng.chance(0.35) {
             let i = self.rng.range(0, cmds.len() as u64 - 1) as usize;
             let wrapped = matches!(
                 (&cmds[i].op, &self.runner.faketime),
                 (Op::Backup { clock: Some(_), .. }, Faketime::Wrapper)
             );
-            let after = Duration::from_millis(self.rng.range(0, 400));
+            // At a random moment of its run: up to 1.2 times the mean run of its command.
+            let (sum, n) = self
+                .durations
+                .get(&cmds[i].args[0])
+                .copied()
+                .unwrap_or((0.3, 1));
+            let ms = (sum / n as f64 * 1200.0) as u64;
+            let after = Duration::from_millis(self.rng.range(0, ms.max(5)));
             if !wrapped {
                 cmds[i].kill_after = Some(after);
             }
@@ -1022,6 +1034,11 @@ impl History {
         self.stats.rounds += 1;
         self.stats.commands += cmds.len();
         for c in cmds {
+            if !c.killed {
+                let d = self.durations.entry(c.args[0].clone()).or_insert((0.0, 0));
+                d.0 += c.end - c.start;
+                d.1 += 1;
+            }
             if c.killed {
                 self.stats.kills += 1;
             } else if c.locked() {
@@ -1533,6 +1550,7 @@ fn run_history(
         problems: Vec::new(),
         seen: HashMap::new(),
         traces: Vec::new(),
+        durations: HashMap::new(),
         notes: Vec::new(),
     };
     let started = Instant::now();
@@ -1566,8 +1584,12 @@ fn run_history(
     for n in &h.notes {
         println!("history ({name}) note: {n}");
     }
-    let problem_rounds: BTreeSet<usize> = h.problems.iter().map(|p| p.round).collect();
-    for r in problem_rounds.iter().take(12) {
+    let mut problem_rounds: BTreeSet<usize> = h.problems.iter().map(|p| p.round).collect();
+    if settings.trace {
+        problem_rounds = (0..h.traces.len()).collect();
+    }
+    let shown = if settings.trace { usize::MAX } else { 12 };
+    for r in problem_rounds.iter().take(shown) {
         if let Some(trace) = h.traces.get(*r) {
             println!("history ({name}) round {r} ran:");
             for line in trace {
