@@ -1603,7 +1603,13 @@ fn run_history(
     }
     let summary = h.summary();
     println!("{summary}");
-    assert!(h.problems.is_empty(), "{summary}\n{}", report.join("\n"));
+    assert!(
+        h.problems.is_empty(),
+        "the history test on {name} found {} problem(s) (seed {}):\n{}",
+        h.problems.len(),
+        h.seed,
+        report.join("\n")
+    );
 }
 
 /// Clock steps on a folder target: a day or hours either way.
