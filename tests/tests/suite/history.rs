@@ -39,6 +39,17 @@ fn keep_last(n: u32, prune: bool, wait: Duration) -> ForgetOptions {
     }
 }
 
+/// Appends `events` to the node and backs it up, `runs` times: a location with `runs` points.
+async fn backups(node: &mut esdb_sim::Node, target: &Arc<dyn Target>, runs: usize, events: usize) {
+    for _ in 0..runs {
+        node.append(events).unwrap();
+        node.settle().unwrap();
+        backup(target.clone(), &backup_options(node.db_dir()))
+            .await
+            .unwrap();
+    }
+}
+
 /// Restores `which` into a fresh folder under `scratch` and returns its database files.
 async fn restored_files(
     target: &Arc<dyn Target>,
@@ -79,11 +90,7 @@ async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
     let mut node = settled_node(&db, 161, 20);
     let store = MemoryTarget::new();
     let plain: Arc<dyn Target> = Arc::new(store.clone());
-    for _ in 0..3 {
-        node.append(200).unwrap();
-        node.settle().unwrap();
-        backup(plain.clone(), &backup_options(&db)).await.unwrap();
-    }
+    backups(&mut node, &plain, 3, 200).await;
     node.append(300).unwrap();
     node.settle().unwrap();
     let expected = database_files(&db);
@@ -206,11 +213,7 @@ async fn a_point_that_appears_during_a_prune_stops_it() {
     let mut node = settled_node(&db, 163, 10);
     let store = MemoryTarget::new();
     let plain: Arc<dyn Target> = Arc::new(store.clone());
-    for _ in 0..3 {
-        node.append(100).unwrap();
-        node.settle().unwrap();
-        backup(plain.clone(), &backup_options(&db)).await.unwrap();
-    }
+    backups(&mut node, &plain, 3, 100).await;
     let newest = latest_point(&plain).await;
     let before = store.snapshot();
     let planted = AtomicBool::new(false);
@@ -244,11 +247,7 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
     let db = dir.path().join("db");
     let bk = dir.path().join("bk");
     let mut node = settled_node(&db, 164, 10);
-    for _ in 0..2 {
-        node.append(100).unwrap();
-        node.settle().unwrap();
-        backup(folder(&bk), &backup_options(&db)).await.unwrap();
-    }
+    backups(&mut node, &folder(&bk), 2, 100).await;
     // Older than the margin the prune gives store clocks, so that only the late object is new.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let late = bk.join(".esbackup/data/late-object/p00000009-x");
@@ -405,11 +404,7 @@ async fn an_unreadable_point_is_named_and_hides_no_other() {
     let mut node = settled_node(&db, 167, 10);
     let store = MemoryTarget::new();
     let plain: Arc<dyn Target> = Arc::new(store.clone());
-    for _ in 0..3 {
-        node.append(100).unwrap();
-        node.settle().unwrap();
-        backup(plain.clone(), &backup_options(&db)).await.unwrap();
-    }
+    backups(&mut node, &plain, 3, 100).await;
     let all = points(&plain).await;
     let broken = all[1].id.clone();
     let key = format!(".esbackup/points/{broken}.json");
