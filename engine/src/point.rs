@@ -462,6 +462,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_point_of_format_2_still_reads_without_a_sequence_number() {
+        let mut p = sample();
+        p.format = 2;
+        p.id = "20261130T000000000Z-00000000".into();
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("seq");
+        let read = Point::parse(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!((read.format, read.seq), (2, 0));
+        p.format = 1;
+        assert!(Point::parse(&serde_json::to_vec(&p).unwrap()).is_err());
+    }
+
+    #[test]
     fn points_are_ordered_by_sequence_after_time_named_ids() {
         let mut ids = vec![
             "p00000010-20200101T000000000Z-00000000",
