@@ -204,6 +204,23 @@ struct Cmd {
 }
 
 impl Cmd {
+    /// A command not run yet.
+    fn new(n: usize, op: Op, args: Vec<String>, dest: Option<PathBuf>, offset: Duration) -> Cmd {
+        Cmd {
+            n,
+            op,
+            args,
+            dest,
+            offset,
+            kill_after: None,
+            start: 0.0,
+            end: 0.0,
+            code: None,
+            killed: false,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
     fn ok(&self) -> bool {
         self.code == Some(0)
     }
@@ -414,20 +431,8 @@ impl Runner {
 
     /// Runs one command now, alone (the oracle's own commands).
     fn run_now(&self, op: Op, db: &Path, dest: Option<&Path>, dir: &Path, n: usize) -> Cmd {
-        let mut cmd = Cmd {
-            n,
-            args: self.args(&op, db, dest),
-            op,
-            dest: dest.map(Path::to_path_buf),
-            offset: Duration::ZERO,
-            kill_after: None,
-            start: 0.0,
-            end: 0.0,
-            code: None,
-            killed: false,
-            stdout: String::new(),
-            stderr: String::new(),
-        };
+        let args = self.args(&op, db, dest);
+        let mut cmd = Cmd::new(n, op, args, dest.map(Path::to_path_buf), Duration::ZERO);
         self.run(&mut cmd, dir);
         cmd
     }
@@ -824,20 +829,8 @@ impl History {
                 0 => 0,
                 _ => self.rng.range(0, 40),
             };
-            cmds.push(Cmd {
-                n,
-                args: self.runner.args(&op, &self.db, dest.as_deref()),
-                op,
-                dest,
-                offset: Duration::from_millis(offset),
-                kill_after: None,
-                start: 0.0,
-                end: 0.0,
-                code: None,
-                killed: false,
-                stdout: String::new(),
-                stderr: String::new(),
-            });
+            let args = self.runner.args(&op, &self.db, dest.as_deref());
+            cmds.push(Cmd::new(n, op, args, dest, Duration::from_millis(offset)));
         }
         if round > 0 && self.rng.chance(0.35) {
             let i = self.rng.range(0, cmds.len() as u64 - 1) as usize;

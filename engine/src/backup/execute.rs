@@ -207,13 +207,7 @@ async fn copy_held_still(
         Some(kind) => return left_out(other_files::unreadable(&io::Error::from(kind))),
         None => {}
     }
-    put.map_err(|e| EngineError::storage(object, e))?;
-    let md5 = body.md5().ok_or_else(|| {
-        EngineError::storage(
-            object,
-            TargetError::Permanent("the target did not read the whole upload".into()),
-        )
-    })?;
+    let md5 = stored_md5(put, &body, object)?;
     if file.metadata().map(|m| FileStamp::of(&m)).ok() != Some(before) {
         let _ = target.delete(object).await;
         return left_out(CHANGED.into());
@@ -261,13 +255,7 @@ async fn upload(
     if let Some(kind) = body.read_failure() {
         return Err(source_read_failure(&source.path, kind));
     }
-    put.map_err(|e| EngineError::storage(object, e))?;
-    let md5 = body.md5().ok_or_else(|| {
-        EngineError::storage(
-            object,
-            TargetError::Permanent("the target did not read the whole upload".into()),
-        )
-    })?;
+    let md5 = stored_md5(put, &body, object)?;
     if let (UploadCheck::Unchanged, Some(before), Some(handle)) = (check, captured, &source.handle)
     {
         if stamp_of(handle, source)? != before {
@@ -288,6 +276,22 @@ fn stamp_of(handle: &std::fs::File, source: &LocalFile) -> Result<FileStamp> {
 }
 
 /// Why reading a local file for an upload failed, in the operator's terms.
+/// The MD5 of what `put` stored, or why it stored nothing usable: a store error, or a store
+/// that returned before it read the whole body.
+fn stored_md5(
+    put: std::result::Result<(), TargetError>,
+    body: &Upload,
+    object: &str,
+) -> Result<[u8; 16]> {
+    put.map_err(|e| EngineError::storage(object, e))?;
+    body.md5().ok_or_else(|| {
+        EngineError::storage(
+            object,
+            TargetError::Permanent("the target did not read the whole upload".into()),
+        )
+    })
+}
+
 fn source_read_failure(path: &std::path::Path, kind: io::ErrorKind) -> EngineError {
     match kind {
         io::ErrorKind::NotFound => vanished(&path.display().to_string()),
