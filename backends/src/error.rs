@@ -30,13 +30,13 @@ impl BackendError {
 pub(crate) fn map_store_error(key: &str, e: object_store::Error) -> TargetError {
     use object_store::Error as E;
     match e {
-        E::NotFound { .. } => TargetError::NotFound(key.into()),
-        E::AlreadyExists { .. } | E::Precondition { .. } => TargetError::AlreadyExists(key.into()),
+        E::NotFound { .. } => TargetError::not_found(key),
+        E::AlreadyExists { .. } | E::Precondition { .. } => TargetError::already_exists(key),
         E::NotImplemented { .. } | E::NotSupported { .. } => {
-            TargetError::Unsupported(format!("{key}: {e}"))
+            TargetError::unsupported(format!("{key}: {e}"))
         }
-        e if is_transient(&e) => TargetError::Transient(format!("{key}: {}", chain(&e))),
-        e => TargetError::Permanent(format!("{key}: {}", chain(&e))),
+        e if is_transient(&e) => TargetError::transient(format!("{key}: {}", chain(&e))),
+        e => TargetError::permanent(format!("{key}: {}", chain(&e))),
     }
 }
 
@@ -124,12 +124,13 @@ pub(crate) fn message_is_transient(msg: &str) -> bool {
 
 /// Maps a local I/O error reading an upload body.
 pub(crate) fn upload_read_error(key: &str, e: std::io::Error) -> TargetError {
-    TargetError::Permanent(format!("reading the upload for {key}: {e}"))
+    TargetError::body(key, e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esbackup_engine::TargetErrorKind;
 
     #[test]
     fn statuses_and_codes_classify() {
@@ -144,14 +145,15 @@ mod tests {
             path: "p".into(),
             source: "gone".into(),
         };
-        assert!(matches!(map_store_error("k", nf), TargetError::NotFound(k) if k == "k"));
+        let e = map_store_error("k", nf);
+        assert!(e.is_not_found() && e.key() == Some("k"), "{e:?}");
         let ni = object_store::Error::NotImplemented {
             operation: "put_if_absent".into(),
             implementer: "x".into(),
         };
-        assert!(matches!(
-            map_store_error("k", ni),
-            TargetError::Unsupported(_)
-        ));
+        assert_eq!(
+            map_store_error("k", ni).kind(),
+            TargetErrorKind::Unsupported
+        );
     }
 }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use crc_fast::{CrcAlgorithm, Digest as Crc};
-use esbackup_engine::{TargetError, Upload};
+use esbackup_engine::{TargetError, TargetErrorKind, Upload};
 use futures::StreamExt;
 use object_store::gcp::GcpCredentialProvider;
 use object_store::path::Path;
@@ -94,9 +94,9 @@ fn crc32c(data: &[u8]) -> u32 {
 fn http_error(key: &str, what: &str, e: reqwest::Error) -> TargetError {
     let msg = format!("{key}: {what}: {}", crate::error::chain(&e));
     if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
-        TargetError::Transient(msg)
+        TargetError::transient(msg)
     } else {
-        TargetError::Permanent(msg)
+        TargetError::permanent(msg)
     }
 }
 
@@ -106,15 +106,15 @@ async fn status_error(key: &str, what: &str, resp: Response) -> TargetError {
     let body: String = body.chars().take(300).collect();
     let msg = format!("{key}: {what}: {status}: {}", body.trim());
     match status {
-        StatusCode::NOT_FOUND => TargetError::NotFound(key.into()),
-        StatusCode::PRECONDITION_FAILED => TargetError::AlreadyExists(key.into()),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => TargetError::Transient(msg),
-        s if s.is_server_error() => TargetError::Transient(msg),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TargetError::Permanent(format!(
+        StatusCode::NOT_FOUND => TargetError::not_found(key),
+        StatusCode::PRECONDITION_FAILED => TargetError::already_exists(key),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => TargetError::transient(msg),
+        s if s.is_server_error() => TargetError::transient(msg),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TargetError::permanent(format!(
             "{msg} (check the GCS credentials: GOOGLE_SERVICE_ACCOUNT or \
              GOOGLE_APPLICATION_CREDENTIALS)"
         )),
-        _ => TargetError::Permanent(msg),
+        _ => TargetError::permanent(msg),
     }
 }
 
@@ -266,7 +266,7 @@ impl GcsJsonWriter {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| {
-                TargetError::Permanent(format!(
+                TargetError::permanent(format!(
                     "{key}: the resumable upload answer has no Location header"
                 ))
             })?;
@@ -296,13 +296,14 @@ impl GcsJsonWriter {
             let end = offset + piece.len() as u64;
             // The request that completes the object carries the hash of all of it (the
             // upload records its MD5 once its last piece has been read).
-            let hash = (end == total).then(|| goog_hash(crc.finalize() as u32, body.md5()));
+            let hash = (end == total)
+                .then(|| goog_hash(crc.finalize() as u32, body.stored(key).ok().map(|s| s.md5)));
             self.put_piece(session, key, &piece, offset, total, hash.as_deref())
                 .await?;
             offset = end;
         }
         if offset != total {
-            return Err(TargetError::Permanent(format!(
+            return Err(TargetError::permanent(format!(
                 "{key}: the upload yielded {offset} of {total} bytes"
             )));
         }
@@ -344,7 +345,7 @@ impl GcsJsonWriter {
                     // The server kept only part of the piece: send the rest.
                     sent = n.max(offset);
                     if !backoff.wait().await {
-                        return Err(TargetError::Transient(format!(
+                        return Err(TargetError::transient(format!(
                             "{key}: the server keeps refusing part of a piece at {n}"
                         )));
                     }
@@ -401,8 +402,8 @@ impl GcsJsonWriter {
         let err = status_error(key, "upload a piece", resp).await;
         Err(match err {
             // The session is gone (expired or cancelled): start the whole upload again.
-            TargetError::NotFound(_) => {
-                TargetError::Permanent(format!("{key}: the resumable upload session expired"))
+            e if e.is_not_found() => {
+                TargetError::permanent(format!("{key}: the resumable upload session expired"))
             }
             e => e,
         })
@@ -436,14 +437,15 @@ impl ObjectWriter for GcsJsonWriter {
             .into_iter()
             .collect::<Result<_, _>>()?;
         let data: Bytes = pieces.concat().into();
-        self.media_upload(path.as_ref(), key, data, body.md5(), false)
+        let md5 = body.stored(key)?.md5;
+        self.media_upload(path.as_ref(), key, data, Some(md5), false)
             .await
             .map_err(|f| f.error)
     }
 
     async fn put_if_absent(&self, path: &Path, key: &str, data: Bytes) -> Result<(), TargetError> {
         if !self.conditional_put {
-            return Err(TargetError::Unsupported(format!(
+            return Err(TargetError::unsupported(format!(
                 "{key}: create-if-absent is disabled for this GCS endpoint (storage.conditional_put)"
             )));
         }
@@ -452,12 +454,14 @@ impl ObjectWriter for GcsJsonWriter {
             Ok(()) => Ok(()),
             // A lost answer then 412 on the retry: the object may be our own first attempt.
             Err(Failure {
-                error: TargetError::AlreadyExists(k),
+                error,
                 retried: true,
-            }) => match self.read_object(name, key).await {
-                Ok(existing) if existing == data => Ok(()),
-                _ => Err(TargetError::AlreadyExists(k)),
-            },
+            }) if error.kind() == TargetErrorKind::AlreadyExists => {
+                match self.read_object(name, key).await {
+                    Ok(existing) if existing == data => Ok(()),
+                    _ => Err(error),
+                }
+            }
             Err(f) => Err(f.error),
         }
     }
@@ -504,19 +508,19 @@ impl ObjectWriter for GcsJsonWriter {
                 .await?;
             let text = resp.bytes().await.map_err(|e| http_error(key, "copy", e))?;
             let answer: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-                TargetError::Permanent(format!("{key}: copy answered invalid JSON: {e}"))
+                TargetError::permanent(format!("{key}: copy answered invalid JSON: {e}"))
             })?;
             if answer["done"].as_bool().unwrap_or(true) {
                 return Ok(());
             }
             token = answer["rewriteToken"].as_str().map(str::to_string);
             if token.is_none() {
-                return Err(TargetError::Permanent(format!(
+                return Err(TargetError::permanent(format!(
                     "{key}: copy answered not done but gave no rewriteToken"
                 )));
             }
         }
-        Err(TargetError::Transient(format!(
+        Err(TargetError::transient(format!(
             "{key}: copy did not finish"
         )))
     }

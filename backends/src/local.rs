@@ -302,7 +302,7 @@ impl ObjectStore for LazyLocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esbackup_engine::{Target, TargetError, Upload};
+    use esbackup_engine::{Target, Upload};
 
     #[tokio::test]
     async fn opening_and_reading_a_missing_folder_creates_nothing() {
@@ -313,16 +313,13 @@ mod tests {
         assert!(t.list("index/").await.unwrap().is_empty());
         assert!(matches!(
             t.head("manifest.json").await,
-            Err(TargetError::NotFound(_))
-        ));
+            Err(e) if e.is_not_found()));
         assert!(matches!(
             t.get("manifest.json", None).await,
-            Err(TargetError::NotFound(_))
-        ));
+            Err(e) if e.is_not_found()));
         assert!(matches!(
             t.copy("a", "b").await,
-            Err(TargetError::NotFound(_))
-        ));
+            Err(e) if e.is_not_found()));
         t.delete("manifest.json").await.unwrap();
         assert!(!root.exists(), "a read-only use created {}", root.display());
         assert!(!dir.path().join("backups").exists());
@@ -418,11 +415,11 @@ impl LocalFiles {
         let dest = self.root.join(key);
         let key = key.to_string();
         let dir = dest.parent().map(FsPath::to_path_buf);
-        let written = tokio::task::spawn_blocking(move || write_file(&dest, &body))
+        let pass = body.clone();
+        let written = tokio::task::spawn_blocking(move || write_file(&dest, &pass))
             .await
-            .map_err(|e| esbackup_engine::TargetError::Permanent(format!("{key}: {e}")))?;
-        written
-            .map_err(|e| esbackup_engine::TargetError::Permanent(format!("writing {key}: {e}")))?;
+            .map_err(|e| esbackup_engine::TargetError::permanent(format!("{key}: {e}")))?;
+        written.map_err(|e| body.failure(&key, e))?;
         // The folder and those above it (a new folder's own entry is in its parent).
         let mut dirty = self.dirty.lock().unwrap();
         for d in dir.iter().flat_map(|d| d.ancestors()) {
@@ -448,8 +445,8 @@ impl LocalFiles {
             Ok::<_, io::Error>(())
         })
         .await
-        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync: {e}")))?
-        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("fsync of a folder: {e}")))
+        .map_err(|e| esbackup_engine::TargetError::permanent(format!("fsync: {e}")))?
+        .map_err(|e| esbackup_engine::TargetError::permanent(format!("fsync of a folder: {e}")))
     }
 }
 
@@ -509,9 +506,9 @@ impl LocalFiles {
             Ok(removed)
         })
         .await
-        .map_err(|e| esbackup_engine::TargetError::Permanent(format!("staging files: {e}")))?;
+        .map_err(|e| esbackup_engine::TargetError::permanent(format!("staging files: {e}")))?;
         removed.map_err(|e| {
-            esbackup_engine::TargetError::Permanent(format!("removing staging files: {e}"))
+            esbackup_engine::TargetError::permanent(format!("removing staging files: {e}"))
         })
     }
 
@@ -520,10 +517,10 @@ impl LocalFiles {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || Self::leftovers(&root, std::time::Duration::ZERO))
             .await
-            .map_err(|e| esbackup_engine::TargetError::Permanent(format!("staging files: {e}")))?
+            .map_err(|e| esbackup_engine::TargetError::permanent(format!("staging files: {e}")))?
             .map(|v| v.len() as u64)
             .map_err(|e| {
-                esbackup_engine::TargetError::Permanent(format!("listing staging files: {e}"))
+                esbackup_engine::TargetError::permanent(format!("listing staging files: {e}"))
             })
     }
 }
@@ -545,16 +542,16 @@ impl LocalFiles {
             Ok((file, len))
         })
         .await
-        .map_err(|e| TargetError::Permanent(format!("{key}: {e}")))?;
+        .map_err(|e| TargetError::permanent(format!("{key}: {e}")))?;
         let (file, len) = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(TargetError::NotFound(key))
+                return Err(TargetError::not_found(key))
             }
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-                return Err(TargetError::NotFound(key))
+                return Err(TargetError::not_found(key))
             }
-            Err(e) => return Err(TargetError::Permanent(format!("reading {key}: {e}"))),
+            Err(e) => return Err(TargetError::permanent(format!("reading {key}: {e}"))),
         };
         let range = range.unwrap_or(0..len);
         let end = range.end.min(len);
@@ -574,8 +571,8 @@ impl LocalFiles {
                     Ok(Bytes::from(buf))
                 })
                 .await
-                .map_err(|e| TargetError::Permanent(format!("{key}: {e}")))?
-                .map_err(|e| TargetError::Permanent(format!("reading {key}: {e}")))?;
+                .map_err(|e| TargetError::permanent(format!("{key}: {e}")))?
+                .map_err(|e| TargetError::permanent(format!("reading {key}: {e}")))?;
                 Ok(Some((piece, (file, at + want as u64, end, key))))
             })
             .boxed(),

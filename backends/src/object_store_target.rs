@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use esbackup_engine::ByteStream;
-use esbackup_engine::{ObjectInfo, Target, TargetError, Upload};
+use esbackup_engine::{ObjectInfo, Stored, Target, TargetError, Upload};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
 use object_store::{
@@ -194,7 +194,7 @@ impl ObjectStoreTarget {
             }
             Err(e) => e,
         };
-        let (TargetError::NotFound(_), Some(message)) = (&err, &self.missing_bucket) else {
+        let (true, Some(message)) = (err.is_not_found(), &self.missing_bucket) else {
             return Err(err);
         };
         if self.bucket_seen.load(Ordering::Relaxed) {
@@ -209,7 +209,7 @@ impl ObjectStoreTarget {
             },
         };
         match exists {
-            Some(false) => Err(TargetError::Permanent(message.clone())),
+            Some(false) => Err(TargetError::permanent(message.clone())),
             Some(true) => {
                 self.saw_bucket();
                 Err(err)
@@ -231,7 +231,7 @@ impl ObjectStoreTarget {
             .split('/')
             .map(PathPart::parse)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TargetError::Permanent(format!("invalid key {key:?}: {e}")))?;
+            .map_err(|e| TargetError::permanent(format!("invalid key {key:?}: {e}")))?;
         Ok(Path::from_iter(self.prefix.parts().chain(names)))
     }
 
@@ -304,7 +304,7 @@ async fn join_part(
     match joined {
         None | Some(Ok(Ok(()))) => Ok(()),
         Some(Ok(Err(e))) => Err(map_store_error(key, e)),
-        Some(Err(e)) => Err(TargetError::Permanent(format!(
+        Some(Err(e)) => Err(TargetError::permanent(format!(
             "uploading a part of {key}: {e}"
         ))),
     }
@@ -319,7 +319,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), TargetError> {
             .split('/')
             .any(|s| s.is_empty() || s == "." || s == "..");
     if bad_segment || key.chars().any(char::is_control) {
-        return Err(TargetError::Permanent(format!(
+        return Err(TargetError::permanent(format!(
             "invalid key {key:?}: keys are /-separated names with no empty, . or .. segment and \
              no control character"
         )));
@@ -356,7 +356,7 @@ impl Target for ObjectStoreTarget {
                     // A cloud store answers "not found" to a listing only when the bucket
                     // itself is missing.
                     Some(message) if is_not_found(&e) => {
-                        return Err(TargetError::Permanent(message.clone()))
+                        return Err(TargetError::permanent(message.clone()))
                     }
                     Some(message) => {
                         let err = map_store_error(&format!("list {prefix:?}"), e);
@@ -365,7 +365,7 @@ impl Target for ObjectStoreTarget {
                             _ => None,
                         };
                         return Err(match probe {
-                            Some(false) => TargetError::Permanent(message.clone()),
+                            Some(false) => TargetError::permanent(message.clone()),
                             _ => err,
                         });
                     }
@@ -399,9 +399,10 @@ impl Target for ObjectStoreTarget {
         })
     }
 
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
-        let result = self.put_any(key, body).await;
-        self.check_bucket(result).await
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
+        let result = self.put_any(key, body.clone()).await;
+        self.check_bucket(result).await?;
+        body.stored(key)
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {

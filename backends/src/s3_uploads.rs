@@ -119,15 +119,15 @@ impl S3StaleUploads {
             .method(http::Method::GET)
             .uri(url.as_str())
             .body(HttpRequestBody::empty())
-            .map_err(|e| TargetError::Permanent(format!("{WHAT}: bad request URL: {e}")))?;
+            .map_err(|e| TargetError::permanent(format!("{WHAT}: bad request URL: {e}")))?;
         let transport = |e: object_store::client::HttpError| {
             let msg = format!("{WHAT}: {}", chain(&e));
             match e.kind() {
                 HttpErrorKind::Connect
                 | HttpErrorKind::Request
                 | HttpErrorKind::Timeout
-                | HttpErrorKind::Interrupted => TargetError::Transient(msg),
-                _ => TargetError::Permanent(msg),
+                | HttpErrorKind::Interrupted => TargetError::transient(msg),
+                _ => TargetError::permanent(msg),
             }
         };
         let response = self.http.execute(request).await.map_err(transport)?;
@@ -138,17 +138,17 @@ impl S3StaleUploads {
             let excerpt: String = text.chars().take(300).collect();
             let msg = format!("{WHAT}: status code: {status}: {}", excerpt.trim());
             return Err(match status.as_u16() {
-                404 => TargetError::NotFound(msg),
-                401 | 403 => TargetError::Permanent(format!(
+                404 => TargetError::not_found(msg),
+                401 | 403 => TargetError::permanent(format!(
                     "{msg} (the credentials need s3:ListBucketMultipartUploads and \
                      s3:AbortMultipartUpload on the bucket)"
                 )),
-                _ if message_is_transient(&msg) => TargetError::Transient(msg),
-                _ => TargetError::Permanent(msg),
+                _ if message_is_transient(&msg) => TargetError::transient(msg),
+                _ => TargetError::permanent(msg),
             });
         }
         quick_xml::de::from_str(&text).map_err(|e| {
-            TargetError::Permanent(format!("{WHAT}: the answer is not a listing: {e}"))
+            TargetError::permanent(format!("{WHAT}: the answer is not a listing: {e}"))
         })
     }
 }

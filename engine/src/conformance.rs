@@ -21,7 +21,9 @@ use crate::hashing::md5;
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use crate::target::{ObjectInfo, Target, TargetError, Upload};
+#[cfg(test)]
+use crate::target::TargetError;
+use crate::target::{ObjectInfo, Target, TargetErrorKind, Upload};
 
 /// Sizes the suite uses.
 #[derive(Clone, Debug)]
@@ -198,7 +200,7 @@ impl Suite<'_> {
     async fn missing(&mut self) -> Result<(), String> {
         let key = self.key("never-written");
         match self.target.head(&key).await {
-            Err(TargetError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             other => {
                 return Err(format!(
                     "head of a missing key: expected NotFound, got {other:?}"
@@ -207,9 +209,9 @@ impl Suite<'_> {
         }
         // NotFound may come from `get` itself or from the first item of its stream.
         match self.target.get(&key, None).await {
-            Err(TargetError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             Ok(stream) => match stream.try_collect::<Vec<Bytes>>().await {
-                Err(TargetError::NotFound(_)) => {}
+                Err(e) if e.is_not_found() => {}
                 other => {
                     return Err(format!(
                         "get of a missing key: expected NotFound, got {:?}",
@@ -224,9 +226,9 @@ impl Suite<'_> {
             }
         }
         match self.target.get(&key, Some(0..1)).await {
-            Err(TargetError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             Ok(stream) => match stream.try_collect::<Vec<Bytes>>().await {
-                Err(TargetError::NotFound(_)) => {}
+                Err(e) if e.is_not_found() => {}
                 other => {
                     return Err(format!(
                         "ranged get of a missing key: expected NotFound, got {:?}",
@@ -351,9 +353,9 @@ impl Suite<'_> {
         let first = Bytes::from_static(b"first owner");
         match self.target.put_if_absent(&key, first.clone()).await {
             Ok(()) => {}
-            Err(TargetError::Unsupported(_)) => {
+            Err(e) if e.kind() == TargetErrorKind::Unsupported => {
                 match self.target.head(&key).await {
-                    Err(TargetError::NotFound(_)) => {}
+                    Err(e) if e.is_not_found() => {}
                     other => {
                         return Err(format!(
                             "put_if_absent said Unsupported but the object exists: {other:?}"
@@ -371,7 +373,7 @@ impl Suite<'_> {
             .put_if_absent(&key, Bytes::from_static(b"second owner"))
             .await
         {
-            Err(TargetError::AlreadyExists(_)) => {}
+            Err(e) if e.kind() == TargetErrorKind::AlreadyExists => {}
             other => {
                 return Err(format!(
                     "put_if_absent of an existing key: expected AlreadyExists, got {other:?}"
@@ -413,7 +415,7 @@ impl Suite<'_> {
             .map_err(|e| format!("copy over an existing {dst}: {e}"))?;
         self.expect_object(&dst, &other).await?;
         match self.target.copy(&self.key("copy/missing"), &dst).await {
-            Err(TargetError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             other => {
                 return Err(format!(
                     "copy of a missing source: expected NotFound, got {other:?}"
@@ -433,7 +435,7 @@ impl Suite<'_> {
             .await
             .map_err(|e| format!("delete {key}: {e}"))?;
         match self.target.head(&key).await {
-            Err(TargetError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             other => {
                 return Err(format!(
                     "head after delete: expected NotFound, got {other:?}"
@@ -495,16 +497,19 @@ impl Suite<'_> {
         std::fs::write(&path, data).map_err(|e| format!("writing {}: {e}", path.display()))?;
         self.temp_files.push(path.clone());
         let upload = Upload::file(&path, data.len() as u64);
-        self.target
-            .put(key, upload.clone())
+        let stored = self
+            .target
+            .put(key, upload)
             .await
             .map_err(|e| format!("put {key} ({} bytes): {e}", data.len()))?;
         let expected = md5(data);
         ensure!(
-            upload.md5() == Some(expected),
-            "put {key} returned without streaming the whole body through Upload::stream (the \
-             upload recorded hash {:?}, expected {})",
-            upload.md5().map(hex::encode),
+            stored.md5 == expected && stored.size == data.len() as u64,
+            "put {key} returned {} bytes with MD5 {}, expected {} bytes with MD5 {} (it must read \
+             the whole body through the upload's readers and return Upload::stored)",
+            stored.size,
+            hex::encode(stored.md5),
+            data.len(),
             hex::encode(expected)
         );
         let _ = std::fs::remove_file(&path);
@@ -654,7 +659,7 @@ mod tests {
         async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
             self.0.head(key).await
         }
-        async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+        async fn put(&self, key: &str, body: Upload) -> Result<crate::Stored, TargetError> {
             self.0.put(key, body).await
         }
         async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
@@ -673,6 +678,24 @@ mod tests {
         async fn delete(&self, key: &str) -> Result<(), TargetError> {
             self.0.head(key).await?;
             self.0.delete(key).await
+        }
+        async fn sync(&self) -> Result<(), TargetError> {
+            self.0.sync().await
+        }
+        fn local_root(&self) -> Option<std::path::PathBuf> {
+            None
+        }
+        fn local_file(&self, _key: &str) -> Option<std::path::PathBuf> {
+            None
+        }
+        async fn abort_stale_uploads(
+            &self,
+            older_than: std::time::Duration,
+        ) -> Result<u64, TargetError> {
+            self.0.abort_stale_uploads(older_than).await
+        }
+        async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+            self.0.incomplete_uploads().await
         }
     }
 

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use crate::error::{EngineError, Result};
 use crate::hashing::{Hashes, StreamHasher};
 use crate::progress::Progress;
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 /// Times a broken download stream is resumed before the download fails. (Requests themselves
 /// are retried by the backend; this covers a body that breaks after it started.)
@@ -183,7 +183,7 @@ async fn download_range(
     while done < end {
         let mut stream = match target.get(key, Some(done..end)).await {
             Ok(s) => s,
-            Err(TargetError::NotFound(_)) => return Err(missing(key, &target.describe())),
+            Err(e) if e.is_not_found() => return Err(missing(key, &target.describe())),
             Err(e) => return Err(EngineError::storage(key, e)),
         };
         let mut broke = None;
@@ -428,7 +428,7 @@ mod tests {
                             let head = piece.slice(..piece.len().min(4096));
                             futures::stream::iter(vec![
                                 Ok(head),
-                                Err(crate::TargetError::Transient("reset".into())),
+                                Err(crate::TargetError::transient("reset")),
                             ])
                         })
                         .take(2)

@@ -143,10 +143,7 @@ impl std::error::Error for EngineError {
 
 impl From<TargetError> for EngineError {
     fn from(err: TargetError) -> Self {
-        let what = match &err {
-            TargetError::NotFound(k) | TargetError::AlreadyExists(k) => k.clone(),
-            _ => "request failed".into(),
-        };
+        let what = err.key().unwrap_or("request failed").to_string();
         EngineError::storage(what, err)
     }
 }
@@ -168,7 +165,7 @@ mod tests {
         assert!(!text.contains('\n'));
         let s = EngineError::storage(
             "chunk-000001.000000",
-            TargetError::Permanent("403 Forbidden".into()),
+            TargetError::permanent("403 Forbidden"),
         );
         assert_eq!(
             s.to_string(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::{EngineError, Result};
 use crate::layout::{self, classify, Kind};
 use crate::point::{Checkpoints, ChunkRef, Content, FileRef, Point, FORMAT};
-use crate::target::{get_bytes, Target, TargetError};
+use crate::target::{get_bytes, Target};
 
 /// The parts of a 0.1 manifest that matter here.
 #[derive(Clone, Debug, Deserialize)]
@@ -51,7 +51,7 @@ impl Manifest {
                     target.describe()
                 ))
             }),
-            Err(TargetError::NotFound(_)) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(EngineError::storage(layout::LEGACY_MANIFEST, e)),
         }
     }

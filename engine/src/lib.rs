@@ -31,6 +31,7 @@ mod source;
 mod status;
 mod tally;
 mod target;
+mod target_error;
 mod upload;
 mod verify;
 
@@ -59,6 +60,9 @@ pub use size::ByteSize;
 pub use source::FileStamp;
 pub use status::{list, status, ListEntry, Listing, PointSummary, StatusReport};
 pub use tally::Tally;
-pub use target::{get_bytes, list_sizes, ByteStream, ObjectInfo, Target, TargetError};
+pub use target::{
+    get_bytes, list_sizes, BoxError, ByteStream, ObjectInfo, Stored, Target, TargetError,
+    TargetErrorKind,
+};
 pub use upload::{OnBytes, Upload, DEFAULT_PIECE};
 pub use verify::{verify, PointCheck, VerifyOptions, VerifyReport};

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
-use crate::target::{get_bytes, Target, TargetError, Upload};
+use crate::target::{get_bytes, Target, TargetErrorKind, Upload};
 
 /// What a lock object says of its holder.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -175,7 +175,7 @@ async fn others(target: &dyn Target, own: &str) -> Result<Vec<(String, Option<Lo
         }
         let info = match get_bytes(target, &obj.key).await {
             Ok(b) => serde_json::from_slice(&b).ok(),
-            Err(TargetError::NotFound(_)) => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(EngineError::storage(&obj.key, e)),
         };
         out.push((obj.key, info));
@@ -329,7 +329,7 @@ async fn heartbeat(target: Arc<dyn Target>, key: String, mut info: LockInfo, eve
         tokio::time::sleep(every).await;
         // Gone means another run took it over (stale timeout, --break-lock): never re-create
         // it; the run notices before it completes.
-        if let Err(TargetError::NotFound(_)) = target.head(&key).await {
+        if target.head(&key).await.is_err_and(|e| e.is_not_found()) {
             tracing::error!("the lock {key} was removed by another run");
             return;
         }
@@ -353,10 +353,12 @@ async fn write_and_check(
     let storage = |e| EngineError::storage(own, e);
     match target.put_if_absent(own, body.clone()).await {
         Ok(()) => {}
-        Err(TargetError::Unsupported(_)) => target
-            .put(own, Upload::bytes(body))
-            .await
-            .map_err(storage)?,
+        Err(e) if e.kind() == TargetErrorKind::Unsupported => {
+            target
+                .put(own, Upload::bytes(body))
+                .await
+                .map_err(storage)?;
+        }
         Err(e) => return Err(storage(e)),
     }
     let rival = match live_rival(target, own, opts).await {

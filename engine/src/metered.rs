@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::target::{ByteStream, ObjectInfo, Target, TargetError, Upload};
+use crate::target::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
 
 /// Requests and bytes sent so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -74,7 +74,7 @@ impl Target for Metered {
         self.count();
         self.inner.head(key).await
     }
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         self.sent(body.len());
         self.inner.put(key, body).await
     }

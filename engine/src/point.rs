@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::source::FileStamp;
-use crate::target::{get_bytes, Target, TargetError, Upload};
+use crate::target::{get_bytes, Target, Upload};
 
 /// Format of the point objects this version writes: 3 adds the run sequence number (`seq`).
 pub const FORMAT: u32 = 3;
@@ -187,7 +187,7 @@ impl Point {
         let key = layout::point_key(id);
         let bytes = match get_bytes(target, &key).await {
             Ok(b) => b,
-            Err(TargetError::NotFound(_)) => {
+            Err(e) if e.is_not_found() => {
                 return Err(EngineError::new(
                     ErrorKind::NoBackup,
                     format!(

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::Rng;
 
-use crate::target::{ByteStream, ObjectInfo, Target, TargetError, Upload};
+use crate::target::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
 
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -106,7 +106,7 @@ impl<T: Target> Target for RetryTarget<T> {
         self.run(key, || self.inner.head(key)).await
     }
 
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         self.run(key, || self.inner.put(key, body.clone())).await
     }
 

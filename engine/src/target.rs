@@ -11,27 +11,39 @@
 //!   A failed or interrupted `put` leaves the old object (or none), never a truncated one.
 //! - **Durability**: `put`, `copy` and `delete` are durable once they return, or at the latest
 //!   once [`Target::sync`] returns (a local folder may defer the fsync of its directories).
-//! - **Streamed bodies**: `put` reads its body through [`Upload::stream`], every byte, on every
-//!   attempt (that pass records the MD5 of exactly what was stored); it must not copy
-//!   [`Upload::path`] behind the engine's back. A body whose stream fails must not be stored.
+//! - **Streamed bodies**: `put` reads its body only through the [`Upload`]'s own readers
+//!   ([`Upload::stream`], [`Upload::copy_to`], [`Upload::copy_to_file`]), every byte, on every
+//!   attempt, and returns [`Upload::stored`]: those readers hash exactly what they read, so the
+//!   [`Stored`] it returns is the size and MD5 of what the store holds. It must not open
+//!   [`Upload::path`] itself. A body that fails to read, or is shorter than [`Upload::len`],
+//!   must not be stored (the old object stays) and fails with [`TargetErrorKind::Body`].
 //! - **Read-after-write listing**: once a `put` or `delete` returned, `list` shows it. The lock
 //!   depends on this (each run writes its own lock object, then lists the others); so does a
 //!   run confirming what it stored.
-//! - `list(prefix)` is a plain string prefix over whole keys, recursive, in any order.
-//! - `head`/`get` of a missing key → [`TargetError::NotFound`]; `delete` of a missing key →
+//! - `list(prefix)` is a plain string prefix over whole keys, recursive, in any order, however
+//!   many keys there are (a store that pages its listings reads every page).
+//! - `head`/`get` of a missing key → [`TargetErrorKind::NotFound`]; `delete` of a missing key →
 //!   `Ok`; `get` with a range returns exactly those bytes.
-//! - `put_if_absent` → [`TargetError::AlreadyExists`] if the key exists; a store that cannot
-//!   tell atomically returns [`TargetError::Unsupported`] (never overwrite silently).
+//! - `put_if_absent` → [`TargetErrorKind::AlreadyExists`] if the key exists, also when several
+//!   callers race for it (exactly one wins); a store that cannot tell atomically returns
+//!   [`TargetErrorKind::Unsupported`] (never overwrite silently).
 //! - `copy` replaces the destination; a missing source → `NotFound`.
-//! - Errors are classified: `Transient` (worth retrying later) or `Permanent`. The engine does
-//!   not retry requests: a store whose client does not retry by itself can be wrapped in
-//!   [`crate::RetryTarget`].
+//! - Errors are classified by kind (the rules are in [`TargetError`]'s module): `Transient`
+//!   (worth retrying later) or `Permanent`, and the store's own error is kept as the source.
+//!
+//! # Retries
+//!
+//! The engine never retries a request. A store's client may retry transient failures itself
+//! (the object_store backends do, with backoff); a store whose client does not can be wrapped
+//! in [`crate::RetryTarget`].
 //!
 //! # Wrappers
 //!
-//! A wrapper (metering, retries, fault injection) must forward every method, including the
-//! provided ones ([`Target::sync`], [`Target::local_root`], [`Target::local_file`],
-//! [`Target::abort_stale_uploads`], [`Target::incomplete_uploads`]).
+//! Every method is required, so a wrapper (metering, retries, fault injection, later
+//! encryption) states what it does with each: a forgotten [`Target::sync`] would lose
+//! durability, a forgotten [`Target::local_root`] the wrong-folder guard, a forgotten
+//! [`Target::local_file`] the kernel copies of a restore. The kit in `conformance` (feature
+//! `testing`) checks each of these promises, wrappers included.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -41,6 +53,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub use crate::target_error::{BoxError, TargetError, TargetErrorKind};
 pub use crate::upload::Upload;
 
 /// A stream of bytes read from the store.
@@ -67,29 +80,12 @@ impl ObjectInfo {
     }
 }
 
-/// Errors a target reports, classified so that a retrying layer (the backend's client, or
-/// [`crate::RetryTarget`]) knows which are worth trying again; the engine itself does not retry.
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("already exists: {0}")]
-    AlreadyExists(String),
-    /// Worth retrying: timeouts, throttling (429/503/SlowDown), connection resets.
-    #[error("transient storage error: {0}")]
-    Transient(String),
-    /// Not worth retrying: bad credentials, missing bucket, invalid request, a local read error.
-    #[error("storage error: {0}")]
-    Permanent(String),
-    /// The store cannot do this operation (e.g. create-if-absent on Garage).
-    #[error("not supported by this store: {0}")]
-    Unsupported(String),
-}
-
-impl TargetError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, TargetError::Transient(_))
-    }
+/// What a `put` stored: the size and MD5 of exactly the bytes the store holds now (from
+/// [`Upload::stored`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub size: u64,
+    pub md5: [u8; 16],
 }
 
 /// Storage for one backup location (see the module documentation for the contract).
@@ -101,16 +97,16 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// Every object whose key starts with `prefix` (recursively), in any order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError>;
 
-    /// Size of one object, or [`TargetError::NotFound`].
+    /// Size of one object, or [`TargetErrorKind::NotFound`].
     async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError>;
 
-    /// Stores `body` under `key`, replacing any object there. Read the body with
-    /// [`Upload::stream`]; on a retry read it again from the start. Return only once the whole
-    /// object is durably stored.
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError>;
+    /// Stores `body` under `key`, replacing any object there, and returns what it stored
+    /// ([`Upload::stored`]). Read the body with the upload's readers; on a retry read it again
+    /// from the start. Return only once the whole object is durably stored.
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError>;
 
-    /// Stores `data` only if `key` does not exist: [`TargetError::AlreadyExists`] otherwise, or
-    /// [`TargetError::Unsupported`] where the store cannot tell (the lock then falls back).
+    /// Stores `data` only if `key` does not exist: [`TargetErrorKind::AlreadyExists`] otherwise, or
+    /// [`TargetErrorKind::Unsupported`] where the store cannot tell (the lock then falls back).
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError>;
 
     /// Streams an object, or the byte `range` of it.
@@ -124,40 +120,29 @@ pub trait Target: Send + Sync + std::fmt::Debug {
 
     /// Makes every write that returned so far durable, for stores that defer part of it (the
     /// folder target fsyncs the folders it renamed files into). The engine calls it before it
-    /// writes a restore point and after. Wrappers must forward it.
-    async fn sync(&self) -> Result<(), TargetError> {
-        Ok(())
-    }
+    /// writes a restore point and after.
+    async fn sync(&self) -> Result<(), TargetError>;
 
     /// The local folder this location is, when it is one (the folder target). The engine
     /// refuses a location that is, contains or lies inside the database or restore folder.
-    /// Wrappers must forward it.
-    fn local_root(&self) -> Option<PathBuf> {
-        None
-    }
+    fn local_root(&self) -> Option<PathBuf>;
 
     /// The local file that holds `key`, when this target stores each object as a plain file
     /// (the folder target): a restore then copies the object in the kernel instead of streaming
-    /// it through [`Target::get`], and still hashes what it wrote. `None` (the default): objects
-    /// are always read with `get`. Wrappers must forward it.
-    fn local_file(&self, _key: &str) -> Option<PathBuf> {
-        None
-    }
+    /// it through [`Target::get`], and still hashes what it wrote. `None`: objects are
+    /// always read with `get`.
+    fn local_file(&self, key: &str) -> Option<PathBuf>;
 
     /// Aborts the incomplete writes under this location that were started at least
     /// `older_than` ago: multipart uploads (S3 bills their parts until they are aborted) and
     /// staging files (a folder's `<name>#<n>`) that a killed run left behind. Called only by a
-    /// run that holds the lock. Returns how many were removed; stores without such leftovers
-    /// keep the default. Wrappers must forward it.
-    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
-        Ok(0)
-    }
+    /// run that holds the lock. Returns how many were removed; stores without such
+    /// leftovers return 0.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError>;
 
     /// How many incomplete writes (as [`Target::abort_stale_uploads`] sees them) are under this
-    /// location now, for `status`. Wrappers must forward it.
-    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        Ok(0)
-    }
+    /// location now, for `status`.
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError>;
 }
 
 /// Reads a whole (small) object into memory: a restore point, a lock object.
@@ -179,7 +164,7 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
         (**self).head(key).await
     }
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         (**self).put(key, body).await
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {

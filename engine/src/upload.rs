@@ -22,6 +22,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::file_copy;
 use crate::hashing::StreamHasher;
+#[cfg(doc)]
+use crate::target::TargetErrorKind;
+use crate::target::{Stored, TargetError};
 
 /// Default piece size when a target has no preference (1 MiB).
 pub const DEFAULT_PIECE: usize = 1 << 20;
@@ -133,24 +136,47 @@ impl Upload {
         self.len == 0
     }
 
-    /// The local file behind this upload and the offset of its first byte, if any (for targets
-    /// that copy files natively; they must still call [`Upload::stream`] or the engine cannot
-    /// learn what was stored).
-    pub fn path(&self) -> Option<(&Path, u64)> {
-        match &self.source {
-            Source::Path(p) | Source::Handle { path: p, .. } => Some((p, self.offset)),
-            Source::Memory(_) => None,
+    /// What the last pass stored, for a target's `put` to return once the store holds it: the
+    /// size and MD5 of every byte the pass read, or, when the pass failed to read the body (it
+    /// vanished, shrank or failed its trailing MD5), a [`TargetErrorKind::Body`] error; when
+    /// no pass read the whole body, a permanent error (the target returned too early).
+    pub fn stored(&self, key: &str) -> Result<Stored, TargetError> {
+        let pass = *self.last_pass.lock().unwrap();
+        match (pass.md5, pass.read_failure) {
+            (_, Some(kind)) => Err(TargetError::body(key, io::Error::from(kind))),
+            (Some(md5), None) => Ok(Stored {
+                size: self.len,
+                md5,
+            }),
+            (None, None) => Err(TargetError::permanent(
+                "the target returned before it read the whole upload",
+            )
+            .with_key(key)),
+        }
+    }
+
+    /// What an error of this upload's last pass (a reader's, or the target's own writing while
+    /// it copied) means for `key`: [`TargetErrorKind::Body`] when the pass failed reading the
+    /// body, else a permanent error storing it, with `e` as the source either way.
+    pub fn failure(&self, key: &str, e: io::Error) -> TargetError {
+        if self.last_pass.lock().unwrap().read_failure.is_some() {
+            TargetError::body(key, e)
+        } else {
+            TargetError::permanent("storing the upload")
+                .with_key(key)
+                .with_source(e)
         }
     }
 
     /// MD5 of the last pass that streamed every byte, if one did.
-    pub fn md5(&self) -> Option<[u8; 16]> {
+    #[cfg(test)]
+    fn md5(&self) -> Option<[u8; 16]> {
         self.last_pass.lock().unwrap().md5
     }
 
-    /// Set when the last pass failed to read the local file (it vanished, shrank or failed its
-    /// trailing MD5): the failure of the upload is then the file's, not the store's.
-    pub fn read_failure(&self) -> Option<io::ErrorKind> {
+    /// Set when the last pass failed to read the local file.
+    #[cfg(test)]
+    fn read_failure(&self) -> Option<io::ErrorKind> {
         self.last_pass.lock().unwrap().read_failure
     }
 

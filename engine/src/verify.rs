@@ -21,7 +21,7 @@ use crate::lock::list_locks;
 use crate::point::{Content, Point};
 use crate::progress::NoProgress;
 use crate::restore::{choose, missing, Which};
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -241,7 +241,7 @@ async fn read_back(target: &dyn Target, key: &str, obj: &Obj) -> Result<Option<(
             return Ok(Some((key.to_string(), e.message().to_string())))
         }
         // Deleted since the listing (a concurrent prune of a forgotten point).
-        Err(_) if matches!(target.head(key).await, Err(TargetError::NotFound(_))) => {
+        Err(_) if target.head(key).await.is_err_and(|e| e.is_not_found()) => {
             return Ok(Some((key.to_string(), format!("{key} is missing"))))
         }
         Err(e) => return Err(e),

@@ -15,13 +15,13 @@ use crate::point::{Content, FileRef, Segment, Window};
 use crate::progress::Progress;
 use crate::source::other_files::{self, Skipped};
 use crate::source::{vanished, FileStamp};
-use crate::target::{Target, TargetError, Upload};
+use crate::target::{Stored, Target, TargetError, Upload};
 
 /// Bytes of a growing chunk's tail whose MD5 the point keeps (see `Content::Segments`).
 pub(crate) const TAIL_WINDOW: u64 = 64 * 1024;
 
 /// The references of the stored files, and the new objects written for them.
-pub(crate) struct Stored {
+pub(crate) struct StoredFiles {
     pub files: BTreeMap<String, FileRef>,
     /// (object key, bytes) of every object this run uploaded, sorted.
     pub new_objects: Vec<(String, u64)>,
@@ -35,7 +35,7 @@ pub(crate) async fn store_files(
     plan: &BackupPlan,
     concurrency: usize,
     progress: &Arc<dyn Progress>,
-) -> Result<Stored> {
+) -> Result<StoredFiles> {
     progress.phase("upload", plan.upload_bytes());
     let stores: Vec<_> = plan
         .files
@@ -60,7 +60,7 @@ pub(crate) async fn store_files(
     }
     new_objects.sort();
     skipped.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok(Stored {
+    Ok(StoredFiles {
         files,
         new_objects,
         skipped,
@@ -201,13 +201,13 @@ async fn copy_held_still(
     let p = progress.clone();
     let body = Upload::handle(path, file.clone(), before.len)
         .with_progress(Arc::new(move |n| p.advance(n)));
-    let put = target.put(object, body.clone()).await;
-    match body.read_failure() {
+    let put = target.put(object, body).await;
+    match put.as_ref().err().and_then(TargetError::body_failure) {
         Some(io::ErrorKind::UnexpectedEof) => return left_out(CHANGED.into()),
         Some(kind) => return left_out(other_files::unreadable(&io::Error::from(kind))),
         None => {}
     }
-    let md5 = stored_md5(put, &body, object)?;
+    let md5 = stored_md5(put, before.len, path, object)?;
     if file.metadata().map(|m| FileStamp::of(&m)).ok() != Some(before) {
         let _ = target.delete(object).await;
         return left_out(CHANGED.into());
@@ -251,11 +251,7 @@ async fn upload(
     }
     let p = progress.clone();
     let body = body.with_progress(Arc::new(move |n| p.advance(n)));
-    let put = target.put(object, body.clone()).await;
-    if let Some(kind) = body.read_failure() {
-        return Err(source_read_failure(&source.path, kind));
-    }
-    let md5 = stored_md5(put, &body, object)?;
+    let md5 = stored_md5(target.put(object, body).await, len, &source.path, object)?;
     if let (UploadCheck::Unchanged, Some(before), Some(handle)) = (check, captured, &source.handle)
     {
         if stamp_of(handle, source)? != before {
@@ -276,20 +272,28 @@ fn stamp_of(handle: &std::fs::File, source: &LocalFile) -> Result<FileStamp> {
 }
 
 /// Why reading a local file for an upload failed, in the operator's terms.
-/// The MD5 of what `put` stored, or why it stored nothing usable: a store error, or a store
-/// that returned before it read the whole body.
+/// The MD5 of what `put` stored from the `len` bytes of `path`, or why it stored nothing
+/// usable: the file could not be read, the store failed, or it stored another size.
 fn stored_md5(
-    put: std::result::Result<(), TargetError>,
-    body: &Upload,
+    put: std::result::Result<Stored, TargetError>,
+    len: u64,
+    path: &std::path::Path,
     object: &str,
 ) -> Result<[u8; 16]> {
-    put.map_err(|e| EngineError::storage(object, e))?;
-    body.md5().ok_or_else(|| {
-        EngineError::storage(
+    match put {
+        Ok(stored) if stored.size == len => Ok(stored.md5),
+        Ok(stored) => Err(EngineError::storage(
             object,
-            TargetError::Permanent("the target did not read the whole upload".into()),
-        )
-    })
+            TargetError::permanent(format!(
+                "the target stored {} bytes of a {len}-byte upload",
+                stored.size
+            )),
+        )),
+        Err(e) => Err(match e.body_failure() {
+            Some(kind) => source_read_failure(path, kind),
+            None => EngineError::storage(object, e),
+        }),
+    }
 }
 
 fn source_read_failure(path: &std::path::Path, kind: io::ErrorKind) -> EngineError {
@@ -318,7 +322,7 @@ pub(crate) async fn confirm(target: &dyn Target, new_objects: &[(String, u64)]) 
     let mismatch = |key: &str, size: u64, found: Option<u64>| {
         EngineError::storage(
             key,
-            TargetError::Permanent(format!(
+            TargetError::permanent(format!(
                 "stored {size} bytes but the store now reports {}: it lost or changed the object; run the backup again",
                 found.map_or("nothing".into(), |s| format!("{s} bytes"))
             )),
@@ -329,7 +333,7 @@ pub(crate) async fn confirm(target: &dyn Target, new_objects: &[(String, u64)]) 
             match target.head(key).await {
                 Ok(info) if info.size == *size => {}
                 Ok(info) => return Err(mismatch(key, *size, Some(info.size))),
-                Err(TargetError::NotFound(_)) => return Err(mismatch(key, *size, None)),
+                Err(e) if e.is_not_found() => return Err(mismatch(key, *size, None)),
                 Err(e) => return Err(EngineError::storage(key, e)),
             }
         }
@@ -355,7 +359,10 @@ pub(crate) async fn confirm(target: &dyn Target, new_objects: &[(String, u64)]) 
 pub(crate) async fn mirror(target: &dyn Target, mirrors: &[Mirror]) -> Result<()> {
     for m in mirrors {
         match m {
-            Mirror::Bytes { key, data } => target.put(key, Upload::bytes(data.clone())).await,
+            Mirror::Bytes { key, data } => target
+                .put(key, Upload::bytes(data.clone()))
+                .await
+                .map(|_| ()),
             Mirror::Copy { from, to } => target.copy(from, to).await,
             Mirror::Delete { key } => target.delete(key).await,
         }

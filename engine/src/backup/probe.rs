@@ -168,7 +168,8 @@ pub(crate) async fn mirror_repairs(target: &dyn Target, plan: &BackupPlan) -> Re
         .map(|(key, size, mirror)| async move {
             match target.head(&key).await {
                 Ok(o) if o.size == size => Ok(None),
-                Ok(_) | Err(TargetError::NotFound(_)) => Ok(Some(mirror)),
+                Ok(_) => Ok(Some(mirror)),
+                Err(e) if e.is_not_found() => Ok(Some(mirror)),
                 Err(e) => Err(EngineError::storage(&key, e)),
             }
         })

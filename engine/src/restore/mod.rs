@@ -154,7 +154,7 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
 /// `forget --prune` removed it (and its objects), which is not damage.
 async fn still_there(target: &dyn Target, point: &Point) -> Result<()> {
     match target.head(&point.key()).await {
-        Err(crate::target::TargetError::NotFound(_)) => Err(EngineError::no_backup(format!(
+        Err(e) if e.is_not_found() => Err(EngineError::no_backup(format!(
             "restore point {} was forgotten (`forget`) while this restore ran: restore another point (`esbackup list`)",
             point.id
         ))),

@@ -56,19 +56,19 @@ impl<T: Target> Faulty<T> {
             c.log.lock().unwrap().push(op.to_string());
             let fail = match plan {
                 FaultPlan::None => None,
-                FaultPlan::CrashAt(k) if n >= k => Some(TargetError::Permanent(format!(
+                FaultPlan::CrashAt(k) if n >= k => Some(TargetError::permanent(format!(
                     "injected crash at operation {k} ({op})"
                 ))),
                 FaultPlan::CrashAt(_) => None,
                 FaultPlan::FailOnce(k) => {
-                    (n == k).then(|| TargetError::Transient(format!("injected fault ({op})")))
+                    (n == k).then(|| TargetError::transient(format!("injected fault ({op})")))
                 }
                 FaultPlan::Random { rate, .. } => rng
                     .lock()
                     .unwrap()
                     .gen_bool(rate)
-                    .then(|| TargetError::Transient(format!("injected fault ({op})"))),
-                FaultPlan::Always => Some(TargetError::Transient(format!("injected fault ({op})"))),
+                    .then(|| TargetError::transient(format!("injected fault ({op})"))),
+                FaultPlan::Always => Some(TargetError::transient(format!("injected fault ({op})"))),
             };
             Box::pin(async move { fail.map_or(Ok(()), Err) })
                 as futures::future::BoxFuture<'static, Result<(), TargetError>>

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::target::{ByteStream, ObjectInfo, Target, TargetError};
+use crate::target::{ByteStream, ObjectInfo, Stored, Target, TargetError};
 use crate::upload::Upload;
 
 /// One operation a target is asked to do.
@@ -158,7 +158,7 @@ impl<T: Target> Target for Intercept<T> {
         self.check(Op::Head(key.into())).await?;
         self.inner.head(key).await
     }
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         self.check(Op::Put(key.into(), body.len())).await?;
         self.inner.put(key, body).await
     }
@@ -191,6 +191,11 @@ impl<T: Target> Target for Intercept<T> {
     }
     fn local_root(&self) -> Option<PathBuf> {
         self.inner.local_root()
+    }
+    /// Never a local file: every read goes through `get`, so the hook sees it (a kernel copy
+    /// of the file would bypass it).
+    fn local_file(&self, _key: &str) -> Option<PathBuf> {
+        None
     }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.check(Op::AbortStaleUploads).await?;

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::target::{ByteStream, ObjectInfo, Target, TargetError, Upload};
+use crate::target::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
 
 /// Objects kept in a map. Clones share the same objects.
 #[derive(Clone, Debug, Default)]
@@ -64,27 +66,28 @@ impl Target for MemoryTarget {
         let objects = self.objects.lock().unwrap();
         let v = objects
             .get(key)
-            .ok_or_else(|| TargetError::NotFound(key.into()))?;
+            .ok_or_else(|| TargetError::not_found(key))?;
         Ok(ObjectInfo::new(key, v.len() as u64))
     }
 
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         let pieces: Vec<Bytes> = body
             .stream(64 * 1024)
             .try_collect()
             .await
-            .map_err(|e| TargetError::Permanent(format!("reading upload for {key}: {e}")))?;
+            .map_err(|e| TargetError::body(key, e))?;
+        let stored = body.stored(key)?;
         self.objects
             .lock()
             .unwrap()
             .insert(key.into(), pieces.concat().into());
-        Ok(())
+        Ok(stored)
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
         let mut objects = self.objects.lock().unwrap();
         if objects.contains_key(key) {
-            return Err(TargetError::AlreadyExists(key.into()));
+            return Err(TargetError::already_exists(key));
         }
         objects.insert(key.into(), data);
         Ok(())
@@ -97,7 +100,7 @@ impl Target for MemoryTarget {
             .unwrap()
             .get(key)
             .cloned()
-            .ok_or_else(|| TargetError::NotFound(key.into()))?;
+            .ok_or_else(|| TargetError::not_found(key))?;
         let data = match range {
             Some(r) => {
                 let end = (r.end as usize).min(data.len());
@@ -113,7 +116,7 @@ impl Target for MemoryTarget {
         let data = objects
             .get(from)
             .cloned()
-            .ok_or_else(|| TargetError::NotFound(from.into()))?;
+            .ok_or_else(|| TargetError::not_found(from))?;
         objects.insert(to.into(), data);
         Ok(())
     }
@@ -121,5 +124,27 @@ impl Target for MemoryTarget {
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
         self.objects.lock().unwrap().remove(key);
         Ok(())
+    }
+
+    /// Nothing to do: every write is whole once it returns.
+    async fn sync(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        None
+    }
+
+    fn local_file(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Writes are never left half-done.
+    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
+        Ok(0)
+    }
+
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        Ok(0)
     }
 }

@@ -46,7 +46,7 @@ macro_rules! forward_target {
                 &self,
                 key: &str,
                 body: $crate::Upload,
-            ) -> Result<(), $crate::TargetError> {
+            ) -> Result<$crate::Stored, $crate::TargetError> {
                 self.$field.put(key, body).await
             }
             async fn put_if_absent(
@@ -74,6 +74,9 @@ macro_rules! forward_target {
             }
             fn local_root(&self) -> Option<std::path::PathBuf> {
                 self.$field.local_root()
+            }
+            fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+                self.$field.local_file(key)
             }
             async fn abort_stale_uploads(
                 &self,

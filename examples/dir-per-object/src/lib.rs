@@ -20,12 +20,12 @@ use std::io::{self, ErrorKind, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use esbackup_engine::ByteStream;
-use esbackup_engine::{ObjectInfo, Target, TargetError, Upload};
+use esbackup_engine::{ObjectInfo, Stored, Target, TargetError, Upload};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -55,7 +55,7 @@ impl DirPerObjectTarget {
                 .split('/')
                 .any(|s| s.is_empty() || s == "." || s == "..")
         {
-            return Err(TargetError::Permanent(format!("invalid key {key:?}")));
+            return Err(TargetError::permanent(format!("invalid key {key:?}")));
         }
         Ok(self.root.join("objects").join(encode(key)))
     }
@@ -71,7 +71,7 @@ impl DirPerObjectTarget {
     async fn resolve(&self, key: &str, link: &Path) -> Result<PathBuf, TargetError> {
         match tokio::fs::read_link(link).await {
             Ok(target) => Ok(link.parent().expect("objects/").join(target)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(TargetError::NotFound(key.into())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(TargetError::not_found(key)),
             Err(e) => Err(io_error(e)),
         }
     }
@@ -109,7 +109,7 @@ impl DirPerObjectTarget {
                 Err(e) => return Err(io_error(e)),
             }
         }
-        Err(TargetError::Transient(format!(
+        Err(TargetError::transient(format!(
             "{key} kept changing while it was read: {last:?}"
         )))
     }
@@ -137,7 +137,7 @@ impl Target for DirPerObjectTarget {
             }
             match self.head(&key).await {
                 Ok(info) => out.push(info),
-                Err(TargetError::NotFound(_)) => {} // deleted meanwhile
+                Err(e) if e.is_not_found() => {} // deleted meanwhile
                 Err(e) => return Err(e),
             }
         }
@@ -154,16 +154,17 @@ impl Target for DirPerObjectTarget {
             .lines()
             .find_map(|l| l.strip_prefix("size="))
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| TargetError::Permanent(format!("{key}: bad meta file {meta:?}")))?;
+            .ok_or_else(|| TargetError::permanent(format!("{key}: bad meta file {meta:?}")))?;
         Ok(ObjectInfo::new(key, size))
     }
 
-    async fn put(&self, key: &str, body: Upload) -> Result<(), TargetError> {
+    async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         let link = self.link(key)?;
         let version = self.new_version().await?;
         let result = async {
-            write_version(key, &version, &body).await?;
-            self.publish(&link, &version).await
+            let stored = write_version(key, &version, &body).await?;
+            self.publish(&link, &version).await?;
+            Ok(stored)
         }
         .await;
         if result.is_err() {
@@ -178,10 +179,10 @@ impl Target for DirPerObjectTarget {
         let written = write_version(key, &version, &Upload::bytes(data)).await;
         // Creating a symlink fails if the name exists: an atomic create-if-absent.
         let result = match written {
-            Ok(()) => match tokio::fs::symlink(relative(&version), &link).await {
+            Ok(_) => match tokio::fs::symlink(relative(&version), &link).await {
                 Ok(()) => return sync_dir(&self.root.join("objects")).await,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    Err(TargetError::AlreadyExists(key.into()))
+                    Err(TargetError::already_exists(key))
                 }
                 Err(e) => Err(io_error(e)),
             },
@@ -212,9 +213,7 @@ impl Target for DirPerObjectTarget {
                 let mut buf = BytesMut::zeroed((left as usize).min(PIECE));
                 let n = file.read(&mut buf).await.map_err(io_error)?;
                 if n == 0 {
-                    return Err(TargetError::Permanent(
-                        "data file is shorter than its meta".into(),
-                    ));
+                    return Err(TargetError::permanent("data file is shorter than its meta"));
                 }
                 buf.truncate(n);
                 Ok(Some((buf.freeze(), (file, left - n as u64))))
@@ -249,7 +248,7 @@ impl Target for DirPerObjectTarget {
         let link = self.link(key)?;
         let version = match self.resolve(key, &link).await {
             Ok(v) => v,
-            Err(TargetError::NotFound(_)) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
         match tokio::fs::remove_file(&link).await {
@@ -260,24 +259,49 @@ impl Target for DirPerObjectTarget {
         let _ = tokio::fs::remove_dir_all(version).await;
         Ok(())
     }
+
+    /// Every write is fsynced (files and folders) before it returns.
+    async fn sync(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// Not a plain folder of the backup's files: the wrong-folder guard has nothing to check.
+    fn local_root(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Objects are not stored as plain files under their own names: reads go through `get`.
+    fn local_file(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// A killed write leaves a version folder no link points at; none are counted here.
+    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
+        Ok(0)
+    }
+
+    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
+        Ok(0)
+    }
 }
 
-/// Writes `data` and `meta` of a new version, durably. The body is read through
-/// [`Upload::stream`]: that is also how the engine learns the MD5 of what was stored.
-async fn write_version(key: &str, version: &Path, body: &Upload) -> Result<(), TargetError> {
+/// Writes `data` and `meta` of a new version, durably, and returns what it stored. The body
+/// is read through [`Upload::stream`], which hashes it: [`Upload::stored`] then says what was
+/// written.
+async fn write_version(key: &str, version: &Path, body: &Upload) -> Result<Stored, TargetError> {
     let mut file = tokio::fs::File::create(version.join("data"))
         .await
         .map_err(io_error)?;
     let mut pieces = body.stream(PIECE);
     let mut size = 0u64;
     while let Some(piece) = pieces.next().await {
-        let piece = piece
-            .map_err(|e| TargetError::Permanent(format!("reading the upload for {key}: {e}")))?;
+        let piece = piece.map_err(|e| TargetError::body(key, e))?;
         file.write_all(&piece).await.map_err(io_error)?;
         size += piece.len() as u64;
     }
     file.sync_all().await.map_err(io_error)?;
-    let md5 = body.md5().map(hex).unwrap_or_default();
+    let stored = body.stored(key)?;
+    let md5 = hex(stored.md5);
     let mut meta = tokio::fs::File::create(version.join("meta"))
         .await
         .map_err(io_error)?;
@@ -285,7 +309,8 @@ async fn write_version(key: &str, version: &Path, body: &Upload) -> Result<(), T
         .await
         .map_err(io_error)?;
     meta.sync_all().await.map_err(io_error)?;
-    sync_dir(version).await
+    sync_dir(version).await?;
+    Ok(stored)
 }
 
 /// `objects/` entries point at `../versions/<name>`.
@@ -320,7 +345,7 @@ async fn sync_dir(dir: &Path) -> Result<(), TargetError> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
         .await
-        .map_err(|e| TargetError::Permanent(e.to_string()))?
+        .map_err(|e| TargetError::permanent(e.to_string()))?
         .map_err(io_error)
 }
 
@@ -328,10 +353,10 @@ async fn sync_dir(dir: &Path) -> Result<(), TargetError> {
 fn io_error(e: io::Error) -> TargetError {
     match e.kind() {
         ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-            TargetError::Transient(e.to_string())
+            TargetError::transient(e.to_string())
         }
-        ErrorKind::NotFound => TargetError::NotFound(e.to_string()),
-        _ => TargetError::Permanent(e.to_string()),
+        ErrorKind::NotFound => TargetError::not_found(e.to_string()),
+        _ => TargetError::permanent(e.to_string()),
     }
 }
 

@@ -70,7 +70,7 @@ fn breaking(store: MemoryTarget, times: u32) -> Intercept<MemoryTarget> {
                 .flat_map(move |piece| {
                     let piece: Bytes = piece.unwrap();
                     let head = piece.slice(..piece.len().min(1024));
-                    let err = TargetError::Transient(format!("{key}: connection reset by peer"));
+                    let err = TargetError::transient(format!("{key}: connection reset by peer"));
                     futures::stream::iter(vec![Ok(head), Err(err)])
                 })
                 .take(2)
@@ -122,7 +122,7 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
         MemoryTarget::new(),
         Arc::new(move |_| {
             c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Err(TargetError::Transient("503 SlowDown".into())) })
+            Box::pin(async { Err(TargetError::transient("503 SlowDown")) })
         }),
     );
     let target = RetryTarget::new(always, policy.clone());
@@ -146,7 +146,7 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
         MemoryTarget::new(),
         Arc::new(move |_| {
             c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Err(TargetError::Permanent("403".into())) })
+            Box::pin(async { Err(TargetError::permanent("403")) })
         }),
     );
     let _ = RetryTarget::new(denied, policy).head("k").await;
