@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::{
-    backup, list, restore, verify, BackupOptions, RestoreOptions, Target, VerifyOptions, Which,
+    backup, list, restore, verify, BackupOptions, BackupReport, RestoreOptions, Target,
+    VerifyOptions, VerifyReport, Which,
 };
 use esdb_sim::{check, run_live, CheckOptions, CheckReport, Node, SimConfig};
 use serde_json::json;
@@ -64,19 +65,100 @@ fn checked(db: &Path) -> CheckReport {
     )
 }
 
-async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
-    let db = dir.join("db");
-    let backup_dir = dir.join("backup");
-    let restored = dir.join("restored-latest");
-    let restored_first = dir.join("restored-first");
-    for d in [&db, &backup_dir, &restored, &restored_first] {
-        if d.exists() {
-            return Err(Failure::usage(format!(
-                "{} already exists: give --dir an empty or new folder",
-                d.display()
-            )));
+/// The demo's folders, each new.
+struct Folders {
+    db: PathBuf,
+    backup: PathBuf,
+    restored: PathBuf,
+    restored_first: PathBuf,
+}
+
+impl Folders {
+    fn in_dir(dir: &Path) -> Result<Folders, Failure> {
+        let f = Folders {
+            db: dir.join("db"),
+            backup: dir.join("backup"),
+            restored: dir.join("restored-latest"),
+            restored_first: dir.join("restored-first"),
+        };
+        for d in [&f.db, &f.backup, &f.restored, &f.restored_first] {
+            if d.exists() {
+                return Err(Failure::usage(format!(
+                    "{} already exists: give --dir an empty or new folder",
+                    d.display()
+                )));
+            }
         }
+        Ok(f)
     }
+}
+
+async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
+    let folders = Folders::in_dir(dir)?;
+    let target: Arc<dyn Target> = open_target(
+        &folders.backup.display().to_string(),
+        &TargetOptions::default(),
+    )?;
+    let (first, second) = backup_twice(&folders.db, &target, as_json).await?;
+    let points: Vec<_> = list(target.clone()).await?.points().cloned().collect();
+    say(
+        as_json,
+        &format!("4. the location holds {} restore points", points.len()),
+    );
+    say(
+        as_json,
+        &format!(
+            "5. restoring the newest point into {}",
+            folders.restored.display()
+        ),
+    );
+    let latest = restore(target.clone(), &RestoreOptions::new(&folders.restored)).await?;
+    let latest_check = checked(&folders.restored);
+    say(
+        as_json,
+        &format!(
+            "6. restoring the first point into {}",
+            folders.restored_first.display()
+        ),
+    );
+    let mut first_opts = RestoreOptions::new(&folders.restored_first);
+    first_opts.point = Which::Id(points[0].id.clone());
+    let earliest = restore(target.clone(), &first_opts).await?;
+    let first_check = checked(&folders.restored_first);
+    for (name, c) in [("newest", &latest_check), ("first", &first_check)] {
+        say_checked(as_json, name, c);
+    }
+    let verified = verify_all(&target, as_json).await?;
+    let ok = latest_check.is_ok() && first_check.is_ok() && verified.is_ok();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "ok": ok,
+                "first_backup": first,
+                "second_backup": second,
+                "points": points,
+                "restore_latest": latest,
+                "restore_first": earliest,
+                "checker_violations": [latest_check.violations, first_check.violations],
+                "verify": verified,
+            }))
+            .expect("serialises")
+        );
+    } else if ok {
+        say(as_json, "demo ok: a live database was backed up twice; both restore points restored and were found consistent");
+    } else {
+        say(as_json, "demo FAILED: see above");
+    }
+    Ok(if ok { 0 } else { 5 })
+}
+
+/// Builds the sample database and backs it up twice while the simulated node keeps writing.
+async fn backup_twice(
+    db: &Path,
+    target: &Arc<dyn Target>,
+    as_json: bool,
+) -> Result<(BackupReport, BackupReport), Failure> {
     let cfg = SimConfig {
         chunk_size: 1 << 20,
         seed: 2026,
@@ -90,14 +172,11 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
             db.display()
         ),
     );
-    let mut node = Node::create(&db, cfg).map_err(sim_err)?;
+    let mut node = Node::create(db, cfg).map_err(sim_err)?;
     node.append(20_000).map_err(sim_err)?;
-    let target: Arc<dyn Target> =
-        open_target(&backup_dir.display().to_string(), &TargetOptions::default())?;
-
     say(as_json, "2. first backup while the node keeps writing");
     let live = run_live(node);
-    let opts = BackupOptions::new(&db);
+    let opts = BackupOptions::new(db);
     let first = backup(target.clone(), &opts).await?;
     say(
         as_json,
@@ -126,53 +205,34 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
             second.unchanged.files,
         ),
     );
-    let points: Vec<_> = list(target.clone()).await?.points().cloned().collect();
-    say(
-        as_json,
-        &format!("4. the location holds {} restore points", points.len()),
-    );
+    Ok((first, second))
+}
 
-    say(
-        as_json,
-        &format!("5. restoring the newest point into {}", restored.display()),
-    );
-    let latest = restore(target.clone(), &RestoreOptions::new(&restored)).await?;
-    let latest_check = checked(&restored);
+/// What the checker found in a restored database, opened as the server would.
+fn say_checked(as_json: bool, name: &str, c: &CheckReport) {
+    for v in &c.violations {
+        say(as_json, &format!("   violation ({name}): {v}"));
+    }
     say(
         as_json,
         &format!(
-            "6. restoring the first point into {}",
-            restored_first.display()
+            "   {name} point, opened as the server would: {} ({} chunks, {} index tables, log up to {})",
+            if c.is_ok() { "consistent" } else { "INCONSISTENT" },
+            c.chunks,
+            c.ptables,
+            c.writer
         ),
     );
-    let mut first_opts = RestoreOptions::new(&restored_first);
-    first_opts.point = Which::Id(points[0].id.clone());
-    let earliest = restore(target.clone(), &first_opts).await?;
-    let first_check = checked(&restored_first);
-    for (name, c) in [("newest", &latest_check), ("first", &first_check)] {
-        for v in &c.violations {
-            say(as_json, &format!("   violation ({name}): {v}"));
-        }
-        say(
-            as_json,
-            &format!(
-                "   {name} point, opened as the server would: {} ({} chunks, {} index tables, log up to {})",
-                if c.is_ok() { "consistent" } else { "INCONSISTENT" },
-                c.chunks,
-                c.ptables,
-                c.writer
-            ),
-        );
-    }
+}
+
+/// Verifies every point, reading every byte back.
+async fn verify_all(target: &Arc<dyn Target>, as_json: bool) -> Result<VerifyReport, Failure> {
     say(as_json, "7. verifying every point, reading every byte back");
-    let verified = verify(
-        target.clone(),
-        &VerifyOptions {
-            read_data: true,
-            ..VerifyOptions::default()
-        },
-    )
-    .await?;
+    let opts = VerifyOptions {
+        read_data: true,
+        ..VerifyOptions::default()
+    };
+    let verified = verify(target.clone(), &opts).await?;
     say(
         as_json,
         &format!(
@@ -185,31 +245,5 @@ async fn demo(dir: &Path, as_json: bool) -> Result<i32, Failure> {
     for p in verified.problems() {
         say(as_json, &format!("   problem: {p}"));
     }
-    let ok = latest_check.is_ok() && first_check.is_ok() && verified.is_ok();
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "ok": ok,
-                "first_backup": first,
-                "second_backup": second,
-                "points": points,
-                "restore_latest": latest,
-                "restore_first": earliest,
-                "checker_violations": [latest_check.violations, first_check.violations],
-                "verify": verified,
-            }))
-            .expect("serialises")
-        );
-    } else {
-        say(
-            as_json,
-            if ok {
-                "demo ok: a live database was backed up twice; both restore points restored and were found consistent"
-            } else {
-                "demo FAILED: see above"
-            },
-        );
-    }
-    Ok(if ok { 0 } else { 5 })
+    Ok(verified)
 }

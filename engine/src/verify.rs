@@ -99,16 +99,7 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
             (all.readable, all.damaged)
         }
     };
-    let running = list_locks(target.as_ref())
-        .await?
-        .into_iter()
-        .find(|l| l.dead.is_none())
-        .map(|l| {
-            format!(
-                "a {} is running (lock held by run {} on {} pid {}): the points checked are the completed ones",
-                l.info.command, l.info.run_id, l.info.host, l.info.pid
-            )
-        });
+    let running = running_run(target.as_ref()).await?;
     let listing = crate::target::list_sizes(target.as_ref())
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
@@ -117,37 +108,11 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
         .last()
         .filter(|p| Some(&p.id) == location.ids.last() && running.is_none());
     let mirror = newest.map_or_else(Vec::new, |p| mirror_problems(p, &listing));
-    let mut checks: Vec<PointCheck> = points
-        .iter()
-        .map(|p| {
-            let mut problems: Vec<String> = missing(p, &listing)
-                .into_iter()
-                .map(|m| format!("{m} is missing"))
-                .collect();
-            problems.extend(structure_problems(p));
-            PointCheck {
-                id: p.id.clone(),
-                time: p.time,
-                problems,
-            }
-        })
-        .collect();
+    let mut checks: Vec<PointCheck> = points.iter().map(|p| check_point(p, &listing)).collect();
     let objects = objects_of(&points);
     let bytes = objects.values().map(|o| o.size).sum();
     if opts.read_data {
-        let present: Vec<(&String, &Obj)> = objects
-            .iter()
-            .filter(|(k, o)| listing.get(*k) == Some(&o.size))
-            .collect();
-        let reads: Vec<_> = present
-            .into_iter()
-            .map(|(key, obj)| read_back(target.as_ref(), key, obj))
-            .collect();
-        let bad: Vec<(String, String)> = stream::iter(reads)
-            .buffer_unordered(opts.concurrency.max(1))
-            .try_filter_map(|p| async move { Ok(p) })
-            .try_collect()
-            .await?;
+        let bad = read_data(target.as_ref(), &objects, &listing, opts.concurrency).await?;
         for (key, problem) in bad {
             for (check, point) in checks.iter_mut().zip(&points) {
                 if point.objects().iter().any(|o| o.key == key) {
@@ -156,18 +121,7 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
             }
         }
     }
-    // A point with problems that is gone now was forgotten meanwhile: not damage.
-    let mut forgotten_meanwhile = Vec::new();
-    if checks.iter().any(|c| !c.problems.is_empty()) && !location.ids.is_empty() {
-        let now = Location::read(target.clone()).await?;
-        checks.retain(|c| {
-            let gone = !c.problems.is_empty() && !now.ids.contains(&c.id);
-            if gone {
-                forgotten_meanwhile.push(c.id.clone());
-            }
-            !gone
-        });
-    }
+    let forgotten_meanwhile = drop_forgotten(&target, &location, &mut checks).await?;
     Ok(VerifyReport {
         target: target.describe(),
         read_data: opts.read_data,
@@ -179,6 +133,76 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
         forgotten_meanwhile,
         mirror,
     })
+}
+
+/// Says so when a run holds the lock (the points checked are then the completed ones).
+async fn running_run(target: &dyn Target) -> Result<Option<String>> {
+    Ok(list_locks(target)
+        .await?
+        .into_iter()
+        .find(|l| l.dead.is_none())
+        .map(|l| {
+            format!(
+                "a {} is running (lock held by run {} on {} pid {}): the points checked are the completed ones",
+                l.info.command, l.info.run_id, l.info.host, l.info.pid
+            )
+        }))
+}
+
+/// The objects `point` names that the listing lacks, and the problems of its own structure.
+fn check_point(point: &Point, listing: &BTreeMap<String, u64>) -> PointCheck {
+    let mut problems: Vec<String> = missing(point, listing)
+        .into_iter()
+        .map(|m| format!("{m} is missing"))
+        .collect();
+    problems.extend(structure_problems(point));
+    PointCheck {
+        id: point.id.clone(),
+        time: point.time,
+        problems,
+    }
+}
+
+/// Reads back every listed object of the right size, `concurrency` at a time: (key, problem)
+/// for each that does not hash to its MD5.
+async fn read_data(
+    target: &dyn Target,
+    objects: &BTreeMap<String, Obj>,
+    listing: &BTreeMap<String, u64>,
+    concurrency: usize,
+) -> Result<Vec<(String, String)>> {
+    let reads: Vec<_> = objects
+        .iter()
+        .filter(|(k, o)| listing.get(*k) == Some(&o.size))
+        .map(|(key, obj)| read_back(target, key, obj))
+        .collect();
+    stream::iter(reads)
+        .buffer_unordered(concurrency.max(1))
+        .try_filter_map(|p| async move { Ok(p) })
+        .try_collect()
+        .await
+}
+
+/// A point with problems that is gone now was forgotten meanwhile: not damage. Removes such
+/// points from `checks` and returns their ids.
+async fn drop_forgotten(
+    target: &Arc<dyn Target>,
+    location: &Location,
+    checks: &mut Vec<PointCheck>,
+) -> Result<Vec<String>> {
+    let mut forgotten = Vec::new();
+    if checks.iter().all(|c| c.problems.is_empty()) || location.ids.is_empty() {
+        return Ok(forgotten);
+    }
+    let now = Location::read(target.clone()).await?;
+    checks.retain(|c| {
+        let gone = !c.problems.is_empty() && !now.ids.contains(&c.id);
+        if gone {
+            forgotten.push(c.id.clone());
+        }
+        !gone
+    });
+    Ok(forgotten)
 }
 
 /// Root copies of the newest point's files that are missing or of another size. Files stored

@@ -134,42 +134,69 @@ async fn store_one(
             object,
             source,
         } => {
-            let md5 = upload(
-                target,
+            let appended = Appended {
+                base,
+                from: *from,
+                to: *to,
                 object,
                 source,
-                *from,
-                to - from,
-                UploadCheck::None,
-                None,
-                progress,
-            )
-            .await?;
-            let mut segments = base.clone();
-            segments.push(Segment {
-                key: object.clone(),
-                at: *from,
-                len: to - from,
-                md5,
-            });
-            let window = TAIL_WINDOW.min(*to);
-            let tail = md5_of_range(&source.path, None, to - window, window)
-                .await
-                .map_err(|e| read_error(&source.path, e))?;
-            let content = Content::Segments {
-                segments,
-                data_end: *to,
-                tail: Window {
-                    at: to - window,
-                    len: window,
-                    md5: hex::encode(tail),
-                },
             };
+            let content = append(target, appended, progress).await?;
             (content, Some((object.clone(), to - from)))
         }
     };
     progress.file_done(&plan.key, plan.upload_bytes());
     Ok(Outcome::Stored((plan.key.clone(), file(content), new)))
+}
+
+/// The bytes a growing chunk gained since the previous point, stored as one more segment.
+struct Appended<'a> {
+    base: &'a [Segment],
+    from: u64,
+    to: u64,
+    object: &'a str,
+    source: &'a LocalFile,
+}
+
+/// Uploads the appended bytes; the content is the previous segments plus the new one, with the
+/// MD5 of the data's last [`TAIL_WINDOW`] bytes.
+async fn append(
+    target: &Arc<dyn Target>,
+    a: Appended<'_>,
+    progress: &Arc<dyn Progress>,
+) -> Result<Content> {
+    let len = a.to - a.from;
+    let md5 = upload(
+        target,
+        a.object,
+        a.source,
+        a.from,
+        len,
+        UploadCheck::None,
+        None,
+        progress,
+    )
+    .await?;
+    let mut segments = a.base.to_vec();
+    segments.push(Segment {
+        key: a.object.to_string(),
+        at: a.from,
+        len,
+        md5,
+    });
+    let window = TAIL_WINDOW.min(a.to);
+    let tail = md5_of_range(&a.source.path, None, a.to - window, window)
+        .await
+        .map_err(|e| read_error(&a.source.path, e))?;
+    Ok(Content::Segments {
+        segments,
+        data_end: a.to,
+        tail: Window {
+            at: a.to - window,
+            len: window,
+            md5: hex::encode(tail),
+        },
+    })
 }
 
 /// Copies a file the engine does not know ([`UploadCheck::HeldStill`]): opened now (never

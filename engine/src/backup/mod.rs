@@ -162,19 +162,7 @@ async fn run(
     let seq = location.next_seq();
     let run_id = new_point_id(seq);
     let time = Utc::now();
-    let mut warnings = Vec::new();
-    if let Some(newest) = previous.as_ref().map(|p| p.time) {
-        if time < newest {
-            warnings.push(format!(
-                "this host's clock ({}) is behind the newest restore point's time ({}): the point is still the newest (points are ordered by run), but --at and the --keep-hourly/daily/... rules see the time as recorded; check the clock (NTP)",
-                time.to_rfc3339(),
-                newest.to_rfc3339()
-            ));
-        }
-    }
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
+    let warnings = clock_warnings(time, previous.as_ref());
     let captured = capture(source, opts).await?;
     let probes = probe::probe(location, &captured, previous.as_ref()).await?;
     let policy = Policy {
@@ -192,37 +180,13 @@ async fn run(
     let Some(lock) = lock else {
         return Ok(report_of(&plan)); // --dry-run: the plan is the report
     };
-
-    let concurrency = opts.concurrency.unwrap_or(match target.local_root() {
-        Some(_) => DEFAULT_LOCAL_CONCURRENCY,
-        None => DEFAULT_CONCURRENCY,
-    });
-    let repairs = probe::mirror_repairs(target.as_ref(), &plan).await?;
-    let repaired = repairs.len();
-    plan.mirrors.extend(repairs);
-    let stored = execute::store_files(target, &plan, concurrency, &opts.progress).await?;
-    plan.leave_out(stored.skipped);
-    execute::confirm(target.as_ref(), &stored.new_objects).await?;
-    // A run whose lock was taken over writes nothing more.
-    lock.confirm_held().await?;
-    execute::mirror(target.as_ref(), &plan.mirrors).await?;
-    let point = Point {
-        format: FORMAT,
+    let head = PointHead {
         id: run_id,
         seq,
         time,
-        finished: Utc::now(),
-        tool_version: tool_version(),
-        host: crate::lock::host_name(),
-        source_db: source.db.display().to_string(),
-        source_index: source.index.display().to_string(),
-        chunk_size: captured.chunks.chunk_size,
-        checkpoints: captured.checkpoints.values,
-        bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
-        notes: plan.point_notes(),
-        files: stored.files,
     };
-    store_point(target.as_ref(), &point, lock).await?;
+    let (point, repaired) =
+        store_run(location, source, opts, lock, &captured, &mut plan, head).await?;
     let mut report = report_of(&plan);
     report.point = Some(point.id);
     if repaired > 0 {
@@ -240,6 +204,72 @@ async fn run(
         }
     }
     Ok(report)
+}
+
+/// A warning when this host's clock is behind the newest point's recorded time.
+fn clock_warnings(time: chrono::DateTime<Utc>, previous: Option<&Point>) -> Vec<String> {
+    let Some(newest) = previous.map(|p| p.time).filter(|newest| time < *newest) else {
+        return Vec::new();
+    };
+    let warning = format!(
+        "this host's clock ({}) is behind the newest restore point's time ({}): the point is still the newest (points are ordered by run), but --at and the --keep-hourly/daily/... rules see the time as recorded; check the clock (NTP)",
+        time.to_rfc3339(),
+        newest.to_rfc3339()
+    );
+    tracing::warn!("{warning}");
+    vec![warning]
+}
+
+/// The new point's identity, taken with the lock held.
+struct PointHead {
+    id: String,
+    seq: u64,
+    time: chrono::DateTime<Utc>,
+}
+
+/// Stores the planned files, the root mirror and then the point, in that order; returns the
+/// point and how many root copies were repaired.
+async fn store_run(
+    location: &Location,
+    source: &SourceDirs,
+    opts: &BackupOptions,
+    lock: &Lock,
+    captured: &Captured,
+    plan: &mut plan::BackupPlan,
+    head: PointHead,
+) -> Result<(Point, usize)> {
+    let target = &location.target;
+    let concurrency = opts.concurrency.unwrap_or(match target.local_root() {
+        Some(_) => DEFAULT_LOCAL_CONCURRENCY,
+        None => DEFAULT_CONCURRENCY,
+    });
+    let repairs = probe::mirror_repairs(target.as_ref(), plan).await?;
+    let repaired = repairs.len();
+    plan.mirrors.extend(repairs);
+    let stored = execute::store_files(target, plan, concurrency, &opts.progress).await?;
+    plan.leave_out(stored.skipped);
+    execute::confirm(target.as_ref(), &stored.new_objects).await?;
+    // A run whose lock was taken over writes nothing more.
+    lock.confirm_held().await?;
+    execute::mirror(target.as_ref(), &plan.mirrors).await?;
+    let point = Point {
+        format: FORMAT,
+        id: head.id,
+        seq: head.seq,
+        time: head.time,
+        finished: Utc::now(),
+        tool_version: tool_version(),
+        host: crate::lock::host_name(),
+        source_db: source.db.display().to_string(),
+        source_index: source.index.display().to_string(),
+        chunk_size: captured.chunks.chunk_size,
+        checkpoints: captured.checkpoints.values,
+        bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
+        notes: plan.point_notes(),
+        files: stored.files,
+    };
+    store_point(target.as_ref(), &point, lock).await?;
+    Ok((point, repaired))
 }
 
 /// Writes the point, last; removes it again if the lock turns out to have been taken over

@@ -226,22 +226,58 @@ pub(crate) fn plan(
         point: previous,
         full: policy.full,
     };
-    let mut files = Vec::new();
     let mut notes = Vec::new();
     // Mirror writes, in this order: data before the checkpoint that vouches for it, chaser after
     // writer, the stream-existence checkpoint and indexmap last.
-    let mut side_mirrors = Vec::new();
-    let mut late_mirrors = Vec::new();
+    let side = plan_side_files(captured, &prev, policy, &mut notes);
+    let mut files = side.files;
+    let mut late_mirrors = side.late_mirrors;
+    let (checkpoint_files, checkpoint_mirrors) = plan_checkpoints(&captured.checkpoints, previous);
+    files.extend(checkpoint_files);
+    let index = plan_index(captured, &prev, probes, policy);
+    files.extend(index.files);
+    late_mirrors.extend(index.late_mirrors);
+    for chunk in &captured.chunks.chunks {
+        files.push(plan_chunk(chunk, &prev, probes, policy));
+    }
+    files.sort_by(|a, b| a.key.cmp(&b.key));
+    // Deletions first: a file replaced by a folder of the same name (or the reverse) then
+    // finds its name free in a folder location.
+    let mut mirrors = gone_mirrors(&files, previous);
+    mirrors.extend(side.mirrors);
+    mirrors.extend(checkpoint_mirrors);
+    mirrors.extend(late_mirrors);
+    BackupPlan {
+        files,
+        mirrors,
+        notes,
+        skipped: captured.other.skipped.clone(),
+    }
+}
 
-    let existence = plan_existence(captured.side.existence.as_ref(), &prev, policy, &mut notes);
-    files.extend(existence.files);
-    side_mirrors.extend(existence.data_mirror);
-    late_mirrors.extend(existence.checkpoint_mirror);
+/// Planned files with their root mirror writes: `mirrors` go before the checkpoints',
+/// `late_mirrors` after them.
+struct PlannedPart {
+    files: Vec<FilePlan>,
+    mirrors: Vec<Mirror>,
+    late_mirrors: Vec<Mirror>,
+}
+
+/// The stream-existence filter, the in-place side files and every other file.
+fn plan_side_files(
+    captured: &Captured,
+    prev: &Previous<'_>,
+    policy: &Policy,
+    notes: &mut Vec<String>,
+) -> PlannedPart {
+    let existence = plan_existence(captured.side.existence.as_ref(), prev, policy, notes);
+    let mut files = existence.files;
+    let mut mirrors: Vec<Mirror> = existence.data_mirror.into_iter().collect();
     for set in [&captured.side.scavenging, &captured.side.secondary] {
         let set: Vec<InPlace> = set.iter().map(InPlace::side).collect();
-        let (planned, mirrors) = plan_in_place_set(&set, UploadCheck::Unchanged, &prev, policy);
+        let (planned, set_mirrors) = plan_in_place_set(&set, UploadCheck::Unchanged, prev, policy);
         files.extend(planned);
-        side_mirrors.extend(mirrors);
+        mirrors.extend(set_mirrors);
     }
     // Each other file on its own: one that changed does not make the others stored again.
     for f in &captured.other.files {
@@ -254,9 +290,10 @@ pub(crate) fn plan(
             },
             stamp: f.stamp,
         };
-        let (planned, mirrors) = plan_in_place_set(&[one], UploadCheck::HeldStill, &prev, policy);
+        let (planned, one_mirrors) =
+            plan_in_place_set(&[one], UploadCheck::HeldStill, prev, policy);
         files.extend(planned);
-        side_mirrors.extend(mirrors);
+        mirrors.extend(one_mirrors);
     }
     if !captured.side.secondary_left_out.is_empty() {
         notes.push(format!(
@@ -264,54 +301,47 @@ pub(crate) fn plan(
             captured.side.secondary_left_out.join(", ")
         ));
     }
-
-    let (checkpoint_files, checkpoint_mirrors) = plan_checkpoints(&captured.checkpoints, previous);
-    files.extend(checkpoint_files);
-
-    if let Some(map) = &captured.index.indexmap {
-        let key = index_key(crate::format::indexmap::FILE_NAME);
-        if !inline_equals(previous.and_then(|p| p.files.get(&key)), map) {
-            late_mirrors.push(Mirror::Bytes {
-                key: key.clone(),
-                data: map.clone(),
-            });
-        }
-        files.push(inline(&key, map.clone(), prev.keepable(&key)));
-        for t in &captured.index.tables {
-            files.push(plan_immutable(
-                &t.table,
-                UploadCheck::TrailingMd5,
-                &prev,
-                probes,
-                policy,
-            ));
-            if let Some(bloom) = &t.bloom {
-                files.push(plan_immutable(
-                    bloom,
-                    UploadCheck::None,
-                    &prev,
-                    probes,
-                    policy,
-                ));
-            }
-        }
-    }
-    for chunk in &captured.chunks.chunks {
-        files.push(plan_chunk(chunk, &prev, probes, policy));
-    }
-    files.sort_by(|a, b| a.key.cmp(&b.key));
-    // Deletions first: a file replaced by a folder of the same name (or the reverse) then
-    // finds its name free in a folder location.
-    let mut mirrors = gone_mirrors(&files, previous);
-    mirrors.extend(side_mirrors);
-    mirrors.extend(checkpoint_mirrors);
-    mirrors.extend(late_mirrors);
-    BackupPlan {
+    PlannedPart {
         files,
         mirrors,
-        notes,
-        skipped: captured.other.skipped.clone(),
+        late_mirrors: existence.checkpoint_mirror.into_iter().collect(),
     }
+}
+
+/// The indexmap (inline, mirrored last) and the index tables it names.
+fn plan_index(
+    captured: &Captured,
+    prev: &Previous<'_>,
+    probes: &Probes,
+    policy: &Policy,
+) -> PlannedPart {
+    let mut part = PlannedPart {
+        files: Vec::new(),
+        mirrors: Vec::new(),
+        late_mirrors: Vec::new(),
+    };
+    let Some(map) = &captured.index.indexmap else {
+        return part;
+    };
+    let key = index_key(crate::format::indexmap::FILE_NAME);
+    let previous = prev.point.and_then(|p| p.files.get(&key));
+    if !inline_equals(previous, map) {
+        part.late_mirrors.push(Mirror::Bytes {
+            key: key.clone(),
+            data: map.clone(),
+        });
+    }
+    part.files
+        .push(inline(&key, map.clone(), prev.keepable(&key)));
+    for t in &captured.index.tables {
+        let table = plan_immutable(&t.table, UploadCheck::TrailingMd5, prev, probes, policy);
+        part.files.push(table);
+        if let Some(bloom) = &t.bloom {
+            let bloom = plan_immutable(bloom, UploadCheck::None, prev, probes, policy);
+            part.files.push(bloom);
+        }
+    }
+    part
 }
 
 /// Root copies to remove: of files the previous point had and this plan lacks, where the root

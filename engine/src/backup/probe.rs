@@ -33,36 +33,7 @@ pub(crate) async fn probe(
     previous: Option<&Point>,
 ) -> Result<Probes> {
     let tails_intact = intact_tails(captured, previous).await;
-    let named_at_root = |key: &str| {
-        previous.is_some_and(|p| {
-            matches!(p.files.get(key).map(|f| &f.content), Some(Content::Object { key: k, .. }) if k == key)
-        })
-    };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    for c in captured.chunks.chunks.iter().filter(|c| !c.is_growing()) {
-        if !named_at_root(&c.key()) {
-            candidates.push(Candidate {
-                key: c.key(),
-                path: c.path.clone(),
-                handle: None,
-                len: c.info.file_len,
-                chunk_id: Some(c.info.header.chunk_id.to_string()),
-            });
-        }
-    }
-    for t in &captured.index.tables {
-        for f in std::iter::once(&t.table).chain(t.bloom.as_ref()) {
-            if !named_at_root(&f.key) {
-                candidates.push(Candidate {
-                    key: f.key.clone(),
-                    path: f.path.clone(),
-                    handle: Some(f.file.clone()),
-                    len: f.len,
-                    chunk_id: None,
-                });
-            }
-        }
-    }
+    let candidates = candidates(captured, previous);
     if candidates.is_empty() {
         return Ok(Probes {
             tails_intact,
@@ -70,16 +41,7 @@ pub(crate) async fn probe(
         });
     }
     let target = location.target.as_ref();
-    let mut listed = BTreeMap::new();
-    for prefix in ["chunk-", INDEX_DIR] {
-        for o in target
-            .list(prefix)
-            .await
-            .map_err(|e| EngineError::storage("listing the backup location", e))?
-        {
-            listed.insert(o.key, o.size);
-        }
-    }
+    let listed = list_root(target).await?;
     let present: Vec<(Candidate, u64)> = candidates
         .into_iter()
         .filter_map(|c| listed.get(&c.key).map(|&size| (c, size)))
@@ -104,25 +66,83 @@ pub(crate) async fn probe(
         }
     }
     if !others.is_empty() {
-        // Rare: a root name holds another file. Whether a point needs it decides whether it
-        // may be replaced.
-        // A damaged point may need any of them: then none is replaced.
-        let points = location.points().await?;
-        let needed: BTreeSet<String> = points
-            .readable
-            .iter()
-            .flat_map(|p| p.objects().into_iter().map(|o| o.key))
-            .collect();
-        for key in others {
+        root.extend(classify_others(location, others).await?);
+    }
+    Ok(Probes { tails_intact, root })
+}
+
+/// The completed chunks and index files the previous point does not store at their own root
+/// name: the root objects a plan may write.
+fn candidates(captured: &Captured, previous: Option<&Point>) -> Vec<Candidate> {
+    let named_at_root = |key: &str| {
+        previous.is_some_and(|p| {
+            matches!(p.files.get(key).map(|f| &f.content), Some(Content::Object { key: k, .. }) if k == key)
+        })
+    };
+    let chunks = captured.chunks.chunks.iter().filter(|c| !c.is_growing());
+    let chunks = chunks.map(|c| Candidate {
+        key: c.key(),
+        path: c.path.clone(),
+        handle: None,
+        len: c.info.file_len,
+        chunk_id: Some(c.info.header.chunk_id.to_string()),
+    });
+    let index_files = captured
+        .index
+        .tables
+        .iter()
+        .flat_map(|t| std::iter::once(&t.table).chain(t.bloom.as_ref()))
+        .map(|f| Candidate {
+            key: f.key.clone(),
+            path: f.path.clone(),
+            handle: Some(f.file.clone()),
+            len: f.len,
+            chunk_id: None,
+        });
+    chunks
+        .chain(index_files)
+        .filter(|c| !named_at_root(&c.key))
+        .collect()
+}
+
+/// Key → size of the root's chunk and index objects.
+async fn list_root(target: &dyn Target) -> Result<BTreeMap<String, u64>> {
+    let mut listed = BTreeMap::new();
+    for prefix in ["chunk-", INDEX_DIR] {
+        for o in target
+            .list(prefix)
+            .await
+            .map_err(|e| EngineError::storage("listing the backup location", e))?
+        {
+            listed.insert(o.key, o.size);
+        }
+    }
+    Ok(listed)
+}
+
+/// Rare: root names that hold another file than the local one. Whether a point needs one
+/// decides whether it may be replaced; a damaged point may need any of them, so then none is.
+async fn classify_others(
+    location: &Location,
+    others: Vec<String>,
+) -> Result<Vec<(String, RootObject)>> {
+    let points = location.points().await?;
+    let needed: BTreeSet<String> = points
+        .readable
+        .iter()
+        .flat_map(|p| p.objects().into_iter().map(|o| o.key))
+        .collect();
+    Ok(others
+        .into_iter()
+        .map(|key| {
             let state = if needed.contains(&key) || !points.damaged.is_empty() {
                 RootObject::Needed
             } else {
                 RootObject::Unneeded
             };
-            root.insert(key, state);
-        }
-    }
-    Ok(Probes { tails_intact, root })
+            (key, state)
+        })
+        .collect())
 }
 
 /// Root copies of the new point's files (inline ones, and those stored under `.esbackup/data/`)

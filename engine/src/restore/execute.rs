@@ -109,6 +109,33 @@ async fn run(
     Ok(tally)
 }
 
+/// Creates the empty temporary file `path` (and the folders it needs), noting each in
+/// `created`; opened for reading too, since large objects are hashed by reading back what was
+/// written.
+fn create_partial(path: &Path, created: &Created) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        let mut missing = Vec::new();
+        let mut d = dir.to_path_buf();
+        while !d.exists() {
+            missing.push(d.clone());
+            if !d.pop() {
+                break;
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
+        missing.into_iter().for_each(|d| created.add(d));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| EngineError::io(path.display(), e))?;
+    created.add(path.to_path_buf());
+    Ok(file)
+}
+
 fn partial(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(PARTIAL_SUFFIX);
@@ -125,27 +152,7 @@ async fn fetch(
     ranged: bool,
 ) -> Result<u64> {
     let path = partial(&dest.path_of_key(&item.key));
-    if let Some(dir) = path.parent() {
-        let mut missing = Vec::new();
-        let mut d = dir.to_path_buf();
-        while !d.exists() {
-            missing.push(d.clone());
-            if !d.pop() {
-                break;
-            }
-        }
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
-        missing.into_iter().for_each(|d| created.add(d));
-    }
-    // Read too: large objects are hashed by reading back what was written.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| EngineError::io(path.display(), e))?;
-    created.add(path.clone());
+    let file = create_partial(&path, created)?;
     let file = Arc::new(file);
     let label = path.display().to_string();
     match &item.source {
