@@ -11,6 +11,7 @@ pub mod layout;
 
 mod backup;
 mod download;
+mod duration;
 mod error;
 mod file_copy;
 mod forget;
@@ -33,6 +34,7 @@ mod tally;
 mod target;
 mod upload;
 mod verify;
+mod written;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -43,6 +45,7 @@ pub use backup::{
     backup, BackupOptions, BackupReport, Retention, Skipped, Uploaded, DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
 };
+pub use duration::{parse_duration, HumanDuration};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
 pub use hashing::{md5, Md5};
