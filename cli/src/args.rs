@@ -178,7 +178,7 @@ fn concurrency_help() -> String {
     format!(
         "Files transferred at once [default: backups {DEFAULT_CONCURRENCY}, or \
          {DEFAULT_LOCAL_CONCURRENCY} to a folder; restore and verify: \
-         {DEFAULT_RESTORE_CONCURRENCY}]."
+         {DEFAULT_RESTORE_CONCURRENCY}]"
     )
 }
 

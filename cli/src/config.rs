@@ -3,9 +3,9 @@
 //! engine's [`KeepPolicy`] and `prune`: the policy `forget` uses without `--keep-*`, and that
 //! each successful backup applies).
 //!
-//! An option's value in the file becomes the default of its command-line option ([`FileConfig::apply`]):
-//! the command line and the environment win over it, the value is read by the option's own
-//! parser, and no option is listed here.
+//! An option's value in the file becomes the default of its command-line option
+//! ([`FileConfig::apply`]): the command line and the environment win over it, the value is read
+//! by the option's own parser, and no option is listed here.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -148,25 +148,29 @@ impl FileConfig {
 
     /// `arg` with the file's value as its default, when the file has one.
     fn default_of(&self, arg: Arg) -> Arg {
-        let value = match yaml_key(&arg).as_deref() {
-            Some("retention.prune") => self.retention.as_ref().and_then(|r| r.prune),
-            _ => None,
-        }
-        .map(|p| p.to_string())
-        .or_else(|| self.options.get(&yaml_key(&arg)?).cloned());
-        match value {
-            Some(v) => arg.default_value(v),
+        match self.value_of(&arg) {
+            Some(value) => arg.default_value(value),
             None => arg,
+        }
+    }
+
+    /// The file's value of the option `arg`, as text. The keep rules have none: `forget` takes
+    /// the `retention:` block whole or not at all ([`FileConfig::policy_or`]).
+    fn value_of(&self, arg: &Arg) -> Option<String> {
+        match yaml_key(arg)?.as_str() {
+            "retention.prune" => self.retention.as_ref()?.prune.map(|p| p.to_string()),
+            key => self.options.get(key).cloned(),
         }
     }
 
     /// Parses `value` as the option `arg` would on the command line.
     fn check(&self, key: &str, arg: &Arg, value: &str) -> Result<(), Failure> {
         let long = arg.get_long().unwrap_or(key).to_string();
+        let names = arg.get_value_names().unwrap_or_default().to_vec();
         let alone = Command::new("esbackup").no_binary_name(true).arg(
             Arg::new(arg.get_id().clone())
                 .long(long.clone())
-                .value_name(key.to_uppercase())
+                .value_names(names)
                 .value_parser(arg.get_value_parser().clone()),
         );
         match alone.try_get_matches_from([OsString::from(format!("--{long}={value}"))]) {
@@ -284,5 +288,13 @@ mod tests {
             no_prune.retention().unwrap().prune,
             "a backup prunes by default"
         );
+    }
+
+    #[test]
+    fn the_storage_block_reads_sizes_and_durations() {
+        let storage = "storage:\n  part_size: 8M\n  request_timeout: 90\n";
+        let storage = FileConfig::parse(Path::new("x"), storage).unwrap().storage;
+        assert_eq!(storage.part_size, Some(esbackup_engine::ByteSize(8 << 20)));
+        assert_eq!(storage.request_timeout.unwrap().0.as_secs(), 90);
     }
 }

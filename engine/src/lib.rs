@@ -4,7 +4,8 @@
 //! The public surface is what this page re-exports: the commands ([`backup`], [`restore`],
 //! [`verify`], [`list`], [`status`], [`forget`]) with their options and reports, the storage
 //! seam ([`Target`], [`Upload`]), errors ([`EngineError`], [`ErrorKind`]), and the on-disk
-//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing` feature.
+//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing`
+//! feature; the `clap` feature makes [`KeepPolicy`] command-line options.
 
 pub mod format;
 pub mod layout;
