@@ -32,80 +32,33 @@ use crate::target::Target;
 #[serde(default, deny_unknown_fields)]
 pub struct KeepPolicy {
     /// Keep the newest N points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-last",
-            env = "ESBACKUP_KEEP_LAST",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-last", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_LAST", default_value_t))]
     pub last: u32,
     /// Keep the newest point of each of the last N hours that have points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-hourly",
-            env = "ESBACKUP_KEEP_HOURLY",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-hourly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_HOURLY", default_value_t))]
     pub hourly: u32,
     /// Keep the newest point of each of the last N days that have points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-daily",
-            env = "ESBACKUP_KEEP_DAILY",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-daily", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_DAILY", default_value_t))]
     pub daily: u32,
     /// Keep the newest point of each of the last N ISO weeks that have points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-weekly",
-            env = "ESBACKUP_KEEP_WEEKLY",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-weekly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_WEEKLY", default_value_t))]
     pub weekly: u32,
     /// Keep the newest point of each of the last N months that have points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-monthly",
-            env = "ESBACKUP_KEEP_MONTHLY",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-monthly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_MONTHLY", default_value_t))]
     pub monthly: u32,
     /// Keep the newest point of each of the last N years that have points.
-    #[cfg_attr(
-        feature = "clap",
-        arg(
-            long = "keep-yearly",
-            env = "ESBACKUP_KEEP_YEARLY",
-            value_name = "N",
-            default_value_t = 0,
-            hide_default_value = true
-        )
-    )]
+    #[cfg_attr(feature = "clap", arg(long = "keep-yearly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_YEARLY", default_value_t))]
     pub yearly: u32,
     /// Keep every point taken within this long before the newest one (30m, 36h, 7d, 2w).
-    #[cfg_attr(feature = "clap", arg(long = "keep-within", env = "ESBACKUP_KEEP_WITHIN",
-        value_name = "DURATION", value_parser = crate::duration::parse_duration))]
+    #[cfg_attr(feature = "clap", arg(long = "keep-within", value_name = "DURATION"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_WITHIN"))]
+    #[cfg_attr(feature = "clap", arg(value_parser = crate::duration::parse_duration))]
     #[serde(with = "crate::duration::optional")]
     pub within: Option<Duration>,
 }
