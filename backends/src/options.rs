@@ -1,10 +1,8 @@
 //! [`TargetOptions`]: the `storage:` section of the YAML config. Every field is optional; unset
 //! fields fall back to the cloud's standard environment variables, then to defaults.
 
-use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 /// Default size of one multipart part / resumable-upload piece (16 MiB: a 256 MiB chunk file is 16
@@ -12,13 +10,13 @@ use serde::Deserialize;
 pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
 /// Smallest part size the clouds accept for every part but the last (S3: 5 MiB).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
-/// Default number of parts of one upload in flight at once. With the engine's 4 files at once
-/// that is 8 requests in flight. Measured with bench/s3-bench.sh (4 GiB into a local Garage):
-/// 2 parts gave 213 MB/s at 159 MiB peak RSS, 4 parts 210 MB/s at 279 MiB.
+/// Default number of parts of one upload in flight at once: the fewest that keep a local store
+/// as busy as more would (with the engine's 4 files at once, 8 requests in flight); more parts
+/// cost memory, not time. The measurements: `bench/results/upload-parts.md`.
 pub const DEFAULT_CONCURRENCY: usize = 2;
-/// Default memory for upload parts, across every upload at once: 2 parts of 16 MiB. Measured with
-/// bench/run.sh (2 GiB into a local Garage): 32 MiB gave 113 MB/s at 79 MiB peak RSS, 48 MiB
-/// 117 MB/s at 95 MiB, 64 MiB 111 MiB RSS; the store, not the client, bounds the rate.
+/// Default memory for upload parts, across every upload at once: 2 parts of 16 MiB, the least
+/// that does not lower the throughput (the store, not the client, bounds the rate). The
+/// measurements: `bench/results/upload-parts.md`.
 pub const DEFAULT_MEMORY: u64 = 32 << 20;
 /// Default timeout of one whole HTTP request, body included: a 16 MiB part needs ~20 KiB/s to
 /// make it, a single GET of a 256 MiB chunk ~300 KiB/s (object_store also resumes a broken
@@ -121,42 +119,7 @@ impl TargetOptions {
     }
 }
 
-pub use esbackup_engine::ByteSize;
-
-/// A duration, written as seconds or with units (`90s`, `5m`, `1h 30m`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = HumanDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 30s or 5m, or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-                Ok(HumanDuration(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                u64::try_from(v)
-                    .map(|v| HumanDuration(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
-                Duration::try_from_secs_f64(v)
-                    .map(HumanDuration)
-                    .map_err(|_| E::custom(format!("invalid duration {v}")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(v)
-                    .map(HumanDuration)
-                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+pub use esbackup_engine::{ByteSize, HumanDuration};
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,29 @@
-//! Command-line arguments, as clap parses them (with their `ESBACKUP_*` environment variables).
-//! Every option is also a key of the YAML config file; `settings.rs` resolves the three.
+//! Every option of every command, defined once: a field of one of the structs below is the
+//! option. Its doc comment is the help; `#[arg]` names the flag, the `ESBACKUP_*` environment
+//! variable and the default; the field's name is its key in the YAML config file (`config.rs`;
+//! `forget`'s `--keep-*` rules are the engine's [`KeepPolicy`], the file's `retention:` block).
+//! The README's configuration table is checked against these definitions, defaults included
+//! (`settings.rs`).
 //!
-//! Boolean options take an optional value so that the command line can turn off what the
-//! environment or the file turned on: `--full`, `--full=true`, `--full=false`.
+//! Why clap's derive rather than ripgrep's table of one `Flag` per option: the commands read
+//! the options as typed fields, clap already joins the command line with the environment, and
+//! the config file joins in as clap's defaults (`config.rs`). So the precedence — command line,
+//! then environment, then file, then the default written here — is clap's own, and one value
+//! parser reads an option wherever it comes from. A table of flags would re-implement both.
+//!
+//! Boolean options are plain `bool` fields; [`command`] makes each a toggle with an optional
+//! value, so that the command line can turn off what the environment or the file turned on:
+//! `--full`, `--full=true`, `--full=false`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use esbackup_engine::{
+    HumanDuration, KeepPolicy, LockOptions, DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY,
+    DEFAULT_RESTORE_CONCURRENCY,
+};
 
 /// Consistent backups of a live EventStoreDB / KurrentDB node, kept as restore points.
 ///
@@ -87,6 +103,41 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// The command-line parser: the derived [`Cli`], every `bool` option made a toggle.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|c| c.mut_args(toggle))
+}
+
+/// `--flag`, `--flag=true`, `--flag=false` (and `yes`/`no`, `1`/`0`) for a `bool` option.
+fn toggle(arg: Arg) -> Arg {
+    if !matches!(arg.get_action(), ArgAction::SetTrue) {
+        return arg;
+    }
+    arg.action(ArgAction::Set)
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .default_value("false")
+        .hide_default_value(true)
+        .value_parser(BoolishValueParser::new())
+        .value_name("BOOL")
+}
+
+/// Parses `argv` with `cmd` (see [`command`]).
+pub fn parse(cmd: clap::Command, argv: &[OsString]) -> Result<Cli, clap::Error> {
+    Cli::from_arg_matches(&cmd.try_get_matches_from(argv)?)
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+pub fn first_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad usage")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct TargetArg {
     /// Backup location: a folder, file:///path, s3://bucket/prefix, az://container/prefix,
@@ -100,7 +151,7 @@ pub struct DbArgs {
     /// The node's database folder (holds chunk-*.* and *.chk).
     #[arg(long, env = "ESBACKUP_DB", value_name = "DIR")]
     pub db: Option<PathBuf>,
-    /// The node's index folder [default: the index folder inside --db].
+    /// The node's index folder [default: the index folder in --db].
     #[arg(long, env = "ESBACKUP_INDEX", value_name = "DIR")]
     pub index: Option<PathBuf>,
 }
@@ -108,39 +159,69 @@ pub struct DbArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Output {
     /// Print one JSON object with the result on stdout (errors too: {"ok":false,...}).
-    #[arg(long, env = "ESBACKUP_JSON", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub json: Option<bool>,
+    #[arg(long, env = "ESBACKUP_JSON")]
+    pub json: bool,
     /// No progress bar (it is shown only when stderr is a terminal).
-    #[arg(long, env = "ESBACKUP_QUIET", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub quiet: Option<bool>,
+    #[arg(long, env = "ESBACKUP_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct Transfer {
-    /// Files transferred at once [default: backups 4, or 8 to a folder; restore and verify: 8].
-    #[arg(long, env = "ESBACKUP_CONCURRENCY", value_name = "N")]
+    // The defaults are the engine's; `None` leaves each command's own.
+    #[arg(long, env = "ESBACKUP_CONCURRENCY", value_name = "N", value_parser = at_least_one,
+          help = concurrency_help())]
     pub concurrency: Option<usize>,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+fn concurrency_help() -> String {
+    format!(
+        "Files transferred at once [default: backups {DEFAULT_CONCURRENCY}, or \
+         {DEFAULT_LOCAL_CONCURRENCY} to a folder; restore and verify: \
+         {DEFAULT_RESTORE_CONCURRENCY}]"
+    )
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct LockArgs {
     /// Take over the lock even if another run seems to hold it.
-    #[arg(long, env = "ESBACKUP_BREAK_LOCK", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub break_lock: Option<bool>,
-    /// A lock from another host whose heartbeat is older than this many seconds is stale
-    /// [default: 900].
-    #[arg(long, env = "ESBACKUP_LOCK_STALE_SECS", value_name = "SECS")]
-    pub lock_stale_secs: Option<u64>,
+    #[arg(long, env = "ESBACKUP_BREAK_LOCK")]
+    pub break_lock: bool,
+    /// A lock from another host whose heartbeat is older than this many seconds is stale.
+    #[arg(long, env = "ESBACKUP_LOCK_STALE_SECS", value_name = "SECS",
+          default_value_t = LockOptions::default().stale_after.as_secs())]
+    pub lock_stale_secs: u64,
     /// How long to wait for a running backup or forget to release the lock before giving up
-    /// with exit code 4: 90s, 10m, 1h, or 0 to give up at once [default: 10m].
-    #[arg(long, env = "ESBACKUP_LOCK_WAIT", value_name = "DURATION")]
-    pub lock_wait: Option<String>,
+    /// with exit code 4: 90s, 10m, 1h, or 0 to give up at once.
+    // Long enough for a scheduled backup to finish, short enough that a stuck run is reported
+    // the same hour. (The engine's own default is not to wait: a library caller decides.)
+    #[arg(
+        long,
+        env = "ESBACKUP_LOCK_WAIT",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub lock_wait: HumanDuration,
+}
+
+impl LockArgs {
+    /// The engine's lock options.
+    pub fn options(&self) -> LockOptions {
+        LockOptions {
+            stale_after: std::time::Duration::from_secs(self.lock_stale_secs),
+            break_lock: self.break_lock,
+            wait: self.lock_wait.0,
+            ..LockOptions::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -151,20 +232,14 @@ pub struct BackupArgs {
     pub target: TargetArg,
     /// Store every file again instead of trusting what the location holds (also: start a new
     /// history after this node was restored from a backup).
-    #[arg(long, env = "ESBACKUP_FULL", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub full: Option<bool>,
+    #[arg(long, env = "ESBACKUP_FULL")]
+    pub full: bool,
     /// Show what would be stored; change nothing.
-    #[arg(long, env = "ESBACKUP_DRY_RUN", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub dry_run: Option<bool>,
+    #[arg(long, env = "ESBACKUP_DRY_RUN")]
+    pub dry_run: bool,
     /// Also copy the KurrentDB secondary index (kurrent.ddb). Only when the node is stopped.
-    #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX", num_args = 0..=1,
-          require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), value_name = "BOOL")]
-    pub include_secondary_index: Option<bool>,
+    #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX")]
+    pub include_secondary_index: bool,
     #[command(flatten)]
     pub lock: LockArgs,
     #[command(flatten)]
@@ -175,11 +250,11 @@ pub struct BackupArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PointArgs {
-    /// The restore point's id (see `esbackup list`).
+    /// The restore point's id (see `esbackup list`) [default: the newest].
     #[arg(long, env = "ESBACKUP_POINT", value_name = "ID", conflicts_with = "at")]
     pub point: Option<String>,
     /// The newest point taken at or before this time: RFC 3339 (2026-11-30T06:00:00Z) or an
-    /// age (90m, 2h, 3d, 1w).
+    /// age (90m, 2h, 3d, 1w) [default: the newest].
     #[arg(long, env = "ESBACKUP_AT", value_name = "TIME")]
     pub at: Option<String>,
 }
@@ -193,10 +268,8 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub point: PointArgs,
     /// Restore into folders that hold files: their database files are removed first.
-    #[arg(long, env = "ESBACKUP_FORCE", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub force: Option<bool>,
+    #[arg(long, env = "ESBACKUP_FORCE")]
+    pub force: bool,
     #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]
@@ -210,16 +283,12 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub point: PointArgs,
     /// Read every object back: re-hash it and check chunk footers and index table MD5s.
-    #[arg(long, env = "ESBACKUP_READ_DATA", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub read_data: Option<bool>,
+    #[arg(long, env = "ESBACKUP_READ_DATA")]
+    pub read_data: bool,
     /// Also fail (exit 5) when the root mirror of the newest point is damaged (by default a
     /// warning: restores do not use it, and the next backup rewrites it).
-    #[arg(long, env = "ESBACKUP_STRICT", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub strict: Option<bool>,
+    #[arg(long, env = "ESBACKUP_STRICT")]
+    pub strict: bool,
     #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]
@@ -246,37 +315,15 @@ pub struct StatusArgs {
 pub struct ForgetArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Keep the newest N points.
-    #[arg(long, env = "ESBACKUP_KEEP_LAST", value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest point of each of the last N hours that have points.
-    #[arg(long, env = "ESBACKUP_KEEP_HOURLY", value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest point of each of the last N days that have points.
-    #[arg(long, env = "ESBACKUP_KEEP_DAILY", value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest point of each of the last N ISO weeks that have points.
-    #[arg(long, env = "ESBACKUP_KEEP_WEEKLY", value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest point of each of the last N months that have points.
-    #[arg(long, env = "ESBACKUP_KEEP_MONTHLY", value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest point of each of the last N years that have points.
-    #[arg(long, env = "ESBACKUP_KEEP_YEARLY", value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep every point taken within this long before the newest one (30m, 36h, 7d, 2w).
-    #[arg(long, env = "ESBACKUP_KEEP_WITHIN", value_name = "DURATION")]
-    pub keep_within: Option<String>,
+    /// The `--keep-*` rules; none given: the config's `retention:` block.
+    #[command(flatten)]
+    pub keep: KeepPolicy,
     /// Also delete every stored object no kept point needs (reclaims the space).
-    #[arg(long, env = "ESBACKUP_PRUNE", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub prune: Option<bool>,
+    #[arg(long, env = "ESBACKUP_PRUNE")]
+    pub prune: bool,
     /// Show what would be forgotten and deleted; change nothing.
-    #[arg(long, env = "ESBACKUP_DRY_RUN", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          value_name = "BOOL")]
-    pub dry_run: Option<bool>,
+    #[arg(long, env = "ESBACKUP_DRY_RUN")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockArgs,
     #[command(flatten)]

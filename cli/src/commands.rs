@@ -1,43 +1,43 @@
 //! One function per subcommand: open the target, call the engine with the resolved settings,
 //! print the result. `Ok` carries the exit code (non-zero when `verify` finds problems).
 
+use std::ffi::OsString;
 use std::sync::Arc;
 
 use esbackup_backends::open_target;
 use esbackup_engine::{
-    backup, forget, list, restore, status, verify, BackupOptions, ForgetOptions, LockOptions,
-    RestoreOptions, Target, VerifyOptions, Which,
+    backup, forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions,
+    Target, VerifyOptions, Which,
 };
 
-use crate::args::{Cli, Command};
+use crate::args::{
+    BackupArgs, Cli, Command, ForgetArgs, ListArgs, RestoreArgs, StatusArgs, TargetArg, VerifyArgs,
+};
 use crate::config::FileConfig;
 use crate::exit::{Failure, DAMAGED, NO_BACKUP};
-use crate::settings::Settings;
-use crate::{output, progress};
+use crate::{output, progress, settings};
 
-/// Runs the command; returns whether output is JSON, and the exit code or failure.
-pub async fn run(cli: Cli) -> (bool, Result<i32, Failure>) {
-    let asked_json = wants_json(&cli.command);
-    let settings = match FileConfig::load(cli.config.as_deref())
-        .and_then(|file| Settings::resolve(&cli.command, file))
-    {
-        Ok(s) => s,
-        Err(e) => return (asked_json, Err(e)),
+/// Runs the command `argv` gave (parsed first as `cli`, without the config file); returns
+/// whether output is JSON, and the exit code or failure.
+pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
+    let (command, file) = match settings::resolve(&cli, argv) {
+        Ok(resolved) => resolved,
+        Err(e) => return (wants_json(&cli.command), Err(e)),
     };
-    let json = settings.json;
-    let result = match cli.command {
-        Command::Backup(_) => run_backup(&settings).await,
-        Command::Restore(_) => run_restore(&settings).await,
-        Command::Verify(_) => run_verify(&settings).await,
-        Command::List(_) => run_list(&settings).await,
-        Command::Status(_) => run_status(&settings).await,
-        Command::Forget(_) => run_forget(&settings).await,
+    let json = wants_json(&command);
+    let result = match command {
+        Command::Backup(a) => run_backup(&a, &file).await,
+        Command::Restore(a) => run_restore(&a, &file).await,
+        Command::Verify(a) => run_verify(&a, &file).await,
+        Command::List(a) => run_list(&a, &file).await,
+        Command::Status(a) => run_status(&a, &file).await,
+        Command::Forget(a) => run_forget(&a, &file).await,
         Command::Demo(a) => run_demo(a, json).await,
     };
     (json, result)
 }
 
-/// `--json` (or `ESBACKUP_JSON`) as given on the command line, before the config is read.
+/// Whether `--json` (or `ESBACKUP_JSON`, or `json:` in the file) asks for JSON output.
 fn wants_json(command: &Command) -> bool {
     let output = match command {
         Command::Backup(a) => &a.output,
@@ -48,62 +48,55 @@ fn wants_json(command: &Command) -> bool {
         Command::Forget(a) => &a.output,
         Command::Demo(a) => &a.output,
     };
-    output.json.unwrap_or(false)
+    output.json
 }
 
-fn open(s: &Settings) -> Result<Arc<dyn Target>, Failure> {
-    Ok(open_target(s.target()?, &s.storage)?)
+fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
+    Ok(open_target(target.url()?, &file.storage)?)
 }
 
-fn lock_options(s: &Settings) -> LockOptions {
-    LockOptions {
-        stale_after: s.lock_stale,
-        break_lock: s.break_lock,
-        wait: s.lock_wait,
-        ..LockOptions::default()
-    }
-}
-
-async fn run_backup(s: &Settings) -> Result<i32, Failure> {
-    let target = open(s)?;
-    let mut opts = BackupOptions::new(s.db()?);
-    opts.index = s.index.clone();
-    opts.full = s.full;
-    opts.dry_run = s.dry_run;
-    opts.include_secondary_index = s.include_secondary_index;
-    opts.concurrency = s.concurrency;
-    opts.lock = lock_options(s);
-    opts.retention = s.retention.clone();
-    opts.progress = progress::for_terminal(s.quiet || s.json);
+async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let target = open(&a.target, file)?;
+    let mut opts = BackupOptions::new(a.db.folder()?);
+    opts.index = a.db.index.clone();
+    opts.full = a.full;
+    opts.dry_run = a.dry_run;
+    opts.include_secondary_index = a.include_secondary_index;
+    opts.concurrency = a.transfer.concurrency;
+    opts.lock = a.lock.options();
+    opts.retention = file.retention();
+    opts.progress = progress::for_terminal(a.output.quiet || a.output.json);
     let report = backup(target, &opts).await?;
-    output::backup(s.json, &report);
+    output::backup(a.output.json, &report);
     Ok(0)
 }
 
-async fn run_restore(s: &Settings) -> Result<i32, Failure> {
-    let target = open(s)?;
-    let mut opts = RestoreOptions::new(s.db()?);
-    opts.index = s.index.clone();
-    opts.point = s.point.clone();
-    opts.force = s.force;
-    opts.concurrency = s.concurrency.unwrap_or(opts.concurrency);
-    opts.progress = progress::for_terminal(s.quiet || s.json);
+async fn run_restore(a: &RestoreArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let point = a.point.which()?;
+    let target = open(&a.target, file)?;
+    let mut opts = RestoreOptions::new(a.db.folder()?);
+    opts.index = a.db.index.clone();
+    opts.point = point;
+    opts.force = a.force;
+    opts.concurrency = a.transfer.concurrency.unwrap_or(opts.concurrency);
+    opts.progress = progress::for_terminal(a.output.quiet || a.output.json);
     let report = restore(target, &opts).await?;
-    output::restore(s.json, &report);
+    output::restore(a.output.json, &report);
     Ok(0)
 }
 
-async fn run_verify(s: &Settings) -> Result<i32, Failure> {
-    let target = open(s)?;
+async fn run_verify(a: &VerifyArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let point = a.point.which()?;
+    let target = open(&a.target, file)?;
     let defaults = VerifyOptions::default();
     let opts = VerifyOptions {
-        point: (s.point != Which::Latest).then(|| s.point.clone()),
-        read_data: s.read_data,
-        concurrency: s.concurrency.unwrap_or(defaults.concurrency),
+        point: (point != Which::Latest).then_some(point),
+        read_data: a.read_data,
+        concurrency: a.transfer.concurrency.unwrap_or(defaults.concurrency),
     };
     let report = verify(target, &opts).await?;
-    output::verify(s.json, &report);
-    let strict_failure = s.strict && !report.mirror.is_empty();
+    output::verify(a.output.json, &report);
+    let strict_failure = a.strict && !report.mirror.is_empty();
     Ok(if report.is_ok() && !strict_failure {
         0
     } else {
@@ -111,16 +104,16 @@ async fn run_verify(s: &Settings) -> Result<i32, Failure> {
     })
 }
 
-async fn run_list(s: &Settings) -> Result<i32, Failure> {
-    let listing = list(open(s)?).await?;
-    output::list(s.json, &listing);
+async fn run_list(a: &ListArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let listing = list(open(&a.target, file)?).await?;
+    output::list(a.output.json, &listing);
     let damaged = listing.damaged().next().is_some();
     Ok(if damaged { DAMAGED } else { 0 })
 }
 
-async fn run_status(s: &Settings) -> Result<i32, Failure> {
-    let report = status(open(s)?).await?;
-    output::status(s.json, &report);
+async fn run_status(a: &StatusArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let report = status(open(&a.target, file)?).await?;
+    output::status(a.output.json, &report);
     Ok(match (report.exists, report.damaged.is_empty()) {
         (false, _) => NO_BACKUP,
         (true, false) => DAMAGED,
@@ -128,15 +121,15 @@ async fn run_status(s: &Settings) -> Result<i32, Failure> {
     })
 }
 
-async fn run_forget(s: &Settings) -> Result<i32, Failure> {
+async fn run_forget(a: &ForgetArgs, file: &FileConfig) -> Result<i32, Failure> {
     let opts = ForgetOptions {
-        policy: s.keep.clone(),
-        prune: s.prune,
-        dry_run: s.dry_run,
-        lock: lock_options(s),
+        policy: file.policy_or(&a.keep),
+        prune: a.prune,
+        dry_run: a.dry_run,
+        lock: a.lock.options(),
     };
-    let report = forget(open(s)?, &opts).await?;
-    output::forget(s.json, &report);
+    let report = forget(open(&a.target, file)?, &opts).await?;
+    output::forget(a.output.json, &report);
     Ok(0)
 }
 

@@ -11,19 +11,17 @@ mod output;
 mod progress;
 mod settings;
 
-use clap::Parser;
-
-use args::Cli;
 use exit::Failure;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match args::parse(args::command(), &argv) {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
     init_logging(cli.verbose);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let (json, result) = runtime.block_on(commands::run(cli));
+    let (json, result) = runtime.block_on(commands::run(cli, &argv));
     let code = match result {
         Ok(code) => code,
         Err(Failure { code, message }) => {
@@ -46,13 +44,7 @@ fn usage_error(e: clap::Error) -> ! {
     let json = std::env::args().any(|a| a == "--json" || a == "--json=true")
         || std::env::var("ESBACKUP_JSON")
             .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"));
-    let text = e.to_string();
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("bad usage")
-        .trim_start_matches("error: ");
-    output::error(json, exit::USAGE, first);
+    output::error(json, exit::USAGE, &args::first_line(&e));
     std::process::exit(exit::USAGE);
 }
 

@@ -405,21 +405,25 @@ fn too_many_open_files_is_a_local_error_not_a_damaged_database() {
     }
 }
 
+/// `dir/esbackup.yaml` naming `db` and `target`, then `more` keys.
+fn config_file(dir: &Path, db: &Path, target: &Path, more: &str) -> std::path::PathBuf {
+    let config = dir.join("esbackup.yaml");
+    let yaml = format!("db: {}\ntarget: {}\n{more}", db.display(), target.display());
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
 #[test]
 fn options_come_from_the_config_file_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     let db = sample_db(dir.path());
     let target = dir.path().join("from-config");
-    let config = dir.path().join("esbackup.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "db: {}\ntarget: {}\nconcurrency: 2\njson: true\nretention:\n  last: 1\n",
-            db.display(),
-            target.display()
-        ),
-    )
-    .unwrap();
+    let config = config_file(
+        dir.path(),
+        &db,
+        &target,
+        "concurrency: 2\njson: true\nretention:\n  last: 1\n",
+    );
     for _ in 0..2 {
         let out = run(esbackup().args(["backup", "--config"]).arg(&config));
         assert!(
@@ -456,6 +460,43 @@ fn options_come_from_the_config_file_and_environment() {
     let out = run(esbackup().args(["status", "--config"]).arg(&config));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_line(&out).contains("esbackup.yaml"));
+}
+
+/// The documented order: command line, then environment, then config file, then default.
+#[test]
+fn the_command_line_wins_over_the_environment_which_wins_over_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let in_file = dir.path().join("in-file");
+    let in_env = dir.path().join("in-env");
+    let config = config_file(dir.path(), &db, &in_file, "");
+    let out = run(esbackup().args(["backup", "--config"]).arg(&config));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(in_file.join("writer.chk").exists(), "the file's target");
+
+    let status = |cli_target: Option<&Path>| {
+        let mut cmd = esbackup();
+        cmd.args(["status", "--json", "--config"]).arg(&config);
+        cmd.env("ESBACKUP_TARGET", &in_env);
+        if let Some(t) = cli_target {
+            cmd.arg("--target").arg(t);
+        }
+        run(&mut cmd).status.code()
+    };
+    assert_eq!(
+        status(None),
+        Some(8),
+        "the environment's target (empty) wins over the file's"
+    );
+    assert_eq!(
+        status(Some(&in_file)),
+        Some(0),
+        "the command line wins over the environment"
+    );
 }
 
 #[test]

@@ -20,21 +20,46 @@ use crate::metered::Metered;
 use crate::point::{new_run_id, Content, Point};
 use crate::target::Target;
 
-/// Which points to keep (restic's `--keep-*` options). A point is kept if any rule keeps it.
+/// Which points to keep (restic's `--keep-*` options). A point is kept if any rule keeps it;
+/// a count of 0 turns its rule off. Times are UTC; a bucket (hour, day, ISO week, month, year)
+/// counts only when it has points.
+///
+/// The one definition of the keep rules: the engine applies it, the CLI's `retention:` block
+/// deserialises into it (the field names are the YAML keys) and, with the `clap` feature, it is
+/// `forget`'s `--keep-*` options (doc comments are their help).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(default, deny_unknown_fields)]
 pub struct KeepPolicy {
-    /// The newest N points.
+    /// Keep the newest N points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-last", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_LAST", default_value_t))]
     pub last: u32,
-    /// The newest point of each of the last N hours (that have points); likewise days, weeks
-    /// (ISO weeks), months and years. Times are UTC.
+    /// Keep the newest point of each of the last N hours that have points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-hourly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_HOURLY", default_value_t))]
     pub hourly: u32,
+    /// Keep the newest point of each of the last N days that have points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-daily", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_DAILY", default_value_t))]
     pub daily: u32,
+    /// Keep the newest point of each of the last N ISO weeks that have points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-weekly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_WEEKLY", default_value_t))]
     pub weekly: u32,
+    /// Keep the newest point of each of the last N months that have points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-monthly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_MONTHLY", default_value_t))]
     pub monthly: u32,
+    /// Keep the newest point of each of the last N years that have points.
+    #[cfg_attr(feature = "clap", arg(long = "keep-yearly", value_name = "N"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_YEARLY", default_value_t))]
     pub yearly: u32,
-    /// Every point taken within this long before the newest point.
-    #[serde(default, with = "humantime_serde_opt")]
+    /// Keep every point taken within this long before the newest one (30m, 36h, 7d, 2w).
+    #[cfg_attr(feature = "clap", arg(long = "keep-within", value_name = "DURATION"))]
+    #[cfg_attr(feature = "clap", arg(env = "ESBACKUP_KEEP_WITHIN"))]
+    #[cfg_attr(feature = "clap", arg(value_parser = crate::duration::parse_duration))]
+    #[serde(with = "crate::duration::optional")]
     pub within: Option<Duration>,
 }
 
@@ -372,25 +397,6 @@ fn is_prunable(key: &str, have_points: bool) -> bool {
         return false;
     }
     !matches!(classify(key), Kind::Unknown)
-}
-
-/// `humantime` (de)serialisation of an optional duration (`within: 30d`).
-mod humantime_serde_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //! The public surface is what this page re-exports: the commands ([`backup`], [`restore`],
 //! [`verify`], [`list`], [`status`], [`forget`]) with their options and reports, the storage
 //! seam ([`Target`], [`Upload`]), errors ([`EngineError`], [`ErrorKind`]), and the on-disk
-//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing` feature.
+//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing`
+//! feature; the `clap` feature makes [`KeepPolicy`] command-line options.
 
 pub mod format;
 pub mod layout;
 
 mod backup;
 mod download;
+mod duration;
 mod error;
 mod file_copy;
 mod forget;
@@ -34,6 +36,7 @@ mod target;
 mod target_error;
 mod upload;
 mod verify;
+mod written;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -44,6 +47,7 @@ pub use backup::{
     backup, BackupOptions, BackupReport, Retention, Skipped, Uploaded, DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
 };
+pub use duration::{parse_duration, HumanDuration};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};
 pub use hashing::{md5, Md5};

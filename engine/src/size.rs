@@ -1,9 +1,14 @@
 //! [`ByteSize`]: sizes as people write them, for settings and command lines.
+//!
+//! Not the `bytesize` crate: its parser reads `K`, `KB`, `M`, `MB`, ... as powers of 1000
+//! (`16MB` = 16 000 000 bytes, `16M` too), while the README and every config written so far use
+//! them as powers of 1024 (`part_size: 16M` is 16 MiB, a part size S3 and the bench expect).
+//! Taking the crate would silently change what existing configs mean.
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
+
+use crate::written::Written;
 
 /// A size in bytes, written as a number or with a binary unit (`512KiB`, `16MiB`, `16M`, `1GiB`,
 /// `2T`; `K`, `KB` and `KiB` all mean 1024), in settings files and on command lines.
@@ -40,25 +45,13 @@ impl std::str::FromStr for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size such as 16MiB or a number of bytes")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                v.parse().map_err(E::custom)
-            }
+        match Written::deserialize(d)? {
+            Written::Whole(n) => Ok(ByteSize(n)),
+            Written::Number(n) => Err(de::Error::custom(format!(
+                "invalid size {n}: write a whole number of bytes, or e.g. 16MiB"
+            ))),
+            Written::Text(t) => t.parse().map_err(de::Error::custom),
         }
-        d.deserialize_any(V)
     }
 }
 
