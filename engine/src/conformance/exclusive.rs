@@ -43,7 +43,10 @@ pub async fn put_if_absent_supported(target: &dyn Target) -> Result<bool, KitFai
 /// The sequential promise; `Ok(false)`: the store said `Unsupported` (and wrote nothing).
 async fn one_after_another(s: &Scratch<'_>) -> Result<bool, String> {
     let (t, key) = (s.target, s.key(".esbackup/lock"));
-    match t.put_if_absent(&key, Bytes::from_static(b"first owner")).await {
+    match t
+        .put_if_absent(&key, Bytes::from_static(b"first owner"))
+        .await
+    {
         Ok(()) => {}
         Err(TargetError::Unsupported(_)) => {
             expect_absent(t, &key)
@@ -51,9 +54,16 @@ async fn one_after_another(s: &Scratch<'_>) -> Result<bool, String> {
                 .map_err(|e| format!("put_if_absent said Unsupported but wrote: {e}"))?;
             return Ok(false);
         }
-        Err(e) => return Err(format!("put_if_absent of a new key: expected Ok, got {e:?}")),
+        Err(e) => {
+            return Err(format!(
+                "put_if_absent of a new key: expected Ok, got {e:?}"
+            ))
+        }
     }
-    match t.put_if_absent(&key, Bytes::from_static(b"second owner")).await {
+    match t
+        .put_if_absent(&key, Bytes::from_static(b"second owner"))
+        .await
+    {
         Err(TargetError::AlreadyExists(_)) => {}
         other => {
             return Err(format!(

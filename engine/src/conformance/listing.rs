@@ -3,7 +3,6 @@
 
 use futures::{StreamExt, TryStreamExt};
 
-
 use super::support::{
     checked, describe, ensure, expect_absent, expect_object, pattern, put_bytes, read_all, sorted,
     Scratch,
@@ -30,37 +29,41 @@ pub async fn list_prefix_is_plain_string_prefix(
     target: &dyn Target,
     _kit: &Kit,
 ) -> Result<(), KitFailure> {
-    checked("list_prefix_is_plain_string_prefix", target, |s| async move {
-        let names = [
-            "list/a",
-            "list/b.txt",
-            "list/nested/deep/c",
-            "list/chunk-000001.000000",
-            "list/chunk-000001.000000.old",
-            "list/.hidden",
-            "lister/x",
-        ];
-        for (i, name) in names.iter().enumerate() {
-            put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?;
-        }
-        let prefixes = [
-            "list/",
-            "list",
-            "list/chunk-000001.000000",
-            "list/nested/",
-            "list/ch",
-            "list/nothing-here/",
-            "no-such-folder/",
-        ];
-        for prefix in prefixes {
-            let expected: Vec<ObjectInfo> = (names.iter().enumerate())
-                .filter(|(_, n)| n.starts_with(prefix))
-                .map(|(i, n)| ObjectInfo::new(s.key(n), i as u64 + 1))
-                .collect();
-            expect_listing(&s, &s.key(prefix), &expected).await?;
-        }
-        Ok(())
-    })
+    checked(
+        "list_prefix_is_plain_string_prefix",
+        target,
+        |s| async move {
+            let names = [
+                "list/a",
+                "list/b.txt",
+                "list/nested/deep/c",
+                "list/chunk-000001.000000",
+                "list/chunk-000001.000000.old",
+                "list/.hidden",
+                "lister/x",
+            ];
+            for (i, name) in names.iter().enumerate() {
+                put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?;
+            }
+            let prefixes = [
+                "list/",
+                "list",
+                "list/chunk-000001.000000",
+                "list/nested/",
+                "list/ch",
+                "list/nothing-here/",
+                "no-such-folder/",
+            ];
+            for prefix in prefixes {
+                let expected: Vec<ObjectInfo> = (names.iter().enumerate())
+                    .filter(|(_, n)| n.starts_with(prefix))
+                    .map(|(i, n)| ObjectInfo::new(s.key(n), i as u64 + 1))
+                    .collect();
+                expect_listing(&s, &s.key(prefix), &expected).await?;
+            }
+            Ok(())
+        },
+    )
     .await
 }
 
@@ -74,7 +77,9 @@ pub async fn listing_longer_than_one_page(
             .map(|i| ObjectInfo::new(s.key(&format!("page/{i:05}")), (i % 7) as u64))
             .collect();
         let puts: Vec<_> = (expected.iter())
-            .map(|o| async move { put_bytes(s.target, &o.key, &pattern(o.size as usize, 12)).await })
+            .map(
+                |o| async move { put_bytes(s.target, &o.key, &pattern(o.size as usize, 12)).await },
+            )
             .collect();
         futures::stream::iter(puts)
             .buffer_unordered(16)

@@ -36,26 +36,30 @@ pub async fn local_root_is_a_real_folder_or_none(
     target: &dyn Target,
     kit: &Kit,
 ) -> Result<(), KitFailure> {
-    checked("local_root_is_a_real_folder_or_none", target, |s| async move {
-        put_bytes(s.target, &s.key("rooted"), b"x").await?;
-        match s.target.local_root() {
-            None => {
-                ensure!(
-                    !kit.local,
-                    "expected Some(folder) from a local target (Kit::local), got None"
-                );
-                Ok(())
+    checked(
+        "local_root_is_a_real_folder_or_none",
+        target,
+        |s| async move {
+            put_bytes(s.target, &s.key("rooted"), b"x").await?;
+            match s.target.local_root() {
+                None => {
+                    ensure!(
+                        !kit.local,
+                        "expected Some(folder) from a local target (Kit::local), got None"
+                    );
+                    Ok(())
+                }
+                Some(root) => {
+                    ensure!(
+                        root.is_absolute() && root.is_dir(),
+                        "expected None or an absolute, existing folder, got {}",
+                        root.display()
+                    );
+                    Ok(())
+                }
             }
-            Some(root) => {
-                ensure!(
-                    root.is_absolute() && root.is_dir(),
-                    "expected None or an absolute, existing folder, got {}",
-                    root.display()
-                );
-                Ok(())
-            }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -65,32 +69,36 @@ pub async fn local_file_returns_the_keys_bytes(
     target: &dyn Target,
     kit: &Kit,
 ) -> Result<(), KitFailure> {
-    checked("local_file_returns_the_keys_bytes", target, |s| async move {
-        let key = s.key("files/chunk-000003.000000");
-        for data in [pattern(200_000, 15), Vec::new(), pattern(1000, 16)] {
-            put_file(s.target, &key, &data).await?;
-            let Some(file) = s.target.local_file(&key) else {
-                ensure!(
-                    !kit.local,
-                    "local_file({key:?}): expected the file of a local target (Kit::local), \
+    checked(
+        "local_file_returns_the_keys_bytes",
+        target,
+        |s| async move {
+            let key = s.key("files/chunk-000003.000000");
+            for data in [pattern(200_000, 15), Vec::new(), pattern(1000, 16)] {
+                put_file(s.target, &key, &data).await?;
+                let Some(file) = s.target.local_file(&key) else {
+                    ensure!(
+                        !kit.local,
+                        "local_file({key:?}): expected the file of a local target (Kit::local), \
                      got None"
-                );
-                continue;
-            };
-            let got = std::fs::read(&file)
-                .map_err(|e| format!("local_file({key:?}) = {}: {e}", file.display()))?;
-            ensure!(
-                got == data,
-                "local_file({key:?}) = {}: expected the key's {} bytes, the file holds {} \
+                    );
+                    continue;
+                };
+                let got = std::fs::read(&file)
+                    .map_err(|e| format!("local_file({key:?}) = {}: {e}", file.display()))?;
+                ensure!(
+                    got == data,
+                    "local_file({key:?}) = {}: expected the key's {} bytes, the file holds {} \
                  (or other bytes)",
-                file.display(),
-                data.len(),
-                got.len()
-            );
-            in_root(s.target.local_root().as_deref(), &file)?;
-        }
-        Ok(())
-    })
+                    file.display(),
+                    data.len(),
+                    got.len()
+                );
+                in_root(s.target.local_root().as_deref(), &file)?;
+            }
+            Ok(())
+        },
+    )
     .await
 }
 

@@ -53,8 +53,8 @@ use futures::future::BoxFuture;
 use crate::target::Target;
 
 pub use listing::{
-    keys_with_special_characters, list_prefix_is_plain_string_prefix,
-    listing_longer_than_one_page, read_after_write_listing,
+    keys_with_special_characters, list_prefix_is_plain_string_prefix, listing_longer_than_one_page,
+    read_after_write_listing,
 };
 pub use local::{
     durable_after_sync, local_file_returns_the_keys_bytes, local_root_is_a_real_folder_or_none,

@@ -65,9 +65,11 @@ pub async fn replacement_is_atomic_for_readers(
     target: &dyn Target,
     kit: &Kit,
 ) -> Result<(), KitFailure> {
-    checked("replacement_is_atomic_for_readers", target, |s| async move {
-        replaced_while_read(&s, kit).await
-    })
+    checked(
+        "replacement_is_atomic_for_readers",
+        target,
+        |s| async move { replaced_while_read(&s, kit).await },
+    )
     .await
 }
 
@@ -107,10 +109,7 @@ async fn replaced_while_read(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
 
 /// A body that fails part-way or is shorter than its `len()` is never stored: `put` fails, a
 /// new key stays absent, an old object stays as it was.
-pub async fn failed_body_is_never_stored(
-    target: &dyn Target,
-    kit: &Kit,
-) -> Result<(), KitFailure> {
+pub async fn failed_body_is_never_stored(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
     checked("failed_body_is_never_stored", target, |s| async move {
         let (old, key) = (pattern(5000, 6), s.key("replaced/chunk-000002.000000"));
         put_bytes(s.target, &key, &old).await?;
@@ -172,7 +171,13 @@ pub async fn ranged_reads_at_the_edges(target: &dyn Target, kit: &Kit) -> Result
             put_bytes(s.target, &key, &data).await?;
             let len = size as u64;
             let five_mib = 5u64 << 20;
-            let mut ranges = vec![0..1, len - 1..len, 0..len, len / 2..len / 2, len - 10..len + 100];
+            let mut ranges = vec![
+                0..1,
+                len - 1..len,
+                0..len,
+                len / 2..len / 2,
+                len - 10..len + 100,
+            ];
             if len > five_mib + 3 {
                 ranges.push(five_mib - 1..five_mib + 3);
             }

@@ -126,7 +126,13 @@ pub(super) async fn put_streamed(
 /// Puts `data` under `key` from a local file (checked as [`put_streamed`]).
 pub(super) async fn put_file(target: &dyn Target, key: &str, data: &[u8]) -> Result<(), String> {
     let file = TempFile::with(data)?;
-    put_streamed(target, key, Upload::file(file.path(), data.len() as u64), data).await
+    put_streamed(
+        target,
+        key,
+        Upload::file(file.path(), data.len() as u64),
+        data,
+    )
+    .await
 }
 
 /// Puts `data` under `key` from memory.
