@@ -1,5 +1,5 @@
 //! The conformance kit for [`Target`] implementations: one public async function per promise of
-//! the contract (the module documentation of [`crate::target`]), each returning `Ok(())` or a
+//! the contract (the "Contract" section of the [`Target`] documentation), each returning `Ok(())` or a
 //! [`KitFailure`] whose message starts with the promise's name and says what was expected and
 //! what was seen. Run them all with [`Kit::run`] (or [`run_conformance`]), or call one alone.
 //!
