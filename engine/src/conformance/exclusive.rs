@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-use super::support::{checked, ensure, expect_absent, expect_object, Scratch};
+use super::support::{checked, delete, ensure, expect_absent, expect_object, Scratch};
 use super::{Kit, KitFailure};
 use crate::target::{Target, TargetError};
 
@@ -72,9 +72,7 @@ async fn one_after_another(s: &Scratch<'_>) -> Result<bool, String> {
         }
     }
     expect_object(t, &key, b"first owner").await?;
-    t.delete(&key)
-        .await
-        .map_err(|e| format!("delete {key}: {e}"))?;
+    delete(t, &key).await?;
     t.put_if_absent(&key, Bytes::from_static(b"again"))
         .await
         .map_err(|e| format!("put_if_absent after delete: expected Ok, got {e:?}"))?;

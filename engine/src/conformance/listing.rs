@@ -4,8 +4,8 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::support::{
-    checked, describe, ensure, expect_absent, expect_object, pattern, put_bytes, read_all, sorted,
-    Scratch,
+    checked, copy, delete, describe, ensure, expect_absent, expect_object, pattern, put_bytes,
+    read_all, sorted, Scratch,
 };
 use super::{Kit, KitFailure};
 use crate::target::{ObjectInfo, Target};
@@ -106,20 +106,14 @@ pub async fn keys_with_special_characters(
         }
         expect_listing(&s, &s.key(""), &expected).await?;
         for name in SPECIAL_KEYS {
-            let (key, copy) = (s.key(name), s.key(&format!("copies/{name}")));
-            s.target
-                .copy(&key, &copy)
-                .await
-                .map_err(|e| format!("copy {key:?} -> {copy:?}: {e}"))?;
+            let (key, copied) = (s.key(name), s.key(&format!("copies/{name}")));
+            copy(s.target, &key, &copied).await?;
             ensure!(
-                read_all(s.target, &copy, None).await? == name.as_bytes(),
-                "copy {key:?} -> {copy:?}: expected the copy to hold {name:?}"
+                read_all(s.target, &copied, None).await? == name.as_bytes(),
+                "copy {key:?} -> {copied:?}: expected the copy to hold {name:?}"
             );
-            for key in [&key, &copy] {
-                s.target
-                    .delete(key)
-                    .await
-                    .map_err(|e| format!("delete {key:?}: {e}"))?;
+            for key in [&key, &copied] {
+                delete(s.target, key).await?;
                 expect_absent(s.target, key).await?;
             }
         }
@@ -146,10 +140,7 @@ pub async fn read_after_write_listing(target: &dyn Target, _kit: &Kit) -> Result
             .await
             .map_err(|e| format!("right after replacing an object: {e}"))?;
         while let Some(gone) = expected.pop() {
-            s.target
-                .delete(&gone.key)
-                .await
-                .map_err(|e| format!("delete {}: {e}", gone.key))?;
+            delete(s.target, &gone.key).await?;
             expect_listing(&s, &s.key("raw/"), &expected)
                 .await
                 .map_err(|e| format!("right after a delete: {e}"))?;

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use super::support::{checked, ensure, expect_absent, expect_object, pattern, put_bytes, put_file};
+use super::support::{
+    checked, copy, delete, ensure, expect_absent, expect_object, pattern, put_bytes, put_file,
+};
 use super::{Kit, KitFailure};
 use crate::target::Target;
 
@@ -12,14 +14,8 @@ pub async fn sync_succeeds(target: &dyn Target, _kit: &Kit) -> Result<(), KitFai
     checked("sync_succeeds", target, |s| async move {
         let (a, b) = (s.key("sync/a"), s.key("sync/b"));
         put_bytes(s.target, &a, b"synced").await?;
-        s.target
-            .copy(&a, &b)
-            .await
-            .map_err(|e| format!("copy {a} -> {b}: {e}"))?;
-        s.target
-            .delete(&a)
-            .await
-            .map_err(|e| format!("delete {a}: {e}"))?;
+        copy(s.target, &a, &b).await?;
+        delete(s.target, &a).await?;
         for when in ["after a put, a copy and a delete", "with nothing new"] {
             s.target
                 .sync()
@@ -126,14 +122,8 @@ pub async fn durable_after_sync(target: &dyn Target, kit: &Kit) -> Result<(), Ki
         let data = pattern(300_000, 17);
         put_file(s.target, &kept, &data).await?;
         put_bytes(s.target, &gone, b"deleted").await?;
-        s.target
-            .copy(&kept, &copied)
-            .await
-            .map_err(|e| format!("copy {kept} -> {copied}: {e}"))?;
-        s.target
-            .delete(&gone)
-            .await
-            .map_err(|e| format!("delete {gone}: {e}"))?;
+        copy(s.target, &kept, &copied).await?;
+        delete(s.target, &gone).await?;
         s.target.sync().await.map_err(|e| format!("sync: {e}"))?;
         let other = reopen();
         let seen = async {

@@ -143,6 +143,17 @@ pub(super) async fn put_bytes(target: &dyn Target, key: &str, data: &[u8]) -> Re
         .map_err(|e| format!("put {key} ({} bytes) failed: {e}", data.len()))
 }
 
+/// `copy`, which must succeed.
+pub(super) async fn copy(target: &dyn Target, from: &str, to: &str) -> Result<(), String> {
+    (target.copy(from, to).await)
+        .map_err(|e| format!("copy {from:?} -> {to:?}: expected Ok, got {e}"))
+}
+
+/// `delete`, which must succeed.
+pub(super) async fn delete(target: &dyn Target, key: &str) -> Result<(), String> {
+    (target.delete(key).await).map_err(|e| format!("delete {key:?}: expected Ok, got {e}"))
+}
+
 /// Checks `get`, `head` and a listing of `key` against `data`.
 pub(super) async fn expect_object(
     target: &dyn Target,

@@ -19,7 +19,10 @@ async fn dir_per_object_target_keeps_every_promise() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("backup");
     let target = DirPerObjectTarget::open(&root).unwrap();
-    let report = kit(root).run(&target).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = kit(root)
+        .run(&target)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.put_if_absent_supported, "{report}");
     assert!(report.skipped.is_empty(), "{report}");
     println!("{report}");
