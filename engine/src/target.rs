@@ -5,7 +5,8 @@
 //!
 //! Keys are `/`-separated paths relative to the backup location (`chunk-000000.000000`,
 //! `index/indexmap`, `.esbackup/points/<id>.json`), with no empty, `.` or `..` segment. What the
-//! engine relies on, and `conformance::run_conformance` (feature `testing`) checks:
+//! engine relies on, and the conformance kit checks (`conformance::Kit`, feature `testing`, one
+//! function per promise):
 //!
 //! - **Atomic replacement**: a reader sees an object whole, old or new, never partly written.
 //!   A failed or interrupted `put` leaves the old object (or none), never a truncated one.
@@ -23,7 +24,8 @@
 //! - `list(prefix)` is a plain string prefix over whole keys, recursive, in any order, however
 //!   many keys there are (a store that pages its listings reads every page).
 //! - `head`/`get` of a missing key → [`TargetErrorKind::NotFound`]; `delete` of a missing key →
-//!   `Ok`; `get` with a range returns exactly those bytes.
+//!   `Ok`; `get` with a range returns exactly those bytes (an empty range none, a range ending
+//!   past the end the bytes up to the end).
 //! - `put_if_absent` → [`TargetErrorKind::AlreadyExists`] if the key exists, also when several
 //!   callers race for it (exactly one wins); a store that cannot tell atomically returns
 //!   [`TargetErrorKind::Unsupported`] (never overwrite silently).

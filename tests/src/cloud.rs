@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use esbackup_backends::{open_target, TargetOptions};
+use esbackup_engine::conformance::Kit;
 use esbackup_engine::Target;
 
 use crate::scenarios::{self, Locations};
@@ -31,6 +32,11 @@ impl ServerLocations {
     pub fn fresh_url(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         self.server.url(&format!("loc-{n}"))
+    }
+
+    /// A fresh prefix for the conformance kit `kit`.
+    pub fn kit_run(&self, kit: Kit) -> KitRun {
+        KitRun::open(self.fresh_url(), self.options.clone(), kit)
     }
 }
 
@@ -84,16 +90,36 @@ pub fn backend_rounds() -> u64 {
         .unwrap_or(20)
 }
 
-/// The whole scenario suite against one location kind, plus the Target conformance suite.
-pub async fn whole_suite(loc: &dyn Locations, live_rounds: u64) {
+/// A location for the conformance kit, and the kit for that store, able to reopen it.
+pub struct KitRun {
+    pub target: Arc<dyn Target>,
+    pub kit: Kit,
+}
+
+impl KitRun {
+    /// Opens `url` (and again for the kit's durability check).
+    pub fn open(url: String, options: TargetOptions, kit: Kit) -> KitRun {
+        let open =
+            move || open_target(&url, &options).unwrap_or_else(|e| panic!("open {url}: {e}"));
+        KitRun {
+            target: open(),
+            kit: kit.reopen(open),
+        }
+    }
+
+    /// Runs every promise that applies; panics naming every broken one.
+    pub async fn run(&self, name: &str) {
+        match self.kit.run(self.target.as_ref()).await {
+            Ok(report) => println!("{name}: conformance kit: {report}"),
+            Err(failures) => panic!("{name}: conformance kit: {failures}"),
+        }
+    }
+}
+
+/// The conformance kit on a fresh location of `loc`, then the whole scenario suite.
+pub async fn whole_suite(loc: &dyn Locations, kit: KitRun, live_rounds: u64) {
     let name = loc.name();
-    let report = esbackup_engine::conformance::run_conformance(loc.fresh().as_ref())
-        .await
-        .unwrap_or_else(|e| panic!("{name}: conformance: {e}"));
-    println!(
-        "{name}: conformance passed ({} checks)",
-        report.passed.len()
-    );
+    kit.run(&name).await;
     scenarios::static_round_trip(loc).await;
     println!("{name}: static database round trip byte-identical");
     scenarios::other_files_round_trip(loc).await;
