@@ -438,15 +438,30 @@ impl LocalFiles {
     /// Fsyncs every folder a file was renamed into since the last call.
     pub(crate) async fn sync(&self) -> Result<(), esbackup_engine::TargetError> {
         let dirs = std::mem::take(&mut *self.dirty.lock().unwrap());
+        let dirty = self.dirty.clone();
         tokio::task::spawn_blocking(move || {
-            for dir in &dirs {
-                std::fs::File::open(dir)?.sync_all()?;
+            let mut left = dirs.into_iter();
+            while let Some(dir) = left.next() {
+                match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+                    Ok(()) => {}
+                    // Removed since (a delete emptied it): nothing of it left to make durable.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        // The next sync tries this folder and the rest again.
+                        dirty
+                            .lock()
+                            .unwrap()
+                            .extend(std::iter::once(dir.clone()).chain(left));
+                        return Err(esbackup_engine::TargetError::permanent("fsync of a folder")
+                            .with_key(dir.display().to_string())
+                            .with_source(e));
+                    }
+                }
             }
-            Ok::<_, io::Error>(())
+            Ok(())
         })
         .await
         .map_err(|e| esbackup_engine::TargetError::permanent(format!("fsync: {e}")))?
-        .map_err(|e| esbackup_engine::TargetError::permanent(format!("fsync of a folder: {e}")))
     }
 }
 
@@ -582,6 +597,7 @@ impl LocalFiles {
 
 fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
     let dir = dest.parent().expect("a key has a file name");
+    let made = missing_folders(dir);
     std::fs::create_dir_all(dir)?;
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     // Digits no other writer uses at the same moment.
@@ -600,6 +616,18 @@ fn write_file(dest: &FsPath, body: &esbackup_engine::Upload) -> io::Result<()> {
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&staging);
+        // The folders this write made, deepest first, where nothing else moved in meanwhile.
+        for d in made {
+            let _ = std::fs::remove_dir(d);
+        }
     }
     written
+}
+
+/// `dir` and those of its ancestors that do not exist yet, deepest first.
+fn missing_folders(dir: &FsPath) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(FsPath::to_path_buf)
+        .collect()
 }

@@ -7,21 +7,11 @@ use esbackup_engine::get_bytes;
 use esbackup_engine::testing::listed_keys;
 use esbackup_engine::{Target, TargetErrorKind, Upload};
 
-/// The conformance kit for the folder target.
-fn kit() -> Kit {
-    // known failure: `sync` fsyncs every folder a file was renamed into, also one a later delete
-    // removed ("fsync of a folder: No such file or directory"), and forgets the rest of its list.
-    Kit::new().skip("sync_succeeds")
-}
-
 #[tokio::test]
 async fn filesystem_target_passes_conformance() {
     let dir = tempfile::tempdir().unwrap();
     let target = open_target(dir.path().to_str().unwrap(), &TargetOptions::default()).unwrap();
-    // known failure: a put whose body fails leaves the empty folders it made for a new key
-    // (`…/new/`); the kit's check of the object itself passes (here with sizes, and in the suite).
-    let kit = kit().skip("failed_body_is_never_stored");
-    let report = kit.run(target.as_ref()).await.unwrap();
+    let report = Kit::new().run(target.as_ref()).await.unwrap();
     assert!(report.put_if_absent_supported, "{report}");
     // Everything the suite wrote is gone, folders included.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -42,7 +32,11 @@ async fn small_parts_exercise_multipart_uploads() {
         overwrite_size: 200_000,
         overwrite_rounds: 6,
     };
-    kit().with_sizes(sizes).run(target.as_ref()).await.unwrap();
+    Kit::new()
+        .with_sizes(sizes)
+        .run(target.as_ref())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -53,10 +53,6 @@ impl Folder {
     /// A fresh folder for the conformance kit: a local folder of plain files.
     fn kit_run(&self) -> KitRun {
         let kit = Kit::new().requires_put_if_absent().local();
-        // known failure: the folder target's `sync` fsyncs every folder a file was renamed into,
-        // also one a later delete removed ("fsync of a folder: No such file or directory"), and
-        // forgets the rest of its list; `durable_after_sync` fails on that `sync`.
-        let kit = kit.skip("sync_succeeds").skip("durable_after_sync");
         KitRun::open(self.fresh_path(), TargetOptions::default(), kit)
     }
 }
