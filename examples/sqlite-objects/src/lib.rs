@@ -348,9 +348,10 @@ fn sqlite_error(path: &Path, e: rusqlite::Error) -> TargetError {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     );
-    let message = format!("{}: {e}", path.display());
+    let message = path.display().to_string();
     match busy {
         true => TargetError::transient(message),
         false => TargetError::permanent(message),
     }
+    .with_source(e)
 }
