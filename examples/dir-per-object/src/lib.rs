@@ -275,14 +275,76 @@ impl Target for DirPerObjectTarget {
         None
     }
 
-    /// A killed write leaves a version folder no link points at; none are counted here.
-    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
-        Ok(0)
+    /// A killed write leaves a version folder no link points at (and perhaps a `.tmp` link):
+    /// those at least `older_than` old are removed.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
+        let stale = self.unpublished(Some(older_than)).await?;
+        for path in &stale {
+            let removed = match tokio::fs::symlink_metadata(path).await {
+                Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(path).await,
+                _ => tokio::fs::remove_file(path).await,
+            };
+            match removed {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_error(e)),
+                _ => {}
+            }
+        }
+        Ok(stale.len() as u64)
     }
 
     async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        Ok(0)
+        Ok(self.unpublished(None).await?.len() as u64)
     }
+}
+
+impl DirPerObjectTarget {
+    /// Version folders no object points at and `.tmp` links, of writes that are running or
+    /// were killed; with `older_than`, only those last changed at least that long ago.
+    async fn unpublished(&self, older_than: Option<Duration>) -> Result<Vec<PathBuf>, TargetError> {
+        let objects = self.root.join("objects");
+        let mut published = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        for entry in read_dir(&objects).await? {
+            match entry.file_name().to_string_lossy().starts_with(".tmp") {
+                true => found.push(entry.path()),
+                false => {
+                    if let Ok(target) = tokio::fs::read_link(entry.path()).await {
+                        published.insert(target.file_name().map(|n| n.to_os_string()));
+                    }
+                }
+            }
+        }
+        for entry in read_dir(&self.root.join("versions")).await? {
+            if !published.contains(&Some(entry.file_name())) {
+                found.push(entry.path());
+            }
+        }
+        let Some(age) = older_than else {
+            return Ok(found);
+        };
+        let now = SystemTime::now();
+        let mut old = Vec::new();
+        for path in found {
+            let Ok(meta) = tokio::fs::symlink_metadata(&path).await else {
+                continue; // finished or removed meanwhile
+            };
+            let modified = meta.modified().map_err(io_error)?;
+            if now.duration_since(modified).unwrap_or_default() >= age {
+                old.push(path);
+            }
+        }
+        Ok(old)
+    }
+}
+
+/// The entries of a folder.
+async fn read_dir(dir: &Path) -> Result<Vec<tokio::fs::DirEntry>, TargetError> {
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(io_error)?;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 /// Writes `data` and `meta` of a new version, durably, and returns what it stored. The body

@@ -47,3 +47,33 @@ async fn keeps_its_promises_under_many_overwrites_on_a_threaded_runtime() {
         assert!(left.is_empty(), "{sub}: {left:?}");
     }
 }
+
+#[tokio::test]
+async fn the_leftovers_of_a_killed_write_are_counted_and_removed_but_published_objects_stay() {
+    use bytes::Bytes;
+    use esbackup_engine::{get_bytes, Upload};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let target = DirPerObjectTarget::open(dir.path()).unwrap();
+    target
+        .put("index/indexmap", Upload::bytes(Bytes::from_static(b"map")))
+        .await
+        .unwrap();
+    assert_eq!(target.incomplete_uploads().await.unwrap(), 0);
+    // What a write killed before its publish leaves: a version folder and a temporary link.
+    std::fs::create_dir(dir.path().join("versions/v-killed")).unwrap();
+    std::fs::write(dir.path().join("versions/v-killed/data"), b"half").unwrap();
+    std::os::unix::fs::symlink(
+        "../versions/v-killed",
+        dir.path().join("objects/.tmp-killed"),
+    )
+    .unwrap();
+    assert_eq!(target.incomplete_uploads().await.unwrap(), 2);
+    // Younger than asked: kept (a running write's).
+    let hour = Duration::from_secs(3600);
+    assert_eq!(target.abort_stale_uploads(hour).await.unwrap(), 0);
+    assert_eq!(target.abort_stale_uploads(Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(target.incomplete_uploads().await.unwrap(), 0);
+    let kept = get_bytes(&target, "index/indexmap").await.unwrap();
+    assert_eq!(&kept[..], b"map");
+}
