@@ -20,6 +20,24 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("esbackup runs")
 }
 
+/// Runs `cmd`, which must succeed (its stderr is shown when it does not).
+fn succeeds(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `esbackup backup --db <db>`, to be given its target and options.
+fn backup_of(db: &Path) -> Command {
+    let mut cmd = esbackup();
+    cmd.args(["backup", "--db"]).arg(db);
+    cmd
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -101,15 +119,7 @@ fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
     let t = target.to_str().unwrap();
     let warning = "esbackup: warning: two\\nlines.txt was not backed up";
 
-    let out = run(esbackup()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .args(["--target", t, "--json"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(backup_of(&db).args(["--target", t, "--json"]));
     let report = json(&out);
     assert_eq!(report["skipped"][0]["file"], "two\\nlines.txt", "{report}");
     assert!(report["skipped"][0]["why"]
@@ -123,10 +133,7 @@ fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
         .any(|k| k == "custom-notes.txt"));
     assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
 
-    let out = run(esbackup()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .args(["--target", t]));
+    let out = run(backup_of(&db).args(["--target", t]));
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -136,13 +143,10 @@ fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(warning));
 
     let restored = dir.path().join("restored");
-    let out = run(esbackup()
-        .args(["restore", "--target", t, "--db"])
-        .arg(&restored));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        esbackup()
+            .args(["restore", "--target", t, "--db"])
+            .arg(&restored),
     );
     assert_eq!(
         std::fs::read(restored.join("custom-notes.txt")).unwrap(),
@@ -158,15 +162,7 @@ fn backup_list_restore_verify_status_forget_round_trip_with_json() {
     let target = dir.path().join("backup");
     let t = target.to_str().unwrap();
 
-    let out = run(esbackup()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .args(["--target", t, "--json"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(backup_of(&db).args(["--target", t, "--json"]));
     let first = json(&out);
     assert_eq!(first["ok"], true);
     assert!(first["point"].is_string());
@@ -176,10 +172,7 @@ fn backup_list_restore_verify_status_forget_round_trip_with_json() {
     );
     assert!(first["checkpoints"]["writer"].as_i64().unwrap() > 0);
 
-    let out = run(esbackup()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .args(["--target", t, "--json"]));
+    let out = run(backup_of(&db).args(["--target", t, "--json"]));
     let second = json(&out);
     assert_eq!(second["stored"]["files"], 0, "nothing changed");
     assert_eq!(second["unchanged"]["files"], first["stored"]["files"]);
@@ -210,20 +203,17 @@ fn backup_list_restore_verify_status_forget_round_trip_with_json() {
     assert_eq!(s["newest"]["id"], points[1]["id"]);
 
     let restored = dir.path().join("restored");
-    let out = run(esbackup()
-        .args([
-            "restore",
-            "--target",
-            t,
-            "--point",
-            points[0]["id"].as_str().unwrap(),
-            "--db",
-        ])
-        .arg(&restored));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        esbackup()
+            .args([
+                "restore",
+                "--target",
+                t,
+                "--point",
+                points[0]["id"].as_str().unwrap(),
+                "--db",
+            ])
+            .arg(&restored),
     );
     assert_eq!(
         std::fs::read(restored.join("truncate.chk")).unwrap(),
@@ -243,25 +233,22 @@ fn backup_list_restore_verify_status_forget_round_trip_with_json() {
         .arg(dir.path().join("too-early")));
     assert_eq!(out.status.code(), Some(2), "no point an hour ago");
     assert!(stderr_line(&out).contains("no restore point at or before"));
-    let out = run(esbackup()
-        .args([
-            "restore",
-            "--json",
-            "--target",
-            t,
-            "--at",
-            "2099-01-01T00:00:00Z",
-            "--db",
-        ])
-        .arg(dir.path().join("at")));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        esbackup()
+            .args([
+                "restore",
+                "--json",
+                "--target",
+                t,
+                "--at",
+                "2099-01-01T00:00:00Z",
+                "--db",
+            ])
+            .arg(dir.path().join("at")),
     );
     assert_eq!(json(&out)["point"], points[1]["id"]);
 
-    let out = run(esbackup().args([
+    let out = succeeds(esbackup().args([
         "forget",
         "--keep-last",
         "1",
@@ -270,11 +257,6 @@ fn backup_list_restore_verify_status_forget_round_trip_with_json() {
         "--target",
         t,
     ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let f = json(&out);
     assert_eq!(f["forgotten"].as_array().unwrap().len(), 1);
     assert!(
@@ -330,11 +312,7 @@ fn a_database_folder_as_target_is_refused_with_exit_10_and_left_alone() {
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("chunk-000000.000000"), b"someone's data").unwrap();
-    let out = run(esbackup()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .arg("--target")
-        .arg(&other));
+    let out = run(backup_of(&db).arg("--target").arg(&other));
     assert_eq!(
         out.status.code(),
         Some(10),
@@ -368,15 +346,12 @@ fn read_only_commands_never_create_a_missing_target_folder() {
         .arg(&missing));
     assert_eq!(out.status.code(), Some(8));
     assert!(!missing.exists(), "restore created the target folder");
-    let out = run(esbackup()
-        .args(["backup", "--dry-run", "--db"])
-        .arg(&db)
-        .arg("--target")
-        .arg(&missing));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        esbackup()
+            .args(["backup", "--dry-run", "--db"])
+            .arg(&db)
+            .arg("--target")
+            .arg(&missing),
     );
     assert!(!missing.exists(), "a dry run created the target folder");
 }
@@ -425,12 +400,7 @@ fn options_come_from_the_config_file_and_environment() {
         "concurrency: 2\njson: true\nretention:\n  last: 1\n",
     );
     for _ in 0..2 {
-        let out = run(esbackup().args(["backup", "--config"]).arg(&config));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(esbackup().args(["backup", "--config"]).arg(&config));
         let report = json(&out);
         assert_eq!(report["ok"], true, "json: true in the file");
         assert_eq!(report["retention"]["kept"].as_array().unwrap().len(), 1);
@@ -443,15 +413,12 @@ fn options_come_from_the_config_file_and_environment() {
     assert!(target.join("writer.chk").exists());
 
     let env_target = dir.path().join("from-env");
-    let out = run(esbackup()
-        .args(["backup", "--json"])
-        .env("ESBACKUP_DB", &db)
-        .env("ESBACKUP_TARGET", &env_target)
-        .env("ESBACKUP_DRY_RUN", "true"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        esbackup()
+            .args(["backup", "--json"])
+            .env("ESBACKUP_DB", &db)
+            .env("ESBACKUP_TARGET", &env_target)
+            .env("ESBACKUP_DRY_RUN", "true"),
     );
     assert_eq!(json(&out)["dry_run"], true);
     assert!(!env_target.exists());
@@ -470,12 +437,7 @@ fn the_command_line_wins_over_the_environment_which_wins_over_the_config_file() 
     let in_file = dir.path().join("in-file");
     let in_env = dir.path().join("in-env");
     let config = config_file(dir.path(), &db, &in_file, "");
-    let out = run(esbackup().args(["backup", "--config"]).arg(&config));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(esbackup().args(["backup", "--config"]).arg(&config));
     assert!(in_file.join("writer.chk").exists(), "the file's target");
 
     let status = |cli_target: Option<&Path>| {
@@ -505,15 +467,12 @@ fn dry_run_writes_nothing() {
     let db = sample_db(dir.path());
     let target = dir.path().join("backup");
     std::fs::create_dir_all(&target).unwrap();
-    let out = run(esbackup()
-        .args(["backup", "--dry-run", "--json", "--db"])
-        .arg(&db)
-        .arg("--target")
-        .arg(&target));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        esbackup()
+            .args(["backup", "--dry-run", "--json", "--db"])
+            .arg(&db)
+            .arg("--target")
+            .arg(&target),
     );
     let report = json(&out);
     assert_eq!(report["dry_run"], true);
@@ -556,15 +515,12 @@ fn list_names_a_damaged_point_and_exits_5() {
     let db = sample_db(dir.path());
     let bk = dir.path().join("bk");
     for _ in 0..2 {
-        let out = run(esbackup()
-            .args(["backup", "--quiet", "--db"])
-            .arg(&db)
-            .arg("--target")
-            .arg(&bk));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            esbackup()
+                .args(["backup", "--quiet", "--db"])
+                .arg(&db)
+                .arg("--target")
+                .arg(&bk),
         );
     }
     let points = bk.join(".esbackup/points");
@@ -651,12 +607,7 @@ fn a_backup_with_the_clock_a_day_behind_is_the_newest_point() {
         .arg(&db)
         .arg("--target")
         .arg(&bk);
-    let out = run(&mut behind);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(&mut behind);
     let report = json(&out);
     let warned = report["warnings"].as_array().unwrap();
     assert!(
@@ -672,15 +623,12 @@ fn a_backup_with_the_clock_a_day_behind_is_the_newest_point() {
         report["point"]
     );
     let dest = dir.path().join("restored");
-    let out = run(esbackup()
-        .args(["restore", "--quiet", "--target"])
-        .arg(&bk)
-        .arg("--db")
-        .arg(&dest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        esbackup()
+            .args(["restore", "--quiet", "--target"])
+            .arg(&bk)
+            .arg("--db")
+            .arg(&dest),
     );
     assert_eq!(std::fs::read(dest.join("writer.chk")).unwrap(), writer);
 }
