@@ -1,4 +1,4 @@
-//! On-disk formats of an EventStoreDB / KurrentDB node (see `shared/eventstore/FORMAT.md`):
+//! On-disk formats of an EventStoreDB / KurrentDB node (see `docs/FORMAT.md`):
 //! chunk files, checkpoints, the `indexmap` and PTables. Each module both parses and encodes,
 //! so the engine, its verifier and the simulator share one definition of every byte.
 
