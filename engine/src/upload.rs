@@ -548,35 +548,41 @@ mod tests {
     }
 
     /// Reading and hashing run on the blocking pool: on a single-threaded runtime, an upload
-    /// keeps streaming while a large file is hashed.
+    /// streams every piece while another file's hash is still under way. The hash is held at
+    /// its first step (opening a FIFO waits for a writer) until the upload has ended.
     #[tokio::test(flavor = "current_thread")]
     async fn an_upload_makes_progress_while_another_file_is_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("big");
-        std::fs::write(&big, vec![1u8; 256 << 20]).unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
         let small = dir.path().join("small");
         std::fs::write(&small, vec![2u8; 8 << 20]).unwrap();
-        let hashing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = hashing_done.clone();
-        let hash = tokio::spawn(async move {
-            crate::hashing::md5_of_range(&big, None, 0, 256 << 20)
-                .await
-                .unwrap();
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let hash = tokio::spawn({
+            let fifo = fifo.clone();
+            async move { crate::hashing::md5_of_range(&fifo, None, 0, 16).await }
         });
-        let mut during = 0;
+        // Were the hash on this thread, it would hold the runtime: a watchdog then releases it,
+        // so that the test fails below instead of hanging.
+        let watchdog = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            let _ = std::fs::OpenOptions::new().write(true).open(watchdog);
+        });
         let up = Upload::file(&small, 8 << 20);
         let mut pieces = up.stream(64 * 1024);
+        let mut streamed = 0;
         while let Some(p) = pieces.next().await {
             p.unwrap();
-            if !hashing_done.load(std::sync::atomic::Ordering::SeqCst) {
-                during += 1;
-            }
+            streamed += 1;
         }
-        hash.await.unwrap();
-        assert!(
-            during >= 64,
-            "only {during} of 128 pieces streamed during the hash"
-        );
+        assert_eq!(streamed, 128);
+        assert!(!hash.is_finished(), "the hash ran before the upload");
+        let writer = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new().write(true).open(fifo)
+        });
+        writer.await.unwrap().unwrap();
+        // A FIFO cannot be read at an offset: the hash, once released, fails (and returns).
+        assert!(hash.await.unwrap().is_err());
     }
 }
