@@ -89,12 +89,11 @@ const MAX_WAIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// The random pauses of a run that stepped back from a contended lock: 400-800 ms, then
 /// doubling, one per attempt after the first.
-const CONTENTION_PAUSES: ExponentialBuilder =
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(400))
-        .with_max_delay(Duration::from_secs(60))
-        .with_jitter()
-        .with_max_times(CONTENDED_ATTEMPTS as usize - 1);
+const CONTENTION_PAUSES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(400))
+    .with_max_delay(Duration::from_secs(60))
+    .with_jitter()
+    .with_max_times(CONTENDED_ATTEMPTS as usize - 1);
 
 /// A held lock; call [`Lock::release`] when done (dropping it stops the heartbeat only).
 pub struct Lock {

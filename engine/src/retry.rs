@@ -14,8 +14,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
 
 use crate::target::{ByteStream, ObjectInfo, Target, TargetError, Upload};
 
@@ -175,7 +175,10 @@ mod tests {
             let delays: Vec<Duration> = policy.backoff().build().collect();
             assert_eq!(delays.len(), 5, "{delays:?}");
             for (d, cap) in delays.iter().zip(caps) {
-                assert!(*d + slack >= cap / 2 && *d <= cap + slack, "{d:?} vs cap {cap:?}");
+                assert!(
+                    *d + slack >= cap / 2 && *d <= cap + slack,
+                    "{d:?} vs cap {cap:?}"
+                );
             }
             let total: Duration = delays.iter().sum();
             assert!(total <= policy.worst_case().1 + slack, "{total:?}");

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::file_copy;
-use crate::hashing::StreamHasher;
+use crate::hashing::{Md5Lanes, StreamHasher};
 
 /// Default piece size when a target has no preference (1 MiB).
 pub const DEFAULT_PIECE: usize = 1 << 20;
@@ -60,6 +60,8 @@ pub struct Upload {
     check_trailing_md5: bool,
     last_pass: Arc<Mutex<Pass>>,
     on_bytes: Option<OnBytes>,
+    /// Where [`Upload::copy_to_file`] hashes (else on its own thread).
+    lanes: Option<Md5Lanes>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -81,6 +83,7 @@ impl Upload {
             check_trailing_md5: false,
             last_pass: Arc::default(),
             on_bytes: None,
+            lanes: None,
         }
     }
 
@@ -115,6 +118,12 @@ impl Upload {
     /// Fails every pass whose last 16 bytes are not the MD5 of the bytes before them.
     pub fn check_trailing_md5(mut self) -> Upload {
         self.check_trailing_md5 = true;
+        self
+    }
+
+    /// Hashes kernel copies ([`Upload::copy_to_file`]) in `lanes`, beside the run's others.
+    pub(crate) fn with_lanes(mut self, lanes: &Md5Lanes) -> Upload {
+        self.lanes = Some(lanes.clone());
         self
     }
 
@@ -172,7 +181,7 @@ impl Upload {
     pub fn copy_to(&self, out: &mut impl std::io::Write) -> io::Result<()> {
         *self.last_pass.lock().unwrap() = Pass::default();
         let fail = |e: io::Error| self.failed(e);
-        let mut hasher = StreamHasher::new(self.check_trailing_md5);
+        let mut hasher = StreamHasher::new(self.len, self.check_trailing_md5);
         match &self.source {
             Source::Memory(data) => {
                 hasher.update(data);
@@ -211,8 +220,9 @@ impl Upload {
     /// A pass that copies the body into the empty file `out` (opened for reading and writing;
     /// call it from a blocking thread): for a local file, in the kernel (`copy_file_range`,
     /// no bytes through user space), each step's writeback to disk started at once and what it
-    /// put in `out` read back and hashed (by the shared hasher) while the next step copies, so
-    /// the hash and the trailing-MD5 check are of the stored bytes themselves. Elsewhere, or
+    /// put in `out` read back and hashed (in the run's MD5 lanes, when given) while the next
+    /// step copies, so the hash and the trailing-MD5 check are of the stored bytes themselves.
+    /// Elsewhere, or
     /// where the kernel cannot copy between the two files, it is [`Upload::copy_to`]. On an
     /// error nothing is recorded.
     pub fn copy_to_file(&self, out: &File) -> io::Result<()> {
@@ -225,7 +235,8 @@ impl Upload {
                 Arc::new(File::open(path).map_err(|e| self.failed(e))?),
             ),
         };
-        let mut hasher = StreamHasher::shared(self.check_trailing_md5);
+        let mut hasher =
+            StreamHasher::shared(self.lanes.as_ref(), self.len, self.check_trailing_md5);
         let copied =
             file_copy::copy_and_read_back(&file, self.offset, out, 0, self.len, |piece| {
                 if let Some(report) = &self.on_bytes {
@@ -245,7 +256,7 @@ impl Upload {
 
     /// Records a finished pass's MD5, after its trailing-MD5 check when one is asked for.
     fn record(&self, hasher: StreamHasher) -> io::Result<()> {
-        let hashes = hasher.finish();
+        let hashes = hasher.finish()?;
         if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
             return Err(self.failed(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -275,7 +286,7 @@ impl Upload {
             at: self.offset,
             left: self.len,
             piece: piece.max(1) as u64,
-            hasher: Some(StreamHasher::new(self.check_trailing_md5)),
+            hasher: Some(StreamHasher::new(self.len, self.check_trailing_md5)),
             check_trailing_md5: self.check_trailing_md5,
             record: self.last_pass.clone(),
             on_bytes: self.on_bytes.clone(),
@@ -310,7 +321,7 @@ struct FilePass {
 impl FilePass {
     fn finish_empty(&mut self) {
         if let Some(h) = self.hasher.take() {
-            self.record.lock().unwrap().md5 = Some(h.finish().md5);
+            self.record.lock().unwrap().md5 = h.finish().ok().map(|h| h.md5);
         }
     }
 
@@ -393,7 +404,7 @@ impl FilePass {
             self.hasher = Some(hasher);
             return Ok((bytes, self));
         }
-        let hashes = hasher.finish();
+        let hashes = hasher.finish()?;
         if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
             let path = match &self.reader {
                 Reader::Open(p, _) | Reader::Closed(p) => p.display().to_string(),
@@ -413,7 +424,7 @@ impl FilePass {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use md5_reference::{Digest, Md5};
+    use md5::{Digest, Md5};
 
     fn file_with_trailing_md5(dir: &Path, body: &[u8]) -> PathBuf {
         let mut data = body.to_vec();
@@ -578,9 +589,8 @@ mod tests {
         }
         assert_eq!(streamed, 128);
         assert!(!hash.is_finished(), "the hash ran before the upload");
-        let writer = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new().write(true).open(fifo)
-        });
+        let writer =
+            tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(fifo));
         writer.await.unwrap().unwrap();
         // A FIFO cannot be read at an offset: the hash, once released, fails (and returns).
         assert!(hash.await.unwrap().is_err());

@@ -10,7 +10,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::plan::{Action, BackupPlan, FilePlan, LocalFile, Mirror, UploadCheck};
 use crate::error::{EngineError, Result};
-use crate::hashing::md5_of_range;
+use crate::hashing::{md5_of_range, Md5Lanes};
 use crate::point::{Content, FileRef, Segment, Window};
 use crate::progress::Progress;
 use crate::source::other_files::{self, Skipped};
@@ -37,10 +37,13 @@ pub(crate) async fn store_files(
     progress: &Arc<dyn Progress>,
 ) -> Result<Stored> {
     progress.phase("upload", plan.upload_bytes());
+    // This run's MD5 lanes (for stores that copy files in the kernel): its thread stops when
+    // the files are stored.
+    let lanes = Md5Lanes::new();
     let stores: Vec<_> = plan
         .files
         .iter()
-        .map(|f| store_one(target, f, progress))
+        .map(|f| store_one((target, &lanes), f, progress))
         .collect();
     let done: Vec<Outcome> = stream::iter(stores)
         .buffer_unordered(concurrency.max(1))
@@ -77,7 +80,7 @@ enum Outcome {
 }
 
 async fn store_one(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     plan: &FilePlan,
     progress: &Arc<dyn Progress>,
 ) -> Result<Outcome> {
@@ -87,7 +90,7 @@ async fn store_one(
         check: UploadCheck::HeldStill,
     } = &plan.action
     {
-        return copy_held_still(target, &plan.key, object, source, progress).await;
+        return copy_held_still((target, lanes), &plan.key, object, source, progress).await;
     }
     let file = |content| FileRef {
         size: plan.size,
@@ -116,7 +119,14 @@ async fn store_one(
             check,
         } => {
             let md5 = upload(
-                target, object, source, 0, source.len, *check, plan.stamp, progress,
+                (target, lanes),
+                object,
+                source,
+                0,
+                source.len,
+                *check,
+                plan.stamp,
+                progress,
             )
             .await?;
             (
@@ -135,7 +145,7 @@ async fn store_one(
             source,
         } => {
             let md5 = upload(
-                target,
+                (target, lanes),
                 object,
                 source,
                 *from,
@@ -178,7 +188,7 @@ async fn store_one(
 /// object removed again (best effort: prune removes it otherwise). Only a failure of the store
 /// fails the run.
 async fn copy_held_still(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     key: &str,
     object: &str,
     source: &LocalFile,
@@ -200,6 +210,7 @@ async fn copy_held_still(
     let file = Arc::new(file);
     let p = progress.clone();
     let body = Upload::handle(path, file.clone(), before.len)
+        .with_lanes(lanes)
         .with_progress(Arc::new(move |n| p.advance(n)));
     let put = target.put(object, body.clone()).await;
     match body.read_failure() {
@@ -233,7 +244,7 @@ async fn copy_held_still(
 /// `captured`: for [`UploadCheck::Unchanged`], the file's metadata when it was captured.
 #[allow(clippy::too_many_arguments)]
 async fn upload(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     object: &str,
     source: &LocalFile,
     offset: u64,
@@ -250,7 +261,9 @@ async fn upload(
         body = body.check_trailing_md5();
     }
     let p = progress.clone();
-    let body = body.with_progress(Arc::new(move |n| p.advance(n)));
+    let body = body
+        .with_lanes(lanes)
+        .with_progress(Arc::new(move |n| p.advance(n)));
     let put = target.put(object, body.clone()).await;
     if let Some(kind) = body.read_failure() {
         return Err(source_read_failure(&source.path, kind));
