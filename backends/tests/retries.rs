@@ -50,9 +50,14 @@ async fn always_busy() -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
-/// Options for an S3 target on the always-busy server at `port`.
-fn busy_s3(port: u16, max_retries: usize, retry_timeout: Duration) -> TargetOptions {
-    TargetOptions {
+/// One `head` through an S3 target on an always-busy server, with these retry settings: how
+/// many requests the server answered, and the error.
+async fn head_on_busy_server(
+    max_retries: usize,
+    retry_timeout: Duration,
+) -> (usize, esbackup_engine::TargetError) {
+    let (port, count) = always_busy().await;
+    let opts = TargetOptions {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         region: Some("us-east-1".into()),
         access_key_id: Some("AKIDEXAMPLE".into()),
@@ -60,19 +65,16 @@ fn busy_s3(port: u16, max_retries: usize, retry_timeout: Duration) -> TargetOpti
         max_retries: Some(max_retries),
         retry_timeout: Some(HumanDuration(retry_timeout)),
         ..TargetOptions::default()
-    }
+    };
+    let target = open_target("s3://bucket/prefix", &opts).unwrap();
+    let err = target.head("chunk-000000.000000").await.unwrap_err();
+    (count.load(Ordering::SeqCst), err)
 }
 
 #[tokio::test]
 async fn one_failing_request_is_tried_max_retries_plus_one_times() {
-    let (port, count) = always_busy().await;
-    let target = open_target(
-        "s3://bucket/prefix",
-        &busy_s3(port, 3, Duration::from_secs(30)),
-    )
-    .unwrap();
-    let err = target.head("chunk-000000.000000").await.unwrap_err();
-    assert_eq!(count.load(Ordering::SeqCst), 4, "{err}");
+    let (tries, err) = head_on_busy_server(3, Duration::from_secs(30)).await;
+    assert_eq!(tries, 4, "{err}");
     assert!(err.is_transient(), "{err:?}");
 }
 
@@ -80,14 +82,7 @@ async fn one_failing_request_is_tried_max_retries_plus_one_times() {
 /// 200 ms each (a sleep never ends early), a 1 s deadline leaves room for at most 6 retries.
 #[tokio::test]
 async fn retries_stop_at_the_retry_deadline() {
-    let (port, count) = always_busy().await;
-    let target = open_target(
-        "s3://bucket/prefix",
-        &busy_s3(port, 1000, Duration::from_secs(1)),
-    )
-    .unwrap();
-    let err = target.head("chunk-000000.000000").await.unwrap_err();
-    let tries = count.load(Ordering::SeqCst);
+    let (tries, err) = head_on_busy_server(1000, Duration::from_secs(1)).await;
     assert!((1..=7).contains(&tries), "{tries} tries: {err}");
     assert!(err.is_transient(), "{err:?}");
 }
