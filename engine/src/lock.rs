@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -89,11 +89,11 @@ const MAX_WAIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// The random pauses of a run that stepped back from a contended lock: 400-800 ms, then
 /// doubling, one per attempt after the first.
-const CONTENTION_PAUSES: ExponentialBuilder = ExponentialBuilder::new()
-    .with_min_delay(Duration::from_millis(400))
-    .with_max_delay(Duration::from_secs(60))
-    .with_jitter()
-    .with_max_times(CONTENDED_ATTEMPTS as usize - 1);
+fn contention_pauses() -> impl Iterator<Item = Duration> {
+    equal_jitter(Duration::from_millis(800), Duration::from_secs(60))
+        .with_max_times(CONTENDED_ATTEMPTS as usize - 1)
+        .build()
+}
 
 /// A held lock; call [`Lock::release`] when done (dropping it stops the heartbeat only).
 pub struct Lock {
@@ -210,7 +210,7 @@ impl Lock {
         let mut attempt = 1;
         let mut told: Option<String> = None;
         let mut last_rival: Option<(String, DateTime<Utc>)> = None;
-        let mut contention = CONTENTION_PAUSES.build();
+        let mut contention = contention_pauses();
         loop {
             let own = lock_key(run_id, attempt);
             let now = Utc::now();
