@@ -7,7 +7,7 @@ index. That is enough for an upload benchmark (incompressible data, real file si
 a restore that a server would open. (The simulator, esdb-sim, makes real log records and
 index tables, but writes with the server's fsyncs and takes minutes for gigabytes.)
 
-Layout (shared/eventstore/FORMAT.md §1-2):
+Layout (docs/FORMAT.md §1-2):
   chunk-000000.000000 … chunk-(N-2).000000  completed chunks: 128-byte header, data, zero
       padding to a multiple of 4096, 128-byte footer (flags 0x03, sizes, MD5 of [0, len-16))
   chunk-(N-1).000000  the active chunk: header, data up to the writer position, zeros up to

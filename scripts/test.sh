@@ -4,7 +4,7 @@
 #   2. the variables it wrote are exported;
 #   3. cargo test --workspace --features esbackup/demo --no-fail-fast (every test binary runs
 #      even after a failure, so one run reports every failing test; extra arguments are passed
-#      on: scripts/test.sh --test suite safety -- --nocapture);
+#      on: scripts/test.sh --test suite wrong_folders -- --nocapture);
 #   4. on exit, whatever this run started (the Docker daemon) is stopped again.
 # Exits non-zero if any step or any test fails.
 set -euo pipefail

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+use esbackup_engine::equal_jitter;
 use object_store::{BackoffConfig, Certificate, ClientOptions, RetryConfig};
 
 use crate::error::BackendError;
@@ -34,7 +36,7 @@ impl HttpSettings {
         }
     }
 
-    /// Jittered exponential backoff (object_store's decorrelated jitter), 200 ms up to 30 s.
+    /// object_store's retries: its decorrelated-jitter backoff, 200 ms up to 30 s.
     pub fn retry_config(&self) -> RetryConfig {
         RetryConfig {
             backoff: self.backoff(),
@@ -61,38 +63,38 @@ impl HttpSettings {
     }
 }
 
-/// Jittered exponential backoff for our own requests (the same shape as object_store's).
+/// The waits between tries of our own requests (those object_store does not make for us): the
+/// engine's [`equal_jitter`] backoff from `init_backoff` up to `max_backoff`, at most
+/// `max_retries` of them and none once `retry_timeout` has passed since the first try. (Its
+/// bounds are those of object_store's backoff; object_store draws its own jitter.)
 pub(crate) struct Backoff {
     start: Instant,
-    attempt: u32,
-    settings: HttpSettings,
+    delays: <ExponentialBuilder as BackoffBuilder>::Backoff,
+    retry_timeout: Duration,
 }
 
 impl Backoff {
     pub fn new(settings: HttpSettings) -> Self {
+        let b = settings.backoff();
         Backoff {
             start: Instant::now(),
-            attempt: 0,
-            settings,
+            delays: equal_jitter(b.init_backoff, b.max_backoff)
+                .with_factor(b.base as f32)
+                .with_max_times(settings.max_retries)
+                .build(),
+            retry_timeout: settings.retry_timeout,
         }
     }
 
     /// Sleeps before the next attempt, or returns false when retries are exhausted.
     pub async fn wait(&mut self) -> bool {
-        let b = self.settings.backoff();
-        if self.attempt as usize >= self.settings.max_retries
-            || self.start.elapsed() > self.settings.retry_timeout
-        {
+        if self.start.elapsed() > self.retry_timeout {
             return false;
         }
-        let ceiling = b
-            .init_backoff
-            .mul_f64(b.base.powi(self.attempt as i32))
-            .min(b.max_backoff);
-        self.attempt += 1;
-        // Full jitter: uniformly in [init, ceiling].
-        let span = ceiling.saturating_sub(b.init_backoff);
-        tokio::time::sleep(b.init_backoff + span.mul_f64(rand::random::<f64>())).await;
+        let Some(delay) = self.delays.next() else {
+            return false;
+        };
+        tokio::time::sleep(delay).await;
         true
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::hashing::{Hashes, StreamHasher};
+use crate::hashing::{Hashes, Md5Lanes, StreamHasher};
 use crate::progress::Progress;
 use crate::target::Target;
 
@@ -44,17 +44,17 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    /// Hashes bytes (checking a trailing MD5 when `trailing`) and writes them to `file` from
-    /// offset `at`, if given. `label` names the destination in errors.
-    pub fn new(file: Option<Arc<File>>, at: u64, trailing: bool, label: String) -> Sink {
-        Sink::with(file, at, StreamHasher::shared(trailing), true, label)
+    /// Hashes bytes with `hasher` and writes them to `file` from offset `at`, if given.
+    /// `label` names the destination in errors.
+    pub fn new(file: Option<Arc<File>>, at: u64, hasher: StreamHasher, label: String) -> Sink {
+        Sink::with(file, at, hasher, true, label)
     }
 
     /// Writes bytes to `file` from offset `at` without hashing them.
     fn writer(file: Arc<File>, at: u64, label: String) -> Sink {
-        // Never fed: a stream registered with the shared hasher would make it wait for bytes
+        // Never fed: a stream registered with the lanes would make it wait for bytes
         // that never come.
-        Sink::with(Some(file), at, StreamHasher::new(false), false, label)
+        Sink::with(Some(file), at, StreamHasher::new(0, false), false, label)
     }
 
     fn with(
@@ -120,10 +120,11 @@ impl Sink {
         self.flush().await?;
         self.settle().await?;
         let hasher = self.hasher.take().expect("settled");
-        // Off the runtime: finishing waits for the shared hasher.
+        // Off the runtime: finishing waits for the lanes.
         tokio::task::spawn_blocking(move || hasher.finish())
             .await
-            .map_err(|e| EngineError::io(&self.label, std::io::Error::other(e.to_string())))
+            .map_err(|e| EngineError::io(&self.label, std::io::Error::other(e.to_string())))?
+            .map_err(|e| EngineError::io(&self.label, e))
     }
 }
 
@@ -244,6 +245,7 @@ pub(crate) async fn download_to_file(
     label: &str,
     progress: Arc<dyn Progress>,
     ranged: bool,
+    lanes: &Md5Lanes,
 ) -> Result<[u8; 16]> {
     if let Some(path) = target.local_file(key) {
         let copied = copy_local(
@@ -253,6 +255,7 @@ pub(crate) async fn download_to_file(
             (file.clone(), at, label),
             target.describe(),
             progress.clone(),
+            lanes.clone(),
         )
         .await?;
         if let Some(md5) = copied {
@@ -260,7 +263,8 @@ pub(crate) async fn download_to_file(
         }
     }
     if len <= RANGE || !ranged {
-        let mut sink = Sink::new(Some(file), at, false, label.to_string());
+        let hasher = StreamHasher::shared(Some(lanes), len, false);
+        let mut sink = Sink::new(Some(file), at, hasher, label.to_string());
         download(target.as_ref(), key, len, &mut sink, progress.as_ref()).await?;
         return Ok(sink.finish().await?.md5);
     }
@@ -286,7 +290,7 @@ pub(crate) async fn download_to_file(
             })
         })
         .collect();
-    let mut hasher = StreamHasher::shared(false);
+    let mut hasher = StreamHasher::shared(Some(lanes), len, false);
     let mut pending = tasks.into_iter().zip(ranges);
     while let Some((task, r)) = pending.next() {
         let done = task
@@ -309,10 +313,12 @@ pub(crate) async fn download_to_file(
         .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?;
         hasher = hashed.map_err(|e| EngineError::io(label, e))?;
     }
-    // Off the runtime: finishing waits for the shared hasher.
-    tokio::task::spawn_blocking(move || hasher.finish().md5)
+    // Off the runtime: finishing waits for the lanes.
+    tokio::task::spawn_blocking(move || hasher.finish())
         .await
-        .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))
+        .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?
+        .map(|h| h.md5)
+        .map_err(|e| EngineError::io(label, e))
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
@@ -325,6 +331,7 @@ async fn copy_local(
     (file, at, label): (Arc<File>, u64, &str),
     location: String,
     progress: Arc<dyn Progress>,
+    lanes: Md5Lanes,
 ) -> Result<Option<[u8; 16]>> {
     let (key, label) = (key.to_string(), label.to_string());
     let task_label = label.clone();
@@ -337,7 +344,7 @@ async fn copy_local(
             }
             Err(e) => return Err(EngineError::io(path.display(), e)),
         };
-        let mut hasher = StreamHasher::shared(false);
+        let mut hasher = StreamHasher::shared(Some(&lanes), len, false);
         let copied = crate::file_copy::copy_and_read_back(&from, 0, &file, at, len, |piece| {
             progress.advance(piece.len() as u64);
             hasher.update_pieces([piece]);
@@ -357,7 +364,8 @@ async fn copy_local(
                 "{key} ended after {copied} of the {len} bytes recorded: the backup is damaged"
             )));
         }
-        Ok(Some(hasher.finish().md5))
+        let hashes = hasher.finish().map_err(|e| EngineError::io(&label, e))?;
+        Ok(Some(hashes.md5))
     })
     .await
     .map_err(|e| EngineError::io(&label, std::io::Error::other(e.to_string())))?
@@ -369,7 +377,7 @@ mod tests {
     use crate::progress::NoProgress;
     use crate::testing::{Intercept, MemoryTarget};
     use futures::StreamExt;
-    use md5_reference::Digest;
+    use md5::Digest as _;
 
     /// Pieces of any size, over several batches (one in flight while the next gathers), land in
     /// order at the sink's offset and are hashed in order.
@@ -381,7 +389,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = Arc::new(std::fs::File::create(&path).unwrap());
-        let mut sink = Sink::new(Some(file), 10, false, "f".into());
+        let lanes = Md5Lanes::new();
+        let hasher = StreamHasher::shared(Some(&lanes), data.len() as u64, false);
+        let mut sink = Sink::new(Some(file), 10, hasher, "f".into());
         let mut at = 0;
         for (i, size) in [1usize, 70_000, 999, BATCH, 3, 65_536]
             .iter()
@@ -398,10 +408,7 @@ mod tests {
             at = end;
         }
         let hashes = sink.finish().await.unwrap();
-        assert_eq!(
-            hashes.md5,
-            <[u8; 16]>::from(md5_reference::Md5::digest(&data))
-        );
+        assert_eq!(hashes.md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
         let written = std::fs::read(&path).unwrap();
         assert_eq!(&written[..10], &[0u8; 10]);
         assert_eq!(&written[10..], &data[..]);
@@ -455,10 +462,11 @@ mod tests {
             "f",
             Arc::new(NoProgress),
             true,
+            &Md5Lanes::new(),
         )
         .await
         .unwrap();
-        assert_eq!(md5, <[u8; 16]>::from(md5_reference::Md5::digest(&data)));
+        assert_eq!(md5, <[u8; 16]>::from(md5::Md5::digest(&data)));
         let written = std::fs::read(&path).unwrap();
         assert_eq!(&written[100..], &data[..]);
     }

@@ -59,7 +59,7 @@ pub use point::{
 };
 pub use progress::{NoProgress, Progress};
 pub use restore::{restore, RestoreOptions, RestoreReport, Which, DEFAULT_RESTORE_CONCURRENCY};
-pub use retry::{RetryPolicy, RetryTarget};
+pub use retry::{equal_jitter, RetryPolicy, RetryTarget};
 pub use size::ByteSize;
 pub use source::FileStamp;
 pub use status::{list, status, ListEntry, Listing, PointSummary, StatusReport};

@@ -35,12 +35,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
+use crate::retry::equal_jitter;
 use crate::target::{get_bytes, Target, TargetErrorKind, Upload};
 
 /// What a lock object says of its holder.
@@ -82,8 +84,16 @@ impl Default for LockOptions {
     }
 }
 
-/// The longest pause between two looks at a held lock.
+/// The longest pause between two looks at a held lock (they grow from 250-500 ms).
 const MAX_WAIT_PAUSE: Duration = Duration::from_secs(5);
+
+/// The random pauses of a run that stepped back from a contended lock: 400-800 ms, then
+/// doubling, one per attempt after the first.
+fn contention_pauses() -> impl Iterator<Item = Duration> {
+    equal_jitter(Duration::from_millis(800), Duration::from_secs(60))
+        .with_max_times(CONTENDED_ATTEMPTS as usize - 1)
+        .build()
+}
 
 /// A held lock; call [`Lock::release`] when done (dropping it stops the heartbeat only).
 pub struct Lock {
@@ -200,6 +210,7 @@ impl Lock {
         let mut attempt = 1;
         let mut told: Option<String> = None;
         let mut last_rival: Option<(String, DateTime<Utc>)> = None;
+        let mut contention = contention_pauses();
         loop {
             let own = lock_key(run_id, attempt);
             let now = Utc::now();
@@ -241,9 +252,10 @@ impl Lock {
                     last_rival = Some(seen);
                     if attempt <= CONTENDED_ATTEMPTS && !holding {
                         // Both sides may have stepped back: try again after a random pause.
-                        let pause = rand::random::<u64>() % (200 << attempt.min(10));
-                        tokio::time::sleep(Duration::from_millis(50 + pause)).await;
-                        continue;
+                        if let Some(pause) = contention.next() {
+                            tokio::time::sleep(pause).await;
+                            continue;
+                        }
                     }
                     let waited = started.elapsed();
                     if waited >= opts.wait {
@@ -418,15 +430,14 @@ async fn wait_until_free(
     left: Duration,
 ) -> Result<()> {
     let until = std::time::Instant::now() + left;
-    let mut pause = Duration::from_millis(250);
+    let mut pauses = equal_jitter(Duration::from_millis(500), MAX_WAIT_PAUSE).build();
     loop {
         let now = std::time::Instant::now();
         if now >= until {
             return Ok(());
         }
-        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
-        tokio::time::sleep((pause + jitter).min(until - now)).await;
-        pause = (pause * 2).min(MAX_WAIT_PAUSE);
+        let pause = pauses.next().unwrap_or(MAX_WAIT_PAUSE);
+        tokio::time::sleep(pause.min(until - now)).await;
         if live_rival(target, &lock_key(run_id, 0), opts)
             .await?
             .is_none()

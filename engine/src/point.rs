@@ -36,7 +36,7 @@ pub struct Checkpoints {
 pub struct Point {
     pub format: u32,
     /// `p00000042-20261130T070842123Z-1a2b3c4d`: the run's sequence number, its capture time and
-    /// a random suffix (see [`new_point_id`]). Format 2 ids have no sequence number.
+    /// a random suffix (see `new_point_id`). Format 2 ids have no sequence number.
     pub id: String,
     /// The run's place in the location's history: one more than the newest point's, taken
     /// with the lock held. Points are ordered by it, never by the clock (0 in format 2).

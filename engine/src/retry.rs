@@ -1,5 +1,5 @@
-//! [`RetryTarget`]: retries transient storage errors with jittered exponential backoff, for a
-//! [`Target`] whose store does not retry by itself.
+//! [`RetryTarget`]: retries transient storage errors with jittered exponential backoff (backon,
+//! [`equal_jitter`]), for a [`Target`] whose store does not retry by itself.
 //!
 //! Who retries what (one layer per kind of failure):
 //! - a request that fails transiently (timeouts, 429/5xx, connection resets): the backend's
@@ -14,8 +14,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use rand::Rng;
 
 use crate::target::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
 
@@ -51,14 +51,26 @@ impl RetryPolicy {
         (self.attempts, waits)
     }
 
-    /// Full jitter: a random delay up to base·2^attempt, capped.
-    fn delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.max_delay);
-        cap.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    /// The delays between attempts: `attempts - 1` of them, each [`equal_jitter`].
+    fn backoff(&self) -> ExponentialBuilder {
+        equal_jitter(self.base_delay, self.max_delay)
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
     }
+}
+
+/// Exponential backoff with "equal jitter", the one backoff shape of esbackup's own waits: the
+/// n-th delay is drawn from `[cap/2, cap)`, `cap = base·2^n` capped at `max`, so a delay never
+/// exceeds its cap (the bound [`RetryPolicy::worst_case`] adds up) and never collapses to zero.
+/// Unlimited; bound it with `with_max_times`.
+///
+/// (backon's jitter adds up to one more delay, `[d, 2d)`: starting from halves gives the range
+/// above.)
+pub fn equal_jitter(base: Duration, max: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(base / 2)
+        .with_max_delay(max / 2)
+        .with_jitter()
+        .without_max_times()
 }
 
 #[derive(Debug)]
@@ -72,23 +84,15 @@ impl<T: Target> RetryTarget<T> {
         RetryTarget { inner, policy }
     }
 
-    async fn run<R, F, Fut>(&self, what: &str, mut op: F) -> Result<R, TargetError>
+    async fn run<R, F, Fut>(&self, what: &str, op: F) -> Result<R, TargetError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<R, TargetError>>,
     {
-        let mut attempt = 0;
-        loop {
-            match op().await {
-                Err(e) if e.is_transient() && attempt + 1 < self.policy.attempts => {
-                    let delay = self.policy.delay(attempt);
-                    tracing::warn!("{what}: {e}; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        op.retry(self.policy.backoff())
+            .when(TargetError::is_transient)
+            .notify(|e, delay| tracing::warn!("{what}: {e}; retrying in {delay:?}"))
+            .await
     }
 }
 
@@ -153,6 +157,34 @@ impl<T: Target> Target for RetryTarget<T> {
 mod tests {
     use super::*;
     use crate::testing::{FaultPlan, FaultyTarget, MemoryTarget};
+    use backon::BackoffBuilder;
+
+    /// The delays are `attempts - 1`, each in `[cap/2, cap]` of its capped `base·2^n`, so they
+    /// add up to at most the worst case (drawn many times: the bound holds for every draw).
+    #[test]
+    fn the_delays_stay_within_their_caps_and_add_up_to_at_most_the_worst_case() {
+        let policy = RetryPolicy {
+            attempts: 6,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        };
+        let caps = [10, 20, 40, 40, 40].map(Duration::from_millis);
+        // f32 arithmetic inside backon: allow a microsecond.
+        let slack = Duration::from_micros(1);
+        for _ in 0..1000 {
+            let delays: Vec<Duration> = policy.backoff().build().collect();
+            assert_eq!(delays.len(), 5, "{delays:?}");
+            for (d, cap) in delays.iter().zip(caps) {
+                assert!(
+                    *d + slack >= cap / 2 && *d <= cap + slack,
+                    "{d:?} vs cap {cap:?}"
+                );
+            }
+            let total: Duration = delays.iter().sum();
+            assert!(total <= policy.worst_case().1 + slack, "{total:?}");
+        }
+        assert_eq!(policy.worst_case(), (6, Duration::from_millis(150)));
+    }
 
     #[tokio::test]
     async fn transient_faults_are_retried_until_success() {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::file_copy;
-use crate::hashing::StreamHasher;
+use crate::hashing::{Md5Lanes, StreamHasher};
 #[cfg(doc)]
 use crate::target::TargetErrorKind;
 use crate::target::{Stored, TargetError};
@@ -63,6 +63,8 @@ pub struct Upload {
     check_trailing_md5: bool,
     last_pass: Arc<Mutex<Pass>>,
     on_bytes: Option<OnBytes>,
+    /// Where [`Upload::copy_to_file`] hashes (else on its own thread).
+    lanes: Option<Md5Lanes>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -84,6 +86,7 @@ impl Upload {
             check_trailing_md5: false,
             last_pass: Arc::default(),
             on_bytes: None,
+            lanes: None,
         }
     }
 
@@ -118,6 +121,12 @@ impl Upload {
     /// Fails every pass whose last 16 bytes are not the MD5 of the bytes before them.
     pub fn check_trailing_md5(mut self) -> Upload {
         self.check_trailing_md5 = true;
+        self
+    }
+
+    /// Hashes kernel copies ([`Upload::copy_to_file`]) in `lanes`, beside the run's others.
+    pub(crate) fn with_lanes(mut self, lanes: &Md5Lanes) -> Upload {
+        self.lanes = Some(lanes.clone());
         self
     }
 
@@ -198,7 +207,7 @@ impl Upload {
     pub fn copy_to(&self, out: &mut impl std::io::Write) -> io::Result<()> {
         *self.last_pass.lock().unwrap() = Pass::default();
         let fail = |e: io::Error| self.failed(e);
-        let mut hasher = StreamHasher::new(self.check_trailing_md5);
+        let mut hasher = StreamHasher::new(self.len, self.check_trailing_md5);
         match &self.source {
             Source::Memory(data) => {
                 hasher.update(data);
@@ -237,8 +246,9 @@ impl Upload {
     /// A pass that copies the body into the empty file `out` (opened for reading and writing;
     /// call it from a blocking thread): for a local file, in the kernel (`copy_file_range`,
     /// no bytes through user space), each step's writeback to disk started at once and what it
-    /// put in `out` read back and hashed (by the shared hasher) while the next step copies, so
-    /// the hash and the trailing-MD5 check are of the stored bytes themselves. Elsewhere, or
+    /// put in `out` read back and hashed (in the run's MD5 lanes, when given) while the next
+    /// step copies, so the hash and the trailing-MD5 check are of the stored bytes themselves.
+    /// Elsewhere, or
     /// where the kernel cannot copy between the two files, it is [`Upload::copy_to`]. On an
     /// error nothing is recorded.
     pub fn copy_to_file(&self, out: &File) -> io::Result<()> {
@@ -251,7 +261,8 @@ impl Upload {
                 Arc::new(File::open(path).map_err(|e| self.failed(e))?),
             ),
         };
-        let mut hasher = StreamHasher::shared(self.check_trailing_md5);
+        let mut hasher =
+            StreamHasher::shared(self.lanes.as_ref(), self.len, self.check_trailing_md5);
         let copied =
             file_copy::copy_and_read_back(&file, self.offset, out, 0, self.len, |piece| {
                 if let Some(report) = &self.on_bytes {
@@ -271,7 +282,7 @@ impl Upload {
 
     /// Records a finished pass's MD5, after its trailing-MD5 check when one is asked for.
     fn record(&self, hasher: StreamHasher) -> io::Result<()> {
-        let hashes = hasher.finish();
+        let hashes = hasher.finish()?;
         if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
             return Err(self.failed(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -301,7 +312,7 @@ impl Upload {
             at: self.offset,
             left: self.len,
             piece: piece.max(1) as u64,
-            hasher: Some(StreamHasher::new(self.check_trailing_md5)),
+            hasher: Some(StreamHasher::new(self.len, self.check_trailing_md5)),
             check_trailing_md5: self.check_trailing_md5,
             record: self.last_pass.clone(),
             on_bytes: self.on_bytes.clone(),
@@ -336,7 +347,7 @@ struct FilePass {
 impl FilePass {
     fn finish_empty(&mut self) {
         if let Some(h) = self.hasher.take() {
-            self.record.lock().unwrap().md5 = Some(h.finish().md5);
+            self.record.lock().unwrap().md5 = h.finish().ok().map(|h| h.md5);
         }
     }
 
@@ -419,7 +430,7 @@ impl FilePass {
             self.hasher = Some(hasher);
             return Ok((bytes, self));
         }
-        let hashes = hasher.finish();
+        let hashes = hasher.finish()?;
         if self.check_trailing_md5 && hashes.trailing_md5_ok != Some(true) {
             let path = match &self.reader {
                 Reader::Open(p, _) | Reader::Closed(p) => p.display().to_string(),
@@ -439,7 +450,7 @@ impl FilePass {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use md5_reference::{Digest, Md5};
+    use md5::{Digest, Md5};
 
     fn file_with_trailing_md5(dir: &Path, body: &[u8]) -> PathBuf {
         let mut data = body.to_vec();
@@ -574,35 +585,40 @@ mod tests {
     }
 
     /// Reading and hashing run on the blocking pool: on a single-threaded runtime, an upload
-    /// keeps streaming while a large file is hashed.
+    /// streams every piece while another file's hash is still under way. The hash is held at
+    /// its first step (opening a FIFO waits for a writer) until the upload has ended.
     #[tokio::test(flavor = "current_thread")]
     async fn an_upload_makes_progress_while_another_file_is_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("big");
-        std::fs::write(&big, vec![1u8; 256 << 20]).unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
         let small = dir.path().join("small");
         std::fs::write(&small, vec![2u8; 8 << 20]).unwrap();
-        let hashing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = hashing_done.clone();
-        let hash = tokio::spawn(async move {
-            crate::hashing::md5_of_range(&big, None, 0, 256 << 20)
-                .await
-                .unwrap();
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let hash = tokio::spawn({
+            let fifo = fifo.clone();
+            async move { crate::hashing::md5_of_range(&fifo, None, 0, 16).await }
         });
-        let mut during = 0;
+        // Were the hash on this thread, it would hold the runtime: a watchdog then releases it,
+        // so that the test fails below instead of hanging.
+        let watchdog = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            let _ = std::fs::OpenOptions::new().write(true).open(watchdog);
+        });
         let up = Upload::file(&small, 8 << 20);
         let mut pieces = up.stream(64 * 1024);
+        let mut streamed = 0;
         while let Some(p) = pieces.next().await {
             p.unwrap();
-            if !hashing_done.load(std::sync::atomic::Ordering::SeqCst) {
-                during += 1;
-            }
+            streamed += 1;
         }
-        hash.await.unwrap();
-        assert!(
-            during >= 64,
-            "only {during} of 128 pieces streamed during the hash"
-        );
+        assert_eq!(streamed, 128);
+        assert!(!hash.is_finished(), "the hash ran before the upload");
+        let writer =
+            tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(fifo));
+        writer.await.unwrap().unwrap();
+        // A FIFO cannot be read at an offset: the hash, once released, fails (and returns).
+        assert!(hash.await.unwrap().is_err());
     }
 }

@@ -15,6 +15,7 @@ use crate::download::{download, Sink};
 use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
 use crate::format::indexmap::{self, IndexMap};
+use crate::hashing::{Md5Lanes, StreamHasher};
 use crate::layout::{classify, index_key, Kind};
 use crate::location::{DamagedPoint, Location};
 use crate::lock::list_locks;
@@ -171,10 +172,12 @@ async fn read_data(
     listing: &BTreeMap<String, u64>,
     concurrency: usize,
 ) -> Result<Vec<(String, String)>> {
+    // This verify's MD5 lanes: its thread stops when the reads are done.
+    let lanes = Md5Lanes::new();
     let reads: Vec<_> = objects
         .iter()
         .filter(|(k, o)| listing.get(*k) == Some(&o.size))
-        .map(|(key, obj)| read_back(target, key, obj))
+        .map(|(key, obj)| read_back(target, key, obj, &lanes))
         .collect();
     stream::iter(reads)
         .buffer_unordered(concurrency.max(1))
@@ -255,10 +258,16 @@ fn objects_of(points: &[Point]) -> BTreeMap<String, Obj> {
 }
 
 /// Reads one object back; `Some((key, problem))` when it is not what the points recorded.
-async fn read_back(target: &dyn Target, key: &str, obj: &Obj) -> Result<Option<(String, String)>> {
+async fn read_back(
+    target: &dyn Target,
+    key: &str,
+    obj: &Obj,
+    lanes: &Md5Lanes,
+) -> Result<Option<(String, String)>> {
     let kind = obj.whole.as_deref().map(classify);
     let trailing = matches!(kind, Some(Kind::Chunk(_)) | Some(Kind::PTable(_)));
-    let mut sink = Sink::new(None, 0, trailing, key.to_string());
+    let hasher = StreamHasher::shared(Some(lanes), obj.size, trailing);
+    let mut sink = Sink::new(None, 0, hasher, key.to_string());
     match download(target, key, obj.size, &mut sink, &NoProgress).await {
         Ok(()) => {}
         Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {

@@ -1,4 +1,4 @@
-//! The server's cache-line bloom filter file (FORMAT.md §3.3), used for `<guid>.bloomfilter` and
+//! The server's cache-line bloom filter file (docs/FORMAT.md §3.3), used for `<guid>.bloomfilter` and
 //! `stream-existence/streamExistenceFilter.dat`: a 64-byte header line, then 64-byte lines of 60
 //! filter bytes plus the line's xxHash32. Pages of 8 KiB are rewritten in place.
 

@@ -1,4 +1,4 @@
-//! Checks a restored database the way the server would open it (FORMAT.md "Restore semantics to
+//! Checks a restored database the way the server would open it (docs/FORMAT.md "Restore semantics to
 //! verify backups", §1.1 startup housekeeping, `TFChunkDbTruncator`, `TFChunkDb.Open`,
 //! `TableIndex` startup). Nothing on disk is modified: truncation is modelled in memory.
 

@@ -1,4 +1,4 @@
-//! Writing chunk files the way the server does (FORMAT.md §1.6): a preallocated active chunk
+//! Writing chunk files the way the server does (docs/FORMAT.md §1.6): a preallocated active chunk
 //! created through `<final>.<guid>.tmp` + rename, in-place appends with a running MD5, and
 //! completion (zero padding, footer, MD5, truncate, read-only). Also completed scavenged/merged
 //! images with a 12-byte posmap.

@@ -1,5 +1,5 @@
 //! The two 32-bit hashes the server uses on disk: xxHash32 (bloom filter lines, stream hash high
-//! half) and MurmurHash3 x86_32 (stream hash low half). FORMAT.md §3.2, §3.3.
+//! half) and MurmurHash3 x86_32 (stream hash low half). docs/FORMAT.md §3.2, §3.3.
 
 /// Seed of every on-disk hash of the server (stream hashes and bloom filter lines).
 pub const SEED: u32 = 0xc58f_1a7b;

@@ -1,4 +1,4 @@
-//! The table index (FORMAT.md §3): a memtable fed by the chaser, PTables arranged like a binary
+//! The table index (docs/FORMAT.md §3): a memtable fed by the chaser, PTables arranged like a binary
 //! counter (2 tables per level merge into the next level), and the `indexmap` rewrite through
 //! `indexmap.<guid>.indexmap.tmp` → delete → move. Each piece of work is one `advance` call, so
 //! a concurrent reader sees growing tables and the window without an `indexmap`.

@@ -1,4 +1,4 @@
-//! How the server sees the chunk files of a db directory (FORMAT.md §1.1, `TFChunkEnumerator`):
+//! How the server sees the chunk files of a db directory (docs/FORMAT.md §1.1, `TFChunkEnumerator`):
 //! files sorted by name; per start number the highest version is the latest; version > 0 ⇒ the
 //! header's end number says how far the file reaches; files inside an earlier range are old.
 

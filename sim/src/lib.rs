@@ -1,5 +1,5 @@
 //! esdb-sim: a faithful simulator of a live EventStoreDB / KurrentDB node's files, and a checker
-//! of restored databases (see `shared/eventstore/FORMAT.md`).
+//! of restored databases (see `docs/FORMAT.md`).
 //!
 //! * [`Node`] writes real chunk, checkpoint, index and side files and mutates them one
 //!   [`Node::step`] at a time, exposing the intermediate states a live node shows to a

@@ -1,4 +1,4 @@
-//! PTable V4 files (FORMAT.md §3.2): encoding, reading entries back, and writing a table under its
+//! PTable V4 files (docs/FORMAT.md §3.2): encoding, reading entries back, and writing a table under its
 //! final name in several visible pieces (the file grows, the MD5 comes last).
 
 use std::fs::{File, OpenOptions};

@@ -1,4 +1,4 @@
-//! Log records (FORMAT.md §1.3): Prepare v1, Commit v1 and System v0 (epoch) payloads, the
+//! Log records (docs/FORMAT.md §1.3): Prepare v1, Commit v1 and System v0 (epoch) payloads, the
 //! `len | payload | len` framing, and a walker that reads framed records back.
 
 use uuid::Uuid;
@@ -11,7 +11,7 @@ pub const SYSTEM: u8 = 2;
 /// System record type of an epoch.
 pub const SYSTEM_EPOCH: u8 = 1;
 
-/// Prepare flags of a normal committed event (FORMAT.md §1.3).
+/// Prepare flags of a normal committed event (docs/FORMAT.md §1.3).
 pub const FLAG_DATA: u16 = 0x01;
 pub const FLAG_TX_BEGIN: u16 = 0x02;
 pub const FLAG_TX_END: u16 = 0x04;

@@ -1,4 +1,4 @@
-//! Replacing completed chunks (FORMAT.md §5, §1.1 followers): scavenge of one chunk, merge of
+//! Replacing completed chunks (docs/FORMAT.md §5, §1.1 followers): scavenge of one chunk, merge of
 //! adjacent chunks, and a raw-replicated scavenged chunk on a follower. Each is a job of three
 //! stages (temp file created, body written and completed, switched in under a new version) so
 //! readers see every intermediate state.

@@ -1,4 +1,4 @@
-//! Files beside the log and the PTables: the stream-existence filter (FORMAT.md §4), the
+//! Files beside the log and the PTables: the stream-existence filter (docs/FORMAT.md §4), the
 //! scavenger's SQLite database with its `-wal`/`-shm`, and the DuckDB secondary index
 //! `kurrent.ddb` + `kurrent.ddb.wal` (opaque blobs mutated in place).
 

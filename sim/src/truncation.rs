@@ -1,4 +1,4 @@
-//! The server's restore-time truncation (`TFChunkDbTruncator`, FORMAT.md §1.6 and "Restore
+//! The server's restore-time truncation (`TFChunkDbTruncator`, docs/FORMAT.md §1.6 and "Restore
 //! semantics"), as a plan over the scanned chunk files. The checker applies it in memory; a node
 //! opened with `truncate.chk` ≠ -1 applies it to disk.
 

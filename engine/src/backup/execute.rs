@@ -10,7 +10,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::plan::{Action, BackupPlan, FilePlan, LocalFile, Mirror, UploadCheck};
 use crate::error::{EngineError, Result};
-use crate::hashing::md5_of_range;
+use crate::hashing::{md5_of_range, Md5Lanes};
 use crate::point::{Content, FileRef, Segment, Window};
 use crate::progress::Progress;
 use crate::source::other_files::{self, Skipped};
@@ -37,10 +37,13 @@ pub(crate) async fn store_files(
     progress: &Arc<dyn Progress>,
 ) -> Result<StoredFiles> {
     progress.phase("upload", plan.upload_bytes());
+    // This run's MD5 lanes (for stores that copy files in the kernel): its thread stops when
+    // the files are stored.
+    let lanes = Md5Lanes::new();
     let stores: Vec<_> = plan
         .files
         .iter()
-        .map(|f| store_one(target, f, progress))
+        .map(|f| store_one((target, &lanes), f, progress))
         .collect();
     let done: Vec<Outcome> = stream::iter(stores)
         .buffer_unordered(concurrency.max(1))
@@ -77,7 +80,7 @@ enum Outcome {
 }
 
 async fn store_one(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     plan: &FilePlan,
     progress: &Arc<dyn Progress>,
 ) -> Result<Outcome> {
@@ -87,7 +90,7 @@ async fn store_one(
         check: UploadCheck::HeldStill,
     } = &plan.action
     {
-        return copy_held_still(target, &plan.key, object, source, progress).await;
+        return copy_held_still((target, lanes), &plan.key, object, source, progress).await;
     }
     let file = |content| FileRef {
         size: plan.size,
@@ -116,7 +119,14 @@ async fn store_one(
             check,
         } => {
             let md5 = upload(
-                target, object, source, 0, source.len, *check, plan.stamp, progress,
+                (target, lanes),
+                object,
+                source,
+                0,
+                source.len,
+                *check,
+                plan.stamp,
+                progress,
             )
             .await?;
             (
@@ -141,7 +151,7 @@ async fn store_one(
                 object,
                 source,
             };
-            let content = append(target, appended, progress).await?;
+            let content = append((target, lanes), appended, progress).await?;
             (content, Some((object.clone(), to - from)))
         }
     };
@@ -161,13 +171,13 @@ struct Appended<'a> {
 /// Uploads the appended bytes; the content is the previous segments plus the new one, with the
 /// MD5 of the data's last [`TAIL_WINDOW`] bytes.
 async fn append(
-    target: &Arc<dyn Target>,
+    store: (&Arc<dyn Target>, &Md5Lanes),
     a: Appended<'_>,
     progress: &Arc<dyn Progress>,
 ) -> Result<Content> {
     let len = a.to - a.from;
     let md5 = upload(
-        target,
+        store,
         a.object,
         a.source,
         a.from,
@@ -205,7 +215,7 @@ async fn append(
 /// object removed again (best effort: prune removes it otherwise). Only a failure of the store
 /// fails the run.
 async fn copy_held_still(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     key: &str,
     object: &str,
     source: &LocalFile,
@@ -227,6 +237,7 @@ async fn copy_held_still(
     let file = Arc::new(file);
     let p = progress.clone();
     let body = Upload::handle(path, file.clone(), before.len)
+        .with_lanes(lanes)
         .with_progress(Arc::new(move |n| p.advance(n)));
     let put = target.put(object, body).await;
     match put.as_ref().err().and_then(TargetError::body_failure) {
@@ -260,7 +271,7 @@ async fn copy_held_still(
 /// `captured`: for [`UploadCheck::Unchanged`], the file's metadata when it was captured.
 #[allow(clippy::too_many_arguments)]
 async fn upload(
-    target: &Arc<dyn Target>,
+    (target, lanes): (&Arc<dyn Target>, &Md5Lanes),
     object: &str,
     source: &LocalFile,
     offset: u64,
@@ -277,7 +288,9 @@ async fn upload(
         body = body.check_trailing_md5();
     }
     let p = progress.clone();
-    let body = body.with_progress(Arc::new(move |n| p.advance(n)));
+    let body = body
+        .with_lanes(lanes)
+        .with_progress(Arc::new(move |n| p.advance(n)));
     let md5 = stored_md5(target.put(object, body).await, len, &source.path, object)?;
     if let (UploadCheck::Unchanged, Some(before), Some(handle)) = (check, captured, &source.handle)
     {

@@ -60,7 +60,7 @@ pub struct BackupOptions {
     pub include_secondary_index: bool,
     /// Files sent at once; `None`: [`DEFAULT_CONCURRENCY`] to object stores (each file in
     /// flight holds part buffers), [`DEFAULT_LOCAL_CONCURRENCY`] to a local folder (copied in
-    /// the kernel, holding little; 8 files fill the shared hasher's 8 lanes).
+    /// the kernel, holding little; 8 files fill the run's 8 MD5 lanes).
     pub concurrency: Option<usize>,
     /// How long to wait for a missing `indexmap` to reappear.
     pub indexmap_wait: Duration,

@@ -1,4 +1,4 @@
-//! Chunk files (`chunk-NNNNNN.VVVVVV`): name, 128-byte header, 128-byte footer (FORMAT.md §1).
+//! Chunk files (`chunk-NNNNNN.VVVVVV`): name, 128-byte header, 128-byte footer (docs/FORMAT.md §1).
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -56,7 +56,7 @@ impl fmt::Display for ChunkName {
     }
 }
 
-/// The 128-byte chunk header (FORMAT.md §1.2).
+/// The 128-byte chunk header (docs/FORMAT.md §1.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkHeader {
     pub min_compatible_version: u8,
@@ -125,7 +125,7 @@ impl ChunkHeader {
     }
 }
 
-/// The 128-byte footer of a completed chunk (FORMAT.md §1.5).
+/// The 128-byte footer of a completed chunk (docs/FORMAT.md §1.5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkFooter {
     pub flags: u8,

@@ -1,4 +1,4 @@
-//! The `indexmap` text file (FORMAT.md §3.1): an uppercase-hex MD5 of every byte after the first
+//! The `indexmap` text file (docs/FORMAT.md §3.1): an uppercase-hex MD5 of every byte after the first
 //! 32, a version, `prepare/commit` checkpoints, `maxAutoMergeLevel` (v2) and `level,pos,guid` lines.
 
 use std::io;

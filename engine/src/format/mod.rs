@@ -1,4 +1,4 @@
-//! On-disk formats of an EventStoreDB / KurrentDB node (see `shared/eventstore/FORMAT.md`):
+//! On-disk formats of an EventStoreDB / KurrentDB node (see `docs/FORMAT.md`):
 //! chunk files, checkpoints, the `indexmap` and PTables. Each module both parses and encodes,
 //! so the engine, its verifier and the simulator share one definition of every byte.
 
@@ -10,14 +10,14 @@ pub mod ptable;
 
 use std::io::{self, Read};
 
-use crate::hashing::Md5;
+use crate::hashing::Running;
 
 /// Size of the trailing MD5 that chunks and PTables carry.
 pub const MD5_LEN: u64 = 16;
 
 /// Streams `len` bytes of `reader` through MD5 in 1 MiB pieces (never the whole file in memory).
 pub fn md5_of_reader(reader: &mut impl Read, len: u64) -> io::Result<[u8; 16]> {
-    let mut hasher = Md5::new();
+    let mut hasher = Running::for_len(len);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {

@@ -1,4 +1,4 @@
-//! PTable index files (FORMAT.md §3.2): 128-byte header, 24-byte entries, midpoints, a V4 footer,
+//! PTable index files (docs/FORMAT.md §3.2): 128-byte header, 24-byte entries, midpoints, a V4 footer,
 //! and an MD5 of everything before it in the last 16 bytes.
 
 use std::io::{self, Read};

@@ -13,6 +13,7 @@ use super::RestoreOptions;
 use crate::download::{download_to_file, Sink, RANGE};
 use crate::error::{EngineError, Result};
 use crate::format::checkpoint;
+use crate::hashing::{Md5Lanes, StreamHasher};
 use crate::progress::Progress;
 use crate::source::SourceDirs;
 use crate::tally::Tally;
@@ -70,11 +71,13 @@ async fn run(
     // file already keeps them all busy, and ranges cost a read-back).
     let large = plan.data.iter().filter(|i| i.size > RANGE).count();
     let ranged = large < opts.concurrency;
+    // This restore's MD5 lanes: its thread stops when the restore ends.
+    let lanes = Md5Lanes::new();
     let fetches: Vec<_> = plan
         .data
         .iter()
         .chain(&plan.checkpoints)
-        .map(|item| fetch(target, dest, item, progress, created, ranged))
+        .map(|item| fetch(target, dest, item, progress, created, (ranged, &lanes)))
         .collect();
     let sizes: Vec<u64> = stream::iter(fetches)
         .buffer_unordered(opts.concurrency.max(1))
@@ -149,7 +152,7 @@ async fn fetch(
     item: &RestoreItem,
     progress: &Arc<dyn Progress>,
     created: &Created,
-    ranged: bool,
+    (ranged, lanes): (bool, &Md5Lanes),
 ) -> Result<u64> {
     let path = partial(&dest.path_of_key(&item.key));
     let file = create_partial(&path, created)?;
@@ -157,7 +160,8 @@ async fn fetch(
     let label = path.display().to_string();
     match &item.source {
         ItemSource::Inline(data) => {
-            let mut sink = Sink::new(Some(file.clone()), 0, false, label);
+            let hasher = StreamHasher::shared(Some(lanes), data.len() as u64, false);
+            let mut sink = Sink::new(Some(file.clone()), 0, hasher, label);
             sink.push(data.clone()).await?;
             sink.finish().await?;
         }
@@ -171,6 +175,7 @@ async fn fetch(
                 &label,
                 progress.clone(),
                 ranged,
+                lanes,
             )
             .await?;
             check(key, md5, &hex::encode(got))?;
@@ -186,6 +191,7 @@ async fn fetch(
                     &label,
                     progress.clone(),
                     ranged,
+                    lanes,
                 )
                 .await?;
                 check(&s.key, &s.md5, &hex::encode(got))?;

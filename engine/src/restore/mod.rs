@@ -63,7 +63,7 @@ pub struct RestoreOptions {
 }
 
 /// Files a restore (and `verify --read-data`) fetches at once: more than a backup sends, since
-/// each file's MD5 takes one of the shared hasher's 8 SIMD lanes (see `md5_lanes`), and a
+/// each file's MD5 takes one of the restore's 8 SIMD MD5 lanes (see `md5_lanes`), and a
 /// restore is the run someone waits for. (S3 restore of 2 GiB here, against 4 at once: wall
 /// 4.4-5.9 s -> 4.1-4.7 s, client CPU 1.5-1.6 -> 0.9-1.1 s user, peak RSS 40-45 -> 56-61 MiB.)
 pub const DEFAULT_RESTORE_CONCURRENCY: usize = 8;

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder;
 use bytes::Bytes;
 
 use super::{open_failure, SourceDirs};
@@ -147,7 +148,12 @@ async fn read_indexmap(
     read: &mut impl FnMut(&Path) -> io::Result<Bytes>,
 ) -> Result<Option<Bytes>> {
     let deadline = Instant::now() + wait;
-    let mut delay = Duration::from_millis(5);
+    // 5 ms doubling up to 500 ms: the server's gap between delete and move is short.
+    let mut delays = backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(500))
+        .without_max_times()
+        .build();
     loop {
         match read(path) {
             Ok(bytes) => return Ok(Some(bytes)),
@@ -155,8 +161,8 @@ async fn read_indexmap(
                 if Instant::now() >= deadline {
                     return Ok(None);
                 }
+                let delay = delays.next().unwrap_or(Duration::from_millis(500));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
             }
             Err(e) => return Err(EngineError::io(path.display(), e)),
         }

@@ -211,7 +211,7 @@ impl Walk<'_> {
     }
 }
 
-/// The server's temp files and folders (FORMAT.md: every `*.tmp`, deleted at start-up; DuckDB's
+/// The server's temp files and folders (docs/FORMAT.md: every `*.tmp`, deleted at start-up; DuckDB's
 /// spill folder `kurrent.ddb.tmp`) and a restore's partial files.
 fn is_temp(name: &str) -> bool {
     name.ends_with(".tmp") || name.ends_with(crate::restore::PARTIAL_SUFFIX)

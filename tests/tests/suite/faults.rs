@@ -108,7 +108,8 @@ async fn a_download_broken_midway_is_resumed_a_bounded_number_of_times() {
 }
 
 /// The worst case of one failing request through the engine's retry layer: exactly
-/// `attempts` attempts, within the sum of the capped delays.
+/// `attempts` attempts, with a pause between each two (each pause is at least half its cap;
+/// that none exceeds its cap is the engine's unit test `the_delays_stay_within_their_caps_…`).
 #[tokio::test]
 async fn one_failing_request_is_tried_exactly_attempts_times() {
     let policy = RetryPolicy {
@@ -135,10 +136,8 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
     assert!(err.is_transient());
     assert_eq!(calls.load(Ordering::SeqCst), 6);
     assert_eq!(policy.worst_case().0, 6);
-    assert!(
-        took <= policy.worst_case().1 + Duration::from_millis(200),
-        "{took:?}"
-    );
+    // A sleep never ends early: the pauses took at least half the worst case.
+    assert!(took >= policy.worst_case().1 / 2, "{took:?}");
     // A permanent error is not retried.
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();

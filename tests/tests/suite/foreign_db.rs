@@ -1,4 +1,4 @@
-//! A database folder built byte by byte from FORMAT.md, not by the project's simulator: an old
+//! A database folder built byte by byte from docs/FORMAT.md, not by the project's simulator: an old
 //! (v5-era) layout with legacy chunk headers, a merged scavenged chunk with an 8-byte posmap,
 //! no proposal.chk, a version-1 indexmap with CRLF line ends, a leftover unreferenced table,
 //! temp files and a socket. It must back up, restore byte-identical and verify.
