@@ -268,28 +268,11 @@ pub(crate) async fn download_to_file(
         download(target.as_ref(), key, len, &mut sink, progress.as_ref()).await?;
         return Ok(sink.finish().await?.md5);
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_RANGES));
     let ranges: Vec<Range<u64>> = (0..len)
         .step_by(RANGE as usize)
         .map(|s| s..(s + RANGE).min(len))
         .collect();
-    let tasks: Vec<_> = ranges
-        .iter()
-        .cloned()
-        .map(|r| {
-            let (target, file, slots) = (target.clone(), file.clone(), slots.clone());
-            let (key, label, progress) = (key.to_string(), label.to_string(), progress.clone());
-            tokio::spawn(async move {
-                let _slot = slots
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore stays open");
-                let mut sink = Sink::writer(file, at + r.start, label);
-                download_range(target.as_ref(), &key, r, len, &mut sink, progress.as_ref()).await?;
-                sink.finish().await.map(|_| ())
-            })
-        })
-        .collect();
+    let tasks = spawn_ranges(&target, key, len, (&file, at, label), &ranges, &progress);
     let mut hasher = StreamHasher::shared(Some(lanes), len, false);
     let mut pending = tasks.into_iter().zip(ranges);
     while let Some((task, r)) = pending.next() {
@@ -319,6 +302,36 @@ pub(crate) async fn download_to_file(
         .map_err(|e| EngineError::io(label, std::io::Error::other(e.to_string())))?
         .map(|h| h.md5)
         .map_err(|e| EngineError::io(label, e))
+}
+
+/// Starts the download of every range of `key` into `file` (from `at`), each written in place
+/// as it arrives, at most [`PARALLEL_RANGES`] at a time.
+fn spawn_ranges(
+    target: &Arc<dyn Target>,
+    key: &str,
+    len: u64,
+    (file, at, label): (&Arc<File>, u64, &str),
+    ranges: &[Range<u64>],
+    progress: &Arc<dyn Progress>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_RANGES));
+    ranges
+        .iter()
+        .cloned()
+        .map(|r| {
+            let (target, file, slots) = (target.clone(), file.clone(), slots.clone());
+            let (key, label, progress) = (key.to_string(), label.to_string(), progress.clone());
+            tokio::spawn(async move {
+                let _slot = slots
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore stays open");
+                let mut sink = Sink::writer(file, at + r.start, label);
+                download_range(target.as_ref(), &key, r, len, &mut sink, progress.as_ref()).await?;
+                sink.finish().await.map(|_| ())
+            })
+        })
+        .collect()
 }
 
 /// Copies the stored file `path` (object `key`, of `len` bytes) to `at` in `file` in the
