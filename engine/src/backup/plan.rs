@@ -765,7 +765,7 @@ fn plan_existence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::chunk::{ChunkFooter, ChunkHeader, ChunkInfo, ChunkName};
+    use crate::format::chunk::{ChunkInfo, ChunkName};
     use crate::point::{Checkpoints, Window, FORMAT};
     use crate::source::chunks::ChunkSet;
     use crate::source::index::CapturedTable;
@@ -779,26 +779,12 @@ mod tests {
         SourceChunk {
             name: ChunkName { start, version: 0 },
             path: PathBuf::from(format!("/db/chunk-{start:06}.000000")),
-            info: ChunkInfo {
-                header: ChunkHeader {
-                    min_compatible_version: 3,
-                    chunk_size: SIZE,
-                    start,
-                    end: start,
-                    is_scavenged: false,
-                    chunk_id: uuid::Uuid::from_u128(start as u128 + 1),
-                    version: 4,
-                    transform: 0,
-                },
-                footer: completed.then_some(ChunkFooter {
-                    flags: 3,
-                    physical_data_size: 0,
-                    logical_data_size: 0,
-                    map_size: 0,
-                    md5: [0; 16],
-                }),
-                file_len: len,
-            },
+            info: ChunkInfo::sample(
+                (start, start),
+                completed,
+                len,
+                uuid::Uuid::from_u128(start as u128 + 1),
+            ),
             data_end: if completed { len } else { data_end },
         }
     }

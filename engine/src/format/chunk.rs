@@ -221,6 +221,39 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// A chunk of 1000-byte logical size for unit tests: chunks `start..=end`, completed (with a
+/// footer) or not.
+#[cfg(test)]
+impl ChunkInfo {
+    pub(crate) fn sample(
+        (start, end): (u32, u32),
+        completed: bool,
+        file_len: u64,
+        chunk_id: uuid::Uuid,
+    ) -> ChunkInfo {
+        ChunkInfo {
+            header: ChunkHeader {
+                min_compatible_version: 3,
+                chunk_size: 1000,
+                start,
+                end,
+                is_scavenged: false,
+                chunk_id,
+                version: 4,
+                transform: 0,
+            },
+            footer: completed.then_some(ChunkFooter {
+                flags: 3,
+                physical_data_size: 0,
+                logical_data_size: 0,
+                map_size: 0,
+                md5: [0; 16],
+            }),
+            file_len,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,29 +196,9 @@ fn check_coverage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::chunk::{ChunkFooter, ChunkHeader};
 
     fn info(start: u32, end: u32, completed: bool, file_len: u64) -> ChunkInfo {
-        ChunkInfo {
-            header: ChunkHeader {
-                min_compatible_version: 3,
-                chunk_size: 1000,
-                start,
-                end,
-                is_scavenged: false,
-                chunk_id: uuid::Uuid::nil(),
-                version: 4,
-                transform: 0,
-            },
-            footer: completed.then_some(ChunkFooter {
-                flags: 3,
-                physical_data_size: 0,
-                logical_data_size: 0,
-                map_size: 0,
-                md5: [0; 16],
-            }),
-            file_len,
-        }
+        ChunkInfo::sample((start, end), completed, file_len, uuid::Uuid::nil())
     }
 
     fn chunk(start: u32, end: u32, completed: bool) -> SourceChunk {
