@@ -52,8 +52,34 @@ impl From<EngineError> for Failure {
     }
 }
 
+/// A target that cannot be opened exits by its cause: a bad URL or configuration is bad usage,
+/// a folder that cannot be used local I/O, a store client that cannot be set up storage.
 impl From<esbackup_backends::BackendError> for Failure {
     fn from(e: esbackup_backends::BackendError) -> Self {
-        Failure::usage(e.to_string())
+        use esbackup_backends::BackendErrorCause as Cause;
+        let kind = match e.cause() {
+            Cause::Usage => ErrorKind::InvalidInput,
+            Cause::LocalIo => ErrorKind::LocalIo,
+            Cause::Storage => ErrorKind::Storage,
+        };
+        Failure {
+            code: code(kind),
+            message: chain(&e),
+        }
     }
+}
+
+/// `e` and every cause not already in its text, on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out.replace('\n', " ")
 }
