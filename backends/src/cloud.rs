@@ -30,7 +30,17 @@ pub(crate) struct CloudLocation<'a> {
     pub prefix: &'a str,
 }
 
-impl CloudLocation<'_> {
+impl<'a> CloudLocation<'a> {
+    /// `scheme://bucket/prefix`, where the store calls a bucket `what`.
+    pub fn new(scheme: &'static str, what: &'static str, bucket: &'a str, prefix: &'a str) -> Self {
+        CloudLocation {
+            scheme,
+            what,
+            bucket,
+            prefix,
+        }
+    }
+
     /// What `Target::describe` reports (`s3://bucket/prefix`).
     pub fn describe(&self) -> String {
         match self.prefix {

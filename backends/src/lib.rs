@@ -119,6 +119,7 @@ mod multipart;
 mod object_store_target;
 mod objects;
 mod options;
+mod remote;
 mod s3;
 mod url;
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use esbackup_engine::{TargetError, Upload};
 use futures::stream::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -79,7 +79,11 @@ impl Uploader {
         body: Upload,
     ) -> Result<(), TargetError> {
         if body.len() > self.part_size as u64 {
-            return self.put_multipart(store, path, key, body).await;
+            let upload = store
+                .put_multipart_opts(path, PutMultipartOptions::default())
+                .await
+                .map_err(|e| map_store_error(key, e))?;
+            return self.put_multipart(upload, key, body).await;
         }
         let _buffer = self.buffers.take().await;
         let pieces: Vec<Bytes> = body
@@ -94,17 +98,13 @@ impl Uploader {
         Ok(())
     }
 
+    /// Streams the body into `upload`, then completes it; aborts it if anything failed.
     async fn put_multipart(
         &self,
-        store: &dyn ObjectStore,
-        path: &Path,
+        mut upload: Box<dyn MultipartUpload>,
         key: &str,
         body: Upload,
     ) -> Result<(), TargetError> {
-        let mut upload = store
-            .put_multipart_opts(path, PutMultipartOptions::default())
-            .await
-            .map_err(|e| map_store_error(key, e))?;
         let mut parts = JoinSet::new();
         let result = match self.send_parts(&mut *upload, &mut parts, key, body).await {
             Ok(()) => upload
@@ -126,7 +126,7 @@ impl Uploader {
     /// Streams the body into `upload` as parts, at most `concurrency` in flight.
     async fn send_parts(
         &self,
-        upload: &mut dyn object_store::MultipartUpload,
+        upload: &mut dyn MultipartUpload,
         parts: &mut JoinSet<object_store::Result<()>>,
         key: &str,
         body: Upload,

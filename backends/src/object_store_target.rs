@@ -6,9 +6,7 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -112,27 +110,8 @@ impl Target for ObjectStoreTarget {
         self.objects.delete(key).await
     }
 
-    /// Every write is durable when it returns (the store's own promise).
-    async fn sync(&self) -> Result<(), TargetError> {
-        Ok(())
-    }
-
-    fn local_root(&self) -> Option<PathBuf> {
-        None
-    }
-
-    fn local_file(&self, _key: &str) -> Option<PathBuf> {
-        None
-    }
-
-    /// Nothing to do: failed multipart uploads are aborted when they fail.
-    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
-        Ok(0)
-    }
-
-    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        Ok(0)
-    }
+    // A failed multipart upload is aborted when it fails: nothing left to abort.
+    crate::remote::stored_remotely!(no_stale_uploads);
 }
 
 #[cfg(test)]

@@ -2,9 +2,7 @@
 //! `MicrosoftAzure`.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,12 +52,7 @@ pub(crate) fn open_azure(
     opts: &TargetOptions,
     hook: &ClientHook,
 ) -> Result<AzureTarget, BackendError> {
-    let location = CloudLocation {
-        scheme: "az",
-        what: "container",
-        bucket: container,
-        prefix,
-    };
+    let location = CloudLocation::new("az", "container", container, prefix);
     let cloud = CloudSettings::new(opts, MIN_PART_SIZE, 1)?;
     let builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
     let (builder, account) = with_account(builder, opts)?;
@@ -228,25 +221,7 @@ impl Target for AzureTarget {
         self.blobs.delete(key).await
     }
 
-    /// Every write is durable when it returns.
-    async fn sync(&self) -> Result<(), TargetError> {
-        Ok(())
-    }
-
-    fn local_root(&self) -> Option<PathBuf> {
-        None
-    }
-
-    fn local_file(&self, _key: &str) -> Option<PathBuf> {
-        None
-    }
-
-    /// Nothing to abort: Azure discards uncommitted blocks after 7 days, unbilled as blobs.
-    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
-        Ok(0)
-    }
-
-    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        Ok(0)
-    }
+    // Azure discards uncommitted blocks after 7 days, unbilled as blobs: nothing to
+    // abort.
+    crate::remote::stored_remotely!(no_stale_uploads);
 }

@@ -1,21 +1,20 @@
 //! [`LazyLocalStore`]: object_store's `LocalFileSystem` over the target folder, built once the
 //! folder exists, so that opening a target and reading a missing folder create nothing (a
-//! missing folder lists as empty and reads as "not found"); the first write creates it.
+//! missing folder lists as empty and reads as "not found"); the first write creates it. (The
+//! methods it leaves to object_store's defaults, such as `rename_opts`, go through these.)
 
 use std::fmt;
 use std::io;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 /// A `LocalFileSystem` over `root`, built once the folder exists: the first write creates it.
@@ -139,17 +138,6 @@ impl ObjectStore for LazyLocalStore {
         }
     }
 
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        match self.existing()? {
-            Some(fs) => fs.get_ranges(location, ranges).await,
-            None => Err(missing(location)),
-        }
-    }
-
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
@@ -164,18 +152,6 @@ impl ObjectStore for LazyLocalStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match self.existing() {
             Ok(Some(fs)) => fs.list(prefix),
-            Ok(None) => stream::empty().boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        }
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match self.existing() {
-            Ok(Some(fs)) => fs.list_with_offset(prefix, offset),
             Ok(None) => stream::empty().boxed(),
             Err(e) => stream::once(async move { Err(e) }).boxed(),
         }
@@ -200,18 +176,6 @@ impl ObjectStore for LazyLocalStore {
     ) -> object_store::Result<()> {
         match self.existing()? {
             Some(fs) => fs.copy_opts(from, to, options).await,
-            None => Err(missing(from)),
-        }
-    }
-
-    async fn rename_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: RenameOptions,
-    ) -> object_store::Result<()> {
-        match self.existing()? {
-            Some(fs) => fs.rename_opts(from, to, options).await,
             None => Err(missing(from)),
         }
     }

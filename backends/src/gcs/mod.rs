@@ -6,9 +6,7 @@ mod json_api;
 mod resumable;
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,10 +37,12 @@ const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 #[derive(Debug)]
 pub struct GcsTarget {
     description: String,
-    objects: Objects,
+    /// Reads, listings and deletes (object_store).
+    reads: Objects,
+    /// Writes and copies (the JSON API).
     writer: Arc<GcsJsonWriter>,
     buffers: PartBuffers,
-    missing: MissingBucket,
+    missing_bucket: MissingBucket,
 }
 
 /// Opens `gs://bucket/prefix`.
@@ -52,12 +52,7 @@ pub(crate) fn open_gcs(
     opts: &TargetOptions,
     hook: &ClientHook,
 ) -> Result<GcsTarget, BackendError> {
-    let location = CloudLocation {
-        scheme: "gs",
-        what: "bucket",
-        bucket,
-        prefix,
-    };
+    let location = CloudLocation::new("gs", "bucket", bucket, prefix);
     let cloud = CloudSettings::new(opts, MIN_PART_SIZE, RESUMABLE_QUANTUM)?;
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
     if let Some(path) = &opts.service_account {
@@ -88,17 +83,17 @@ pub(crate) fn open_gcs(
         conditional_put: opts.conditional_put.unwrap_or(base_url == DEFAULT_BASE_URL),
         settings: cloud.http,
     });
-    let objects = location.objects_only(Arc::new(store))?;
-    let missing = MissingBucket::new(
+    let reads = location.objects_only(Arc::new(store))?;
+    let missing_bucket = MissingBucket::new(
         location.missing_message(&format!("at {base_url}")),
         Probe::Gcs(writer.clone()),
     );
     Ok(GcsTarget {
         description: location.describe(),
-        objects,
+        reads,
         writer,
         buffers: cloud.uploader.buffers,
-        missing,
+        missing_bucket,
     })
 }
 
@@ -175,67 +170,50 @@ impl Target for GcsTarget {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.missing
-            .check_listing(self.objects.list(prefix).await)
+        self.missing_bucket
+            .check_listing(self.reads.list(prefix).await)
             .await
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-        self.missing.check(self.objects.head(key).await).await
+        self.missing_bucket.check(self.reads.head(key).await).await
     }
 
     /// Through the JSON API, holding one part buffer: a media upload up to the part size, else
     /// a resumable session fed one piece at a time (cancelled on failure).
     async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
-        let path = self.objects.keys.path(key)?;
+        let path = self.reads.keys.path(key)?;
         let _buffer = self.buffers.take().await;
         let sent = self.writer.put(&path, key, body.clone()).await;
-        self.missing.check(sent).await?;
+        self.missing_bucket.check(sent).await?;
         body.stored(key)
     }
 
     /// A media upload with `ifGenerationMatch=0`, or `Unsupported` where conditional puts are
     /// disabled (any endpoint but Google's, unless `conditional_put: true`).
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        let path = self.objects.keys.path(key)?;
+        let path = self.reads.keys.path(key)?;
         let created = self.writer.put_if_absent(&path, key, data).await;
-        self.missing.check(created).await
+        self.missing_bucket.check(created).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.missing.check(self.objects.get(key, range).await).await
+        self.missing_bucket
+            .check(self.reads.get(key, range).await)
+            .await
     }
 
     /// A `rewriteTo` through the JSON API, repeated until done.
     async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-        let (src, dst) = (self.objects.keys.path(from)?, self.objects.keys.path(to)?);
+        let (src, dst) = (self.reads.keys.path(from)?, self.reads.keys.path(to)?);
         let copied = self.writer.copy(&src, &dst, from).await;
-        self.missing.check(copied).await
+        self.missing_bucket.check(copied).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        self.objects.delete(key).await
+        self.reads.delete(key).await
     }
 
-    /// Every write is durable when it returns.
-    async fn sync(&self) -> Result<(), TargetError> {
-        Ok(())
-    }
-
-    fn local_root(&self) -> Option<PathBuf> {
-        None
-    }
-
-    fn local_file(&self, _key: &str) -> Option<PathBuf> {
-        None
-    }
-
-    /// Nothing to abort: resumable sessions expire after a week, unbilled as objects.
-    async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {
-        Ok(0)
-    }
-
-    async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        Ok(0)
-    }
+    // Resumable sessions expire after a week, unbilled as objects: nothing to abort.
+    crate::remote::stored_remotely!(no_stale_uploads);
 }

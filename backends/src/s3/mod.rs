@@ -6,7 +6,6 @@ mod settings;
 mod stale_uploads;
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +47,7 @@ pub(crate) fn open_s3(
     opts: &TargetOptions,
     hook: &ClientHook,
 ) -> Result<S3Target, BackendError> {
-    let location = CloudLocation {
-        scheme: "s3",
-        what: "bucket",
-        bucket,
-        prefix,
-    };
+    let location = CloudLocation::new("s3", "bucket", bucket, prefix);
     let cloud = CloudSettings::new(opts, MIN_PART_SIZE, 1)?;
     let from_env = AmazonS3Builder::from_env();
     let endpoint = settings::endpoint(opts, &from_env);
@@ -140,18 +134,7 @@ impl Target for S3Target {
         self.objects.delete(key).await
     }
 
-    /// Every write is durable when it returns.
-    async fn sync(&self) -> Result<(), TargetError> {
-        Ok(())
-    }
-
-    fn local_root(&self) -> Option<PathBuf> {
-        None
-    }
-
-    fn local_file(&self, _key: &str) -> Option<PathBuf> {
-        None
-    }
+    crate::remote::stored_remotely!();
 
     /// Lists the bucket's in-progress multipart uploads below the prefix and aborts those
     /// started at least `older_than` ago (S3 bills their parts until then).
