@@ -8,9 +8,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use esbackup_engine::TargetError;
+use esbackup_engine::{TargetError, TargetErrorKind};
 use futures::StreamExt;
 
+use crate::error::classify;
 use crate::gcs::GcsJsonWriter;
 use crate::objects::Objects;
 
@@ -30,8 +31,8 @@ impl Probe {
             Probe::Listing(objects) => {
                 let prefix = objects.keys.prefix();
                 match objects.store.list(Some(prefix)).next().await {
-                    Some(Err(e)) => match crate::error::map_store_error("", e) {
-                        e if e.is_not_found() => Some(false),
+                    Some(Err(e)) => match classify(&e).0 {
+                        TargetErrorKind::NotFound => Some(false),
                         _ => None,
                     },
                     Some(Ok(_)) | None => Some(true),

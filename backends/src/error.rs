@@ -13,7 +13,7 @@
 //! wrong (bad usage), a local folder cannot be used (local I/O) or the store's client cannot be
 //! set up (storage), and keeps the underlying error as its source.
 
-use esbackup_engine::{BoxError, TargetError};
+use esbackup_engine::{BoxError, TargetError, TargetErrorKind};
 use object_store::client::{HttpError, HttpErrorKind};
 
 /// Why a target could not be opened: each message names what to fix.
@@ -74,31 +74,38 @@ impl BackendError {
 /// Maps an `object_store` error about `key` onto the engine's error kinds, keeping it as the
 /// source.
 pub(crate) fn map_store_error(key: &str, e: object_store::Error) -> TargetError {
-    use object_store::Error as E;
-    let error = match &e {
-        E::NotFound { .. } => TargetError::not_found(key),
-        E::AlreadyExists { .. } | E::Precondition { .. } => TargetError::already_exists(key),
-        E::NotImplemented { .. } | E::NotSupported { .. } => TargetError::unsupported(""),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-            TargetError::permanent("check the store's credentials and their permissions")
-        }
-        E::JoinError { .. } => TargetError::transient(""),
-        E::Generic { source, .. } => match status_in_text(source.as_ref()) {
-            Some(404) => TargetError::not_found(key),
-            _ if is_transient(&e) => TargetError::transient(""),
-            _ => TargetError::permanent(""),
-        },
-        _ => TargetError::permanent(""),
-    };
-    error.with_key(key).with_source(e)
+    let (kind, hint) = classify(&e);
+    TargetError::new(kind, hint).with_key(key).with_source(e)
 }
 
 /// Maps the failure of a request that is not about one key (a listing, the bucket itself):
 /// `what` names the operation instead.
 pub(crate) fn map_request_error(what: &str, e: object_store::Error) -> TargetError {
-    let error = map_store_error("", e);
-    let kind = error.kind();
-    TargetError::new(kind, what).with_source(error)
+    let (kind, _) = classify(&e);
+    TargetError::new(kind, what).with_source(e)
+}
+
+/// The kind of an object_store error, by its variant (and for a `Generic` one, its chain), and
+/// what to add to its message.
+pub(crate) fn classify(e: &object_store::Error) -> (TargetErrorKind, &'static str) {
+    use object_store::Error as E;
+    use TargetErrorKind as K;
+    match e {
+        E::NotFound { .. } => (K::NotFound, ""),
+        E::AlreadyExists { .. } | E::Precondition { .. } => (K::AlreadyExists, ""),
+        E::NotImplemented { .. } | E::NotSupported { .. } => (K::Unsupported, ""),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
+            K::Permanent,
+            "check the store's credentials and their permissions",
+        ),
+        E::JoinError { .. } => (K::Transient, ""),
+        E::Generic { source, .. } => match status_in_text(source.as_ref()) {
+            Some(404) => (K::NotFound, ""),
+            _ if is_transient(e) => (K::Transient, ""),
+            _ => (K::Permanent, ""),
+        },
+        _ => (K::Permanent, ""),
+    }
 }
 
 /// Whether a failure is worth retrying later: a typed transport failure anywhere in its chain
@@ -170,7 +177,6 @@ fn status_in_text(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esbackup_engine::TargetErrorKind;
 
     fn generic(text: &str) -> object_store::Error {
         object_store::Error::Generic {

@@ -94,7 +94,8 @@
 //!   `gcs_base_url`; a key with `"disable_oauth": true` sends no token (emulators).
 //! - `conditional_put`: default on with Google's endpoint, off with any other (fake-gcs-server
 //!   ignores `ifGenerationMatch`);
-//! - writes use the JSON API (resumable uploads, sequential pieces): see `gcs_upload`.
+//! - writes use the JSON API (resumable uploads, sequential pieces): object_store writes GCS
+//!   through the XML API, which no GCS emulator that runs here serves (see `gcs::json_api`).
 //!
 //! # Example `storage:` section
 //!

@@ -38,6 +38,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use crate::client::{Backoff, HttpSettings};
+use crate::cloud::CloudSettings;
 use crate::error::{map_store_error, status_is_transient};
 
 /// Resumable-upload pieces must be multiples of this (except the last).
@@ -52,17 +53,17 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// GCS writes through the JSON API.
 pub(crate) struct GcsJsonWriter {
-    pub http: reqwest::Client,
+    http: reqwest::Client,
     /// `https://storage.googleapis.com`, or an emulator's address; no trailing slash.
-    pub base_url: String,
-    pub bucket: String,
+    base_url: String,
+    bucket: String,
     /// object_store's token provider (an empty bearer means no `Authorization` header).
-    pub credentials: GcpCredentialProvider,
+    credentials: GcpCredentialProvider,
     /// Piece size of resumable uploads, a multiple of [`RESUMABLE_QUANTUM`].
-    pub part_size: usize,
+    pub(super) part_size: usize,
     /// Whether the server honours `ifGenerationMatch=0` (fake-gcs-server ignores it).
-    pub conditional_put: bool,
-    pub settings: HttpSettings,
+    conditional_put: bool,
+    pub(super) settings: HttpSettings,
 }
 
 impl fmt::Debug for GcsJsonWriter {
@@ -150,6 +151,31 @@ impl From<Failure> for TargetError {
 }
 
 impl GcsJsonWriter {
+    /// Writes to `bucket` at `base_url` with the cloud's timeouts, retries and part size;
+    /// `allow_http` and `conditional_put` as resolved by the opener.
+    pub(super) fn new(
+        base_url: String,
+        bucket: &str,
+        credentials: GcpCredentialProvider,
+        cloud: &CloudSettings,
+        (allow_http, conditional_put): (bool, bool),
+    ) -> Result<GcsJsonWriter, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(cloud.http.request_timeout)
+            .connect_timeout(cloud.http.connect_timeout)
+            .https_only(!allow_http)
+            .build()?;
+        Ok(GcsJsonWriter {
+            http,
+            base_url,
+            bucket: bucket.to_string(),
+            credentials,
+            part_size: cloud.uploader.part_size,
+            conditional_put,
+            settings: cloud.http,
+        })
+    }
+
     pub(super) fn upload_url(&self, name: &str, kind: &str) -> String {
         format!(
             "{}/upload/storage/v1/b/{}/o?uploadType={kind}&name={}",

@@ -30,7 +30,7 @@ const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 /// A GCS bucket below a prefix, as a [`Target`].
 ///
 /// Reads, listings and deletes are object_store's; writes and copies go through the JSON API
-/// ([`GcsJsonWriter`]): one media upload up to the part size, else a resumable session fed one
+/// (`GcsJsonWriter`): one media upload up to the part size, else a resumable session fed one
 /// piece at a time, each piece taking one of the target's part buffers. Resumable sessions
 /// that a killed run left expire after a week, unbilled as objects, so there is nothing for
 /// `abort_stale_uploads` to do. A missing bucket is an error that names it.
@@ -68,21 +68,16 @@ pub(crate) fn open_gcs(
         .with_retry(cloud.http.retry_config())
         .build()
         .map_err(|e| location.store_error("the GCS client", e))?;
-    let http_client = reqwest::Client::builder()
-        .timeout(cloud.http.request_timeout)
-        .connect_timeout(cloud.http.connect_timeout)
-        .https_only(!http)
-        .build()
-        .map_err(|e| location.store_error("the HTTP client", e))?;
-    let writer = Arc::new(GcsJsonWriter {
-        http: http_client,
-        base_url: base_url.clone(),
-        bucket: bucket.to_string(),
-        credentials: store.credentials().clone(),
-        part_size: cloud.uploader.part_size,
-        conditional_put: opts.conditional_put.unwrap_or(base_url == DEFAULT_BASE_URL),
-        settings: cloud.http,
-    });
+    let conditional_put = opts.conditional_put.unwrap_or(base_url == DEFAULT_BASE_URL);
+    let writer = GcsJsonWriter::new(
+        base_url.clone(),
+        bucket,
+        store.credentials().clone(),
+        &cloud,
+        (http, conditional_put),
+    )
+    .map_err(|e| location.store_error("the HTTP client", e))?;
+    let writer = Arc::new(writer);
     let reads = location.objects_only(Arc::new(store))?;
     let missing_bucket = MissingBucket::new(
         location.missing_message(&format!("at {base_url}")),
