@@ -37,10 +37,24 @@ impl fmt::Display for LazyLocalStore {
     }
 }
 
-fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
+/// The folder could not be read or created (the I/O error is the source).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", folder.display())]
+struct FolderError {
+    what: &'static str,
+    folder: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+fn generic(what: &'static str, folder: &std::path::Path, source: io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
-        source: source.into(),
+        source: Box::new(FolderError {
+            what,
+            folder: folder.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -66,12 +80,13 @@ impl LazyLocalStore {
         }
         match std::fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => self.build().map(Some),
-            Ok(_) => Err(generic(format!(
-                "{} is a file, not a folder",
-                self.root.display()
-            ))),
+            Ok(_) => Err(generic(
+                "a file, not a folder:",
+                &self.root,
+                io::ErrorKind::NotADirectory.into(),
+            )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(generic(format!("{}: {e}", self.root.display()))),
+            Err(e) => Err(generic("cannot read the folder", &self.root, e)),
         }
     }
 
@@ -81,12 +96,8 @@ impl LazyLocalStore {
             return Ok(fs);
         }
         if !self.root.is_dir() {
-            std::fs::create_dir_all(&self.root).map_err(|e| {
-                generic(format!(
-                    "cannot create the folder {}: {e}",
-                    self.root.display()
-                ))
-            })?;
+            std::fs::create_dir_all(&self.root)
+                .map_err(|e| generic("cannot create the folder", &self.root, e))?;
             // Make the new folder's own entry durable, as LocalFileSystem does for files.
             if let Some(parent) = self.root.parent() {
                 if let Err(e) = std::fs::File::open(parent).and_then(|d| d.sync_all()) {
