@@ -62,26 +62,8 @@ impl From<esbackup_backends::BackendError> for Failure {
             Cause::LocalIo => ErrorKind::LocalIo,
             Cause::Storage => ErrorKind::Storage,
         };
-        Failure {
-            code: code(kind),
-            message: chain(&e),
-        }
+        Failure::from(EngineError::new(kind, e.to_string()).with_source(e))
     }
-}
-
-/// `e` and every cause not already in its text, on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = err.source();
-    }
-    out.replace('\n', " ")
 }
 
 #[cfg(test)]
@@ -118,6 +100,14 @@ mod tests {
         };
         let store = exit_of("gs://bkt/p", &bad_key);
         assert_eq!(store.code, 7, "{}", store.message);
+        // The message, then the client's own error (the cause kept as the source).
+        assert!(
+            store
+                .message
+                .starts_with("cannot open storage gs://bkt: the GCS client: "),
+            "{}",
+            store.message
+        );
         assert!(!store.message.contains('\n'), "{}", store.message);
     }
 }
