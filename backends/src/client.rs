@@ -159,7 +159,12 @@ pub(crate) fn env(name: &str) -> Option<String> {
 
 /// A boolean environment variable (`true`/`1`/`yes`/`on`, `false`/`0`/`no`/`off`).
 pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, BackendError> {
-    match env(name) {
+    parse_bool(name, env(name))
+}
+
+/// A boolean setting `name` whose text is `value` (as [`env_bool`] reads it).
+pub(crate) fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>, BackendError> {
+    match value {
         None => Ok(None),
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Some(true)),

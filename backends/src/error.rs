@@ -1,7 +1,20 @@
-//! [`BackendError`] (opening a target) and the mapping of store errors onto
-//! [`TargetError`] kinds.
+//! [`BackendError`] (opening a target) and the one mapping of object_store's errors onto
+//! [`TargetError`], following the engine's error rules (`esbackup_engine::target_error`):
+//!
+//! - object_store's own variants are matched (`NotFound`, `AlreadyExists`, `Precondition`,
+//!   `NotImplemented`, …), never read back from their text;
+//! - the object_store error is kept as the source and the key named with `with_key`; the
+//!   message says only what the backend adds (often nothing);
+//! - a `Generic` error is transient when its chain holds a typed transport failure
+//!   ([`HttpError`], an I/O timeout or reset) or, where object_store keeps the HTTP status in
+//!   a crate-private type, when [`status_in_text`] finds a 408, 429 or 5xx status.
+//!
+//! A [`BackendError`] says by its [`BackendErrorCause`] whether the URL or configuration is
+//! wrong (bad usage), a local folder cannot be used (local I/O) or the store's client cannot be
+//! set up (storage), and keeps the underlying error as its source.
 
-use esbackup_engine::TargetError;
+use esbackup_engine::{BoxError, TargetError, TargetErrorKind};
+use object_store::client::{HttpError, HttpErrorKind};
 
 /// Why a target could not be opened: each message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -12,9 +25,33 @@ pub enum BackendError {
     /// An option or environment variable has a bad value.
     #[error("invalid storage configuration: {0}")]
     Config(String),
-    /// The store could not be set up (a folder could not be created, a client failed to build).
+    /// The local folder cannot be used (a part of its path is a file, it cannot be read).
+    #[error("cannot use the folder {path}: {reason}")]
+    Folder {
+        path: String,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The store's client could not be set up (credentials, TLS, the HTTP client).
     #[error("cannot open storage {location}: {reason}")]
-    Open { location: String, reason: String },
+    Store {
+        location: String,
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// What kind of failure a [`BackendError`] is, for exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendErrorCause {
+    /// A bad URL, option or environment variable: fix the invocation.
+    Usage,
+    /// A local folder that cannot be used.
+    LocalIo,
+    /// The store's client could not be set up.
+    Storage,
 }
 
 impl BackendError {
@@ -24,52 +61,61 @@ impl BackendError {
             reason: reason.into(),
         }
     }
+
+    pub fn cause(&self) -> BackendErrorCause {
+        match self {
+            BackendError::Url { .. } | BackendError::Config(_) => BackendErrorCause::Usage,
+            BackendError::Folder { .. } => BackendErrorCause::LocalIo,
+            BackendError::Store { .. } => BackendErrorCause::Storage,
+        }
+    }
 }
 
-/// Maps an `object_store` error for `key` onto the engine's error kinds.
+/// Maps an `object_store` error about `key` onto the engine's error kinds, keeping it as the
+/// source.
 pub(crate) fn map_store_error(key: &str, e: object_store::Error) -> TargetError {
+    let (kind, hint) = classify(&e);
+    TargetError::new(kind, hint).with_key(key).with_source(e)
+}
+
+/// Maps the failure of a request that is not about one key (a listing, the bucket itself):
+/// `what` names the operation instead.
+pub(crate) fn map_request_error(what: &str, e: object_store::Error) -> TargetError {
+    let (kind, _) = classify(&e);
+    TargetError::new(kind, what).with_source(e)
+}
+
+/// The kind of an object_store error, by its variant (and for a `Generic` one, its chain), and
+/// what to add to its message.
+pub(crate) fn classify(e: &object_store::Error) -> (TargetErrorKind, &'static str) {
     use object_store::Error as E;
+    use TargetErrorKind as K;
     match e {
-        E::NotFound { .. } => TargetError::not_found(key),
-        E::AlreadyExists { .. } | E::Precondition { .. } => TargetError::already_exists(key),
-        E::NotImplemented { .. } | E::NotSupported { .. } => {
-            TargetError::unsupported(format!("{key}: {e}"))
-        }
-        e if is_transient(&e) => TargetError::transient(format!("{key}: {}", chain(&e))),
-        e => TargetError::permanent(format!("{key}: {}", chain(&e))),
+        E::NotFound { .. } => (K::NotFound, ""),
+        E::AlreadyExists { .. } | E::Precondition { .. } => (K::AlreadyExists, ""),
+        E::NotImplemented { .. } | E::NotSupported { .. } => (K::Unsupported, ""),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
+            K::Permanent,
+            "check the store's credentials and their permissions",
+        ),
+        E::JoinError { .. } => (K::Transient, ""),
+        E::Generic { source, .. } => match status_in_text(source.as_ref()) {
+            Some(404) => (K::NotFound, ""),
+            _ if is_transient(e) => (K::Transient, ""),
+            _ => (K::Permanent, ""),
+        },
+        _ => (K::Permanent, ""),
     }
 }
 
-/// Whether the store answered "not found" (404): object_store maps it to
-/// [`object_store::Error::NotFound`] for objects, but a listing's 404 (a missing bucket or
-/// container) comes back as a generic error that only its message tells.
-pub(crate) fn is_not_found(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. }) || chain(e).contains("status code: 404")
-}
-
-/// The error and its sources, joined into one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
-}
-
-/// Whether a failure is worth retrying later: timeouts, throttling, 5xx, connection trouble.
-///
-/// object_store's request errors are crate-private types, so beyond its public transport error
-/// ([`object_store::client::HttpError`], with cloud features) this reads the status out of the
-/// message (`... status code: 503 ...`).
-fn is_transient(e: &object_store::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// Whether a failure is worth retrying later: a typed transport failure anywhere in its chain
+/// (object_store's public [`HttpError`], an I/O timeout or reset), else a retryable status.
+pub(crate) fn is_transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
     while let Some(err) = cur {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return transport_is_transient(http.kind());
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             if matches!(
@@ -79,74 +125,92 @@ fn is_transient(e: &object_store::Error) -> bool {
                 return true;
             }
         }
-        if transport_error_is_transient(err) {
-            return true;
+        cur = err.source();
+    }
+    status_in_text(e).is_some_and(status_is_transient)
+}
+
+pub(crate) fn transport_is_transient(kind: HttpErrorKind) -> bool {
+    matches!(
+        kind,
+        HttpErrorKind::Connect
+            | HttpErrorKind::Request
+            | HttpErrorKind::Timeout
+            | HttpErrorKind::Interrupted
+    )
+}
+
+/// Statuses worth retrying: timeouts, throttling and server errors.
+pub(crate) fn status_is_transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// The HTTP status a failed object_store request answered, read from the error's text: the
+/// one text fallback. object_store keeps the status in its crate-private `RetryError`, which
+/// only its own `NotFound`/`Precondition`/… mapping reads, and wraps the rest (a listing's 404
+/// for a missing bucket, 5xx, 429) in `Generic` errors whose only public trace of the status is
+/// their message (`... status code: 503 Service Unavailable ...`); see
+/// apache/arrow-rs-object-store#737. S3 also reports some throttling and timeouts only by their
+/// error code (`SlowDown`, `RequestTimeout` on a 400), read here as a 503.
+fn status_in_text(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if let Some(at) = text.find("status code: ") {
+            return text[at + 13..].get(..3)?.parse().ok();
+        }
+        const TRANSIENT_CODES: [&str; 5] = [
+            "<Code>SlowDown",
+            "<Code>RequestTimeout",
+            "<Code>InternalError",
+            "ServerBusy",
+            "OperationTimedOut",
+        ];
+        if TRANSIENT_CODES.iter().any(|code| text.contains(code)) {
+            return Some(503);
         }
         cur = err.source();
     }
-    message_is_transient(&chain(e))
-}
-
-fn transport_error_is_transient(err: &(dyn std::error::Error + 'static)) -> bool {
-    use object_store::client::{HttpError, HttpErrorKind as K};
-    err.downcast_ref::<HttpError>().is_some_and(|h| {
-        matches!(
-            h.kind(),
-            K::Connect | K::Request | K::Timeout | K::Interrupted
-        )
-    })
-}
-
-/// Text-level classification of a status or provider error code.
-pub(crate) fn message_is_transient(msg: &str) -> bool {
-    const STATUSES: [&str; 6] = ["408", "429", "500", "502", "503", "504"];
-    if let Some(at) = msg.find("status code: ") {
-        let code = &msg[at + 13..];
-        if STATUSES.iter().any(|s| code.starts_with(s)) {
-            return true;
-        }
-    }
-    [
-        "SlowDown",
-        "InternalError",
-        "ServerBusy",
-        "OperationTimedOut",
-        "RequestTimeout",
-        "timed out",
-        "error sending request",
-        "connection reset",
-        "Connection reset",
-        "connection closed",
-    ]
-    .iter()
-    .any(|needle| msg.contains(needle))
-}
-
-/// Maps a local I/O error reading an upload body.
-pub(crate) fn upload_read_error(key: &str, e: std::io::Error) -> TargetError {
-    TargetError::body(key, e)
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esbackup_engine::TargetErrorKind;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        }
+    }
 
     #[test]
     fn statuses_and_codes_classify() {
-        assert!(message_is_transient(
-            "Error performing PUT http://x in 1s - Server returned non-2xx status code: 503 Service Unavailable: "
-        ));
-        assert!(message_is_transient("<Code>SlowDown</Code>"));
-        assert!(!message_is_transient(
-            "Server returned non-2xx status code: 400 Bad Request: bad"
-        ));
+        let busy = "Error performing PUT http://x in 1s - Server returned non-2xx status code: \
+                    503 Service Unavailable: ";
+        assert_eq!(
+            map_store_error("k", generic(busy)).kind(),
+            TargetErrorKind::Transient
+        );
+        assert_eq!(
+            map_store_error("k", generic("<Code>SlowDown</Code>")).kind(),
+            TargetErrorKind::Transient
+        );
+        let bad = "Server returned non-2xx status code: 400 Bad Request: bad";
+        assert_eq!(
+            map_store_error("k", generic(bad)).kind(),
+            TargetErrorKind::Permanent
+        );
+        let missing = "Server returned non-2xx status code: 404 Not Found: NoSuchBucket";
+        assert!(map_store_error("k", generic(missing)).is_not_found());
         let nf = object_store::Error::NotFound {
             path: "p".into(),
             source: "gone".into(),
         };
         let e = map_store_error("k", nf);
         assert!(e.is_not_found() && e.key() == Some("k"), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
         let ni = object_store::Error::NotImplemented {
             operation: "put_if_absent".into(),
             implementer: "x".into(),
@@ -155,5 +219,14 @@ mod tests {
             map_store_error("k", ni).kind(),
             TargetErrorKind::Unsupported
         );
+    }
+
+    #[test]
+    fn the_message_does_not_repeat_the_cause() {
+        let e = map_store_error("chunk", generic("status code: 400 Bad Request: nope"));
+        assert_eq!(e.to_string(), "storage error: chunk");
+        let listing = map_request_error("list \"\"", generic("status code: 403 Forbidden"));
+        assert_eq!(listing.to_string(), "storage error: list \"\"");
+        assert!(listing.key().is_none());
     }
 }

@@ -1,7 +1,14 @@
-//! Storage targets for esbackup: one [`Target`](esbackup_engine::Target) implementation,
-//! [`ObjectStoreTarget`], over the `object_store` crate, for a local folder, S3 and
-//! S3-compatible stores, Azure Blob Storage and Google Cloud Storage. [`open_target`] opens one
-//! from a URL and [`TargetOptions`] (the `storage:` section of the YAML config).
+//! Storage targets for esbackup, one [`Target`](esbackup_engine::Target) type per store:
+//! [`FolderTarget`] (a local folder), [`S3Target`] (S3 and S3-compatible stores),
+//! [`AzureTarget`] (Azure Blob Storage) and [`GcsTarget`] (Google Cloud Storage), each in its
+//! own module. [`open_target`] opens one from a URL and [`TargetOptions`] (the `storage:`
+//! section of the YAML config). [`ObjectStoreTarget`] is a plain target over any other
+//! `object_store` store of your own (e.g. `InMemory`), with no store-specific behaviour.
+//!
+//! What the stores share is in small modules: `keys` (key ↔ path), `objects` (the
+//! object_store requests for keys below a prefix), `multipart` (streamed uploads and the shared
+//! part buffers), `bucket` (the missing-bucket check), `cloud` (what the cloud openers share),
+//! `error` (the one mapping of object_store's errors).
 //!
 //! # URLs
 //!
@@ -27,20 +34,22 @@
 //! Each setting comes from the `storage:` options if given, else from the cloud's standard
 //! environment variables, else a default.
 //!
-//! **Every target** (YAML only): `memory` (upload parts held in memory across all uploads,
-//! default `32MiB`). **Every cloud** (YAML only): `concurrency` (parts in flight per upload, default 2),
-//! `part_size` (default `16MiB`, at least `5MiB`), `request_timeout` (whole request, default
-//! `15m`), `connect_timeout` (`10s`), `max_retries` (10, jittered exponential backoff),
+//! **Every cloud** (YAML only): `memory` (upload parts held in memory across all uploads,
+//! default `32MiB`), `concurrency` (parts in flight per upload, default 2), `part_size`
+//! (default `16MiB`, at least `5MiB`), `request_timeout` (whole request, default `15m`),
+//! `connect_timeout` (`10s`), `max_retries` (10, jittered exponential backoff),
 //! `retry_timeout` (`4m`), `allow_http` (default: true exactly when the endpoint is `http://`).
 //!
-//! **Local folder**: `part_size` and `concurrency` only. Keys are plain files
-//! (`index/indexmap` is `<root>/index/indexmap`), written to a staging file beside the target
-//! and renamed into place, fsynced. Names ending in `#<digits>` are reserved for staging files.
-//! The target's [`local_root`](esbackup_engine::Target::local_root) is the folder's absolute,
-//! canonical path.
+//! **Local folder**: no settings; the clouds' are accepted and ignored (a folder writes each
+//! file in one native pass: no multipart upload, no part buffers, no `concurrency`). Keys are
+//! plain files (`index/indexmap` is `<root>/index/indexmap`), written to a staging file beside
+//! the target and renamed into place, fsynced. Names ending in `#<digits>` are reserved for
+//! staging files. The target's [`local_root`](esbackup_engine::Target::local_root) is the
+//! folder's absolute, canonical path.
 //!
 //! **S3** (`s3://`):
-//! - `endpoint`, else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`;
+//! - `endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` or `AWS_ENDPOINT`
+//!   (object_store reads these two into one setting: set one);
 //! - `region`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else
 //!   `us-east-1` (S3-compatible stores need theirs: `garage` on Garage);
 //! - `path_style`, else not `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else true with a custom
@@ -85,7 +94,8 @@
 //!   `gcs_base_url`; a key with `"disable_oauth": true` sends no token (emulators).
 //! - `conditional_put`: default on with Google's endpoint, off with any other (fake-gcs-server
 //!   ignores `ifGenerationMatch`);
-//! - writes use the JSON API (resumable uploads, sequential pieces): see `gcs_upload`.
+//! - writes use the JSON API (resumable uploads, sequential pieces): object_store writes GCS
+//!   through the XML API, which no GCS emulator that runs here serves (see `gcs::json_api`).
 //!
 //! # Example `storage:` section
 //!
@@ -98,27 +108,32 @@
 //!   concurrency: 8
 //! ```
 
-mod aws_credentials;
 mod azure;
+mod bucket;
 mod client;
+mod cloud;
 mod error;
+mod folder;
 mod gcs;
-mod gcs_upload;
-mod local;
+mod keys;
+mod multipart;
 mod object_store_target;
+mod objects;
 mod options;
+mod remote;
 mod s3;
-mod s3_uploads;
 mod url;
 
-pub use aws_credentials::AwsChainCredentials;
+pub use azure::AzureTarget;
 pub use client::ClientHook;
-pub use error::BackendError;
-pub use local::open_local;
+pub use error::{BackendError, BackendErrorCause};
+pub use folder::{open_local, FolderTarget};
+pub use gcs::GcsTarget;
 pub use object_store_target::ObjectStoreTarget;
 pub use options::{
     ByteSize, HumanDuration, TargetOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };
+pub use s3::{AwsChainCredentials, S3Target};
 pub use url::{open_target, open_target_with_client, parse_location, Location};
 
 /// The `object_store` crate, for building an [`ObjectStoreTarget`] over a store of your own.

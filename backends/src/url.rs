@@ -193,7 +193,7 @@ pub fn open_target_with_client(
     hook: &ClientHook,
 ) -> Result<Arc<dyn Target>, BackendError> {
     Ok(match parse_location(url)? {
-        Location::Local(root) => Arc::new(crate::local::open_local(&root, opts)?),
+        Location::Local(root) => Arc::new(crate::folder::open_local(&root)?),
         Location::S3 { bucket, prefix } => {
             Arc::new(crate::s3::open_s3(&bucket, &prefix, opts, hook)?)
         }

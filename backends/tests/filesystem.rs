@@ -17,8 +17,11 @@ async fn filesystem_target_passes_conformance() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// The folder target writes each file in one native pass: the clouds' upload options are
+/// accepted and change nothing (multipart uploads are checked on the cloud stores, in
+/// `cloud_uploads.rs`).
 #[tokio::test]
-async fn small_parts_exercise_multipart_uploads() {
+async fn a_file_url_to_a_missing_folder_passes_conformance_whatever_the_part_options() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().join("created/on/open").display());
     let opts = TargetOptions {

@@ -52,8 +52,62 @@ impl From<EngineError> for Failure {
     }
 }
 
+/// A target that cannot be opened exits by its cause: a bad URL or configuration is bad usage,
+/// a folder that cannot be used local I/O, a store client that cannot be set up storage.
 impl From<esbackup_backends::BackendError> for Failure {
     fn from(e: esbackup_backends::BackendError) -> Self {
-        Failure::usage(e.to_string())
+        use esbackup_backends::BackendErrorCause as Cause;
+        let kind = match e.cause() {
+            Cause::Usage => ErrorKind::InvalidInput,
+            Cause::LocalIo => ErrorKind::LocalIo,
+            Cause::Storage => ErrorKind::Storage,
+        };
+        Failure::from(EngineError::new(kind, e.to_string()).with_source(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esbackup_backends::{open_target, TargetOptions};
+
+    fn exit_of(url: &str, opts: &TargetOptions) -> Failure {
+        Failure::from(open_target(url, opts).unwrap_err())
+    }
+
+    #[test]
+    fn a_target_that_cannot_be_opened_exits_by_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TargetOptions::default();
+        assert_eq!(exit_of("ftp://host/x", &opts).code, USAGE);
+
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let folder = exit_of(file.to_str().unwrap(), &opts);
+        assert_eq!(folder.code, 1, "{}", folder.message);
+
+        // A service-account key whose private key is no key: the GCS client cannot be built.
+        let key = dir.path().join("sa.json");
+        std::fs::write(
+            &key,
+            r#"{"client_email": "x@y", "private_key": "not a key", "private_key_id": "1"}"#,
+        )
+        .unwrap();
+        let bad_key = TargetOptions {
+            service_account: Some(key.display().to_string()),
+            endpoint: Some("https://storage.example.com".into()),
+            ..TargetOptions::default()
+        };
+        let store = exit_of("gs://bkt/p", &bad_key);
+        assert_eq!(store.code, 7, "{}", store.message);
+        // The message, then the client's own error (the cause kept as the source).
+        assert!(
+            store
+                .message
+                .starts_with("cannot open storage gs://bkt: the GCS client: "),
+            "{}",
+            store.message
+        );
+        assert!(!store.message.contains('\n'), "{}", store.message);
     }
 }

@@ -12,10 +12,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use esbackup_engine::TargetError;
+use esbackup_engine::{TargetError, TargetErrorKind};
 use object_store::aws::AmazonS3;
-use object_store::client::{HttpClient, HttpConnector, HttpErrorKind, HttpRequestBody};
+use object_store::client::{HttpClient, HttpConnector, HttpRequestBody};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::signer::{SignedUrlOptions, Signer};
@@ -23,8 +22,9 @@ use object_store::ClientOptions;
 use serde::Deserialize;
 
 use crate::client::{Backoff, HttpSettings};
-use crate::error::{chain, map_store_error, message_is_transient};
-use crate::object_store_target::StaleUploads;
+use crate::error::{
+    map_request_error, map_store_error, status_is_transient, transport_is_transient,
+};
 
 const WHAT: &str = "listing the bucket's multipart uploads";
 /// Lifetime of the presigned listing URL (it is used at once).
@@ -114,43 +114,46 @@ impl S3StaleUploads {
             .store
             .signed_url_opts(http::Method::GET, &Path::default(), URL_LIFETIME, &options)
             .await
-            .map_err(|e| map_store_error(WHAT, e))?;
+            .map_err(|e| map_request_error(WHAT, e))?;
         let request = http::Request::builder()
             .method(http::Method::GET)
             .uri(url.as_str())
             .body(HttpRequestBody::empty())
-            .map_err(|e| TargetError::permanent(format!("{WHAT}: bad request URL: {e}")))?;
+            .map_err(|e| TargetError::permanent(WHAT).with_source(e))?;
         let transport = |e: object_store::client::HttpError| {
-            let msg = format!("{WHAT}: {}", chain(&e));
-            match e.kind() {
-                HttpErrorKind::Connect
-                | HttpErrorKind::Request
-                | HttpErrorKind::Timeout
-                | HttpErrorKind::Interrupted => TargetError::transient(msg),
-                _ => TargetError::permanent(msg),
-            }
+            let kind = match transport_is_transient(e.kind()) {
+                true => TargetErrorKind::Transient,
+                false => TargetErrorKind::Permanent,
+            };
+            TargetError::new(kind, WHAT).with_source(e)
         };
         let response = self.http.execute(request).await.map_err(transport)?;
         let status = response.status();
         let body = response.into_body().bytes().await.map_err(transport)?;
         let text = String::from_utf8_lossy(&body);
         if !status.is_success() {
-            let excerpt: String = text.chars().take(300).collect();
-            let msg = format!("{WHAT}: status code: {status}: {}", excerpt.trim());
-            return Err(match status.as_u16() {
-                404 => TargetError::not_found(msg),
-                401 | 403 => TargetError::permanent(format!(
-                    "{msg} (the credentials need s3:ListBucketMultipartUploads and \
-                     s3:AbortMultipartUpload on the bucket)"
-                )),
-                _ if message_is_transient(&msg) => TargetError::transient(msg),
-                _ => TargetError::permanent(msg),
-            });
+            return Err(status_error(status, &text));
         }
         quick_xml::de::from_str(&text).map_err(|e| {
-            TargetError::permanent(format!("{WHAT}: the answer is not a listing: {e}"))
+            TargetError::permanent(format!("{WHAT}: the answer is not a listing")).with_source(e)
         })
     }
+}
+
+/// A listing answered `status` with `body`: the kind by the status, the answer as the source.
+fn status_error(status: http::StatusCode, body: &str) -> TargetError {
+    let excerpt: String = body.chars().take(300).collect();
+    let answer = format!("status code: {status}: {}", excerpt.trim());
+    let error = match status.as_u16() {
+        404 => TargetError::new(TargetErrorKind::NotFound, WHAT),
+        401 | 403 => TargetError::permanent(format!(
+            "{WHAT} (the credentials need s3:ListBucketMultipartUploads and \
+             s3:AbortMultipartUpload on the bucket)"
+        )),
+        s if status_is_transient(s) => TargetError::transient(WHAT),
+        _ => TargetError::permanent(WHAT),
+    };
+    error.with_source(answer)
 }
 
 /// Whether an upload started at `initiated` (S3's ISO 8601 time) is at least `older_than` old.
@@ -194,9 +197,13 @@ impl S3StaleUploads {
     }
 }
 
-#[async_trait]
-impl StaleUploads for S3StaleUploads {
-    async fn abort_stale(&self, prefix: &Path, older_than: Duration) -> Result<u64, TargetError> {
+impl S3StaleUploads {
+    /// Aborts the uploads below `prefix` started at least `older_than` ago; returns how many.
+    pub async fn abort_stale(
+        &self,
+        prefix: &Path,
+        older_than: Duration,
+    ) -> Result<u64, TargetError> {
         if self.anonymous {
             tracing::debug!("unsigned requests (AWS_SKIP_SIGNATURE): stale uploads left alone");
             return Ok(0);
@@ -228,7 +235,8 @@ impl StaleUploads for S3StaleUploads {
         Ok(aborted)
     }
 
-    async fn count(&self, prefix: &Path) -> Result<u64, TargetError> {
+    /// How many uploads are in progress below `prefix`.
+    pub async fn count(&self, prefix: &Path) -> Result<u64, TargetError> {
         if self.anonymous {
             return Ok(0);
         }

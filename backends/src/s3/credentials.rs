@@ -16,6 +16,14 @@ use object_store::aws::AwsCredential;
 use object_store::CredentialProvider;
 use tokio::sync::{Mutex, OnceCell};
 
+/// The AWS chain found no credentials (the chain's error is the source).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \
+     storage.access_key_id/secret_access_key)"
+)]
+struct NoCredentials(#[source] aws_credential_types::provider::error::CredentialsError);
+
 /// Credentials are renewed this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
@@ -82,12 +90,7 @@ impl CredentialProvider for AwsChainCredentials {
             .await
             .map_err(|e| object_store::Error::Generic {
                 store: "S3",
-                source: format!(
-                    "no AWS credentials: {} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
-                     AWS_PROFILE, or storage.access_key_id/secret_access_key)",
-                    crate::error::chain(&e)
-                )
-                .into(),
+                source: Box::new(NoCredentials(e)),
             })?;
         let credential = Arc::new(AwsCredential {
             key_id: creds.access_key_id().to_string(),

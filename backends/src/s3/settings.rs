@@ -1,135 +1,141 @@
-//! S3 and S3-compatible stores (Garage, MinIO, Ceph, R2…) through object_store's `AmazonS3`.
+//! The settings of an S3 store, from the `storage:` options over what
+//! `AmazonS3Builder::from_env()` read (see the crate docs for the precedence).
 
 use std::sync::Arc;
 
 use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::ProfileFileRegionProvider;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum, S3ConditionalPut};
 
-use crate::aws_credentials::AwsChainCredentials;
-use crate::client::{allow_http, ca_bundle, env, env_bool, is_http, ClientHook, HttpSettings};
+use super::credentials::AwsChainCredentials;
+use crate::client::{env, env_bool, parse_bool};
 use crate::error::BackendError;
-use crate::object_store_target::{CloudTarget, ObjectStoreTarget};
-use crate::options::{TargetOptions, MIN_PART_SIZE};
-use crate::s3_uploads::S3StaleUploads;
+use crate::options::TargetOptions;
 
 /// Region used when neither the options, the environment nor the profile name one.
 const DEFAULT_REGION: &str = "us-east-1";
 
-/// Opens `s3://bucket/prefix`.
-pub(crate) fn open_s3(
-    bucket: &str,
-    prefix: &str,
-    opts: &TargetOptions,
-    hook: &ClientHook,
-) -> Result<ObjectStoreTarget, BackendError> {
-    let settings = HttpSettings::new(opts);
-    let endpoint = opts
-        .endpoint
+/// The endpoint: the option, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` /
+/// `AWS_ENDPOINT` (object_store reads those two into one setting).
+pub(super) fn endpoint(opts: &TargetOptions, env: &AmazonS3Builder) -> Option<String> {
+    opts.endpoint
         .clone()
-        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .or_else(|| env("AWS_ENDPOINT"));
-    let profile = opts.profile.clone().or_else(|| env("AWS_PROFILE"));
-    let region = resolve_region(opts, profile.as_deref());
+        .or_else(|| env.get_config_value(&AmazonS3ConfigKey::S3Endpoint))
+        .or_else(|| env.get_config_value(&AmazonS3ConfigKey::Endpoint))
+}
 
-    let explicit_http = opts.allow_http.or(env_bool("AWS_ALLOW_HTTP")?);
-    let http = allow_http(explicit_http, endpoint.as_deref())?;
-    let endpoint_is_http = endpoint.as_deref().is_some_and(is_http);
-    let client = hook(ca_bundle(
-        settings.client_options(http),
-        "AWS_CA_BUNDLE",
-        endpoint_is_http,
-    )?);
+/// The region: the option, else `AWS_REGION`, else `AWS_DEFAULT_REGION` (object_store keeps
+/// `AWS_REGION` over it), else the profile's `region`, else us-east-1. Never asks IMDS (opening
+/// a target makes no request).
+pub(super) fn region(opts: &TargetOptions, env: &AmazonS3Builder) -> String {
+    opts.region
+        .clone()
+        .or_else(|| env.get_config_value(&AmazonS3ConfigKey::Region))
+        .or_else(|| profile_region(opts.profile.as_deref()))
+        .unwrap_or_else(|| DEFAULT_REGION.to_string())
+}
 
-    // Path-style by default for custom endpoints (S3-compatible stores rarely have the wildcard
-    // DNS that virtual-hosted addressing needs), virtual-hosted on AWS.
-    let path_style = match opts.path_style {
+/// Path-style addressing: the option, else not `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else true
+/// exactly with a custom endpoint (S3-compatible stores rarely have the wildcard DNS that
+/// virtual-hosted addressing needs).
+pub(super) fn path_style(
+    opts: &TargetOptions,
+    custom_endpoint: bool,
+) -> Result<bool, BackendError> {
+    Ok(match opts.path_style {
         Some(p) => p,
         None => env_bool("AWS_VIRTUAL_HOSTED_STYLE_REQUEST")?
             .map(|virtual_hosted| !virtual_hosted)
-            .unwrap_or(endpoint.is_some()),
-    };
+            .unwrap_or(custom_endpoint),
+    })
+}
 
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_region(region.clone())
-        .with_virtual_hosted_style_request(!path_style)
-        .with_client_options(client.clone())
-        .with_retry(settings.retry_config());
-    if let Some(e) = &endpoint {
-        // object_store takes the bucket's own endpoint for virtual-hosted requests.
-        let e = if path_style {
-            e.clone()
-        } else {
-            virtual_hosted_endpoint(e, bucket)?
-        };
-        // Both keys: object_store's own AWS_ENDPOINT_URL_S3 would otherwise win over this one.
-        builder = builder
-            .with_endpoint(e.clone())
-            .with_config(AmazonS3ConfigKey::S3Endpoint, e);
-    }
-    // The store checks a SHA-256 of every request body (each part of a multipart upload) and
-    // refuses one that arrived damaged; the engine's MD5 covers the whole object end to end.
+/// Sets the endpoint (the bucket's own for virtual-hosted requests).
+pub(super) fn with_endpoint(
+    builder: AmazonS3Builder,
+    endpoint: Option<&str>,
+    bucket: &str,
+    path_style: bool,
+) -> Result<AmazonS3Builder, BackendError> {
+    let Some(e) = endpoint else {
+        return Ok(builder);
+    };
+    let e = if path_style {
+        e.to_string()
+    } else {
+        virtual_hosted_endpoint(e, bucket)?
+    };
+    // Both keys: object_store's own AWS_ENDPOINT_URL_S3 would otherwise win over this one.
+    Ok(builder
+        .with_endpoint(e.clone())
+        .with_config(AmazonS3ConfigKey::S3Endpoint, e))
+}
+
+/// The store checks a SHA-256 of every request body (each part of a multipart upload) and
+/// refuses one that arrived damaged (the engine's MD5 covers the whole object end to end);
+/// create-if-absent writes as [`conditional_put`] says.
+pub(super) fn with_integrity(
+    mut builder: AmazonS3Builder,
+    opts: &TargetOptions,
+    custom_endpoint: bool,
+) -> AmazonS3Builder {
     if opts.checksum.unwrap_or(true) {
-        builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+        builder = builder.with_checksum_algorithm(Checksum::SHA256);
     }
-    builder = match conditional_put(opts, endpoint.is_some()) {
+    match conditional_put(opts, custom_endpoint) {
         Some(true) => builder.with_conditional_put(S3ConditionalPut::ETagMatch),
         Some(false) => builder.with_conditional_put(S3ConditionalPut::Disabled),
         None => builder,
-    };
-    let anonymous = opts.access_key_id.is_none()
-        && opts.secret_access_key.is_none()
-        && env_bool("AWS_SKIP_SIGNATURE")? == Some(true);
-    builder = match (&opts.access_key_id, &opts.secret_access_key) {
+    }
+}
+
+/// Whether to send `If-None-Match: *` for create-if-absent writes: the option, else
+/// `AWS_CONDITIONAL_PUT` (object_store read it: `None` leaves it; its variable tells whether it
+/// was set, as the builder reports its default otherwise), else on AWS only. Garage and some
+/// other S3-compatible stores ignore the header and overwrite, so custom endpoints default to
+/// disabled (`put_if_absent` then reports "unsupported" instead of lying).
+fn conditional_put(opts: &TargetOptions, custom_endpoint: bool) -> Option<bool> {
+    match opts.conditional_put {
+        Some(v) => Some(v),
+        None if env("AWS_CONDITIONAL_PUT").is_some() => None,
+        None => Some(!custom_endpoint),
+    }
+}
+
+/// The credentials: static keys from the options, else none with `AWS_SKIP_SIGNATURE=true`
+/// (returns true: anonymous), else the AWS SDK chain for `profile` (or `AWS_PROFILE`).
+pub(super) fn with_credentials(
+    builder: AmazonS3Builder,
+    opts: &TargetOptions,
+    region: &str,
+) -> Result<(AmazonS3Builder, bool), BackendError> {
+    let skip = builder.get_config_value(&AmazonS3ConfigKey::SkipSignature);
+    match (&opts.access_key_id, &opts.secret_access_key) {
         (Some(id), Some(secret)) => {
             let b = builder
                 .with_access_key_id(id.clone())
                 .with_secret_access_key(secret.clone());
-            match &opts.session_token {
-                Some(t) => b.with_token(t.clone()),
-                None => b,
-            }
-        }
-        (None, None) if env_bool("AWS_SKIP_SIGNATURE")? == Some(true) => builder,
-        (None, None) => builder.with_credentials(Arc::new(AwsChainCredentials::new(
-            profile.clone(),
-            region.clone(),
-        ))),
-        _ => {
-            return Err(BackendError::Config(
-                "storage.access_key_id and storage.secret_access_key go together: set both or \
-                 neither"
-                    .into(),
+            Ok((
+                match &opts.session_token {
+                    Some(t) => b.with_token(t.clone()),
+                    None => b,
+                },
+                false,
             ))
         }
-    };
-
-    let open_err = |e: &(dyn std::error::Error + 'static)| BackendError::Open {
-        location: format!("s3://{bucket}"),
-        reason: crate::error::chain(e),
-    };
-    let store = Arc::new(builder.build().map_err(|e| open_err(&e))?);
-    let part_size = opts
-        .part_size(MIN_PART_SIZE)
-        .map_err(BackendError::Config)?;
-    let uploads = S3StaleUploads::new(store.clone(), &client, settings, anonymous)
-        .map_err(|e| open_err(&e))?;
-    let place = match &endpoint {
-        Some(e) => format!("at {e}"),
-        None => format!("in AWS region {region}"),
-    };
-    let target = CloudTarget {
-        scheme: "s3",
-        what: "bucket",
-        bucket,
-        prefix,
-        place,
-        part_size,
+        (None, None) if parse_bool("AWS_SKIP_SIGNATURE", skip)? == Some(true) => {
+            Ok((builder, true))
+        }
+        (None, None) => {
+            let chain = AwsChainCredentials::new(opts.profile.clone(), region.to_string());
+            Ok((builder.with_credentials(Arc::new(chain)), false))
+        }
+        _ => Err(BackendError::Config(
+            "storage.access_key_id and storage.secret_access_key go together: set both or \
+             neither"
+                .into(),
+        )),
     }
-    .build(store, opts)?;
-    Ok(target.with_stale_uploads(Arc::new(uploads)))
 }
 
 /// The endpoint of `bucket` for virtual-hosted addressing (`bucket.host`), built from the
@@ -168,32 +174,6 @@ fn virtual_hosted_endpoint(endpoint: &str, bucket: &str) -> Result<String, Backe
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// Whether to send `If-None-Match: *` for create-if-absent writes: the option, else
-/// `AWS_CONDITIONAL_PUT` (object_store reads it: `None` leaves it), else on AWS only. Garage and
-/// some other S3-compatible stores ignore the header and overwrite, so custom endpoints default
-/// to disabled (`put_if_absent` then reports "unsupported" instead of lying).
-fn conditional_put(opts: &TargetOptions, custom_endpoint: bool) -> Option<bool> {
-    match opts.conditional_put {
-        Some(v) => Some(v),
-        None if env("AWS_CONDITIONAL_PUT").is_some() => None,
-        None => Some(!custom_endpoint),
-    }
-}
-
-/// The region: option, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else
-/// us-east-1. Never asks IMDS (opening a target makes no request).
-fn resolve_region(opts: &TargetOptions, profile: Option<&str>) -> String {
-    if let Some(r) = opts
-        .region
-        .clone()
-        .or_else(|| env("AWS_REGION"))
-        .or_else(|| env("AWS_DEFAULT_REGION"))
-    {
-        return r;
-    }
-    profile_region(profile).unwrap_or_else(|| DEFAULT_REGION.to_string())
-}
-
 /// The `region` of the profile in the shared AWS config files. aws-config reads them
 /// asynchronously; a helper thread runs that to completion so `open_target` stays synchronous
 /// (and callable from inside a runtime).
@@ -227,7 +207,7 @@ mod tests {
             region: Some("garage".into()),
             ..Default::default()
         };
-        assert_eq!(resolve_region(&opts, None), "garage");
+        assert_eq!(region(&opts, &AmazonS3Builder::new()), "garage");
     }
 
     #[test]
@@ -270,14 +250,16 @@ mod tests {
             secret_access_key: Some("secret".into()),
             ..Default::default()
         };
-        let e = open_s3("bkt", "p", &opts, &|o| o).unwrap_err().to_string();
+        let e = super::super::open_s3("bkt", "p", &opts, &|o| o)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("virtual-hosted"), "{e}");
         assert!(e.contains("path_style: true"), "{e}");
         let named = TargetOptions {
             endpoint: Some("http://s3.garage.localhost:3900".into()),
             ..opts
         };
-        assert!(open_s3("bkt", "p", &named, &|o| o).is_ok());
+        assert!(super::super::open_s3("bkt", "p", &named, &|o| o).is_ok());
     }
 
     #[test]
