@@ -84,25 +84,17 @@ impl LocalFiles {
     /// fsynced are kept for the next call.
     pub async fn sync(&self) -> Result<(), TargetError> {
         let dirs = std::mem::take(&mut *self.dirty.lock().unwrap());
-        let left = blocking("fsync of a folder", None, move || {
-            let mut dirs = dirs.into_iter();
-            while let Some(dir) = dirs.next() {
-                match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Ok(Err((std::iter::once(dir).chain(dirs).collect(), e))),
-                }
-            }
-            Ok(Ok(()))
-        })
-        .await?;
-        left.map_err(|(left, e): (Vec<PathBuf>, io::Error)| {
-            let first = left[0].display().to_string();
-            self.dirty.lock().unwrap().extend(left);
-            TargetError::permanent("fsync of a folder")
-                .with_key(first)
-                .with_source(e)
-        })
+        let synced = tokio::task::spawn_blocking(move || fsync_folders(dirs))
+            .await
+            .map_err(|e| TargetError::permanent("fsync of a folder").with_source(e))?;
+        let Err((left, e)) = synced else {
+            return Ok(());
+        };
+        let first = left[0].display().to_string();
+        self.dirty.lock().unwrap().extend(left);
+        Err(TargetError::permanent("fsync of a folder")
+            .with_key(first)
+            .with_source(e))
     }
 
     /// Removes the staging files killed runs left (at least `older_than` old).
@@ -228,6 +220,20 @@ fn leftovers(root: &FsPath, older_than: Duration) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Writes `body` to a staging file beside `dest`, fsyncs it and renames it into place.
+/// Fsyncs each folder, skipping those removed since; on an error, the folders not fsynced yet
+/// (the failing one first) and the error.
+fn fsync_folders(dirs: BTreeSet<PathBuf>) -> Result<(), (Vec<PathBuf>, io::Error)> {
+    let mut dirs = dirs.into_iter();
+    while let Some(dir) = dirs.next() {
+        match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((std::iter::once(dir).chain(dirs).collect(), e)),
+        }
+    }
+    Ok(())
+}
+
 fn write_file(dest: &FsPath, body: &Upload) -> io::Result<()> {
     let dir = dest.parent().expect("a key has a file name");
     let made = missing_folders(dir);
