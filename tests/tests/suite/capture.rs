@@ -12,7 +12,8 @@ use esbackup_tests::support::{
 };
 
 use crate::common::{
-    complete_active_chunk, mem, one_active_chunk, seed_where_completion, writer_chunk,
+    backed_up, complete_active_chunk, mem, one_active_chunk, seed_where_completion, writer_chunk,
+    BackedUp,
 };
 
 /// The node completes the active chunk while its bytes are uploaded (length kept or changed):
@@ -91,11 +92,12 @@ async fn a_chunk_completed_during_its_copy_restores_and_is_stored_whole_next_tim
 /// the wait, and nothing of the backup changes.
 #[tokio::test]
 async fn an_indexmap_missing_longer_than_the_wait_stops_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 52, 30);
-    let (store, t) = mem();
-    backup(t.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir: _dir,
+        db,
+        mem: store,
+        target: t,
+    } = backed_up(52, 30).await;
     let before = store.snapshot();
     std::fs::remove_file(db.join("index").join("indexmap")).unwrap();
     let mut opts = backup_options(&db);

@@ -1,17 +1,42 @@
 //! Helpers of the test modules: memory targets, nodes brought to a chosen state.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use esbackup_engine::format::chunk::{self, ChunkFooter, ChunkInfo};
 use esbackup_engine::testing::MemoryTarget;
-use esbackup_engine::Target;
-use esbackup_tests::scenarios::sim_config;
+use esbackup_engine::{backup, Target};
+use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::support::backup_options;
 use esdb_sim::{Node, SimConfig};
 
 pub fn mem() -> (MemoryTarget, Arc<dyn Target>) {
     let m = MemoryTarget::new();
     (m.clone(), Arc::new(m))
+}
+
+/// A settled node in a temporary folder, backed up once into a memory target.
+pub struct BackedUp {
+    /// Holds the folder: it is removed when this is dropped.
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub mem: MemoryTarget,
+    pub target: Arc<dyn Target>,
+}
+
+/// [`settled_node`] from `seed` after `steps`, and one backup of it.
+pub async fn backed_up(seed: u64, steps: usize) -> BackedUp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, seed, steps);
+    let (mem, target) = mem();
+    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    BackedUp {
+        dir,
+        db,
+        mem,
+        target,
+    }
 }
 
 pub fn chunk_key(n: u32) -> String {

@@ -14,7 +14,7 @@ use esbackup_tests::support::{
     assert_same_files, backup_options, copy_dir, database_files, points, restore_and_check,
 };
 
-use crate::common::mem;
+use crate::common::{backed_up, mem, BackedUp};
 
 #[tokio::test]
 async fn a_damaged_completed_chunk_stops_the_run_and_the_last_good_copy_stays() {
@@ -117,11 +117,12 @@ async fn a_dangling_symlink_named_like_a_chunk_is_damage_not_a_scavenge() {
 
 #[tokio::test]
 async fn a_refused_source_writes_nothing_to_the_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 16, 30);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir: _dir,
+        db,
+        mem,
+        target,
+    } = backed_up(16, 30).await;
     let before = mem.snapshot();
     for (name, bytes) in [
         ("writer.chk", vec![1u8, 2, 3]),
@@ -145,11 +146,12 @@ async fn a_refused_source_writes_nothing_to_the_location() {
 
 #[tokio::test]
 async fn a_source_without_chunks_never_changes_the_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 5, 20);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir: _dir,
+        db,
+        mem,
+        target,
+    } = backed_up(5, 20).await;
     let before = mem.snapshot();
     // An unmounted volume: the checkpoints are there, the chunks are not.
     for entry in std::fs::read_dir(&db).unwrap() {

@@ -14,15 +14,11 @@ use esbackup_tests::support::{
     restore_and_check, verify_read_data,
 };
 
-use crate::common::mem;
+use crate::common::{backed_up, BackedUp};
 
 #[tokio::test]
 async fn restore_fails_naming_any_missing_object_and_leaves_no_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 6, 60);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp { dir, mem, .. } = backed_up(6, 60).await;
     let objects = mem.snapshot();
     let mut chunks: Vec<&String> = objects
         .keys()
@@ -65,11 +61,12 @@ async fn restore_fails_naming_any_missing_object_and_leaves_no_database() {
 
 #[tokio::test]
 async fn verify_of_a_point_missing_an_object_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 19, 30);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir: _dir,
+        mem,
+        target,
+        ..
+    } = backed_up(19, 30).await;
     let point = latest_point(&target).await;
     let table = point
         .files
@@ -91,11 +88,12 @@ async fn verify_of_a_point_missing_an_object_names_it() {
 
 #[tokio::test]
 async fn stray_objects_are_never_restored_or_vouched_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 10, 60);
-    let (mem, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir,
+        db,
+        mem,
+        target,
+    } = backed_up(10, 60).await;
     let source = database_files(&db);
     let any_chunk = mem
         .snapshot()

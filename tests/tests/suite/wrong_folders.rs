@@ -16,7 +16,7 @@ use esbackup_tests::support::{
     assert_same_files, backup_options, check_restored, database_files, files_under,
 };
 
-use crate::common::mem;
+use crate::common::{backed_up, mem, BackedUp};
 
 fn folder(path: &Path) -> Arc<dyn Target> {
     open_target(&path.display().to_string(), &TargetOptions::default()).unwrap()
@@ -210,11 +210,12 @@ async fn restore_refuses_a_non_empty_folder_and_a_location_without_points() {
 /// and touches nothing; the first one then completes.
 #[tokio::test]
 async fn a_second_restore_into_a_folder_being_restored_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 11, 10);
-    let (store, target) = mem();
-    backup(target.clone(), &backup_options(&db)).await.unwrap();
+    let BackedUp {
+        dir,
+        db,
+        mem: store,
+        target,
+    } = backed_up(11, 10).await;
     // The first restore stops at its first chunk download until the gate opens.
     let reached = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(Semaphore::new(0));
