@@ -1,18 +1,22 @@
 //! [`MissingBucket`]: a cloud location whose bucket or container does not exist is an error
-//! that names it, never an empty location.
+//! that names it, never an empty location; [`CheckedObjects`]: the object requests of a cloud
+//! target with that check applied.
 //!
 //! A store answers "not found" to a listing only when the bucket itself is missing. A read or
 //! write that says "not found" may mean either, so until a request has proved the bucket
 //! exists, one probe tells which.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use esbackup_engine::{TargetError, TargetErrorKind};
+use bytes::Bytes;
+use esbackup_engine::{ByteStream, ObjectInfo, Stored, TargetError, TargetErrorKind, Upload};
 use futures::StreamExt;
 
 use crate::error::classify;
 use crate::gcs::GcsJsonWriter;
+use crate::multipart::Uploader;
 use crate::objects::Objects;
 
 /// How to ask whether the bucket exists.
@@ -107,5 +111,64 @@ impl MissingBucket {
                 _ => Err(e),
             },
         }
+    }
+}
+
+/// A cloud target's [`Objects`] with its [`MissingBucket`] check applied to each request.
+#[derive(Debug)]
+pub(crate) struct CheckedObjects {
+    pub objects: Objects,
+    pub missing: MissingBucket,
+}
+
+impl CheckedObjects {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
+        let listed = self.objects.list(prefix).await;
+        self.missing.check_listing(listed).await
+    }
+
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
+        self.missing.check(self.objects.head(key).await).await
+    }
+
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, TargetError> {
+        self.missing.check(self.objects.get(key, range).await).await
+    }
+
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        let created = self.objects.put_if_absent(key, data).await;
+        self.missing.check(created).await
+    }
+
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
+        self.missing.check(self.objects.copy(from, to).await).await
+    }
+
+    /// A delete is idempotent: a missing bucket has nothing to delete.
+    pub async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        self.objects.delete(key).await
+    }
+
+    /// Stores `body` under `key` through `uploader` (one PUT, or a multipart upload).
+    pub async fn upload(
+        &self,
+        uploader: &Uploader,
+        key: &str,
+        body: Upload,
+    ) -> Result<Stored, TargetError> {
+        let path = self.objects.keys.path(key)?;
+        let store = self.objects.store.as_ref();
+        self.check(uploader.put(store, &path, key, body.clone()).await)
+            .await?;
+        body.stored(key)
+    }
+
+    /// The result of another request (a write through the target's own writer).
+    pub async fn check<T>(&self, result: Result<T, TargetError>) -> Result<T, TargetError> {
+        self.missing.check(result).await
     }
 }

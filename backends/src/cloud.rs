@@ -13,7 +13,7 @@ use std::sync::Arc;
 use esbackup_engine::BoxError;
 use object_store::ObjectStore;
 
-use crate::bucket::{MissingBucket, Probe};
+use crate::bucket::{CheckedObjects, MissingBucket, Probe};
 use crate::client::HttpSettings;
 use crate::error::BackendError;
 use crate::keys::Keys;
@@ -69,23 +69,20 @@ impl<'a> CloudLocation<'a> {
         }
     }
 
-    /// The keys below the prefix in `store`, and its missing-bucket check by listing.
+    /// The keys below the prefix in `store`, with the missing-bucket check by `probe` (a
+    /// listing of `store` when `None`); `place` says where the bucket was looked for.
     pub fn objects(
         &self,
         store: Arc<dyn ObjectStore>,
         place: &str,
-    ) -> Result<(Objects, MissingBucket), BackendError> {
-        let objects = self.objects_only(store)?;
-        let missing =
-            MissingBucket::new(self.missing_message(place), Probe::Listing(objects.clone()));
-        Ok((objects, missing))
-    }
-
-    /// The keys below the prefix in `store`.
-    pub fn objects_only(&self, store: Arc<dyn ObjectStore>) -> Result<Objects, BackendError> {
+        probe: Option<Probe>,
+    ) -> Result<CheckedObjects, BackendError> {
         let keys = Keys::new(self.prefix)
             .map_err(|e| BackendError::Config(format!("bad prefix {:?}: {e}", self.prefix)))?;
-        Ok(Objects { store, keys })
+        let objects = Objects { store, keys };
+        let probe = probe.unwrap_or_else(|| Probe::Listing(objects.clone()));
+        let missing = MissingBucket::new(self.missing_message(place), probe);
+        Ok(CheckedObjects { objects, missing })
     }
 }
 

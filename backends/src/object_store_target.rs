@@ -5,12 +5,10 @@
 //! [`crate::AzureTarget`], [`crate::GcsTarget`]).
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use esbackup_engine::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
+use esbackup_engine::{Stored, Target, TargetError, Upload};
 use object_store::ObjectStore;
 
 use crate::error::BackendError;
@@ -79,35 +77,13 @@ impl Target for ObjectStoreTarget {
         self.description.clone()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.objects.list(prefix).await
-    }
-
-    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-        self.objects.head(key).await
-    }
+    crate::remote::through!(objects: list, head, put_if_absent, get, copy, delete);
 
     async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
         let path = self.objects.keys.path(key)?;
         let store = self.objects.store.as_ref();
         self.uploader.put(store, &path, key, body.clone()).await?;
         body.stored(key)
-    }
-
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        self.objects.put_if_absent(key, data).await
-    }
-
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.objects.get(key, range).await
-    }
-
-    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-        self.objects.copy(from, to).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        self.objects.delete(key).await
     }
 
     // A failed multipart upload is aborted when it fails: nothing left to abort.

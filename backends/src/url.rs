@@ -220,35 +220,30 @@ mod tests {
         assert!(!e.contains('\n'), "{e:?} is not one line");
     }
 
+    /// `url` is the local folder `path`.
+    fn local(url: &str, path: &str) {
+        assert_eq!(loc(url), Location::Local(path.into()), "{url}");
+    }
+
     #[test]
     fn paths_and_file_urls() {
-        assert_eq!(
-            loc("/backups/node1"),
-            Location::Local("/backups/node1".into())
-        );
-        assert_eq!(loc("rel/dir"), Location::Local("rel/dir".into()));
-        assert_eq!(
-            loc("file:///backups/a%20b"),
-            Location::Local("/backups/a b".into())
-        );
-        assert_eq!(loc("file://localhost/b"), Location::Local("/b".into()));
+        local("/backups/node1", "/backups/node1");
+        local("rel/dir", "rel/dir");
+        local("file:///backups/a%20b", "/backups/a b");
+        local("file://localhost/b", "/b");
         fails("file://backups", "three slashes");
         fails("", "empty");
     }
 
     #[test]
     fn relative_plain_paths_stay_local_folders() {
-        assert_eq!(
-            loc("backups/node1"),
-            Location::Local("backups/node1".into())
-        );
-        assert_eq!(loc("./x"), Location::Local("./x".into()));
-        assert_eq!(loc("../x"), Location::Local("../x".into()));
-        assert_eq!(loc("node1"), Location::Local("node1".into()));
+        for path in ["backups/node1", "./x", "../x", "node1"] {
+            local(path, path);
+        }
         // A colon after the first slash, or behind ./, is part of a folder name.
-        assert_eq!(loc("./s3:x"), Location::Local("./s3:x".into()));
-        assert_eq!(loc("dir/s3:x"), Location::Local("dir/s3:x".into()));
-        assert_eq!(loc("/abs/a:b"), Location::Local("/abs/a:b".into()));
+        for path in ["./s3:x", "dir/s3:x", "/abs/a:b"] {
+            local(path, path);
+        }
     }
 
     #[test]

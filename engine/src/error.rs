@@ -97,35 +97,34 @@ impl EngineError {
         EngineError::new(ErrorKind::LocalIo, format!("{path}{hint}")).with_source(err)
     }
 
-    pub fn not_a_database(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::NotADatabase, message)
-    }
-
-    pub fn damaged(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::Damaged, message)
-    }
-
-    pub fn invalid_input(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::InvalidInput, message)
-    }
-
-    pub fn wrong_location(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::WrongLocation, message)
-    }
-
-    pub fn source_changing(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::SourceChanging, message)
-    }
-
-    pub fn no_backup(message: impl Into<String>) -> EngineError {
-        EngineError::new(ErrorKind::NoBackup, message)
-    }
-
     /// A storage failure while doing `what` (an object key or an operation).
     pub fn storage(what: impl fmt::Display, err: TargetError) -> EngineError {
         EngineError::new(ErrorKind::Storage, format!("storage: {what}")).with_source(err)
     }
 }
+
+/// `EngineError::<name>(message)`: an error of kind `ErrorKind::<Kind>`.
+macro_rules! constructors_by_kind {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        impl EngineError {
+            $(
+                #[doc = concat!("An error of kind [`ErrorKind::", stringify!($kind), "`].")]
+                pub fn $name(message: impl Into<String>) -> EngineError {
+                    EngineError::new(ErrorKind::$kind, message)
+                }
+            )*
+        }
+    };
+}
+
+constructors_by_kind!(
+    not_a_database => NotADatabase,
+    damaged => Damaged,
+    invalid_input => InvalidInput,
+    wrong_location => WrongLocation,
+    source_changing => SourceChanging,
+    no_backup => NoBackup,
+);
 
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

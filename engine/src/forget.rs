@@ -437,14 +437,11 @@ mod tests {
     #[test]
     fn daily_keeps_the_newest_point_of_each_day_and_the_oldest_while_counts_remain() {
         // Two points a day for 3 days.
-        let ps = points(&[
-            at(2026, 11, 1, 1),
-            at(2026, 11, 1, 20),
-            at(2026, 11, 2, 1),
-            at(2026, 11, 2, 20),
-            at(2026, 11, 3, 1),
-            at(2026, 11, 3, 20),
-        ]);
+        let ps = points(
+            &[1, 2, 3]
+                .map(|d| [1, 20].map(|h| at(2026, 11, d, h)))
+                .concat(),
+        );
         let daily = |n| KeepPolicy {
             daily: n,
             ..Default::default()
@@ -458,12 +455,7 @@ mod tests {
 
     #[test]
     fn within_is_relative_to_the_newest_point_and_rules_combine() {
-        let ps = points(&[
-            at(2026, 1, 1, 0),
-            at(2026, 10, 1, 0),
-            at(2026, 11, 28, 0),
-            at(2026, 11, 30, 0),
-        ]);
+        let ps = points(&[(1, 1), (10, 1), (11, 28), (11, 30)].map(|(m, d)| at(2026, m, d, 0)));
         let policy = KeepPolicy {
             within: Some(Duration::from_secs(3 * 86_400)),
             monthly: 1,

@@ -349,20 +349,22 @@ mod base64_bytes {
 pub(crate) mod tests {
     use super::*;
 
+    /// A checkpoint file holding `v`, stored inline.
+    pub(crate) fn inline(v: i64) -> FileRef {
+        FileRef {
+            size: 8,
+            content: Content::Inline {
+                data: Bytes::copy_from_slice(&v.to_le_bytes()),
+            },
+            chunk: None,
+            stamp: None,
+        }
+    }
+
     pub(crate) fn sample() -> Point {
         let mut files = BTreeMap::new();
         for (k, v) in [("writer.chk", 300i64), ("chaser.chk", 200)] {
-            files.insert(
-                k.to_string(),
-                FileRef {
-                    size: 8,
-                    content: Content::Inline {
-                        data: Bytes::copy_from_slice(&v.to_le_bytes()),
-                    },
-                    chunk: None,
-                    stamp: None,
-                },
-            );
+            files.insert(k.to_string(), inline(v));
         }
         files.insert(
             "chunk-000000.000000".into(),

@@ -1,20 +1,17 @@
 //! [`AzureTarget`]: Azure Blob Storage (and the Azurite emulator) through object_store's
 //! `MicrosoftAzure`.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use esbackup_engine::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
+use esbackup_engine::{Stored, Target, TargetError, Upload};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
-use crate::bucket::MissingBucket;
+use crate::bucket::CheckedObjects;
 use crate::client::{allow_http, env, env_bool, parse_bool, ClientHook};
 use crate::cloud::{CloudLocation, CloudSettings};
 use crate::error::BackendError;
 use crate::multipart::Uploader;
-use crate::objects::Objects;
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 /// Azurite's well-known account and key.
@@ -31,9 +28,8 @@ const EMULATOR_KEY: &str =
 #[derive(Debug)]
 pub struct AzureTarget {
     description: String,
-    blobs: Objects,
+    blobs: CheckedObjects,
     uploader: Uploader,
-    missing_container: MissingBucket,
 }
 
 /// Where the container is: its blob endpoint, and the account addressed there.
@@ -68,12 +64,11 @@ pub(crate) fn open_azure(
         "in storage account {} at {}",
         account.name, account.blob_endpoint
     );
-    let (blobs, missing_container) = location.objects(Arc::new(store), &place)?;
+    let blobs = location.objects(Arc::new(store), &place, None)?;
     Ok(AzureTarget {
         description: location.describe(),
         blobs,
         uploader: cloud.uploader,
-        missing_container,
     })
 }
 
@@ -181,44 +176,12 @@ impl Target for AzureTarget {
         self.description.clone()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        let listed = self.blobs.list(prefix).await;
-        self.missing_container.check_listing(listed).await
-    }
-
-    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-        let found = self.blobs.head(key).await;
-        self.missing_container.check(found).await
-    }
+    // `put_if_absent`: `If-None-Match: *` (Azure and Azurite honour it).
+    crate::remote::through!(blobs: list, head, put_if_absent, get, copy, delete);
 
     /// One PUT up to the part size, else streamed blocks committed at the end.
     async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
-        let path = self.blobs.keys.path(key)?;
-        let sent = (self.uploader)
-            .put(self.blobs.store.as_ref(), &path, key, body.clone())
-            .await;
-        self.missing_container.check(sent).await?;
-        body.stored(key)
-    }
-
-    /// `If-None-Match: *` (Azure and Azurite honour it).
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        let created = self.blobs.put_if_absent(key, data).await;
-        self.missing_container.check(created).await
-    }
-
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        let read = self.blobs.get(key, range).await;
-        self.missing_container.check(read).await
-    }
-
-    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-        let copied = self.blobs.copy(from, to).await;
-        self.missing_container.check(copied).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        self.blobs.delete(key).await
+        self.blobs.upload(&self.uploader, key, body).await
     }
 
     // Azure discards uncommitted blocks after 7 days, unbilled as blobs: nothing to

@@ -5,24 +5,22 @@
 mod json_api;
 mod resumable;
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use esbackup_engine::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
+use esbackup_engine::{Stored, Target, TargetError, Upload};
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::StaticCredentialProvider;
 
 pub(crate) use json_api::GcsJsonWriter;
 use json_api::RESUMABLE_QUANTUM;
 
-use crate::bucket::{MissingBucket, Probe};
+use crate::bucket::{CheckedObjects, Probe};
 use crate::client::{allow_http, env, ClientHook};
 use crate::cloud::{CloudLocation, CloudSettings};
 use crate::error::BackendError;
 use crate::multipart::PartBuffers;
-use crate::objects::Objects;
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 
 const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
@@ -38,11 +36,10 @@ const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 pub struct GcsTarget {
     description: String,
     /// Reads, listings and deletes (object_store).
-    reads: Objects,
+    reads: CheckedObjects,
     /// Writes and copies (the JSON API).
     writer: Arc<GcsJsonWriter>,
     buffers: PartBuffers,
-    missing_bucket: MissingBucket,
 }
 
 /// Opens `gs://bucket/prefix`.
@@ -78,17 +75,13 @@ pub(crate) fn open_gcs(
     )
     .map_err(|e| location.store_error("the HTTP client", e))?;
     let writer = Arc::new(writer);
-    let reads = location.objects_only(Arc::new(store))?;
-    let missing_bucket = MissingBucket::new(
-        location.missing_message(&format!("at {base_url}")),
-        Probe::Gcs(writer.clone()),
-    );
+    let place = format!("at {base_url}");
+    let reads = location.objects(Arc::new(store), &place, Some(Probe::Gcs(writer.clone())))?;
     Ok(GcsTarget {
         description: location.describe(),
         reads,
         writer,
         buffers: cloud.uploader.buffers,
-        missing_bucket,
     })
 }
 
@@ -164,49 +157,32 @@ impl Target for GcsTarget {
         self.description.clone()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.missing_bucket
-            .check_listing(self.reads.list(prefix).await)
-            .await
-    }
-
-    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-        self.missing_bucket.check(self.reads.head(key).await).await
-    }
+    crate::remote::through!(reads: list, head, get, delete);
 
     /// Through the JSON API, holding one part buffer: a media upload up to the part size, else
     /// a resumable session fed one piece at a time (cancelled on failure).
     async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
-        let path = self.reads.keys.path(key)?;
+        let path = self.reads.objects.keys.path(key)?;
         let _buffer = self.buffers.take().await;
         let sent = self.writer.put(&path, key, body.clone()).await;
-        self.missing_bucket.check(sent).await?;
+        self.reads.check(sent).await?;
         body.stored(key)
     }
 
     /// A media upload with `ifGenerationMatch=0`, or `Unsupported` where conditional puts are
     /// disabled (any endpoint but Google's, unless `conditional_put: true`).
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        let path = self.reads.keys.path(key)?;
+        let path = self.reads.objects.keys.path(key)?;
         let created = self.writer.put_if_absent(&path, key, data).await;
-        self.missing_bucket.check(created).await
-    }
-
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.missing_bucket
-            .check(self.reads.get(key, range).await)
-            .await
+        self.reads.check(created).await
     }
 
     /// A `rewriteTo` through the JSON API, repeated until done.
     async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-        let (src, dst) = (self.reads.keys.path(from)?, self.reads.keys.path(to)?);
+        let keys = &self.reads.objects.keys;
+        let (src, dst) = (keys.path(from)?, keys.path(to)?);
         let copied = self.writer.copy(&src, &dst, from).await;
-        self.missing_bucket.check(copied).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        self.reads.delete(key).await
+        self.reads.check(copied).await
     }
 
     // Resumable sessions expire after a week, unbilled as objects: nothing to abort.

@@ -5,23 +5,20 @@ mod credentials;
 mod settings;
 mod stale_uploads;
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use esbackup_engine::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
+use esbackup_engine::{Stored, Target, TargetError, Upload};
 use object_store::aws::AmazonS3Builder;
 
 pub use credentials::AwsChainCredentials;
 
-use crate::bucket::MissingBucket;
+use crate::bucket::CheckedObjects;
 use crate::client::{allow_http, ca_bundle, env_bool, is_http, ClientHook};
 use crate::cloud::{CloudLocation, CloudSettings};
 use crate::error::BackendError;
 use crate::multipart::Uploader;
-use crate::objects::Objects;
 use crate::options::{TargetOptions, MIN_PART_SIZE};
 use stale_uploads::S3StaleUploads;
 
@@ -34,9 +31,8 @@ use stale_uploads::S3StaleUploads;
 #[derive(Debug)]
 pub struct S3Target {
     description: String,
-    objects: Objects,
+    objects: CheckedObjects,
     uploader: Uploader,
-    missing: MissingBucket,
     uploads: S3StaleUploads,
 }
 
@@ -81,12 +77,11 @@ pub(crate) fn open_s3(
         Some(e) => format!("at {e}"),
         None => format!("in AWS region {region}"),
     };
-    let (objects, missing) = location.objects(store, &place)?;
+    let objects = location.objects(store, &place, None)?;
     Ok(S3Target {
         description: location.describe(),
         objects,
         uploader: cloud.uploader,
-        missing,
         uploads,
     })
 }
@@ -97,41 +92,13 @@ impl Target for S3Target {
         self.description.clone()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-        self.missing
-            .check_listing(self.objects.list(prefix).await)
-            .await
-    }
-
-    async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-        self.missing.check(self.objects.head(key).await).await
-    }
+    // `put_if_absent`: `If-None-Match: *`, or `Unsupported` where conditional puts are
+    // disabled.
+    crate::remote::through!(objects: list, head, put_if_absent, get, copy, delete);
 
     /// One PUT up to the part size, else a streamed multipart upload (aborted on failure).
     async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
-        let path = self.objects.keys.path(key)?;
-        let store = self.objects.store.as_ref();
-        let sent = self.uploader.put(store, &path, key, body.clone()).await;
-        self.missing.check(sent).await?;
-        body.stored(key)
-    }
-
-    /// `If-None-Match: *`, or `Unsupported` where conditional puts are disabled.
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        let stored = self.objects.put_if_absent(key, data).await;
-        self.missing.check(stored).await
-    }
-
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-        self.missing.check(self.objects.get(key, range).await).await
-    }
-
-    async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-        self.missing.check(self.objects.copy(from, to).await).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        self.objects.delete(key).await
+        self.objects.upload(&self.uploader, key, body).await
     }
 
     crate::remote::stored_remotely!();
@@ -139,13 +106,13 @@ impl Target for S3Target {
     /// Lists the bucket's in-progress multipart uploads below the prefix and aborts those
     /// started at least `older_than` ago (S3 bills their parts until then).
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
-        let prefix = self.objects.keys.prefix();
+        let prefix = self.objects.objects.keys.prefix();
         let aborted = self.uploads.abort_stale(prefix, older_than).await;
-        self.missing.check(aborted).await
+        self.objects.check(aborted).await
     }
 
     async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-        let counted = self.uploads.count(self.objects.keys.prefix()).await;
-        self.missing.check(counted).await
+        let counted = self.uploads.count(self.objects.objects.keys.prefix()).await;
+        self.objects.check(counted).await
     }
 }

@@ -1155,31 +1155,25 @@ mod tests {
             c
         };
         let dat = index_key(layout::STREAM_EXISTENCE_DAT);
+        // The plan for a filter at checkpoint `chk` stamped `s`, after `previous`.
+        let plan_of = |chk, s, previous: Option<&Point>| {
+            plan(
+                &filter(chk, s),
+                previous,
+                &Probes::default(),
+                &policy(false),
+            )
+        };
         let big = 4 << 20;
-        let first = point_of(&plan(
-            &filter(100, stamp(big, 1)),
-            None,
-            &Probes::default(),
-            &policy(false),
-        ));
-        let p = plan(
-            &filter(5000, stamp(big, 2)),
-            Some(&first),
-            &Probes::default(),
-            &policy(false),
-        );
+        let first = point_of(&plan_of(100, stamp(big, 1), None));
+        let p = plan_of(5000, stamp(big, 2), Some(&first));
         assert!(
             matches!(action(&p, &dat), Action::Keep(_)),
             "a small lag: kept"
         );
         assert!(p.notes.iter().any(|n| n.contains("stream-existence")));
         let far = 100 + big as i64 * EXISTENCE_LAG_FACTOR;
-        let p = plan(
-            &filter(far, stamp(big, 3)),
-            Some(&first),
-            &Probes::default(),
-            &policy(false),
-        );
+        let p = plan_of(far, stamp(big, 3), Some(&first));
         assert!(
             matches!(action(&p, &dat), Action::Upload { .. }),
             "far behind: stored"
@@ -1196,18 +1190,8 @@ mod tests {
             .unwrap();
         assert!(copy < chk, "the data mirror before its checkpoint");
         let small = 64 << 10;
-        let first = point_of(&plan(
-            &filter(100, stamp(small, 1)),
-            None,
-            &Probes::default(),
-            &policy(false),
-        ));
-        let p = plan(
-            &filter(200, stamp(small, 2)),
-            Some(&first),
-            &Probes::default(),
-            &policy(false),
-        );
+        let first = point_of(&plan_of(100, stamp(small, 1), None));
+        let p = plan_of(200, stamp(small, 2), Some(&first));
         assert!(
             matches!(action(&p, &dat), Action::Upload { .. }),
             "small: always stored when changed"

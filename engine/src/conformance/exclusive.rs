@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::support::{checked, delete, ensure, expect_absent, expect_object, Scratch};
 use super::{Kit, KitFailure};
-use crate::target::{Target, TargetErrorKind};
+use crate::target::{Target, TargetError, TargetErrorKind};
 
 /// `AlreadyExists` on an existing key (object unchanged), works again after `delete`; of
 /// [`Kit::concurrent_writers`] concurrent calls on one key exactly one wins; or every call says
@@ -90,23 +90,14 @@ async fn concurrent(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
     let results =
         futures::future::join_all(bodies.iter().map(|b| t.put_if_absent(&key, b.clone()))).await;
     let won: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
-    let unsupported = results
-        .iter()
-        .filter(|r| {
-            r.as_ref()
-                .is_err_and(|e| e.kind() == TargetErrorKind::Unsupported)
-        })
-        .count();
-    if unsupported == results.len() {
+    let failed_with = |kind| {
+        let failed = |r: &&Result<(), TargetError>| r.as_ref().is_err_and(|e| e.kind() == kind);
+        results.iter().filter(failed).count()
+    };
+    if failed_with(TargetErrorKind::Unsupported) == results.len() {
         return expect_absent(t, &key).await;
     }
-    let lost = results
-        .iter()
-        .filter(|r| {
-            r.as_ref()
-                .is_err_and(|e| e.kind() == TargetErrorKind::AlreadyExists)
-        })
-        .count();
+    let lost = failed_with(TargetErrorKind::AlreadyExists);
     ensure!(
         won.len() == 1 && lost == results.len() - 1,
         "{} concurrent put_if_absent on one key: expected exactly one Ok and AlreadyExists for \

@@ -115,18 +115,8 @@ pub(crate) fn missing(point: &Point, listing: &BTreeMap<String, u64>) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::point::tests::inline;
     use crate::point::{FileRef, Window};
-
-    fn inline(v: i64) -> FileRef {
-        FileRef {
-            size: 8,
-            content: Content::Inline {
-                data: Bytes::copy_from_slice(&v.to_le_bytes()),
-            },
-            chunk: None,
-            stamp: None,
-        }
-    }
 
     fn object(key: &str, size: u64) -> FileRef {
         FileRef {

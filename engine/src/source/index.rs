@@ -198,36 +198,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_indexmap_that_keeps_changing_gives_up_after_its_rounds() {
+    /// Captures with 7 rounds while the n-th read of `indexmap` (from 1) finds its
+    /// `prepare_checkpoint` moved by `moved(n)`; also returns the number of reads.
+    async fn capture_moving(moved: impl Fn(u32) -> i64) -> (Result<IndexCapture>, u32) {
         let (_dir, dirs, map) = index_dir();
         let mut reads = 0u32;
-        let err = capture_with(&dirs, limits(7), |_| {
+        let got = capture_with(&dirs, limits(7), |_| {
             reads += 1;
             let mut m = IndexMap::parse(&map).unwrap();
-            m.prepare_checkpoint += reads as i64;
+            m.prepare_checkpoint += moved(reads);
             Ok(m.encode().into())
         })
-        .await
-        .unwrap_err();
+        .await;
+        (got, reads)
+    }
+
+    #[tokio::test]
+    async fn an_indexmap_that_keeps_changing_gives_up_after_its_rounds() {
+        let (got, reads) = capture_moving(|n| n as i64).await;
+        let err = got.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::SourceChanging, "{err}");
         assert_eq!(reads, 14, "two reads per round, bounded");
     }
 
     #[tokio::test]
     async fn an_indexmap_that_holds_still_is_captured_in_the_round_it_does() {
-        let (_dir, dirs, map) = index_dir();
-        let mut reads = 0u32;
-        let got = capture_with(&dirs, limits(7), |_| {
-            reads += 1;
-            let mut m = IndexMap::parse(&map).unwrap();
-            // Changes during rounds 1 and 2, then holds still.
-            m.prepare_checkpoint += (reads.min(5) / 2) as i64;
-            Ok(m.encode().into())
-        })
-        .await
-        .unwrap();
-        assert_eq!(got.rounds, 3);
+        // Changes during rounds 1 and 2, then holds still.
+        let (got, _) = capture_moving(|n| (n.min(5) / 2) as i64).await;
+        assert_eq!(got.unwrap().rounds, 3);
     }
 
     #[tokio::test]
