@@ -53,9 +53,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "ESBACKUP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    /// More log output on stderr (-v info, -vv debug; `run` logs at info by default).
+    /// RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log lines on stderr as text or as one JSON object each (for log collectors).
+    #[arg(long, global = true, env = "ESBACKUP_LOG_FORMAT", value_name = "FORMAT",
+          value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -98,9 +104,32 @@ pub enum Command {
         esbackup forget --target s3://backups/node1 --keep-last 3 --prune\n  \
         esbackup forget --target s3://backups/node1 --keep-daily 7 --keep-weekly 4 --dry-run")]
     Forget(ForgetArgs),
+    /// Keep backing up: a restore point every --every, the retention policy every
+    /// --forget-every, a verify every --verify-every, until SIGTERM or SIGINT.
+    ///
+    /// One process per node, next to it (a systemd unit, a Kubernetes sidecar). Runs never
+    /// overlap; a failed run is retried with backoff and reported (log, metrics) without
+    /// ending the process. --metrics-addr serves Prometheus metrics on /metrics and /healthz
+    /// (503 once no point was stored for --healthy-within). SIGHUP re-reads the config file
+    /// (a file that no longer parses is reported and the settings stay as they were). The
+    /// first SIGTERM/SIGINT stops the current run at once, releases its lock and exits 0; a
+    /// second one exits 11 at once. Every point stays restorable either way.
+    #[command(after_help = "Examples:\n  \
+        esbackup run --db /var/lib/eventstore/db --target s3://backups/node1 --every 5m \\\n      \
+        --keep-hourly 24 --keep-daily 7 --metrics-addr 127.0.0.1:9464\n  \
+        esbackup run --config /etc/esbackup.yaml")]
+    Run(RunArgs),
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.
     Demo(DemoArgs),
+}
+
+/// The format of log lines (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The command-line parser: the derived [`Cli`], every `bool` option made a toggle.
@@ -182,6 +211,15 @@ fn concurrency_help() -> String {
     )
 }
 
+/// `--read-data-subset N/M`: 1 ≤ N ≤ M.
+fn parse_subset(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text.split_once('/').and_then(|(n, m)| {
+        let (n, m) = (n.trim().parse::<u32>().ok()?, m.trim().parse::<u32>().ok()?);
+        (1..=m).contains(&n).then_some((n, m))
+    });
+    parsed.ok_or_else(|| "expected N/M with 1 <= N <= M, e.g. 3/7".into())
+}
+
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -245,7 +283,93 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]
+    pub metrics: MetricsFile,
+    #[command(flatten)]
     pub output: Output,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsFile {
+    /// After the command, write its metrics (the same as `run` serves) to FILE in the
+    /// Prometheus text format, atomically: for node_exporter's textfile collector. Give each
+    /// command its own file (backup.prom, forget.prom, verify.prom).
+    #[arg(long, env = "ESBACKUP_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// When `run` does what (YAML: the `schedule:` block). A duration of 0 turns a job off.
+#[derive(Args, Debug, Clone)]
+pub struct ScheduleArgs {
+    /// Take a restore point this often (measured from the start of the previous run; a run
+    /// that takes longer is followed at once by the next).
+    #[arg(
+        long,
+        env = "ESBACKUP_EVERY",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub every: HumanDuration,
+    /// Apply the retention policy (--keep-* or the config's `retention:`) this often.
+    #[arg(
+        long,
+        env = "ESBACKUP_FORGET_EVERY",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub forget_every: HumanDuration,
+    /// Verify every point this often (that each object it needs is there).
+    #[arg(
+        long,
+        env = "ESBACKUP_VERIFY_EVERY",
+        value_name = "DURATION",
+        default_value = "1d"
+    )]
+    pub verify_every: HumanDuration,
+    /// Also re-read stored bytes, a share of the objects at each verify, so that every
+    /// object is read back once over this period (e.g. 30d with --verify-every 1d: a
+    /// thirtieth each day). 0: never.
+    #[arg(
+        long,
+        env = "ESBACKUP_READ_DATA_OVER",
+        value_name = "DURATION",
+        default_value = "0s"
+    )]
+    pub read_data_over: HumanDuration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Watch {
+    /// Serve Prometheus metrics on http://ADDR/metrics and health on http://ADDR/healthz
+    /// (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "ESBACKUP_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// /healthz answers 503 once the newest point is older than this [default: 3 × --every].
+    #[arg(long, env = "ESBACKUP_HEALTHY_WITHIN", value_name = "DURATION")]
+    pub healthy_within: Option<HumanDuration>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub target: TargetArg,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// The `--keep-*` rules; none given: the config's `retention:` block.
+    #[command(flatten)]
+    pub keep: KeepPolicy,
+    /// Also delete every stored object no kept point needs (reclaims the space).
+    #[arg(long, env = "ESBACKUP_PRUNE")]
+    pub prune: bool,
+    #[command(flatten)]
+    pub watch: Watch,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub metrics: MetricsFile,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -289,8 +413,15 @@ pub struct VerifyArgs {
     /// warning: restores do not use it, and the next backup rewrites it).
     #[arg(long, env = "ESBACKUP_STRICT")]
     pub strict: bool,
+    /// With --read-data: only the N-th of M shares of the objects (1/7, 2/7, …: every object
+    /// is in exactly one share).
+    #[arg(long, env = "ESBACKUP_READ_DATA_SUBSET", value_name = "N/M", requires = "read_data",
+          value_parser = parse_subset)]
+    pub read_data_subset: Option<(u32, u32)>,
     #[command(flatten)]
     pub transfer: Transfer,
+    #[command(flatten)]
+    pub metrics: MetricsFile,
     #[command(flatten)]
     pub output: Output,
 }
@@ -326,6 +457,8 @@ pub struct ForgetArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub metrics: MetricsFile,
     #[command(flatten)]
     pub output: Output,
 }

@@ -2,7 +2,9 @@
 //! print the result. `Ok` carries the exit code (non-zero when `verify` finds problems).
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use esbackup_backends::open_target;
 use esbackup_engine::{
@@ -15,6 +17,7 @@ use crate::args::{
 };
 use crate::config::FileConfig;
 use crate::exit::{Failure, DAMAGED, NO_BACKUP};
+use crate::metrics::Metrics;
 use crate::{output, progress, settings};
 
 /// Runs the command `argv` gave (parsed first as `cli`, without the config file); returns
@@ -32,6 +35,7 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::List(a) => run_list(&a, &file).await,
         Command::Status(a) => run_status(&a, &file).await,
         Command::Forget(a) => run_forget(&a, &file).await,
+        Command::Run(a) => crate::run::run(a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
     };
     (json, result)
@@ -47,11 +51,13 @@ fn wants_json(command: &Command) -> bool {
         Command::Status(a) => &a.output,
         Command::Forget(a) => &a.output,
         Command::Demo(a) => &a.output,
+        // Its lines are logs (--log-format json).
+        Command::Run(_) => return false,
     };
     output.json
 }
 
-fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
+pub fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
     Ok(open_target(target.url()?, &file.storage)?)
 }
 
@@ -66,8 +72,14 @@ async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
     opts.lock = a.lock.options();
     opts.retention = file.retention();
     opts.progress = progress::for_terminal(a.output.quiet || a.output.json);
-    let report = backup(target, &opts).await?;
-    output::backup(a.output.json, &report);
+    let started = SystemTime::now();
+    let result = backup(target.clone(), &opts).await;
+    if let Some(path) = &a.metrics.metrics_file {
+        let metrics = Metrics::new(Some(opts.db.clone()));
+        metrics.backup_ended(started, &result);
+        write_metrics(metrics, path, target, result.is_ok()).await;
+    }
+    output::backup(a.output.json, &result?);
     Ok(0)
 }
 
@@ -92,9 +104,17 @@ async fn run_verify(a: &VerifyArgs, file: &FileConfig) -> Result<i32, Failure> {
     let opts = VerifyOptions {
         point: (point != Which::Latest).then_some(point),
         read_data: a.read_data,
+        read_data_subset: a.read_data_subset,
         concurrency: a.transfer.concurrency.unwrap_or(defaults.concurrency),
     };
-    let report = verify(target, &opts).await?;
+    let started = SystemTime::now();
+    let result = verify(target.clone(), &opts).await;
+    if let Some(path) = &a.metrics.metrics_file {
+        let metrics = Metrics::new(None);
+        metrics.verify_ended(started, &result);
+        write_metrics(metrics, path, target, false).await;
+    }
+    let report = result?;
     output::verify(a.output.json, &report);
     let strict_failure = a.strict && !report.mirror.is_empty();
     Ok(if report.is_ok() && !strict_failure {
@@ -127,10 +147,36 @@ async fn run_forget(a: &ForgetArgs, file: &FileConfig) -> Result<i32, Failure> {
         prune: a.prune,
         dry_run: a.dry_run,
         lock: a.lock.options(),
+        stop: Default::default(),
     };
-    let report = forget(open(&a.target, file)?, &opts).await?;
-    output::forget(a.output.json, &report);
+    let target = open(&a.target, file)?;
+    let started = SystemTime::now();
+    let result = forget(target.clone(), &opts).await;
+    if let Some(path) = &a.metrics.metrics_file {
+        let metrics = Metrics::new(None);
+        metrics.forget_ended(started, &result);
+        write_metrics(metrics, path, target, false).await;
+    }
+    output::forget(a.output.json, &result?);
     Ok(0)
+}
+
+/// `--metrics-file`: `metrics` with what the location holds now, written to `path` (a warning
+/// when that fails: the command's own result stands). `stored` says the command stored the
+/// newest point just now.
+async fn write_metrics(metrics: Metrics, path: &Path, target: Arc<dyn Target>, stored: bool) {
+    match status(target).await {
+        Ok(report) => {
+            metrics.location(&report);
+            if !stored {
+                metrics.seed_last_success(&report);
+            }
+        }
+        Err(e) => tracing::warn!("--metrics-file: could not read the location's status: {e}"),
+    }
+    if let Err(e) = metrics.write_file(path) {
+        tracing::warn!("could not write --metrics-file {}: {e}", path.display());
+    }
 }
 
 #[cfg(feature = "demo")]

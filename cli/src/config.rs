@@ -1,7 +1,8 @@
 //! The YAML config file: every option by its field name in `args.rs` (`dry_run` for
-//! `--dry-run`), plus `storage:` (the backends' [`TargetOptions`]) and `retention:` (the
-//! engine's [`KeepPolicy`] and `prune`: the policy `forget` uses without `--keep-*`, and that
-//! each successful backup applies).
+//! `--dry-run`), plus `storage:` (the backends' [`TargetOptions`]), `retention:` (the
+//! engine's [`KeepPolicy`] and `prune`: the policy `forget` and `run` use without `--keep-*`,
+//! and that each successful backup applies) and `schedule:` (`run`'s `every`,
+//! `forget_every`, `verify_every`, `read_data_over`).
 //!
 //! An option's value in the file becomes the default of its command-line option
 //! ([`FileConfig::apply`]): the command line and the environment win over it, the value is read
@@ -40,15 +41,20 @@ struct RetentionBlock {
     prune: Option<bool>,
 }
 
+/// `run`'s options that the `schedule:` block holds.
+const SCHEDULE: [&str; 4] = ["every", "forget_every", "verify_every", "read_data_over"];
+
 /// The YAML key of a command-line option, when it has one: its field name, or
-/// `retention.<name>` for `forget`'s keep rules and `--prune`. Only options with an environment
-/// variable are config keys (not `demo`'s).
+/// `retention.<name>` for the keep rules and `--prune`, or `schedule.<name>` for `run`'s
+/// schedule. Only options with an environment variable are config keys (not `demo`'s).
 pub fn yaml_key(arg: &Arg) -> Option<String> {
     arg.get_env()?;
     let id = arg.get_id().as_str();
     let keep_rule = arg.get_long().is_some_and(|l| l.starts_with("keep-"));
     Some(if keep_rule || id == "prune" {
         format!("retention.{id}")
+    } else if SCHEDULE.contains(&id) {
+        format!("schedule.{id}")
     } else {
         id.to_string()
     })
@@ -86,7 +92,16 @@ impl FileConfig {
         if let Some(retention) = map.remove("retention") {
             file.retention = Some(file.retention_block(retention)?);
         }
-        for (key, value) in map {
+        let schedule = match map.remove("schedule") {
+            None | Some(Value::Null) => Mapping::new(),
+            Some(Value::Mapping(m)) => m,
+            Some(_) => return Err(file.error("`schedule:` takes keys such as `every: 5m`")),
+        };
+        let scheduled = schedule.into_iter().map(|(k, v)| match k {
+            Value::String(k) => (Value::String(format!("schedule.{k}")), v),
+            k => (k, v),
+        });
+        for (key, value) in map.into_iter().chain(scheduled) {
             let Value::String(key) = key else {
                 return Err(file.error(format!("the key {key:?} is not a name")));
             };
@@ -133,12 +148,12 @@ impl FileConfig {
             .get_subcommands()
             .flat_map(|c| c.get_arguments())
             .filter_map(|a| Some((yaml_key(a)?, a.clone())))
-            .filter(|(key, _)| !key.contains('.'))
+            .filter(|(key, _)| !key.starts_with("retention."))
             .collect();
         for (key, value) in &self.options {
             let arg = options.get(key).ok_or_else(|| {
                 self.error(format!(
-                    "unknown key `{key}` (the keys are the options' names, such as `dry_run`, plus `storage:` and `retention:`)"
+                    "unknown key `{key}` (the keys are the options' names, such as `dry_run`, plus `storage:`, `retention:` and `schedule:`)"
                 ))
             })?;
             self.check(key, arg, value)?;

@@ -9,6 +9,8 @@ pub const USAGE: i32 = 2;
 pub const DAMAGED: i32 = 5;
 /// No backup at the target.
 pub const NO_BACKUP: i32 = 8;
+/// Stopped by a signal before the run completed (the points stored before it are intact).
+pub const INTERRUPTED: i32 = 11;
 
 /// The exit code of each kind of engine failure (documented in `--help` and the README).
 pub fn code(kind: ErrorKind) -> i32 {
@@ -23,6 +25,7 @@ pub fn code(kind: ErrorKind) -> i32 {
         ErrorKind::NoBackup => NO_BACKUP,
         ErrorKind::DestinationNotEmpty => 9,
         ErrorKind::WrongLocation => 10,
+        ErrorKind::Interrupted => INTERRUPTED,
         _ => 1,
     }
 }

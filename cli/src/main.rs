@@ -7,8 +7,10 @@ mod config;
 #[cfg(feature = "demo")]
 mod demo;
 mod exit;
+mod metrics;
 mod output;
 mod progress;
+mod run;
 mod settings;
 
 use exit::Failure;
@@ -19,7 +21,8 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
-    init_logging(cli.verbose);
+    let runs = matches!(cli.command, args::Command::Run(_));
+    init_logging(cli.verbose + runs as u8, cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (json, result) = runtime.block_on(commands::run(cli, &argv));
     let code = match result {
@@ -48,7 +51,9 @@ fn usage_error(e: clap::Error) -> ! {
     std::process::exit(exit::USAGE);
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr at the level `-v` asks for (`run` starts one higher: info), as text or one
+/// JSON object a line.
+fn init_logging(verbose: u8, format: args::LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -56,9 +61,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        args::LogFormat::Text => logs.init(),
+        args::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }

@@ -186,7 +186,12 @@ mod readme {
         );
         assert!(seen.len() > 20, "only {} options seen", seen.len());
         for key in seen.values() {
-            let value = if key.ends_with("prune") { "true" } else { "1" };
+            let value = match key.as_str() {
+                k if k.ends_with("prune") => "true",
+                "metrics_addr" => "127.0.0.1:9464",
+                "read_data_subset" => "1/7",
+                _ => "1",
+            };
             let yaml = match key.split_once('.') {
                 Some((block, k)) => format!("{block}:\n  {k}: {value}\n"),
                 None => format!("{key}: {value}\n"),

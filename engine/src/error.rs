@@ -31,6 +31,8 @@ pub enum ErrorKind {
     /// The backup location or restore destination overlaps the database, is a database, or is
     /// not a backup location: refused before anything was written.
     WrongLocation,
+    /// A stop was requested ([`crate::Stop`]) before the run completed.
+    Interrupted,
 }
 
 /// A failed engine operation.

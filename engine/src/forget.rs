@@ -177,6 +177,8 @@ pub struct ForgetOptions {
     /// Say what would be forgotten and deleted; change nothing.
     pub dry_run: bool,
     pub lock: LockOptions,
+    /// Ends the run early, lock released (see [`crate::Stop`]).
+    pub stop: crate::Stop,
 }
 
 /// What `forget` did (or would do).
@@ -216,12 +218,12 @@ pub async fn forget(target: Arc<dyn Target>, opts: &ForgetOptions) -> Result<For
         return forget_locked(&location, &opts.policy, opts.prune, None).await;
     }
     let lock = Lock::acquire(target.clone(), &new_run_id(), "forget", &opts.lock).await?;
-    let result = async {
+    let result = opts.stop.or_interrupted("the forget", async {
         let location = Location::read(target.clone()).await?;
         forgettable(&location)?;
         forget_locked(&location, &opts.policy, opts.prune, Some(&lock)).await
-    }
-    .await;
+    });
+    let result = result.await;
     let waited = lock.waited();
     if let Err(e) = lock.release().await {
         tracing::warn!("could not remove the lock: {e}");

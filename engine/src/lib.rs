@@ -31,6 +31,7 @@ mod retry;
 mod size;
 mod source;
 mod status;
+mod stop;
 mod tally;
 mod target;
 mod target_error;
@@ -63,6 +64,7 @@ pub use retry::{equal_jitter, RetryPolicy, RetryTarget};
 pub use size::ByteSize;
 pub use source::FileStamp;
 pub use status::{list, status, ListEntry, Listing, PointSummary, StatusReport};
+pub use stop::Stop;
 pub use tally::Tally;
 pub use target::{
     get_bytes, list_sizes, BoxError, ByteStream, ObjectInfo, Stored, Target, TargetError,

@@ -29,6 +29,9 @@ pub struct VerifyOptions {
     /// One point; all points when `None`.
     pub point: Option<Which>,
     pub read_data: bool,
+    /// With `read_data`: only the objects of share `n` of `m` (1-based; every object is in
+    /// exactly one share, by the MD5 of its key), so that `m` verifies read everything once.
+    pub read_data_subset: Option<(u32, u32)>,
     pub concurrency: usize,
 }
 
@@ -37,6 +40,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             point: None,
             read_data: false,
+            read_data_subset: None,
             concurrency: crate::restore::DEFAULT_RESTORE_CONCURRENCY,
         }
     }
@@ -59,6 +63,9 @@ pub struct VerifyReport {
     /// Distinct stored objects checked, and their bytes.
     pub objects: u64,
     pub bytes: u64,
+    /// Of those, the objects read back and hashed (`read_data`, in its share), and their bytes.
+    pub read_objects: u64,
+    pub read_bytes: u64,
     /// A backup or forget holding the lock meanwhile (its point, if any, is not checked yet).
     pub running: Option<String>,
     /// Point objects that cannot be read as points.
@@ -112,16 +119,19 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
     let mut checks: Vec<PointCheck> = points.iter().map(|p| check_point(p, &listing)).collect();
     let objects = objects_of(&points);
     let bytes = objects.values().map(|o| o.size).sum();
-    if opts.read_data {
-        let bad = read_data(target.as_ref(), &objects, &listing, opts.concurrency).await?;
-        for (key, problem) in bad {
-            for (check, point) in checks.iter_mut().zip(&points) {
-                if point.objects().iter().any(|o| o.key == key) {
-                    check.problems.push(problem.clone());
-                }
-            }
+    let (read_objects, read_bytes) = match opts.read_data {
+        true => {
+            read_back_into(
+                target.as_ref(),
+                &objects,
+                &listing,
+                opts,
+                (&points, &mut checks),
+            )
+            .await?
         }
-    }
+        false => (0, 0),
+    };
     let forgotten_meanwhile = drop_forgotten(&target, &location, &mut checks).await?;
     Ok(VerifyReport {
         target: target.describe(),
@@ -129,6 +139,8 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
         points: checks,
         objects: objects.len() as u64,
         bytes,
+        read_objects,
+        read_bytes,
         running,
         damaged,
         forgotten_meanwhile,
@@ -166,10 +178,38 @@ fn check_point(point: &Point, listing: &BTreeMap<String, u64>) -> PointCheck {
 
 /// Reads back every listed object of the right size, `concurrency` at a time: (key, problem)
 /// for each that does not hash to its MD5.
+/// Reads back the objects of `opts.read_data_subset` (all without one), adds what is wrong
+/// to the checks of the points that need them, and returns the objects and bytes read.
+async fn read_back_into(
+    target: &dyn Target,
+    objects: &BTreeMap<String, Obj>,
+    listing: &BTreeMap<String, u64>,
+    opts: &VerifyOptions,
+    (points, checks): (&[Point], &mut [PointCheck]),
+) -> Result<(u64, u64)> {
+    let share = opts.read_data_subset;
+    let chosen = || {
+        objects
+            .iter()
+            .filter(move |(k, _)| share.is_none_or(|s| in_share(k, s)))
+    };
+    let read = (chosen().count() as u64, chosen().map(|(_, o)| o.size).sum());
+    let bad = read_data(target, objects, listing, share, opts.concurrency).await?;
+    for (key, problem) in bad {
+        for (check, point) in checks.iter_mut().zip(points) {
+            if point.objects().iter().any(|o| o.key == key) {
+                check.problems.push(problem.clone());
+            }
+        }
+    }
+    Ok(read)
+}
+
 async fn read_data(
     target: &dyn Target,
     objects: &BTreeMap<String, Obj>,
     listing: &BTreeMap<String, u64>,
+    share: Option<(u32, u32)>,
     concurrency: usize,
 ) -> Result<Vec<(String, String)>> {
     // This verify's MD5 lanes: its thread stops when the reads are done.
@@ -177,6 +217,7 @@ async fn read_data(
     let reads: Vec<_> = objects
         .iter()
         .filter(|(k, o)| listing.get(*k) == Some(&o.size))
+        .filter(|(k, _)| share.is_none_or(|s| in_share(k, s)))
         .map(|(key, obj)| read_back(target, key, obj, &lanes))
         .collect();
     stream::iter(reads)
@@ -184,6 +225,13 @@ async fn read_data(
         .try_filter_map(|p| async move { Ok(p) })
         .try_collect()
         .await
+}
+
+/// Whether `key` is in share `n` of `m` (1-based).
+fn in_share(key: &str, (n, m): (u32, u32)) -> bool {
+    let digest = crate::hashing::md5(key.as_bytes());
+    let bucket = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) % m.max(1) as u64;
+    bucket + 1 == n as u64
 }
 
 /// A point with problems that is gone now was forgotten meanwhile: not damage. Removes such
@@ -376,4 +424,24 @@ pub(crate) fn structure_problems(p: &Point) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_share;
+
+    #[test]
+    fn every_key_is_in_exactly_one_share_and_the_shares_are_even() {
+        let keys: Vec<String> = (0..7000)
+            .map(|i| format!("data/chunk-{i:06}.000000"))
+            .collect();
+        let mut sizes = [0usize; 7];
+        for key in &keys {
+            let shares: Vec<u32> = (1..=7).filter(|&n| in_share(key, (n, 7))).collect();
+            assert_eq!(shares.len(), 1, "{key} is in shares {shares:?}");
+            sizes[shares[0] as usize - 1] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (800..1200).contains(&n)), "{sizes:?}");
+        assert!(keys.iter().all(|k| in_share(k, (1, 1))));
+    }
 }

@@ -573,6 +573,7 @@ pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, 
         prune: true,
         dry_run: false,
         lock: LockOptions::default(),
+        stop: Default::default(),
     };
     let report = forget(target.clone(), &opts).await.unwrap();
     assert_eq!(report.kept.len(), 3);
@@ -628,6 +629,7 @@ pub async fn forget_crash_points(loc: &dyn Locations) -> u64 {
         prune: true,
         dry_run: false,
         lock: LockOptions::default(),
+        stop: Default::default(),
     };
     let mut k = 0;
     loop {

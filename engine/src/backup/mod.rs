@@ -43,6 +43,7 @@ use crate::metered::Metered;
 use crate::point::{new_point_id, new_run_id, tool_version, Point, FORMAT};
 use crate::progress::{NoProgress, Progress};
 use crate::source::{self, SourceDirs};
+use crate::stop::Stop;
 use crate::target::Target;
 use plan::{Captured, Policy};
 
@@ -70,6 +71,9 @@ pub struct BackupOptions {
     /// A retention policy applied after the point is stored (the config's `retention:`).
     pub retention: Option<Retention>,
     pub progress: Arc<dyn Progress>,
+    /// Ends the run early, lock released, with an [`ErrorKind::Interrupted`] error (see
+    /// [`Stop`]).
+    pub stop: Stop,
 }
 
 /// The retention policy a backup applies after a successful run.
@@ -99,6 +103,7 @@ impl BackupOptions {
             lock: LockOptions::default(),
             retention: None,
             progress: Arc::new(NoProgress),
+            stop: Stop::new(),
         }
     }
 }
@@ -118,15 +123,15 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
         true => None,
         false => Some(Lock::acquire(target.clone(), &new_run_id(), "backup", &opts.lock).await?),
     };
-    let outcome = async {
+    let outcome = opts.stop.or_interrupted("the backup", async {
         // What the run decides on is read with the lock held.
         let location = match lock {
             Some(_) => Location::read(target.clone()).await?,
             None => location,
         };
         run(&location, &source, opts, lock.as_ref()).await
-    }
-    .await;
+    });
+    let outcome = outcome.await;
     let waited = lock.as_ref().map_or(Duration::ZERO, Lock::waited);
     if let Some(lock) = lock {
         if let Err(e) = lock.release().await {
