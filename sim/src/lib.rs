@@ -10,6 +10,7 @@
 pub mod bloom;
 mod checker;
 pub mod chunk_writer;
+mod controlled_scavenge;
 pub mod hash;
 mod index;
 pub mod layout;
@@ -27,6 +28,9 @@ mod writer;
 use std::path::PathBuf;
 
 pub use checker::{check, CheckOptions, CheckReport};
+pub use controlled_scavenge::{
+    AutoScavenge, Refused, ScavengeControl, ScavengeState, ScavengeStatus,
+};
 pub use live::{run_live, LiveHandle};
 pub use node::{Checkpoints, Node};
 
