@@ -7,6 +7,7 @@
 //! * [`check`] models the server's open-time rules (truncation, chunk enumeration, MD5s,
 //!   indexmap and PTables) on a restored database without modifying it.
 
+pub mod admin_api;
 pub mod bloom;
 mod checker;
 pub mod chunk_writer;
