@@ -39,7 +39,9 @@ fn basic(req: &Request) -> Option<(String, String)> {
 pub async fn require(State(creds): State<Credentials>, req: Request, next: Next) -> Response {
     match basic(&req) {
         Some((u, p)) if u == creds.user && p == creds.password => next.run(req).await,
-        None if req.uri().path() == "/info" && !req.headers().contains_key(header::AUTHORIZATION) => {
+        None if req.uri().path() == "/info"
+            && !req.headers().contains_key(header::AUTHORIZATION) =>
+        {
             next.run(req).await
         }
         _ => unauthorized(),

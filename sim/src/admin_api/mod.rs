@@ -102,16 +102,25 @@ impl AdminApi {
         };
         let app = routes::router(api)
             .layer(middleware::from_fn_with_state(creds, auth::require))
-            .layer(middleware::from_fn_with_state(faults.clone(), faults::inject));
+            .layer(middleware::from_fn_with_state(
+                faults.clone(),
+                faults::inject,
+            ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind(opts.addr))?;
+        // Bound here (not in the runtime) so that `start` works inside another runtime too.
+        let listener = std::net::TcpListener::bind(opts.addr)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
         let thread = std::thread::spawn(move || {
-            runtime.block_on(serve(listener, acceptor, app, rx));
+            runtime.block_on(async move {
+                if let Ok(listener) = TcpListener::from_std(listener) {
+                    serve(listener, acceptor, app, rx).await;
+                }
+            });
             runtime.shutdown_background();
         });
         Ok(AdminApi {

@@ -41,7 +41,12 @@ pub fn router(api: Api) -> Router {
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn link(id: &str) -> String {
@@ -77,12 +82,13 @@ async fn stop_scavenge(State(api): State<Api>, Path(id): Path<String>) -> Respon
 
 async fn current_scavenge(State(api): State<Api>) -> Response {
     let s = api.control.state();
-    let running = matches!(
-        s.status,
-        ScavengeStatus::Running | ScavengeStatus::Stopping
-    );
+    let running = matches!(s.status, ScavengeStatus::Running | ScavengeStatus::Stopping);
     let id = s.id.filter(|_| running).unwrap_or_default();
-    let link = if id.is_empty() { String::new() } else { link(&id) };
+    let link = if id.is_empty() {
+        String::new()
+    } else {
+        link(&id)
+    };
     Json(json!({ "scavengeId": id, "scavengeLink": link })).into_response()
 }
 
@@ -94,7 +100,8 @@ async fn last_scavenge(State(api): State<Api>) -> Response {
         ScavengeStatus::Stopped => "Stopped",
         ScavengeStatus::Completed => "Success",
     };
-    let id = s.id.unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into());
+    let id =
+        s.id.unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into());
     let link = if s.status == ScavengeStatus::Idle {
         String::new()
     } else {
@@ -154,7 +161,9 @@ async fn auto_resume(State(api): State<Api>) -> Response {
     }
     match api.control.resume_auto_scavenge() {
         Ok(()) => Json(json!({})).into_response(),
-        Err(reason) => (StatusCode::BAD_REQUEST, Json(Value::String(reason.into()))).into_response(),
+        Err(reason) => {
+            (StatusCode::BAD_REQUEST, Json(Value::String(reason.into()))).into_response()
+        }
     }
 }
 
@@ -184,7 +193,10 @@ async fn metrics(State(api): State<Api>) -> Response {
         ));
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()
