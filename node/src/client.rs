@@ -151,14 +151,10 @@ impl NodeClient {
         let mut source = e.source();
         while let Some(s) = source {
             reason = s.to_string();
-            let io_inner = s
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            if let Some(r) = s.downcast_ref::<rustls::Error>().or(io_inner) {
+            if let Some(r) = s.downcast_ref::<rustls::Error>() {
                 tls = Some(r.to_string());
             }
-            source = s.source();
+            source = cause(s);
         }
         match tls {
             Some(reason) => NodeError::Tls {
@@ -279,5 +275,19 @@ impl NodeClient {
                      in the node's metricsconfig.json)"
                 .into(),
         })
+    }
+}
+
+/// The next cause of `e`, looking inside `io::Error`s (whose `source` skips the error they
+/// wrap), where TLS failures are.
+fn cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => Some(inner),
+        None => e.source(),
     }
 }
