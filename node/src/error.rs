@@ -53,12 +53,7 @@ fn trusted(ca: &Option<PathBuf>) -> String {
 }
 
 fn humanise(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    humantime::format_duration(d).to_string()
 }
 
 impl NodeError {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use esbackup_node::{
-    with_scavenge_paused, NodeClient, NodeError, NodeRole, Restarted, StartOutcome, Unreachable,
+    with_scavenge_paused, NodeClient, NodeError, NodeRole, Restarted, StartOutcome, StopOutcome,
+    Unreachable,
 };
 use esdb_sim::admin_api::{AdminApi, AdminOptions, Fault};
 use esdb_sim::{Node, ScavengeStatus, SimConfig};
@@ -257,6 +258,36 @@ async fn a_certificate_of_another_ca_fails_with_a_tls_error_naming_the_ca_file()
         "{err}"
     );
     node.stop_and_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_current_stops_whatever_runs_and_a_second_stop_finds_none() {
+    let node = start_held_scavenge_node().await;
+    let client = node.client();
+    let id = node.control.state().id.unwrap();
+    let wait = Duration::from_secs(60);
+    assert_eq!(
+        client.stop_scavenge("current", wait).await.unwrap(),
+        StopOutcome::Stopped(id)
+    );
+    assert_eq!(node.control.state().status, ScavengeStatus::Stopped);
+    assert_eq!(client.current_scavenge().await.unwrap(), None);
+    assert_eq!(
+        client.stop_scavenge("current", wait).await.unwrap(),
+        StopOutcome::NotRunning
+    );
+    client.start_scavenge().await.unwrap();
+    assert_eq!(
+        client.start_scavenge().await.unwrap(),
+        StartOutcome::AlreadyRunning
+    );
+    finish(node).await;
+}
+
+async fn start_held_scavenge_node() -> SimNode {
+    let node = start_node();
+    start_held_scavenge(&node).await;
+    node
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

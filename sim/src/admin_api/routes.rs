@@ -28,7 +28,10 @@ pub struct Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/admin/scavenge", post(start_scavenge))
-        .route("/admin/scavenge/current", get(current_scavenge))
+        .route(
+            "/admin/scavenge/current",
+            get(current_scavenge).delete(stop_current),
+        )
         .route("/admin/scavenge/last", get(last_scavenge))
         .route("/admin/scavenge/{id}", delete(stop_scavenge))
         .route("/auto-scavenge/enabled", get(auto_enabled))
@@ -58,6 +61,11 @@ async fn start_scavenge(State(api): State<Api>) -> Response {
         Ok(id) => Json(json!({ "scavengeId": id })).into_response(),
         Err(_) => text(StatusCode::BAD_REQUEST, "Scavenge is already running"),
     }
+}
+
+/// `DELETE /admin/scavenge/current` (its own route beside `GET`'s).
+async fn stop_current(state: State<Api>) -> Response {
+    stop_scavenge(state, Path("current".to_string())).await
 }
 
 /// Answers once the scavenge stopped (between chunks), as the server does.
