@@ -8,8 +8,9 @@
 //! returned an error or panicked — start the stopped scavenge again (`POST /admin/scavenge`: it
 //! resumes where it stopped; "already running" counts as running) and resume auto-scavenge,
 //! each retried with backoff. An auto-scavenge found paused or pausing by someone else is left
-//! paused. If the work's future is dropped before it completes, nothing is restarted: stop
-//! work by making it return (the backup's own cancellation does).
+//! paused. If the whole future is dropped before it could undo (a caller's `select!` or
+//! timeout), the undoing goes on on a task of its own, logged with `tracing`; a process that
+//! exits at once cannot undo anything, so an interrupted backup should return, not vanish.
 
 use std::fmt;
 use std::future::Future;
@@ -163,34 +164,35 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let mut c = Coordination {
-        client,
-        policy,
+    let mut guard = UndoOnDrop(Some(Coordination {
+        client: client.clone(),
+        policy: policy.clone(),
         report: ScavengeReport::default(),
         must_restart: false,
         must_resume: false,
-    };
+    }));
+    let c = guard.0.as_mut().expect("set above");
     if let Err(error) = c.prepare().await {
         c.report.errors.push(error.to_string());
         if policy.unreachable == Unreachable::Fail {
             c.undo().await;
-            return Err(NotPaused {
-                error,
-                report: c.report,
-            });
+            let report = guard.disarm();
+            return Err(NotPaused { error, report });
         }
     }
     let outcome = AssertUnwindSafe(work()).catch_unwind().await;
+    let c = guard.0.as_mut().expect("still armed");
     c.undo().await;
+    let report = guard.disarm();
     match outcome {
-        Ok(value) => Ok((value, c.report)),
+        Ok(value) => Ok((value, report)),
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
-struct Coordination<'a> {
-    client: &'a NodeClient,
-    policy: &'a ScavengePolicy,
+struct Coordination {
+    client: NodeClient,
+    policy: ScavengePolicy,
     report: ScavengeReport,
     /// A scavenge ran and a stop was asked for: one must run after the work.
     must_restart: bool,
@@ -198,7 +200,35 @@ struct Coordination<'a> {
     must_resume: bool,
 }
 
-impl Coordination<'_> {
+/// Undoes the stop and the pause on a task of its own when the coordination's future is
+/// dropped before it could (a caller's `select!` or timeout), as long as a runtime is there.
+struct UndoOnDrop(Option<Coordination>);
+
+impl UndoOnDrop {
+    fn disarm(&mut self) -> ScavengeReport {
+        self.0.take().expect("armed").report
+    }
+}
+
+impl Drop for UndoOnDrop {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take().filter(|c| c.must_restart || c.must_resume) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                c.undo().await;
+                tracing::warn!(
+                    node = c.client.url(),
+                    "interrupted while the scavenge was paused: {}",
+                    c.report
+                );
+            });
+        }
+    }
+}
+
+impl Coordination {
     async fn prepare(&mut self) -> Result<(), NodeError> {
         if self.policy.pause_auto_scavenge {
             self.pause_auto().await?;
@@ -259,7 +289,7 @@ impl Coordination<'_> {
     /// Starts the stopped scavenge again and resumes auto-scavenge, noting what failed.
     async fn undo(&mut self) {
         if self.must_restart {
-            let client = self.client;
+            let client = self.client.clone();
             match self.retried(|| client.start_scavenge()).await {
                 Ok(StartOutcome::Started(id)) => {
                     self.report.restarted = Some(Restarted::Started(id))
@@ -281,7 +311,7 @@ impl Coordination<'_> {
     /// Resumes auto-scavenge, waiting out "currently pausing" within the stop wait.
     async fn resume(&mut self) -> Result<(), NodeError> {
         let deadline = Instant::now() + self.policy.stop_wait;
-        let client = self.client;
+        let client = self.client.clone();
         loop {
             match self.retried(|| client.resume_auto_scavenge()).await? {
                 ResumeOutcome::Resumed => return Ok(()),

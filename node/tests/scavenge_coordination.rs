@@ -192,3 +192,24 @@ async fn an_auto_scavenge_paused_by_someone_else_stays_paused() {
     ));
     node.stop_and_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordination_dropped_mid_work_still_starts_the_scavenge_again() {
+    let node = start_node();
+    let client = node.client();
+    scavenge_running_after(&node, 1).await;
+    let policy = policy(Unreachable::Fail);
+    let coordinated = with_scavenge_paused(&client, &policy, std::future::pending::<()>);
+    tokio::select! {
+        _ = coordinated => unreachable!("the work never ends"),
+        _ = wait_for("the stop", || node.control.state().status == ScavengeStatus::Stopped) => {}
+    }
+    node.control.limit_chunks(None);
+    wait_until_completed(&node).await;
+    assert_eq!(
+        node.control.state().starts,
+        2,
+        "started again after the drop"
+    );
+    node.stop_and_check();
+}
