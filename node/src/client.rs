@@ -138,6 +138,14 @@ impl NodeClient {
         })
     }
 
+    async fn get(&self, path: &str) -> Result<Answer, NodeError> {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str) -> Result<Answer, NodeError> {
+        self.send(Method::POST, path, None).await
+    }
+
     fn transport_error(&self, url: &str, waited: Duration, e: reqwest::Error) -> NodeError {
         let url = url.to_string();
         if e.is_timeout() {
@@ -168,9 +176,7 @@ impl NodeClient {
 
     /// `GET /admin/scavenge/current`: the running scavenge's id, if one runs.
     pub async fn current_scavenge(&self) -> Result<Option<String>, NodeError> {
-        let answer = self
-            .send(Method::GET, "/admin/scavenge/current", None)
-            .await?;
+        let answer = self.get("/admin/scavenge/current").await?;
         if answer.status != StatusCode::OK {
             return Err(answer.unexpected());
         }
@@ -194,7 +200,7 @@ impl NodeClient {
 
     /// `POST /admin/scavenge`: starts a scavenge (which resumes a stopped one).
     pub async fn start_scavenge(&self) -> Result<StartOutcome, NodeError> {
-        let answer = self.send(Method::POST, "/admin/scavenge", None).await?;
+        let answer = self.post("/admin/scavenge").await?;
         match answer.status {
             StatusCode::OK => {
                 let started: crate::api::StartedDto = answer.json()?;
@@ -210,9 +216,7 @@ impl NodeClient {
     /// `GET /auto-scavenge/status`; `None` when the node has no auto-scavenge (503 not
     /// enabled, 404 no plugin).
     pub async fn auto_scavenge_status(&self) -> Result<Option<AutoScavengeState>, NodeError> {
-        let answer = self
-            .send(Method::GET, "/auto-scavenge/status", None)
-            .await?;
+        let answer = self.get("/auto-scavenge/status").await?;
         match answer.status {
             StatusCode::OK => {
                 let status: crate::api::AutoStatusDto = answer.json()?;
@@ -225,9 +229,7 @@ impl NodeClient {
 
     /// `POST /auto-scavenge/pause`: 200 paused, 202 still stopping its scavenge.
     pub async fn pause_auto_scavenge(&self) -> Result<PauseOutcome, NodeError> {
-        let answer = self
-            .send(Method::POST, "/auto-scavenge/pause", None)
-            .await?;
+        let answer = self.post("/auto-scavenge/pause").await?;
         match answer.status {
             StatusCode::OK => Ok(PauseOutcome::Paused),
             StatusCode::ACCEPTED => Ok(PauseOutcome::StillStopping),
@@ -237,9 +239,7 @@ impl NodeClient {
 
     /// `POST /auto-scavenge/resume`: 400 "currently pausing" is [`ResumeOutcome::StillPausing`].
     pub async fn resume_auto_scavenge(&self) -> Result<ResumeOutcome, NodeError> {
-        let answer = self
-            .send(Method::POST, "/auto-scavenge/resume", None)
-            .await?;
+        let answer = self.post("/auto-scavenge/resume").await?;
         match answer.status {
             StatusCode::OK => Ok(ResumeOutcome::Resumed),
             StatusCode::BAD_REQUEST if answer.body.contains("pausing") => {
@@ -251,7 +251,7 @@ impl NodeClient {
 
     /// `GET /info`: the node's version and state (its role).
     pub async fn info(&self) -> Result<NodeInfo, NodeError> {
-        let answer = self.send(Method::GET, "/info", None).await?;
+        let answer = self.get("/info").await?;
         if answer.status != StatusCode::OK {
             return Err(answer.unexpected());
         }
@@ -265,7 +265,7 @@ impl NodeClient {
     /// The writer checkpoint from `/metrics` (`kurrentdb_checkpoints{name="writer"}`, or the
     /// older `eventstore_checkpoints`).
     pub async fn writer_checkpoint(&self) -> Result<i64, NodeError> {
-        let answer = self.send(Method::GET, "/metrics", None).await?;
+        let answer = self.get("/metrics").await?;
         if answer.status != StatusCode::OK {
             return Err(answer.unexpected());
         }

@@ -24,6 +24,21 @@ async fn start_held_scavenge(node: &SimNode) -> String {
     id
 }
 
+/// A live node whose scavenge is held after its first chunk.
+async fn start_held_scavenge_node() -> SimNode {
+    let node = start_node();
+    start_held_scavenge(&node).await;
+    node
+}
+
+/// The scavenge was left running: with the faults off, it runs to its end and the node's files
+/// check.
+async fn still_running_then_finish(node: SimNode) {
+    assert_eq!(node.control.state().status, ScavengeStatus::Running);
+    node.api.clear_faults();
+    finish(node).await;
+}
+
 /// Lets the scavenge run to its end and checks the node's files.
 async fn finish(node: SimNode) {
     node.control.limit_chunks(None);
@@ -36,8 +51,7 @@ async fn finish(node: SimNode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_gives_the_unauthorized_error_naming_the_user_and_stops_nothing() {
-    let node = start_node();
-    start_held_scavenge(&node).await;
+    let node = start_held_scavenge_node().await;
     let client = NodeClient::new(node.settings("wrong")).unwrap();
     let ran = AtomicBool::new(false);
     let err = with_scavenge_paused(&client, &policy(Unreachable::Fail), || async {
@@ -58,8 +72,7 @@ async fn a_wrong_password_gives_the_unauthorized_error_naming_the_user_and_stops
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_before_the_work_fails_the_run_without_stopping_the_scavenge() {
-    let node = start_node();
-    start_held_scavenge(&node).await;
+    let node = start_held_scavenge_node().await;
     let client = node.client();
     node.api
         .inject(Fault::ServerError.on("GET", "/admin/scavenge/current"));
@@ -76,15 +89,12 @@ async fn a_500_before_the_work_fails_the_run_without_stopping_the_scavenge() {
     );
     assert!(!ran.load(Ordering::SeqCst));
     assert!(err.report.stopped.is_none() && !err.report.left_stopped());
-    assert_eq!(node.control.state().status, ScavengeStatus::Running);
-    node.api.clear_faults();
-    finish(node).await;
+    still_running_then_finish(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_continue_policy_the_work_runs_and_the_error_is_reported() {
-    let node = start_node();
-    start_held_scavenge(&node).await;
+    let node = start_held_scavenge_node().await;
     let client = node.client();
     node.api
         .inject(Fault::ServerError.on("GET", "/admin/scavenge/current"));
@@ -96,18 +106,13 @@ async fn with_the_continue_policy_the_work_runs_and_the_error_is_reported() {
     assert!(report.reached && report.found.is_none(), "{report:?}");
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(report.errors[0].contains("500"), "{report:?}");
-    assert_eq!(node.control.state().status, ScavengeStatus::Running);
-    node.api.clear_faults();
-    finish(node).await;
+    still_running_then_finish(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_hangs_past_the_timeout_gives_a_timeout_error_naming_it() {
-    let node = start_node();
-    start_held_scavenge(&node).await;
-    let mut settings = node.settings(PASSWORD);
-    settings.timeout = Duration::from_millis(300);
-    let client = NodeClient::new(settings).unwrap();
+    let node = start_held_scavenge_node().await;
+    let client = node.client_timing_out_after(Duration::from_millis(300));
     node.api
         .inject(Fault::Hang.on("GET", "/admin/scavenge/current"));
     let err = with_scavenge_paused(&client, &policy(Unreachable::Fail), || async {})
@@ -120,9 +125,7 @@ async fn a_node_that_hangs_past_the_timeout_gives_a_timeout_error_naming_it() {
         "{msg}"
     );
     assert!(msg.contains(node.api.url()), "{msg}");
-    assert_eq!(node.control.state().status, ScavengeStatus::Running);
-    node.api.clear_faults();
-    finish(node).await;
+    still_running_then_finish(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +148,7 @@ async fn a_stop_that_times_out_fails_the_run_and_leaves_the_scavenge_running() {
         "{err}"
     );
     assert!(!err.report.left_stopped());
-    assert_eq!(node.control.state().status, ScavengeStatus::Running);
-    node.api.clear_faults();
-    finish(node).await;
+    still_running_then_finish(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,11 +181,8 @@ async fn a_restart_that_keeps_failing_is_reported_as_leaving_the_scavenge_stoppe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_that_hangs_once_is_retried_and_the_scavenge_runs_again() {
-    let node = start_node();
-    start_held_scavenge(&node).await;
-    let mut settings = node.settings(PASSWORD);
-    settings.timeout = Duration::from_millis(500);
-    let client = NodeClient::new(settings).unwrap();
+    let node = start_held_scavenge_node().await;
+    let client = node.client_timing_out_after(Duration::from_millis(500));
     node.api
         .inject(Fault::Hang.on("POST", "/admin/scavenge").times(1));
     let (_, report) = with_scavenge_paused(&client, &policy(Unreachable::Fail), || async {})
@@ -282,12 +280,6 @@ async fn stopping_current_stops_whatever_runs_and_a_second_stop_finds_none() {
         StartOutcome::AlreadyRunning
     );
     finish(node).await;
-}
-
-async fn start_held_scavenge_node() -> SimNode {
-    let node = start_node();
-    start_held_scavenge(&node).await;
-    node
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,16 @@ use common::*;
 
 /// Starts a scavenge through the API and waits until it has done `chunks` chunks and is held
 /// there (still running, like a throttled scavenge).
-async fn scavenge_running_after(node: &SimNode, chunks: usize) -> String {
+/// A live node whose scavenge, started through the API, is held after its first chunk; and a
+/// client.
+async fn node_scavenging() -> (SimNode, esbackup_node::NodeClient) {
+    let node = start_node();
+    scavenge_held(&node, 1).await;
+    let client = node.client();
+    (node, client)
+}
+
+async fn scavenge_held(node: &SimNode, chunks: usize) -> String {
     node.control.limit_chunks(Some(chunks));
     let StartOutcome::Started(id) = node.client().start_scavenge().await.unwrap() else {
         panic!("the scavenge did not start");
@@ -52,7 +61,7 @@ async fn wait_until_completed(node: &SimNode) {
 async fn a_running_scavenge_is_stopped_for_the_work_then_resumes_and_finishes() {
     let node = start_node();
     let client = node.client();
-    let id = scavenge_running_after(&node, 2).await;
+    let id = scavenge_held(&node, 2).await;
     assert_eq!(client.current_scavenge().await.unwrap(), Some(id.clone()));
 
     let (progress, report) = with_scavenge_paused(&client, &policy(Unreachable::Fail), || {
@@ -85,9 +94,7 @@ async fn a_running_scavenge_is_stopped_for_the_work_then_resumes_and_finishes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scavenge_is_started_again_when_the_work_fails() {
-    let node = start_node();
-    let client = node.client();
-    scavenge_running_after(&node, 1).await;
+    let (node, client) = node_scavenging().await;
 
     let (result, report) = with_scavenge_paused(&client, &policy(Unreachable::Fail), || async {
         work_while_stopped(&node).await;
@@ -108,9 +115,7 @@ async fn the_scavenge_is_started_again_when_the_work_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scavenge_is_started_again_when_the_work_panics() {
-    let node = start_node();
-    let client = node.client();
-    scavenge_running_after(&node, 1).await;
+    let (node, client) = node_scavenging().await;
     let policy = policy(Unreachable::Fail);
     let work = with_scavenge_paused(&client, &policy, || async {
         work_while_stopped(&node).await;
@@ -195,9 +200,7 @@ async fn an_auto_scavenge_paused_by_someone_else_stays_paused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordination_dropped_mid_work_still_starts_the_scavenge_again() {
-    let node = start_node();
-    let client = node.client();
-    scavenge_running_after(&node, 1).await;
+    let (node, client) = node_scavenging().await;
     let policy = policy(Unreachable::Fail);
     let coordinated = with_scavenge_paused(&client, &policy, std::future::pending::<()>);
     tokio::select! {

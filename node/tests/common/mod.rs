@@ -69,6 +69,15 @@ impl SimNode {
         NodeClient::new(self.settings(PASSWORD)).unwrap()
     }
 
+    /// A client whose requests time out after `timeout`.
+    pub fn client_timing_out_after(&self, timeout: Duration) -> NodeClient {
+        NodeClient::new(NodeSettings {
+            timeout,
+            ..self.settings(PASSWORD)
+        })
+        .unwrap()
+    }
+
     /// Stops the live node, settles it and runs the simulator's checker on its files.
     pub fn stop_and_check(mut self) {
         let mut node = self.live.take().unwrap().stop().unwrap();
