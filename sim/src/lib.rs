@@ -4,12 +4,17 @@
 //! * [`Node`] writes real chunk, checkpoint, index and side files and mutates them one
 //!   [`Node::step`] at a time, exposing the intermediate states a live node shows to a
 //!   file-copying backup; [`run_live`] steps it on a thread.
+//! * [`Node::controlled_scavenge`] makes scavenges run only when asked, chunk by chunk, stopped
+//!   between chunks and resumed from the next one ([`ScavengeControl`]); [`admin_api`] serves
+//!   the node's admin HTTP API over it (HTTPS with a test CA, basic auth, switchable faults).
 //! * [`check`] models the server's open-time rules (truncation, chunk enumeration, MD5s,
 //!   indexmap and PTables) on a restored database without modifying it.
 
+pub mod admin_api;
 pub mod bloom;
 mod checker;
 pub mod chunk_writer;
+mod controlled_scavenge;
 pub mod hash;
 mod index;
 pub mod layout;
@@ -27,6 +32,9 @@ mod writer;
 use std::path::PathBuf;
 
 pub use checker::{check, CheckOptions, CheckReport};
+pub use controlled_scavenge::{
+    AutoScavenge, Refused, ScavengeControl, ScavengeState, ScavengeStatus,
+};
 pub use live::{run_live, LiveHandle};
 pub use node::{Checkpoints, Node};
 

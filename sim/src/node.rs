@@ -15,6 +15,7 @@ use esbackup_engine::format::checkpoint;
 use esbackup_engine::format::chunk::ChunkName;
 
 use crate::chunk_writer::{self, ActiveChunk};
+use crate::controlled_scavenge::ScavengeControl;
 use crate::index::Index;
 use crate::layout;
 use crate::ptable_writer::IndexEntry;
@@ -94,6 +95,8 @@ pub struct Node {
     pub(crate) deferred: bool,
     pub(crate) index: Index,
     pub(crate) chunk_job: Option<ChunkJob>,
+    /// Set when scavenges run only when asked (`controlled_scavenge.rs`).
+    pub(crate) control: Option<ScavengeControl>,
     pub(crate) deletions: Vec<Deletion>,
     pub(crate) leftovers: Vec<PathBuf>,
     pub(crate) existence: Option<ExistenceFilter>,
@@ -156,6 +159,7 @@ impl Node {
             unchased: VecDeque::new(),
             deferred: false,
             chunk_job: None,
+            control: None,
             deletions: Vec::new(),
             leftovers: Vec::new(),
             existence: None,
@@ -303,6 +307,7 @@ impl Node {
                 _ => {}
             }
         }
+        self.sync_controlled_scavenge();
         Ok(())
     }
 
@@ -323,6 +328,7 @@ impl Node {
         );
         let replaced = switched.replaced.len();
         self.schedule_deletion(switched.replaced);
+        self.controlled_chunk_switched(start);
         if kind != crate::scavenge::JobKind::Replicate {
             if let Some(db) = &self.scavenge_db {
                 db.end()?;

@@ -30,6 +30,7 @@ enum Kind {
     Leftover,
     ForceVerify,
     ArchiveRemove,
+    Controlled,
 }
 
 impl Node {
@@ -104,7 +105,9 @@ impl Node {
                 }
             }
             Kind::ArchiveRemove => self.archive_remove()?,
+            Kind::Controlled => self.controlled_scavenge_step()?,
         };
+        self.sync_controlled_scavenge();
         Ok(desc)
     }
 
@@ -129,6 +132,8 @@ impl Node {
         }
         if self.chunk_job.is_some() {
             kinds.push((20, Kind::ChunkJob));
+        } else if self.controlled_chunk_due().is_some() {
+            kinds.push((20, Kind::Controlled));
         } else if self.cfg.scavenge {
             if !self.scavenge_candidates().is_empty() {
                 kinds.push((3, Kind::Scavenge));
@@ -234,6 +239,15 @@ impl Node {
             Kind::Merge => JobKind::Merge,
             _ => JobKind::Replicate,
         };
+        self.begin_chunk_job(job_kind, run)
+    }
+
+    /// Starts a chunk job of `job_kind` over the chunks of `run` (stage 1).
+    pub(crate) fn begin_chunk_job(
+        &mut self,
+        job_kind: JobKind,
+        run: Vec<ChunkMeta>,
+    ) -> io::Result<String> {
         let (start, end) = (run[0].start, run.last().unwrap().end);
         let sources = run.iter().map(|m| m.path(&self.db)).collect();
         let ids = [self.guid(), self.guid(), self.guid()];

@@ -5,6 +5,8 @@
 //! esdb-sim append --db DIR --bytes 1M          # append about that much, then settle
 //! esdb-sim step   --db DIR --count 1000        # random live-node steps, then settle
 //! esdb-sim info   --db DIR                     # checkpoints and files, as JSON
+//! esdb-sim serve  --db DIR [--admin-addr 127.0.0.1:0] [--ca-dir DIR]
+//!                 # step live with the node admin API; stops and settles at end of stdin
 //! ```
 //!
 //! Every command that writes leaves the folder quiescent (`Node::settle`): no half-done roll,
@@ -46,6 +48,31 @@ enum Command {
     Step(StepArgs),
     /// Print the checkpoints and a summary of the files as JSON (reads only).
     Info(InfoArgs),
+    /// Reopen a database and step it live with the node admin API (HTTPS, basic auth, a test
+    /// CA): scavenges run only when the API starts one. Prints {"url", "ca_file", "user"} as a
+    /// first line; at the end of standard input stops, settles and prints the info.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Where the admin API listens (port 0: a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    admin_addr: std::net::SocketAddr,
+    /// Where the test CA certificate (ca.pem) is written [default: a new temporary folder].
+    #[arg(long)]
+    ca_dir: Option<PathBuf>,
+    /// The API's user.
+    #[arg(long, default_value = "admin")]
+    admin_user: String,
+    /// Read the API's password from this environment variable [default: changeit].
+    #[arg(long, value_name = "NAME")]
+    admin_password_env: Option<String>,
+    /// `/info`'s state: leader, follower, readonlyreplica…
+    #[arg(long, default_value = "leader")]
+    role: String,
 }
 
 #[derive(Args)]
@@ -263,7 +290,43 @@ fn run(cli: Cli) -> Result<Value, String> {
             Ok(v)
         }
         Command::Info(a) => info(&a.db, a.index.as_deref()),
+        Command::Serve(a) => serve(a),
     }
+}
+
+/// `serve`: a live node with its admin API until the end of standard input.
+fn serve(a: ServeArgs) -> Result<Value, String> {
+    use esdb_sim::admin_api::{AdminApi, AdminOptions};
+    let c = &a.common;
+    let mut node = Node::open(&c.db, c.reopen_config())
+        .map_err(|e| format!("opening {}: {e}", c.db.display()))?;
+    let control = node.controlled_scavenge();
+    let ca_dir = match &a.ca_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("esdb-sim-{}", std::process::id())),
+    };
+    let mut opts = AdminOptions::new(&ca_dir);
+    opts.addr = a.admin_addr;
+    opts.user = a.admin_user.clone();
+    opts.role = a.role.clone();
+    if let Some(name) = &a.admin_password_env {
+        opts.password =
+            std::env::var(name).map_err(|_| format!("--admin-password-env: {name} is not set"))?;
+    }
+    let live = esdb_sim::run_live(node);
+    let api = AdminApi::start(control, opts).map_err(|e| format!("starting the admin API: {e}"))?;
+    println!(
+        "{}",
+        json!({ "url": api.url(), "ca_file": api.ca_file().display().to_string(), "user": a.admin_user })
+    );
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink()).ok();
+    drop(api);
+    let mut node = live
+        .stop()
+        .map_err(|e| format!("stepping {}: {e}", c.db.display()))?;
+    node.settle()
+        .map_err(|e| format!("settling {}: {e}", c.db.display()))?;
+    info(&c.db, c.index.as_deref())
 }
 
 fn main() -> ExitCode {
