@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use esbackup_node::NodeArgs;
 use esbackup_engine::{
     HumanDuration, KeepPolicy, LockOptions, DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY,
     DEFAULT_RESTORE_CONCURRENCY,
@@ -44,7 +45,8 @@ use esbackup_engine::{
 /// 4 another run holds the lock · 5 the backup is damaged or fails verification · 6 the source
 /// changed too much to copy (a scavenge is running) · 7 storage error · 8 no backup at the
 /// target · 9 restore folder not empty · 10 wrong folder: the target is a database or holds
-/// other files, or target and database folders overlap (nothing was written).
+/// other files, or target and database folders overlap (nothing was written) · 11 stopped by a
+/// signal before completing · 12 the node's admin API (--node-url) failed or refused.
 #[derive(Parser, Debug)]
 #[command(name = "esbackup", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -278,6 +280,9 @@ pub struct BackupArgs {
     /// Also copy the KurrentDB secondary index (kurrent.ddb). Only when the node is stopped.
     #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX")]
     pub include_secondary_index: bool,
+    /// The node's admin API: its scavenge is stopped during the backup and started again.
+    #[command(flatten)]
+    pub node: NodeArgs,
     #[command(flatten)]
     pub lock: LockArgs,
     #[command(flatten)]
@@ -364,6 +369,9 @@ pub struct RunArgs {
     pub prune: bool,
     #[command(flatten)]
     pub watch: Watch,
+    /// The node's admin API: its scavenge is stopped during each backup and started again.
+    #[command(flatten)]
+    pub node: NodeArgs,
     #[command(flatten)]
     pub lock: LockArgs,
     #[command(flatten)]

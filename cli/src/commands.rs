@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use esbackup_backends::open_target;
 use esbackup_engine::{
-    backup, forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions,
+    forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions,
     Target, VerifyOptions, Which,
 };
 
@@ -18,6 +18,7 @@ use crate::args::{
 use crate::config::FileConfig;
 use crate::exit::{Failure, DAMAGED, NO_BACKUP};
 use crate::metrics::Metrics;
+use crate::node::{backup_beside, Node};
 use crate::{output, progress, settings};
 
 /// Runs the command `argv` gave (parsed first as `cli`, without the config file); returns
@@ -72,11 +73,13 @@ async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
     opts.lock = a.lock.options();
     opts.retention = file.retention();
     opts.progress = progress::for_terminal(a.output.quiet || a.output.json);
+    let node = Node::from_args(&a.node)?;
     let started = SystemTime::now();
-    let result = backup(target.clone(), &opts).await;
+    let (result, scavenge) = backup_beside(node.as_ref(), target.clone(), &opts).await;
     if let Some(path) = &a.metrics.metrics_file {
         let metrics = Metrics::new(Some(opts.db.clone()));
         metrics.backup_ended(started, &result);
+        metrics.scavenge(scavenge.as_ref());
         write_metrics(metrics, path, target, result.is_ok()).await;
     }
     output::backup(a.output.json, &result?);

@@ -11,6 +11,8 @@ pub const DAMAGED: i32 = 5;
 pub const NO_BACKUP: i32 = 8;
 /// Stopped by a signal before the run completed (the points stored before it are intact).
 pub const INTERRUPTED: i32 = 11;
+/// The node's admin API failed or refused (`--node-url`; `--node-unreachable continue` goes on).
+pub const NODE: i32 = 12;
 
 /// The exit code of each kind of engine failure (documented in `--help` and the README).
 pub fn code(kind: ErrorKind) -> i32 {
@@ -26,6 +28,7 @@ pub fn code(kind: ErrorKind) -> i32 {
         ErrorKind::DestinationNotEmpty => 9,
         ErrorKind::WrongLocation => 10,
         ErrorKind::Interrupted => INTERRUPTED,
+        ErrorKind::Node => NODE,
         _ => 1,
     }
 }

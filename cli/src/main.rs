@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod exit;
 mod metrics;
+mod node;
 mod output;
 mod progress;
 mod run;

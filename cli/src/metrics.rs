@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use esbackup_engine::{
     BackupReport, EngineError, ForgetReport, PointSummary, StatusReport, VerifyReport,
 };
+use esbackup_node::ScavengeReport;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -83,6 +84,9 @@ pub struct Metrics {
     verify_read_bytes: Counter,
     forgotten_points: Counter,
     pruned_bytes: Counter,
+    scavenges_stopped: Counter,
+    scavenges_restarted: Counter,
+    scavenge_left_stopped: Gauge,
     /// The database whose `writer.chk` the lag is measured against.
     db: Option<PathBuf>,
     newest: Mutex<Option<Newest>>,
@@ -113,6 +117,9 @@ impl Metrics {
             verify_read_bytes: Counter::default(),
             forgotten_points: Counter::default(),
             pruned_bytes: Counter::default(),
+            scavenges_stopped: Counter::default(),
+            scavenges_restarted: Counter::default(),
+            scavenge_left_stopped: Gauge::default(),
             db,
             newest: Mutex::new(None),
         };
@@ -225,6 +232,14 @@ impl Metrics {
         if report.point.is_some() {
             self.last_success.set(unix(SystemTime::now()));
         }
+    }
+
+    /// What a backup did to the node's scavenge (`None`: no `--node-url`).
+    pub fn scavenge(&self, report: Option<&ScavengeReport>) {
+        let Some(report) = report else { return };
+        self.scavenges_stopped.inc_by(report.stopped.is_some() as u64);
+        self.scavenges_restarted.inc_by(report.restarted.is_some() as u64);
+        self.scavenge_left_stopped.set(report.left_stopped() as i64);
     }
 
     pub fn forget_ended(&self, started: SystemTime, result: &Result<ForgetReport, EngineError>) {

@@ -190,6 +190,7 @@ mod readme {
                 k if k.ends_with("prune") => "true",
                 "metrics_addr" => "127.0.0.1:9464",
                 "read_data_subset" => "1/7",
+                "node_unreachable" => "continue",
                 _ => "1",
             };
             let yaml = match key.split_once('.') {

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     WrongLocation,
     /// A stop was requested ([`crate::Stop`]) before the run completed.
     Interrupted,
+    /// The node's admin API, asked to stop its scavenge for the run, failed or refused.
+    Node,
 }
 
 /// A failed engine operation.

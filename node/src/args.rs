@@ -14,36 +14,39 @@ use crate::{NodeError, NodeSettings, PasswordSource, ScavengePolicy, Unreachable
 pub struct NodeArgs {
     /// The node's HTTP address, e.g. https://127.0.0.1:2113. Without it, esbackup does not
     /// talk to the node (and does not stop its scavenge).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "ESBACKUP_NODE_URL", value_name = "URL")]
     pub node_url: Option<String>,
 
     /// The user to log in as (a member of $admins or $ops).
-    #[arg(long, value_name = "USER", default_value = "admin")]
+    #[arg(long, env = "ESBACKUP_NODE_USER", value_name = "USER", default_value = "admin")]
     pub node_user: String,
 
     /// Read the node password from this environment variable (never from a command-line
     /// value, which other users can see).
-    #[arg(long, value_name = "NAME", conflicts_with = "node_password_file")]
+    #[arg(long, env = "ESBACKUP_NODE_PASSWORD_ENV", value_name = "NAME",
+          conflicts_with = "node_password_file")]
     pub node_password_env: Option<String>,
 
     /// Read the node password from this file (its trailing line break is dropped).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ESBACKUP_NODE_PASSWORD_FILE", value_name = "FILE")]
     pub node_password_file: Option<PathBuf>,
 
     /// The CA certificate(s) (PEM) that signed the node's certificate; without it the
     /// system's roots are trusted. Nodes use TLS by default, often with their own CA.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ESBACKUP_NODE_CA", value_name = "FILE")]
     pub node_ca: Option<PathBuf>,
 
     /// How long one request to the node may take (e.g. 10s, 1m); stopping a scavenge may
     /// take longer and is waited for separately.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "ESBACKUP_NODE_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
     pub node_timeout: Duration,
 
     /// When the node cannot be asked before a capture (down, unreachable, 401, 500, timeout):
     /// fail the run, or continue and rely on the capture's own retries while a scavenge
     /// replaces chunks. Reported either way.
-    #[arg(long, value_name = "WHAT", value_enum, default_value = "fail")]
+    #[arg(long, env = "ESBACKUP_NODE_UNREACHABLE", value_name = "WHAT", value_enum,
+          default_value = "fail")]
     pub node_unreachable: Unreachable,
 }
 

@@ -14,13 +14,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use esbackup_engine::{backup, forget, status, verify, EngineError, Stop};
+use esbackup_engine::{forget, status, verify, EngineError, ErrorKind, Stop};
 use tokio::time::Instant;
 
 use crate::args::RunArgs;
 use crate::config::FileConfig;
 use crate::exit::{self, Failure};
 use crate::metrics::{Job, Metrics};
+use crate::node::backup_beside;
 use http::Watched;
 use schedule::{read_share, Timetable};
 use settings::RunSettings;
@@ -226,8 +227,10 @@ impl Runner {
     }
 
     async fn backup(&self, s: &RunSettings, started: SystemTime) -> Result<(), EngineError> {
-        let result = self.bounded(backup(s.target.clone(), &s.backup)).await;
+        let run = backup_beside(s.node.as_ref(), s.target.clone(), &s.backup);
+        let (result, scavenge) = self.bounded_pair(run).await;
         self.metrics.backup_ended(started, &result);
+        self.metrics.scavenge(scavenge.as_ref());
         let report = result?;
         self.refresh_location(s).await;
         tracing::info!(
@@ -294,15 +297,23 @@ impl Runner {
         &self,
         work: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
+        self.bounded_pair(async { (work.await, ()) }).await.0
+    }
+
+    /// [`Runner::bounded`] for work that also reports something beside its result.
+    async fn bounded_pair<T, R: Default>(
+        &self,
+        work: impl Future<Output = (Result<T, EngineError>, R)>,
+    ) -> (Result<T, EngineError>, R) {
         tokio::pin!(work);
         tokio::select! {
-            result = &mut work => result,
+            done = &mut work => done,
             _ = self.stop.requested() => match tokio::time::timeout(STOP_GRACE, work).await {
-                Ok(result) => result,
-                Err(_) => Err(EngineError::new(
-                    esbackup_engine::ErrorKind::Interrupted,
+                Ok(done) => done,
+                Err(_) => (Err(EngineError::new(
+                    ErrorKind::Interrupted,
                     "stopped without waiting for the run to release its lock (the store did not answer in time; the next run takes the lock over once it is stale)",
-                )),
+                )), R::default()),
             },
         }
     }

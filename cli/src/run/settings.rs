@@ -12,6 +12,7 @@ use crate::args::{self, Command, RunArgs};
 use crate::commands::open;
 use crate::config::FileConfig;
 use crate::exit::Failure;
+use crate::node::Node;
 
 /// `run`'s settings.
 pub struct RunSettings {
@@ -27,6 +28,8 @@ pub struct RunSettings {
     pub read_data_over: Duration,
     pub healthy_within: Duration,
     pub metrics_file: Option<PathBuf>,
+    /// `--node-url`: the node whose scavenge each backup stops.
+    pub node: Option<Node>,
 }
 
 impl RunSettings {
@@ -73,6 +76,7 @@ impl RunSettings {
             read_data_over: a.schedule.read_data_over.0,
             healthy_within: a.watch.healthy_within.map_or(every * 3, |w| w.0),
             metrics_file: a.metrics.metrics_file.clone(),
+            node: Node::from_args(&a.node)?,
         })
     }
 }
