@@ -137,6 +137,23 @@ pub async fn restore_point_and_check(
     (dest, checked)
 }
 
+/// Restores point `which` into a new folder `scratch/name` and asserts that the checker accepts
+/// it and that it holds exactly the database files `want` (`what` names the case). Returns the
+/// restored folder.
+pub async fn assert_restores_to(
+    target: Arc<dyn Target>,
+    which: Which,
+    scratch: &Path,
+    name: &str,
+    want: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) -> PathBuf {
+    let (restored, checked) = restore_point_and_check(target, which, scratch, name).await;
+    assert!(checked.is_ok(), "{what}: {:?}", checked.violations);
+    assert_same_files(&database_files(&restored), want, what);
+    restored
+}
+
 /// Restores the newest point into a new folder under `scratch` and runs the checker on it.
 pub async fn restore_and_check(
     target: Arc<dyn Target>,

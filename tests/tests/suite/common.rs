@@ -15,6 +15,22 @@ pub fn mem() -> (MemoryTarget, Arc<dyn Target>) {
     (m.clone(), Arc::new(m))
 }
 
+/// A settled node in a temporary folder, at `dir/db`.
+pub struct Settled {
+    /// Holds the folder: it is removed when this is dropped.
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub node: Node,
+}
+
+/// [`settled_node`] from `seed` after `steps`, in a new temporary folder.
+pub fn settled(seed: u64, steps: usize) -> Settled {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let node = settled_node(&db, seed, steps);
+    Settled { dir, db, node }
+}
+
 /// A settled node in a temporary folder, backed up once into a memory target.
 pub struct BackedUp {
     /// Holds the folder: it is removed when this is dropped.
@@ -24,11 +40,9 @@ pub struct BackedUp {
     pub target: Arc<dyn Target>,
 }
 
-/// [`settled_node`] from `seed` after `steps`, and one backup of it.
+/// [`settled`] from `seed` after `steps`, and one backup of it.
 pub async fn backed_up(seed: u64, steps: usize) -> BackedUp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, seed, steps);
+    let Settled { dir, db, .. } = settled(seed, steps);
     let (mem, target) = mem();
     backup(target.clone(), &backup_options(&db)).await.unwrap();
     BackedUp {
@@ -73,9 +87,14 @@ pub fn small_chunks(seed: u64) -> SimConfig {
     }
 }
 
-/// A node with one active chunk holding some records.
+/// A node of [`small_chunks`] with one active chunk holding some records.
 pub fn one_active_chunk(db: &Path, seed: u64) -> Node {
-    let mut node = Node::create(db, small_chunks(seed)).unwrap();
+    one_active_chunk_with(db, small_chunks(seed))
+}
+
+/// A node of `config` with one active chunk holding some records.
+pub fn one_active_chunk_with(db: &Path, config: SimConfig) -> Node {
+    let mut node = Node::create(db, config).unwrap();
     node.append(60).unwrap();
     node.settle().unwrap();
     node

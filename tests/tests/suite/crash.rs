@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use esbackup_engine::testing::{FaultPlan, FaultyTarget, MemoryTarget};
 use esbackup_engine::{backup, restore, verify, RestoreOptions, Target, VerifyOptions, Which};
-use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::scenarios::sim_config;
 use esbackup_tests::support::{backup_options, copy_dir, database_files, points};
 use esdb_sim::{check, CheckOptions, Node, SimConfig};
+
+use crate::common::{settled, Settled};
 
 #[derive(Clone, Debug)]
 struct Sweep {
@@ -173,6 +175,13 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
     unreachable!()
 }
 
+/// Runs sweep `s` (named `what` in the output) and asserts it found no problem.
+async fn sweep_finds_no_problem(what: &str, s: Sweep) {
+    let (points, problems) = sweep(s).await;
+    println!("{what}: {points} points");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_any_operation_over_several_seeds_and_mutation_mixes() {
     let mut total = 0;
@@ -194,13 +203,11 @@ async fn crash_at_any_operation_over_several_seeds_and_mutation_mixes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_failed_operation_anywhere_leaves_every_point_restorable() {
     for seed in [2, 4] {
-        let (points, problems) = sweep(Sweep {
+        let s = Sweep {
             fail_once: true,
             ..base_sweep(seed)
-        })
-        .await;
-        println!("single-failure sweep seed {seed}: {points} points");
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        };
+        sweep_finds_no_problem(&format!("single-failure sweep seed {seed}"), s).await;
     }
 }
 
@@ -214,9 +221,7 @@ async fn crash_sweep_on_an_archive_mode_node() {
         more_steps: 150,
         ..base_sweep(3)
     };
-    let (points, problems) = sweep(s).await;
-    println!("archive-mode crash sweep: {points} points");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    sweep_finds_no_problem("archive-mode crash sweep", s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,16 +234,12 @@ async fn crash_sweep_with_small_chunks() {
         more_steps: 60,
         ..base_sweep(7)
     };
-    let (points, problems) = sweep(s).await;
-    println!("small-chunk crash sweep: {points} points");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    sweep_finds_no_problem("small-chunk crash sweep", s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_the_first_backup_then_a_rerun() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 71, 80);
+    let Settled { dir, db, .. } = settled(71, 80);
     for k in 0.. {
         let t = MemoryTarget::new();
         let faulty = Arc::new(FaultyTarget::new(t.clone(), FaultPlan::CrashAt(k)));
