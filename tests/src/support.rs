@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use esbackup_engine::{
-    get_bytes, list, restore, verify, BackupOptions, Point, RestoreOptions, Target, VerifyOptions,
-    VerifyReport, Which,
+    get_bytes, list, restore, verify, BackupOptions, ForgetOptions, KeepPolicy, LockOptions, Point,
+    RestoreOptions, Target, VerifyOptions, VerifyReport, Which,
 };
 use esdb_sim::{check, CheckOptions, CheckReport};
 
@@ -168,6 +168,22 @@ pub fn backup_options(db: &Path) -> BackupOptions {
     let mut opts = BackupOptions::new(db);
     opts.indexmap_wait = std::time::Duration::from_secs(5);
     opts
+}
+
+/// `forget --keep-last n --prune`, waiting up to `lock_wait` for the lock.
+pub fn prune_keeping_last(n: u32, lock_wait: std::time::Duration) -> ForgetOptions {
+    ForgetOptions {
+        policy: KeepPolicy {
+            last: n,
+            ..KeepPolicy::default()
+        },
+        prune: true,
+        dry_run: false,
+        lock: LockOptions {
+            wait: lock_wait,
+            ..LockOptions::default()
+        },
+    }
 }
 
 /// Verifies every point of `target`, reading every object back.

@@ -6,29 +6,14 @@ use std::sync::Arc;
 use esbackup_engine::format::chunk::{self, ChunkFooter, ChunkInfo};
 use esbackup_engine::testing::MemoryTarget;
 use esbackup_engine::{backup, Target};
-use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::scenarios::sim_config;
+pub use esbackup_tests::scenarios::{settled, Settled};
 use esbackup_tests::support::backup_options;
 use esdb_sim::{Node, SimConfig};
 
 pub fn mem() -> (MemoryTarget, Arc<dyn Target>) {
     let m = MemoryTarget::new();
     (m.clone(), Arc::new(m))
-}
-
-/// A settled node in a temporary folder, at `dir/db`.
-pub struct Settled {
-    /// Holds the folder: it is removed when this is dropped.
-    pub dir: tempfile::TempDir,
-    pub db: PathBuf,
-    pub node: Node,
-}
-
-/// [`settled_node`] from `seed` after `steps`, in a new temporary folder.
-pub fn settled(seed: u64, steps: usize) -> Settled {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let node = settled_node(&db, seed, steps);
-    Settled { dir, db, node }
 }
 
 /// A settled node in a temporary folder, backed up once into a memory target.

@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::testing::{Intercept, MemoryTarget, Op};
 use esbackup_engine::{
-    backup, forget, list, restore, status, verify, ErrorKind, ForgetOptions, KeepPolicy,
-    LockOptions, RestoreOptions, Target, VerifyOptions, Which,
+    backup, forget, list, restore, status, verify, ErrorKind, RestoreOptions, Target,
+    VerifyOptions, Which,
 };
 use esbackup_tests::support::{
     assert_same_files, backup_options, database_files, files_under, latest_point, points,
-    verify_read_data,
+    prune_keeping_last, verify_read_data,
 };
 use serde_json::Value;
 
@@ -23,21 +23,6 @@ use crate::common::{mem, settled, Settled};
 
 fn folder(path: &Path) -> Arc<dyn Target> {
     open_target(&path.display().to_string(), &TargetOptions::default()).unwrap()
-}
-
-fn keep_last(n: u32, prune: bool, wait: Duration) -> ForgetOptions {
-    ForgetOptions {
-        policy: KeepPolicy {
-            last: n,
-            ..KeepPolicy::default()
-        },
-        prune,
-        dry_run: false,
-        lock: LockOptions {
-            wait,
-            ..LockOptions::default()
-        },
-    }
 }
 
 /// Appends `events` to the node and backs it up, `runs` times: a location with `runs` points.
@@ -135,7 +120,7 @@ async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
     });
     // Let the backup take the lock first.
     until_locked(&store).await;
-    let forgot = forget(forgetting, &keep_last(2, true, Duration::from_secs(60)))
+    let forgot = forget(forgetting, &prune_keeping_last(2, Duration::from_secs(60)))
         .await
         .expect("the forget waits for the backup and then succeeds");
     let stored = backup_task.await.unwrap().expect("the backup succeeds");
@@ -184,14 +169,17 @@ async fn forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
         async move { backup(slow, &backup_options(&db)).await }
     });
     until_locked(&store).await;
-    let refused = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    let refused = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::LockHeld, "{refused}");
     assert!(refused.to_string().contains("backup run"), "{refused}");
-    let waited = forget(plain.clone(), &keep_last(1, true, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let waited = forget(
+        plain.clone(),
+        &prune_keeping_last(1, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     running.await.unwrap().unwrap();
     assert!(waited.lock_waited_secs > 0.5, "{}", waited.lock_waited_secs);
     assert_eq!(points(&plain).await.len(), 1);
@@ -223,7 +211,7 @@ async fn a_point_that_appears_during_a_prune_stops_it() {
             );
         }
     }));
-    let err = forget(forgetting, &keep_last(1, true, Duration::ZERO))
+    let err = forget(forgetting, &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockHeld, "{err}");
@@ -252,7 +240,7 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
             std::fs::write(&file, b"written by someone else meanwhile").unwrap();
         }
     }));
-    let report = forget(forgetting, &keep_last(1, true, Duration::ZERO))
+    let report = forget(forgetting, &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert!(late.exists(), "the late object was deleted");
@@ -265,7 +253,7 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    forget(folder(&bk), &keep_last(1, true, Duration::ZERO))
+    forget(folder(&bk), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert!(!late.exists(), "the next prune deletes it");
@@ -370,7 +358,7 @@ async fn a_run_with_the_clock_behind_is_still_the_newest_point() {
         "--at now: the latest recorded time before now",
     );
 
-    let forgot = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    let forgot = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(
@@ -409,7 +397,7 @@ async fn an_unreadable_point_is_named_and_hides_no_other() {
     assert_eq!(v.points.len(), 2, "the readable points are checked");
     assert!(v.problems().iter().any(|p| p.contains(&broken)));
 
-    let err = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    let err = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
