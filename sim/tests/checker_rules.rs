@@ -57,6 +57,11 @@ fn assert_violation(report: &CheckReport, needle: &str) {
     );
 }
 
+/// The checker found `expected` and nothing else.
+fn assert_only_violation(report: &CheckReport, expected: &str) {
+    assert_eq!(report.violations, [expected]);
+}
+
 fn chunk_path(db: &Path, start: u32, version: u32) -> PathBuf {
     db.join(ChunkName { start, version }.to_string())
 }
@@ -169,9 +174,9 @@ fn corrupt_completed_chunk_md5_is_rejected() {
     let r = restored(7);
     flip_byte(&chunk_path(&r.db, 1, 0), 300);
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec!["chunk-000001.000000: MD5 does not match the completed chunk".to_string()]
+    assert_only_violation(
+        &report,
+        "chunk-000001.000000: MD5 does not match the completed chunk",
     );
 }
 
@@ -193,10 +198,7 @@ fn indexmap_md5_mismatch_is_rejected() {
     bytes[33] = b'3';
     fs::write(&path, bytes).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec!["indexmap: indexmap MD5 does not match its content".to_string()]
-    );
+    assert_only_violation(&report, "indexmap: indexmap MD5 does not match its content");
 }
 
 #[test]
@@ -206,9 +208,9 @@ fn indexmap_naming_a_missing_table_is_rejected() {
     chunk_writer::make_writable(&r.index.join(&table)).unwrap();
     fs::remove_file(r.index.join(&table)).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!("indexmap names PTable {table} which is missing")]
+    assert_only_violation(
+        &report,
+        &format!("indexmap names PTable {table} which is missing"),
     );
 }
 
@@ -247,12 +249,12 @@ fn truncate_not_equal_to_chaser_is_rejected() {
     let r = restored(13);
     checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!(
+    assert_only_violation(
+        &report,
+        &format!(
             "truncate.chk is -1 but chaser.chk is {} (a restore sets truncate = chaser)",
             r.cps.chaser
-        )]
+        ),
     );
 }
 
@@ -277,11 +279,9 @@ fn epoch_not_pointing_at_an_epoch_record_is_rejected() {
     let first_len = i32::from_le_bytes(chunk0[128..132].try_into().unwrap()) as i64 + 8;
     checkpoint::write(&r.db.join("epoch.chk"), first_len).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!(
-            "epoch.chk {first_len} does not point at an epoch record in chunk-000000.000000"
-        )]
+    assert_only_violation(
+        &report,
+        &format!("epoch.chk {first_len} does not point at an epoch record in chunk-000000.000000"),
     );
 }
 
