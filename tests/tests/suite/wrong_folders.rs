@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::testing::{Intercept, Op};
-use esbackup_engine::{backup, restore, ErrorKind, RestoreOptions, Target};
+use esbackup_engine::{backup, restore, EngineError, ErrorKind, RestoreOptions, Target};
 use esbackup_tests::scenarios::{settled_node, sim_config};
 use esbackup_tests::support::{
     assert_same_files, backup_options, check_restored, database_files, files_under,
@@ -20,6 +20,16 @@ use crate::common::{backed_up, mem, settled, Settled};
 
 fn folder(path: &Path) -> Arc<dyn Target> {
     open_target(&path.display().to_string(), &TargetOptions::default()).unwrap()
+}
+
+/// A backup of `db` into the folder `target`, which must be refused as the wrong location:
+/// its error.
+async fn refused_into_folder(db: &Path, target: &Path) -> EngineError {
+    let err = backup(folder(target), &backup_options(db))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    err
 }
 
 /// A settled node at `dir/src` in a new temporary folder, backed up into the folder `dir/bk`:
@@ -37,28 +47,19 @@ async fn swapped_arguments_never_touch_the_live_database() {
     let (_dir, src, bk) = backed_up_to_folder().await;
     let before = files_under(&src);
     // backup --db BK --target SRC
-    let err = backup(folder(&src), &backup_options(&bk))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    let err = refused_into_folder(&bk, &src).await;
     assert!(err.to_string().contains("swapped"), "{err}");
     assert_eq!(files_under(&src), before, "the live database is untouched");
 }
 
 #[tokio::test]
 async fn another_database_folder_is_never_a_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, other) = (dir.path().join("src"), dir.path().join("other"));
-    settled_node(&src, 3, 20);
-    settled_node(&other, 4, 20);
-    let before = files_under(&other);
-    let err = backup(folder(&other), &backup_options(&src))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    let (src, other) = (settled(3, 20), settled(4, 20));
+    let before = files_under(&other.db);
+    let err = refused_into_folder(&src.db, &other.db).await;
     assert!(err.to_string().contains("is a database"), "{err}");
     assert_eq!(
-        files_under(&other),
+        files_under(&other.db),
         before,
         "the other database is untouched"
     );
@@ -77,10 +78,7 @@ async fn a_non_empty_folder_or_prefix_without_a_backup_is_refused_before_any_wri
         std::fs::write(busy.join(name), b"precious").unwrap();
     }
     let before = files_under(&busy);
-    let err = backup(folder(&busy), &backup_options(&src))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    refused_into_folder(&src, &busy).await;
     assert_eq!(files_under(&busy), before, "nothing written or deleted");
     // The same on a bucket prefix that holds another tool's objects.
     let (mem, target) = mem();
@@ -151,17 +149,14 @@ async fn a_folder_that_is_not_a_database_is_refused() {
 
 #[tokio::test]
 async fn another_database_is_not_mixed_into_a_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    settled_node(&one, 1, 10);
-    settled_node(&two, 2, 10);
-    let (young1, young2) = (dir.path().join("y1"), dir.path().join("y2"));
+    let (one, two) = (settled(1, 10), settled(2, 10));
+    let (young1, young2) = (one.dir.path().join("y1"), one.dir.path().join("y2"));
     for (db, seed) in [(&young1, 1), (&young2, 2)] {
         let mut n = esdb_sim::Node::create(db, sim_config(seed)).unwrap();
         n.append(30).unwrap();
         n.settle().unwrap();
     }
-    for (a, b) in [(&one, &two), (&young1, &young2)] {
+    for (a, b) in [(&one.db, &two.db), (&young1, &young2)] {
         let (mem, target) = mem();
         backup(target.clone(), &backup_options(a)).await.unwrap();
         let before = mem.snapshot();
