@@ -6,8 +6,9 @@ use std::time::Duration;
 use super::s3::join_url;
 use super::sign::shared_key_headers;
 use super::util::{
-    assert_deleted, body_unless_not_found, cache_dir, env_vars, expect_success, free_port,
-    http_client, random_hex, tool_path, uri_encode, wait_until, xml_values, ServerProcess,
+    all_pages, assert_deleted, body_unless_not_found, cache_dir, env_vars, expect_success,
+    free_port, http_client, page_param, random_hex, tool_path, uri_encode, wait_until, xml_values,
+    ServerProcess,
 };
 
 /// The Azurite version scripts/test-env.sh installs.
@@ -202,30 +203,21 @@ impl AzuriteServer {
 
     /// Every blob name under `prefix`, sorted (List Blobs, all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let mut path = format!(
-                "/{}/{}?restype=container&comp=list&prefix={}",
-                self.account,
-                self.container,
-                uri_encode(prefix, false)
-            );
-            if !marker.is_empty() {
-                path.push_str(&format!("&marker={}", uri_encode(&marker, false)));
+        let first = format!(
+            "/{}/{}?restype=container&comp=list&prefix={}",
+            self.account,
+            self.container,
+            uri_encode(prefix, false)
+        );
+        all_pages(|marker| {
+            let path = format!("{first}{}", page_param("marker", marker));
+            async move {
+                let resp = self.request("GET", &path, Vec::new(), &[]).await;
+                let text = expect_success(resp, &format!("Azure list {prefix}")).await;
+                let next = xml_values(&text, "NextMarker").into_iter().next();
+                (xml_values(&text, "Name"), next.filter(|m| !m.is_empty()))
             }
-            let resp = self.request("GET", &path, Vec::new(), &[]).await;
-            let text = expect_success(resp, &format!("Azure list {prefix}")).await;
-            names.extend(xml_values(&text, "Name"));
-            marker = xml_values(&text, "NextMarker")
-                .into_iter()
-                .next()
-                .unwrap_or_default();
-            if marker.is_empty() {
-                break;
-            }
-        }
-        names.sort();
-        names
+        })
+        .await
     }
 }

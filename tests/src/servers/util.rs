@@ -78,6 +78,30 @@ pub fn assert_deleted(resp: &reqwest::Response, what: &str) {
     );
 }
 
+/// Every name a paged listing holds, sorted: `page(token)` reads one page (the first for
+/// `None`) and gives its names and the next page's token, `None` after the last page.
+pub async fn all_pages<F, Fut>(mut page: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = (Vec<String>, Option<String>)>,
+{
+    let (mut names, mut token) = page(None).await;
+    while let Some(t) = token {
+        let (more, next) = page(Some(t)).await;
+        names.extend(more);
+        token = next;
+    }
+    names.sort();
+    names
+}
+
+/// `&<name>=<token>` (URI-encoded) for the token of a next page, `""` for the first page.
+pub fn page_param(name: &str, token: Option<String>) -> String {
+    token.map_or(String::new(), |t| {
+        format!("&{name}={}", uri_encode(&t, false))
+    })
+}
+
 /// Polls `probe` every 50 ms until it returns true; panics after `timeout` with `what` and
 /// the tail of `log` (the server's output) in the message.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, log: Option<&Path>, mut probe: F)
