@@ -76,6 +76,14 @@ fn add_chunk(db: &Path, start: u32) {
     chunk_writer::ActiveChunk::create(db, header, Uuid::from_u128(8)).unwrap();
 }
 
+/// The checker's report (default options) on `r` with `truncate.chk` at -1, as a node's own
+/// folder has it, and an empty chunk file `beyond` chunks after the writer chunk.
+fn untruncated_with_chunk_beyond(r: &Restored, beyond: u32) -> CheckReport {
+    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
+    add_chunk(&r.db, writer_chunk(r) + beyond);
+    run(r, &CheckOptions::default())
+}
+
 fn first_table(r: &Restored) -> String {
     let map = IndexMap::parse(&fs::read(r.index.join("indexmap")).unwrap()).unwrap();
     map.tables[0].file.clone()
@@ -144,18 +152,14 @@ fn extra_chunk_beyond_writer_with_truncate_set_is_rejected() {
 #[test]
 fn one_excessive_chunk_is_tolerated_without_truncation() {
     let r = restored(5);
-    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
-    add_chunk(&r.db, writer_chunk(&r) + 1);
-    let report = run(&r, &CheckOptions::default());
+    let report = untruncated_with_chunk_beyond(&r, 1);
     assert!(report.is_ok(), "{:#?}", report.violations);
 }
 
 #[test]
 fn unexpected_file_beyond_writer_is_rejected() {
     let r = restored(6);
-    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
-    add_chunk(&r.db, writer_chunk(&r) + 2);
-    let report = run(&r, &CheckOptions::default());
+    let report = untruncated_with_chunk_beyond(&r, 2);
     assert_violation(
         &report,
         &format!(

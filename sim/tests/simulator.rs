@@ -380,9 +380,8 @@ fn open_applies_the_truncation_of_a_restore() {
 fn archive_mode_removes_leading_chunks() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 27,
         archive: true,
-        ..SimConfig::default()
+        ..cfg(27)
     };
     let mut node = new_node(dir.path(), config);
     let mut merged = false;
@@ -435,9 +434,8 @@ fn follower_has_raw_replicated_chunks_without_version_zero() {
 fn legacy_headers_have_zeros_from_offset_34() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 29,
         legacy_v3_headers: true,
-        ..SimConfig::default()
+        ..cfg(29)
     };
     let mut node = new_node(dir.path(), config);
     node.append(400).unwrap();
@@ -454,9 +452,8 @@ fn legacy_headers_have_zeros_from_offset_34() {
 fn index_dir_can_live_outside_the_db() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 30,
         index_dir: Some(dir.path().join("elsewhere")),
-        ..SimConfig::default()
+        ..cfg(30)
     };
     let mut node = new_node(dir.path(), config);
     node.append(200).unwrap();
