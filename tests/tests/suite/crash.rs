@@ -69,23 +69,21 @@ fn sweep_dirs(s: &Sweep, dir: &Path) -> (PathBuf, PathBuf) {
     (db, before)
 }
 
-/// Restores point `which` of `t` into `dir/name`; what is wrong with it compared to `want`.
+/// Restores point `which` of `t` into `dest`; what is wrong with it compared to `want`.
 async fn restored_problem(
     t: Arc<dyn Target>,
     which: Which,
-    dir: &Path,
-    name: &str,
+    dest: &Path,
     want: &Path,
     archive: bool,
 ) -> Option<String> {
-    let dest = dir.join(name);
-    let mut opts = RestoreOptions::new(&dest);
+    let mut opts = RestoreOptions::new(dest);
     opts.point = which;
     let problem = match restore(t, &opts).await {
         Err(e) => Some(format!("restore failed: {e}")),
         Ok(_) => {
             let checked = check(
-                &dest,
+                dest,
                 &dest.join("index"),
                 &CheckOptions {
                     archive,
@@ -94,14 +92,14 @@ async fn restored_problem(
             );
             if !checked.is_ok() {
                 Some(format!("checker: {:?}", checked.violations))
-            } else if database_files(&dest) != database_files(want) {
+            } else if database_files(dest) != database_files(want) {
                 Some("restored files differ from the source".into())
             } else {
                 None
             }
         }
     };
-    let _ = std::fs::remove_dir_all(&dest);
+    let _ = std::fs::remove_dir_all(dest);
     problem
 }
 
@@ -133,16 +131,8 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
             faulty.log().get(k as usize).cloned().unwrap_or_default()
         );
         let target: Arc<dyn Target> = Arc::new(t.clone());
-        if let Some(p) = restored_problem(
-            target.clone(),
-            Which::Id(first.clone()),
-            dir.path(),
-            &format!("p{k}"),
-            &before,
-            s.archive,
-        )
-        .await
-        {
+        let (point, dest) = (Which::Id(first.clone()), dir.path().join(format!("p{k}")));
+        if let Some(p) = restored_problem(target.clone(), point, &dest, &before, s.archive).await {
             problems.push(format!("{at}: the earlier point: {p}"));
         }
         let v = verify(target.clone(), &VerifyOptions::default())
@@ -153,15 +143,9 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
         }
         match backup(target.clone(), &opts).await {
             Ok(_) => {
-                if let Some(p) = restored_problem(
-                    target,
-                    Which::Latest,
-                    dir.path(),
-                    &format!("r{k}"),
-                    &db,
-                    s.archive,
-                )
-                .await
+                let dest = dir.path().join(format!("r{k}"));
+                if let Some(p) =
+                    restored_problem(target, Which::Latest, &dest, &db, s.archive).await
                 {
                     problems.push(format!("{at}: the rerun's point: {p}"));
                 }
@@ -248,15 +232,8 @@ async fn a_crash_during_the_first_backup_then_a_rerun() {
         backup(target.clone(), &backup_options(&db))
             .await
             .unwrap_or_else(|e| panic!("rerun after a crash at {k} of the first run: {e}"));
-        let problem = restored_problem(
-            target,
-            Which::Latest,
-            dir.path(),
-            &format!("r{k}"),
-            &db,
-            false,
-        )
-        .await;
+        let dest = dir.path().join(format!("r{k}"));
+        let problem = restored_problem(target, Which::Latest, &dest, &db, false).await;
         assert!(problem.is_none(), "crash at {k}: {problem:?}");
         if outcome.is_ok() {
             break;
