@@ -49,10 +49,7 @@ cleanup() {
     bench_stop_dockerd_if_ours
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'die "command failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
+bench_traps
 
 needs=()
 [[ " $TARGETS " != *" s3 "* ]] || needs+=(garage)

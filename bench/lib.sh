@@ -24,6 +24,15 @@ log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 warn() { printf '[%s %s] WARNING: %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
 
+# The script's traps: its function `cleanup` on exit; a failed command, ^C or a hangup end the
+# script (and so run it).
+bench_traps() {
+    trap cleanup EXIT
+    trap 'die "command failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+}
+
 # ---------------------------------------------------------------------------------------------
 # Processes started here. Each server's PID goes to $BENCH_WORK/pids with its start time (field
 # 22 of /proc/PID/stat, which an exec does not change); bench_stop_pid and the exit trap signal a

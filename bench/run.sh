@@ -136,10 +136,7 @@ cleanup() {
     bench_stop_dockerd_if_ours
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'die "command failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
+bench_traps
 
 note() { echo "$*" >>"$BENCH_WORK/notes.txt"; warn "$*"; }
 
@@ -232,6 +229,15 @@ esb_ok() { # NAME: the esbackup run's --json says it completed
 # shellcheck disable=SC2016 # $1, $2 and $@ are the inner shell's
 RCLONE_SYNC='src=$1 dst=$2; shift 2; rclone copy "$@" "$src" "$dst" && sync'
 # --- S3: full backup, no-op, restore; esbackup and rclone, each into a fresh Garage ---------
+s3_copy() { # NAME TOOL: the measured copy of $DB into Garage (esbackup backup, rclone copy)
+    if [[ $2 == esbackup ]]; then
+        measure "$1" env "${s3_env[@]}" "$ESB" backup --db "$DB" --target "s3://$GARAGE_BUCKET/esbackup" --json --quiet &&
+            esb_ok "$1"
+    else
+        # shellcheck disable=SC2086 # RCLONE_FLAGS is a list of flags
+        measure "$1" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB" "garage:$GARAGE_BUCKET/rclone"
+    fi
+}
 group_s3() {
     local bytes files rep tool name srv=$BENCH_WORK/srv-garage ok
     bytes=$(bench_dir_bytes "$DB")
@@ -249,12 +255,8 @@ group_s3() {
             bench_warm "$DB"
             name=s3-backup.$tool.$rep
             ok=1
-            if [[ $tool == esbackup ]]; then
-                measure "$name" env "${s3_env[@]}" "$ESB" backup --db "$DB" --target "s3://$GARAGE_BUCKET/esbackup" --json --quiet || ok=0
-                esb_ok "$name" || ok=0
-            else
-                # shellcheck disable=SC2086 # RCLONE_FLAGS is a list of flags
-                measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB" "garage:$GARAGE_BUCKET/rclone" || ok=0
+            s3_copy "$name" "$tool" || ok=0
+            if [[ $tool == rclone ]]; then
                 local stored
                 stored=$(rclone_cmd size --json "garage:$GARAGE_BUCKET/rclone" | jq -r .bytes)
                 [[ $stored == "$bytes" ]] || { ok=0; note "rclone stored $stored bytes, the database has $bytes"; }
@@ -265,14 +267,10 @@ group_s3() {
             if wants s3-noop; then
                 name=s3-noop.$tool.$rep
                 ok=1
+                s3_copy "$name" "$tool" || ok=0
                 if [[ $tool == esbackup ]]; then
-                    measure "$name" env "${s3_env[@]}" "$ESB" backup --db "$DB" --target "s3://$GARAGE_BUCKET/esbackup" --json --quiet || ok=0
-                    esb_ok "$name" || ok=0
                     [[ $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
                         note "s3-noop esbackup run $rep stored $(jq -r .stored.files "$BENCH_WORK/m/$name.out" 2>/dev/null) files"
-                else
-                    # shellcheck disable=SC2086
-                    measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB" "garage:$GARAGE_BUCKET/rclone" || ok=0
                 fi
                 sample s3-noop "$tool" "$rep" "$name" 0 "$files" "$ok"
             fi

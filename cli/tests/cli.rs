@@ -1,7 +1,7 @@
 //! The `esbackup` binary as an operator or a pipeline uses it: exit codes, one-line errors,
 //! JSON output, config file and environment variables.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use esdb_sim::{Node, SimConfig};
@@ -38,6 +38,13 @@ fn backup_of(db: &Path) -> Command {
     cmd
 }
 
+/// `esbackup backup --db <db> --target <target>`, to be given its options.
+fn backup_to(db: &Path, target: &Path) -> Command {
+    let mut cmd = backup_of(db);
+    cmd.arg("--target").arg(target);
+    cmd
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -48,21 +55,26 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
-fn sample_db(dir: &Path) -> std::path::PathBuf {
-    let db = dir.join("db");
-    let mut node = Node::create(
-        &db,
-        SimConfig {
-            chunk_size: 64 * 1024,
-            seed: 99,
-            memtable_entries: 50,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
-    node.append(800).unwrap();
+/// A node of small chunks at `db` from `seed`, settled after `events` appends.
+fn sample_node(db: &Path, seed: u64, events: usize) -> Node {
+    let config = SimConfig {
+        chunk_size: 64 * 1024,
+        seed,
+        memtable_entries: 50,
+        ..SimConfig::default()
+    };
+    let mut node = Node::create(db, config).unwrap();
+    node.append(events).unwrap();
     node.settle().unwrap();
-    db
+    node
+}
+
+/// A temporary folder with a sample database in it, and the database's path (`dir/db`).
+fn sample_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    sample_node(&db, 99, 800);
+    (dir, db)
 }
 
 fn stderr_line(out: &Output) -> String {
@@ -75,12 +87,18 @@ fn stderr_line(out: &Output) -> String {
     lines[0].to_string()
 }
 
+/// `esbackup <args>` succeeds and its stdout mentions every one of `words`.
+fn assert_help_mentions(args: &[&str], words: &[&str]) {
+    let out = succeeds(esbackup().args(args));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in words {
+        assert!(text.contains(word), "{args:?} lacks {word}: {text}");
+    }
+}
+
 #[test]
 fn help_teaches_usage_and_exit_codes() {
-    let out = run(esbackup().arg("--help"));
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for word in [
+    let main_help = [
         "backup",
         "restore",
         "verify",
@@ -90,29 +108,24 @@ fn help_teaches_usage_and_exit_codes() {
         "demo",
         "Exit codes",
         "s3://",
-    ] {
-        assert!(text.contains(word), "--help lacks {word}: {text}");
-    }
-    let out = run(esbackup().args(["backup", "--help"]));
-    let text = String::from_utf8_lossy(&out.stdout);
-    for word in [
+    ];
+    assert_help_mentions(&["--help"], &main_help);
+    let backup_help = [
         "--db",
         "--target",
         "--full",
         "--dry-run",
         "--json",
         "ESBACKUP_DB",
-    ] {
-        assert!(text.contains(word), "backup --help lacks {word}");
-    }
+    ];
+    assert_help_mentions(&["backup", "--help"], &backup_help);
 }
 
 /// A file the backup cannot store is named in both outputs, with a warning on stderr; the run
 /// still stores its point and exits 0. The other files are stored and restored.
 #[test]
 fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     std::fs::write(db.join("custom-notes.txt"), b"notes").unwrap();
     std::fs::write(db.join("two\nlines.txt"), b"a newline in its name").unwrap();
     let target = dir.path().join("backup");
@@ -157,8 +170,7 @@ fn a_file_left_out_is_named_in_the_text_and_the_json_output() {
 
 #[test]
 fn backup_list_restore_verify_status_forget_round_trip_with_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let target = dir.path().join("backup");
     let t = target.to_str().unwrap();
 
@@ -307,12 +319,11 @@ fn bad_input_gets_one_line_and_a_distinct_exit_code() {
 
 #[test]
 fn a_database_folder_as_target_is_refused_with_exit_10_and_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("chunk-000000.000000"), b"someone's data").unwrap();
-    let out = run(backup_of(&db).arg("--target").arg(&other));
+    let out = run(&mut backup_to(&db, &other));
     assert_eq!(
         out.status.code(),
         Some(10),
@@ -327,8 +338,7 @@ fn a_database_folder_as_target_is_refused_with_exit_10_and_left_alone() {
 
 #[test]
 fn read_only_commands_never_create_a_missing_target_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let missing = dir.path().join("no-such-backup");
     for args in [
         vec!["verify", "--target"],
@@ -346,20 +356,13 @@ fn read_only_commands_never_create_a_missing_target_folder() {
         .arg(&missing));
     assert_eq!(out.status.code(), Some(8));
     assert!(!missing.exists(), "restore created the target folder");
-    succeeds(
-        esbackup()
-            .args(["backup", "--dry-run", "--db"])
-            .arg(&db)
-            .arg("--target")
-            .arg(&missing),
-    );
+    succeeds(backup_to(&db, &missing).arg("--dry-run"));
     assert!(!missing.exists(), "a dry run created the target folder");
 }
 
 #[test]
 fn too_many_open_files_is_a_local_error_not_a_damaged_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let target = dir.path().join("backup");
     let script = format!(
         "ulimit -n 12 && exec {} backup --db {} --target {}",
@@ -381,7 +384,7 @@ fn too_many_open_files_is_a_local_error_not_a_damaged_database() {
 }
 
 /// `dir/esbackup.yaml` naming `db` and `target`, then `more` keys.
-fn config_file(dir: &Path, db: &Path, target: &Path, more: &str) -> std::path::PathBuf {
+fn config_file(dir: &Path, db: &Path, target: &Path, more: &str) -> PathBuf {
     let config = dir.join("esbackup.yaml");
     let yaml = format!("db: {}\ntarget: {}\n{more}", db.display(), target.display());
     std::fs::write(&config, yaml).unwrap();
@@ -390,8 +393,7 @@ fn config_file(dir: &Path, db: &Path, target: &Path, more: &str) -> std::path::P
 
 #[test]
 fn options_come_from_the_config_file_and_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let target = dir.path().join("from-config");
     let config = config_file(
         dir.path(),
@@ -432,8 +434,7 @@ fn options_come_from_the_config_file_and_environment() {
 /// The documented order: command line, then environment, then config file, then default.
 #[test]
 fn the_command_line_wins_over_the_environment_which_wins_over_the_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let in_file = dir.path().join("in-file");
     let in_env = dir.path().join("in-env");
     let config = config_file(dir.path(), &db, &in_file, "");
@@ -463,17 +464,10 @@ fn the_command_line_wins_over_the_environment_which_wins_over_the_config_file() 
 
 #[test]
 fn dry_run_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let target = dir.path().join("backup");
     std::fs::create_dir_all(&target).unwrap();
-    let out = succeeds(
-        esbackup()
-            .args(["backup", "--dry-run", "--json", "--db"])
-            .arg(&db)
-            .arg("--target")
-            .arg(&target),
-    );
+    let out = succeeds(backup_to(&db, &target).args(["--dry-run", "--json"]));
     let report = json(&out);
     assert_eq!(report["dry_run"], true);
     assert!(report["stored"]["files"].as_u64().unwrap() > 3);
@@ -511,17 +505,10 @@ fn forget_help_shows_each_example_on_its_own_line() {
 /// A damaged point object: `list` shows the others, names it, and exits 5; JSON stays an array.
 #[test]
 fn list_names_a_damaged_point_and_exits_5() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let bk = dir.path().join("bk");
     for _ in 0..2 {
-        succeeds(
-            esbackup()
-                .args(["backup", "--quiet", "--db"])
-                .arg(&db)
-                .arg("--target")
-                .arg(&bk),
-        );
+        succeeds(backup_to(&db, &bk).arg("--quiet"));
     }
     let points = bk.join(".esbackup/points");
     let mut names: Vec<_> = std::fs::read_dir(&points)
@@ -548,15 +535,9 @@ fn list_names_a_damaged_point_and_exits_5() {
 /// verify warns about a damaged root mirror (exit 0) and fails with --strict (exit 5).
 #[test]
 fn verify_strict_fails_on_a_damaged_root_mirror() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let (dir, db) = sample_db();
     let bk = dir.path().join("bk");
-    let out = run(esbackup()
-        .args(["backup", "--quiet", "--db"])
-        .arg(&db)
-        .arg("--target")
-        .arg(&bk));
-    assert!(out.status.success());
+    succeeds(backup_to(&db, &bk).arg("--quiet"));
     std::fs::remove_file(bk.join("index/indexmap")).unwrap();
     let out = run(esbackup().args(["verify", "--target"]).arg(&bk));
     assert_eq!(out.status.code(), Some(0));
@@ -575,25 +556,9 @@ fn a_backup_with_the_clock_a_day_behind_is_the_newest_point() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let mut node = Node::create(
-        &db,
-        SimConfig {
-            chunk_size: 64 * 1024,
-            seed: 7,
-            memtable_entries: 50,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
-    node.append(400).unwrap();
-    node.settle().unwrap();
+    let mut node = sample_node(&db, 7, 400);
     let bk = dir.path().join("bk");
-    let out = run(esbackup()
-        .args(["backup", "--quiet", "--db"])
-        .arg(&db)
-        .arg("--target")
-        .arg(&bk));
-    assert!(out.status.success());
+    succeeds(backup_to(&db, &bk).arg("--quiet"));
     node.append(400).unwrap();
     node.settle().unwrap();
     let writer = std::fs::read(db.join("writer.chk")).unwrap();

@@ -44,6 +44,8 @@ enum Flaw {
     ListingLagsBehindDeletes,
     /// Checks, then writes: concurrent callers all win.
     PutIfAbsentRaces,
+    /// `put_if_absent` is unsupported.
+    PutIfAbsentUnsupported,
     CopyKeepsAnExistingDestination,
     SyncFails,
     LocalRootIsRelative,
@@ -164,8 +166,10 @@ impl Target for Broken {
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
-        if self.flaw != Flaw::PutIfAbsentRaces {
-            return self.inner.put_if_absent(key, data).await;
+        match self.flaw {
+            Flaw::PutIfAbsentUnsupported => return Err(TargetError::unsupported(key)),
+            Flaw::PutIfAbsentRaces => {}
+            _ => return self.inner.put_if_absent(key, data).await,
         }
         if self.inner.head(key).await.is_ok() {
             return Err(TargetError::already_exists(key));
@@ -259,118 +263,53 @@ async fn the_wrapper_without_a_flaw_keeps_every_promise() {
     assert!(report.is_ok(), "{}", report.unwrap_err());
 }
 
-#[tokio::test]
-async fn an_empty_description_is_caught() {
-    kit_names(Flaw::EmptyDescription, "describe_names_the_store").await;
+/// One test per flaw: the kit must fail a store with `flaw` on `promise`, naming it.
+macro_rules! kit_catches {
+    ($($test:ident: $flaw:ident => $promise:literal,)+) => {$(
+        #[tokio::test]
+        async fn $test() {
+            kit_names(Flaw::$flaw, $promise).await;
+        }
+    )+};
 }
 
-#[tokio::test]
-async fn a_put_that_misreports_what_it_stored_is_caught() {
-    kit_names(Flaw::MisreportsWhatItStored, "put_then_get_round_trips").await;
-}
-
-#[tokio::test]
-async fn a_body_failure_reported_as_a_store_failure_is_caught() {
-    kit_names(
-        Flaw::ReportsBodyFailuresAsStoreErrors,
-        "failed_body_is_never_stored",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_shorter_put_that_keeps_the_old_tail_is_caught() {
-    kit_names(Flaw::KeepsTheOldTail, "put_replaces_whole_object").await;
-}
-
-#[tokio::test]
-async fn a_replacement_readers_can_see_half_done_is_caught() {
-    kit_names(
-        Flaw::PublishesInTwoSteps,
-        "replacement_is_atomic_for_readers",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn storing_what_arrived_before_the_body_failed_is_caught() {
-    kit_names(Flaw::StoresPartialBodies, "failed_body_is_never_stored").await;
-}
-
-#[tokio::test]
-async fn ignoring_ranges_is_caught() {
-    kit_names(Flaw::IgnoresRanges, "ranged_reads_at_the_edges").await;
-}
-
-#[tokio::test]
-async fn an_error_for_a_missing_key_is_caught() {
-    kit_names(Flaw::MissingHeadIsAnError, "missing_keys").await;
-}
-
-#[tokio::test]
-async fn a_head_that_still_finds_deleted_keys_is_caught() {
-    kit_names(Flaw::HeadRemembersDeletedKeys, "delete_removes_the_object").await;
-}
-
-#[tokio::test]
-async fn a_listing_by_whole_folders_is_caught() {
-    kit_names(
-        Flaw::ListsWholeSegmentsOnly,
-        "list_prefix_is_plain_string_prefix",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_listing_that_stops_after_one_page_is_caught() {
-    kit_names(Flaw::ListStopsAtOnePage, "listing_longer_than_one_page").await;
-}
-
-#[tokio::test]
-async fn a_listing_of_encoded_keys_is_caught() {
-    kit_names(Flaw::ListsEncodedKeys, "keys_with_special_characters").await;
-}
-
-#[tokio::test]
-async fn a_listing_that_lags_behind_deletes_is_caught() {
-    kit_names(Flaw::ListingLagsBehindDeletes, "read_after_write_listing").await;
-}
-
-#[tokio::test]
-async fn a_put_if_absent_that_checks_then_writes_is_caught() {
-    kit_names(Flaw::PutIfAbsentRaces, "put_if_absent_is_exclusive").await;
-}
-
-#[tokio::test]
-async fn a_copy_that_keeps_the_destination_is_caught() {
-    kit_names(
-        Flaw::CopyKeepsAnExistingDestination,
-        "copy_replaces_destination",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_failing_sync_is_caught() {
-    kit_names(Flaw::SyncFails, "sync_succeeds").await;
-}
-
-#[tokio::test]
-async fn a_relative_local_root_is_caught() {
-    kit_names(
-        Flaw::LocalRootIsRelative,
-        "local_root_is_a_real_folder_or_none",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_local_file_with_other_bytes_is_caught() {
-    kit_names(
-        Flaw::LocalFileHoldsOtherBytes,
-        "local_file_returns_the_keys_bytes",
-    )
-    .await;
+kit_catches! {
+    an_empty_description_is_caught:
+        EmptyDescription => "describe_names_the_store",
+    a_put_that_misreports_what_it_stored_is_caught:
+        MisreportsWhatItStored => "put_then_get_round_trips",
+    a_body_failure_reported_as_a_store_failure_is_caught:
+        ReportsBodyFailuresAsStoreErrors => "failed_body_is_never_stored",
+    a_shorter_put_that_keeps_the_old_tail_is_caught:
+        KeepsTheOldTail => "put_replaces_whole_object",
+    a_replacement_readers_can_see_half_done_is_caught:
+        PublishesInTwoSteps => "replacement_is_atomic_for_readers",
+    storing_what_arrived_before_the_body_failed_is_caught:
+        StoresPartialBodies => "failed_body_is_never_stored",
+    ignoring_ranges_is_caught:
+        IgnoresRanges => "ranged_reads_at_the_edges",
+    an_error_for_a_missing_key_is_caught:
+        MissingHeadIsAnError => "missing_keys",
+    a_head_that_still_finds_deleted_keys_is_caught:
+        HeadRemembersDeletedKeys => "delete_removes_the_object",
+    a_listing_by_whole_folders_is_caught:
+        ListsWholeSegmentsOnly => "list_prefix_is_plain_string_prefix",
+    a_listing_that_stops_after_one_page_is_caught:
+        ListStopsAtOnePage => "listing_longer_than_one_page",
+    a_listing_of_encoded_keys_is_caught:
+        ListsEncodedKeys => "keys_with_special_characters",
+    a_listing_that_lags_behind_deletes_is_caught:
+        ListingLagsBehindDeletes => "read_after_write_listing",
+    a_put_if_absent_that_checks_then_writes_is_caught:
+        PutIfAbsentRaces => "put_if_absent_is_exclusive",
+    a_copy_that_keeps_the_destination_is_caught:
+        CopyKeepsAnExistingDestination => "copy_replaces_destination",
+    a_failing_sync_is_caught:
+        SyncFails => "sync_succeeds",
+    a_relative_local_root_is_caught:
+        LocalRootIsRelative => "local_root_is_a_real_folder_or_none",
+    a_local_file_with_other_bytes_is_caught:
+        LocalFileHoldsOtherBytes => "local_file_returns_the_keys_bytes",
 }
 
 #[tokio::test]
@@ -392,51 +331,7 @@ async fn writes_a_new_handle_does_not_see_are_caught() {
 
 #[tokio::test]
 async fn a_required_put_if_absent_that_is_unsupported_is_caught() {
-    #[derive(Debug)]
-    struct NoCreateIfAbsent(Broken);
-    #[async_trait]
-    impl Target for NoCreateIfAbsent {
-        fn describe(&self) -> String {
-            "no create-if-absent".into()
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
-            self.0.list(prefix).await
-        }
-        async fn head(&self, key: &str) -> Result<ObjectInfo, TargetError> {
-            self.0.head(key).await
-        }
-        async fn put(&self, key: &str, body: Upload) -> Result<Stored, TargetError> {
-            self.0.put(key, body).await
-        }
-        async fn put_if_absent(&self, key: &str, _: Bytes) -> Result<(), TargetError> {
-            Err(TargetError::unsupported(key))
-        }
-        async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<ByteStream, TargetError> {
-            self.0.get(key, r).await
-        }
-        async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
-            self.0.copy(from, to).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), TargetError> {
-            self.0.delete(key).await
-        }
-        async fn sync(&self) -> Result<(), TargetError> {
-            self.0.sync().await
-        }
-        fn local_root(&self) -> Option<PathBuf> {
-            self.0.local_root()
-        }
-        fn local_file(&self, key: &str) -> Option<PathBuf> {
-            self.0.local_file(key)
-        }
-        async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
-            self.0.abort_stale_uploads(older_than).await
-        }
-        async fn incomplete_uploads(&self) -> Result<u64, TargetError> {
-            self.0.incomplete_uploads().await
-        }
-    }
-    let target = NoCreateIfAbsent(Broken::new(Flaw::None));
+    let target = Broken::new(Flaw::PutIfAbsentUnsupported);
     // Allowed by default: the lock falls back.
     let report = Kit::new().run(&target).await.unwrap();
     assert!(!report.put_if_absent_supported);

@@ -108,25 +108,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn xxh32_reference_vectors() {
-        assert_eq!(xxh32(b"", 0), 0x02CC_5D05);
-        assert_eq!(xxh32(b"a", 0), 0x550D_7456);
-        assert_eq!(xxh32(b"abc", 0), 0x32D1_53FF);
-        assert_eq!(
-            xxh32(b"Nobody inspects the spammish repetition", 0),
-            0xE229_3B2F
-        );
-    }
-
-    #[test]
-    fn murmur3_reference_vectors() {
-        assert_eq!(murmur3_32(b"", 0), 0);
-        assert_eq!(murmur3_32(b"", 1), 0x514E_28B7);
-        assert_eq!(murmur3_32(b"hello", 0), 0x248B_FA47);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
-            0x2E4F_F723
-        );
+    fn xxh32_and_murmur3_give_their_reference_values() {
+        type Hash = fn(&[u8], u32) -> u32;
+        const SPAM: &[u8] = b"Nobody inspects the spammish repetition";
+        const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog";
+        let vectors: [(&str, Hash, &[u8], u32, u32); 8] = [
+            ("xxh32", xxh32, b"", 0, 0x02CC_5D05),
+            ("xxh32", xxh32, b"a", 0, 0x550D_7456),
+            ("xxh32", xxh32, b"abc", 0, 0x32D1_53FF),
+            ("xxh32", xxh32, SPAM, 0, 0xE229_3B2F),
+            ("murmur3", murmur3_32, b"", 0, 0),
+            ("murmur3", murmur3_32, b"", 1, 0x514E_28B7),
+            ("murmur3", murmur3_32, b"hello", 0, 0x248B_FA47),
+            ("murmur3", murmur3_32, FOX, 0, 0x2E4F_F723),
+        ];
+        for (name, hash, input, seed, want) in vectors {
+            let text = String::from_utf8_lossy(input);
+            assert_eq!(
+                hash(input, seed),
+                want,
+                "{name} of {text:?} with seed {seed}"
+            );
+        }
     }
 
     #[test]

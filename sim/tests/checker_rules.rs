@@ -57,6 +57,11 @@ fn assert_violation(report: &CheckReport, needle: &str) {
     );
 }
 
+/// The checker found `expected` and nothing else.
+fn assert_only_violation(report: &CheckReport, expected: &str) {
+    assert_eq!(report.violations, [expected]);
+}
+
 fn chunk_path(db: &Path, start: u32, version: u32) -> PathBuf {
     db.join(ChunkName { start, version }.to_string())
 }
@@ -69,6 +74,14 @@ fn writer_chunk(r: &Restored) -> u32 {
 fn add_chunk(db: &Path, start: u32) {
     let header = chunk_writer::header(CS as u32, start, start, false, Uuid::from_u128(7), false);
     chunk_writer::ActiveChunk::create(db, header, Uuid::from_u128(8)).unwrap();
+}
+
+/// The checker's report (default options) on `r` with `truncate.chk` at -1, as a node's own
+/// folder has it, and an empty chunk file `beyond` chunks after the writer chunk.
+fn untruncated_with_chunk_beyond(r: &Restored, beyond: u32) -> CheckReport {
+    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
+    add_chunk(&r.db, writer_chunk(r) + beyond);
+    run(r, &CheckOptions::default())
 }
 
 fn first_table(r: &Restored) -> String {
@@ -139,18 +152,14 @@ fn extra_chunk_beyond_writer_with_truncate_set_is_rejected() {
 #[test]
 fn one_excessive_chunk_is_tolerated_without_truncation() {
     let r = restored(5);
-    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
-    add_chunk(&r.db, writer_chunk(&r) + 1);
-    let report = run(&r, &CheckOptions::default());
+    let report = untruncated_with_chunk_beyond(&r, 1);
     assert!(report.is_ok(), "{:#?}", report.violations);
 }
 
 #[test]
 fn unexpected_file_beyond_writer_is_rejected() {
     let r = restored(6);
-    checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
-    add_chunk(&r.db, writer_chunk(&r) + 2);
-    let report = run(&r, &CheckOptions::default());
+    let report = untruncated_with_chunk_beyond(&r, 2);
     assert_violation(
         &report,
         &format!(
@@ -169,9 +178,9 @@ fn corrupt_completed_chunk_md5_is_rejected() {
     let r = restored(7);
     flip_byte(&chunk_path(&r.db, 1, 0), 300);
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec!["chunk-000001.000000: MD5 does not match the completed chunk".to_string()]
+    assert_only_violation(
+        &report,
+        "chunk-000001.000000: MD5 does not match the completed chunk",
     );
 }
 
@@ -193,10 +202,7 @@ fn indexmap_md5_mismatch_is_rejected() {
     bytes[33] = b'3';
     fs::write(&path, bytes).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec!["indexmap: indexmap MD5 does not match its content".to_string()]
-    );
+    assert_only_violation(&report, "indexmap: indexmap MD5 does not match its content");
 }
 
 #[test]
@@ -206,9 +212,9 @@ fn indexmap_naming_a_missing_table_is_rejected() {
     chunk_writer::make_writable(&r.index.join(&table)).unwrap();
     fs::remove_file(r.index.join(&table)).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!("indexmap names PTable {table} which is missing")]
+    assert_only_violation(
+        &report,
+        &format!("indexmap names PTable {table} which is missing"),
     );
 }
 
@@ -247,12 +253,12 @@ fn truncate_not_equal_to_chaser_is_rejected() {
     let r = restored(13);
     checkpoint::write(&r.db.join("truncate.chk"), -1).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!(
+    assert_only_violation(
+        &report,
+        &format!(
             "truncate.chk is -1 but chaser.chk is {} (a restore sets truncate = chaser)",
             r.cps.chaser
-        )]
+        ),
     );
 }
 
@@ -277,11 +283,9 @@ fn epoch_not_pointing_at_an_epoch_record_is_rejected() {
     let first_len = i32::from_le_bytes(chunk0[128..132].try_into().unwrap()) as i64 + 8;
     checkpoint::write(&r.db.join("epoch.chk"), first_len).unwrap();
     let report = run(&r, &restore_opts());
-    assert_eq!(
-        report.violations,
-        vec![format!(
-            "epoch.chk {first_len} does not point at an epoch record in chunk-000000.000000"
-        )]
+    assert_only_violation(
+        &report,
+        &format!("epoch.chk {first_len} does not point at an epoch record in chunk-000000.000000"),
     );
 }
 

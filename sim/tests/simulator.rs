@@ -31,7 +31,7 @@ fn assert_restore_passes(db: &Path, scratch: &Path, opts: &CheckOptions) {
 #[test]
 fn random_steps_then_settle_restore_passes_the_checker() {
     let dir = scratch();
-    let mut node = Node::create(&dir.path().join("db"), cfg(21)).unwrap();
+    let mut node = new_node(dir.path(), cfg(21));
     let mut seen = String::new();
     for _ in 0..2500 {
         seen.push_str(&node.step().unwrap());
@@ -278,7 +278,7 @@ impl Seen {
 #[test]
 fn steps_expose_intermediate_states() {
     let dir = scratch();
-    let mut node = Node::create(&dir.path().join("db"), cfg(23)).unwrap();
+    let mut node = new_node(dir.path(), cfg(23));
     let mut seen = Seen::default();
     for _ in 0..3000 {
         node.step().unwrap();
@@ -303,7 +303,7 @@ fn steps_expose_intermediate_states() {
 #[test]
 fn live_node_runs_until_stopped() {
     let dir = scratch();
-    let node = Node::create(&dir.path().join("db"), cfg(24)).unwrap();
+    let node = new_node(dir.path(), cfg(24));
     let live = run_live(node);
     let t = Instant::now();
     while live.steps() < 300 {
@@ -340,7 +340,7 @@ fn open_continues_a_stopped_node() {
 #[test]
 fn open_applies_the_truncation_of_a_restore() {
     let dir = scratch();
-    let mut node = Node::create(&dir.path().join("db"), cfg(26)).unwrap();
+    let mut node = new_node(dir.path(), cfg(26));
     node.append(300).unwrap();
     // Stop mid-flight (a crash): chaser behind, jobs half done.
     for _ in 0..500 {
@@ -380,11 +380,10 @@ fn open_applies_the_truncation_of_a_restore() {
 fn archive_mode_removes_leading_chunks() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 27,
         archive: true,
-        ..SimConfig::default()
+        ..cfg(27)
     };
-    let mut node = Node::create(&dir.path().join("db"), config).unwrap();
+    let mut node = new_node(dir.path(), config);
     let mut merged = false;
     for _ in 0..1500 {
         merged |= node.step().unwrap().starts_with("Merge");
@@ -412,7 +411,7 @@ fn archive_mode_removes_leading_chunks() {
 #[test]
 fn follower_has_raw_replicated_chunks_without_version_zero() {
     let dir = scratch();
-    let mut node = Node::create(&dir.path().join("db"), cfg(28)).unwrap();
+    let mut node = new_node(dir.path(), cfg(28));
     let mut replicated = None;
     for _ in 0..4000 {
         let d = node.step().unwrap();
@@ -435,11 +434,10 @@ fn follower_has_raw_replicated_chunks_without_version_zero() {
 fn legacy_headers_have_zeros_from_offset_34() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 29,
         legacy_v3_headers: true,
-        ..SimConfig::default()
+        ..cfg(29)
     };
-    let mut node = Node::create(&dir.path().join("db"), config).unwrap();
+    let mut node = new_node(dir.path(), config);
     node.append(400).unwrap();
     node.settle().unwrap();
     for name in chunk_names(node.db_dir()) {
@@ -454,11 +452,10 @@ fn legacy_headers_have_zeros_from_offset_34() {
 fn index_dir_can_live_outside_the_db() {
     let dir = scratch();
     let config = SimConfig {
-        seed: 30,
         index_dir: Some(dir.path().join("elsewhere")),
-        ..SimConfig::default()
+        ..cfg(30)
     };
-    let mut node = Node::create(&dir.path().join("db"), config).unwrap();
+    let mut node = new_node(dir.path(), config);
     node.append(200).unwrap();
     node.settle().unwrap();
     assert_eq!(node.index_dir(), dir.path().join("elsewhere"));
@@ -473,7 +470,7 @@ fn index_dir_can_live_outside_the_db() {
 fn same_seed_same_history() {
     let run = |seed: u64| {
         let dir = scratch();
-        let mut node = Node::create(&dir.path().join("db"), cfg(seed)).unwrap();
+        let mut node = new_node(dir.path(), cfg(seed));
         (0..400).map(|_| node.step().unwrap()).collect::<Vec<_>>()
     };
     assert_eq!(run(31), run(31));

@@ -2,19 +2,19 @@
 //! test suite gives a [`Locations`] and calls these.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use esbackup_engine::testing::{FaultPlan, FaultyTarget, Intercept, Op};
 use esbackup_engine::{
-    backup, forget, list, status, verify, ErrorKind, ForgetOptions, KeepPolicy, LockOptions,
-    Target, VerifyOptions, Which,
+    backup, forget, list, status, verify, ErrorKind, LockOptions, Target, VerifyOptions, Which,
 };
 use esdb_sim::{run_live, Node, SimConfig};
 
 use crate::support::{
-    assert_same_files, backup_contents, backup_options, copy_dir, database_files, latest_point,
-    points, restore_and_check, restore_point_and_check, stored_objects, verify_read_data,
+    assert_restores_to, assert_same_files, backup_contents, backup_options, copy_dir,
+    database_files, latest_point, points, prune_keeping_last, restore_point_and_check,
+    stored_objects, verify_read_data,
 };
 
 /// Hands out empty backup locations on one backend.
@@ -52,6 +52,31 @@ pub fn settled_node(db: &Path, seed: u64, steps: usize) -> Node {
     node
 }
 
+/// A settled node in a temporary folder, at `dir/db`.
+pub struct Settled {
+    /// Holds the folder: it is removed when this is dropped.
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub node: Node,
+}
+
+/// [`settled_node`] from `seed` after `steps`, in a new temporary folder.
+pub fn settled(seed: u64, steps: usize) -> Settled {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let node = settled_node(&db, seed, steps);
+    Settled { dir, db, node }
+}
+
+/// Backs `db` up into `target`: the new point's id, and the database files it was taken of.
+async fn backup_recording(
+    target: &Arc<dyn Target>,
+    db: &Path,
+) -> (String, BTreeMap<String, Vec<u8>>) {
+    let report = backup(target.clone(), &backup_options(db)).await.unwrap();
+    (report.point.expect("a point"), database_files(db))
+}
+
 /// One change of a node between runs: appends (some completing chunks), or random steps
 /// (index merges, scavenges that drop records and merge chunks, side-file flushes).
 pub fn mutate(node: &mut Node, round: usize) {
@@ -69,9 +94,7 @@ pub fn mutate(node: &mut Node, round: usize) {
 
 /// A static database backs up and restores byte-identical, except `truncate.chk` (= chaser).
 pub async fn static_round_trip(loc: &dyn Locations) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 11, 200);
+    let Settled { dir, db, .. } = settled(11, 200);
     let target = loc.fresh();
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
     assert!(report.point.is_some());
@@ -81,9 +104,9 @@ pub async fn static_round_trip(loc: &dyn Locations) {
         source.keys().cloned().collect::<Vec<_>>(),
         "a first backup stores every database file and nothing else"
     );
-    let (restored, checked) = restore_and_check(target, dir.path(), "restored").await;
-    assert!(checked.is_ok(), "{}: {:?}", loc.name(), checked.violations);
-    assert_same_files(&database_files(&restored), &source, &loc.name());
+    let (scratch, name) = (dir.path(), loc.name());
+    let restored =
+        assert_restores_to(target, Which::Latest, scratch, "restored", &source, &name).await;
     let chaser = std::fs::read(restored.join("chaser.chk")).unwrap();
     assert_eq!(
         std::fs::read(restored.join("truncate.chk")).unwrap(),
@@ -106,9 +129,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// deleted, gone from the newest point and the root mirror but still in the older point; one
 /// that changes while it is copied is left out of that point and reported by name.
 pub async fn other_files_round_trip(loc: &dyn Locations) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 31, 60);
+    let Settled { dir, db, .. } = settled(31, 60);
     let (notes, vectors) = (db.join(NOTES), db.join(VECTORS));
     std::fs::create_dir_all(vectors.parent().unwrap()).unwrap();
     std::fs::write(&notes, b"node 1: restored on 2026-11-30, see ticket 42\n").unwrap();
@@ -130,15 +151,14 @@ pub async fn other_files_round_trip(loc: &dyn Locations) {
         first.stored_keys
     );
     assert!(first.skipped.is_empty(), "{name}: {:?}", first.skipped);
-    let first_copy = dir.path().join("copy-first");
-    copy_dir(&db, &first_copy);
-    let (restored, checked) = restore_and_check(target.clone(), dir.path(), "r-first").await;
-    assert!(checked.is_ok(), "{name}: {:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&db),
-        &format!("{name}: first point"),
-    );
+    let first_files = database_files(&db);
+    // A restore of the newest point into `folder`: checked, and holding exactly `want`.
+    let scratch = dir.path();
+    let restores_latest_to = |folder: &'static str, want: BTreeMap<String, Vec<u8>>, what| {
+        let (target, what) = (target.clone(), format!("{name}: {what}"));
+        async move { assert_restores_to(target, Which::Latest, scratch, folder, &want, &what).await }
+    };
+    restores_latest_to("r-first", database_files(&db), "first point").await;
 
     // One changed, one deleted.
     std::fs::write(&vectors, pattern(310_000, 2)).unwrap();
@@ -146,18 +166,13 @@ pub async fn other_files_round_trip(loc: &dyn Locations) {
     let second = backup(target.clone(), &backup_options(&db)).await.unwrap();
     assert!(second.stored_keys.iter().any(|k| k == VECTORS), "{name}");
     assert_eq!(second.gone_keys, [NOTES], "{name}");
-    let (restored, checked) = restore_and_check(target.clone(), dir.path(), "r-second").await;
-    assert!(checked.is_ok(), "{name}: {:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&db),
-        &format!("{name}: after a change and a deletion"),
-    );
+    let what = "after a change and a deletion";
+    restores_latest_to("r-second", database_files(&db), what).await;
     let older = Which::Id(first.point.clone().unwrap());
     let (restored, _) = restore_point_and_check(target.clone(), older, dir.path(), "r-older").await;
     assert_same_files(
         &database_files(&restored),
-        &database_files(&first_copy),
+        &first_files,
         &format!("{name}: the older point keeps the deleted file and the old version"),
     );
     let mirror = backup_contents(target.as_ref()).await;
@@ -206,27 +221,16 @@ pub async fn other_files_round_trip(loc: &dyn Locations) {
         !mirror.contains_key(VECTORS),
         "{name}: the root mirror follows the point"
     );
-    let (restored, checked) = restore_and_check(target.clone(), dir.path(), "r-third").await;
-    assert!(checked.is_ok(), "{name}: {:?}", checked.violations);
     let mut expected = database_files(&db);
     expected.remove(VECTORS);
-    assert_same_files(
-        &database_files(&restored),
-        &expected,
-        &format!("{name}: the point without the file that changed"),
-    );
+    let what = "the point without the file that changed";
+    restores_latest_to("r-third", expected, what).await;
 
     // Quiet again: stored, and restored byte-exact.
     let fourth = backup(target.clone(), &backup_options(&db)).await.unwrap();
     assert!(fourth.skipped.is_empty(), "{name}: {:?}", fourth.skipped);
     assert!(fourth.stored_keys.iter().any(|k| k == VECTORS), "{name}");
-    let (restored, checked) = restore_and_check(target.clone(), dir.path(), "r-fourth").await;
-    assert!(checked.is_ok(), "{name}: {:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&db),
-        &format!("{name}: quiet again"),
-    );
+    restores_latest_to("r-fourth", database_files(&db), "quiet again").await;
     let verified = verify_read_data(target).await;
     assert!(verified.is_ok(), "{name}: {:?}", verified.problems());
 }
@@ -234,9 +238,7 @@ pub async fn other_files_round_trip(loc: &dyn Locations) {
 /// After mutations, a run stores exactly the files that changed (a growing chunk: the bytes it
 /// gained), names those that went away, and its point restores byte-identical.
 pub async fn differential_stores_only_changes(loc: &dyn Locations) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 23, 100);
+    let Settled { dir, db, mut node } = settled(23, 100);
     let target = loc.fresh();
     backup(target.clone(), &backup_options(&db)).await.unwrap();
 
@@ -282,14 +284,16 @@ pub async fn differential_stores_only_changes(loc: &dyn Locations) {
             report.stored.files < after.len() as u64,
             "round {round}: a differential, not a full copy"
         );
-        let name = format!("restored-{round}");
-        let (restored, checked) = restore_and_check(target.clone(), dir.path(), &name).await;
-        assert!(checked.is_ok(), "round {round}: {:?}", checked.violations);
-        assert_same_files(
-            &database_files(&restored),
+        let (name, what) = (format!("restored-{round}"), format!("round {round}"));
+        assert_restores_to(
+            target.clone(),
+            Which::Latest,
+            dir.path(),
+            &name,
             &after,
-            &format!("round {round}"),
-        );
+            &what,
+        )
+        .await;
     }
 }
 
@@ -297,39 +301,26 @@ pub async fn differential_stores_only_changes(loc: &dyn Locations) {
 /// merges, scavenges that drop records and merge chunks); after each the source is copied as it
 /// was. Every point then restores equal to its copy, and the checker accepts it.
 pub async fn history_restores_every_point(loc: &dyn Locations, runs: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 77, 50);
+    let Settled { dir, db, mut node } = settled(77, 50);
     let target = loc.fresh();
     let mut copies = BTreeMap::new();
     for run in 0..runs {
         if run > 0 {
             mutate(&mut node, run);
         }
-        let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
-        let id = report.point.expect("a point");
-        let copy = dir.path().join(format!("copy-{run:02}"));
-        copy_dir(&db, &copy);
-        copies.insert(id, copy);
+        let (id, files) = backup_recording(&target, &db).await;
+        copies.insert(id, files);
     }
     let stored = points(&target).await;
     assert_eq!(stored.len(), runs, "{}: one point per run", loc.name());
     for (i, p) in stored.iter().enumerate() {
-        let name = format!("restored-{i:02}");
-        let (restored, checked) =
-            restore_point_and_check(target.clone(), Which::Id(p.id.clone()), dir.path(), &name)
-                .await;
-        assert!(
-            checked.is_ok(),
-            "{} point {i}: {:?}",
-            loc.name(),
-            checked.violations
+        let (name, what) = (
+            format!("restored-{i:02}"),
+            format!("{} point {i}", loc.name()),
         );
-        assert_same_files(
-            &database_files(&restored),
-            &database_files(&copies[&p.id]),
-            &format!("{} point {i}", loc.name()),
-        );
+        let (which, want) = (Which::Id(p.id.clone()), &copies[&p.id]);
+        let restored =
+            assert_restores_to(target.clone(), which, dir.path(), &name, want, &what).await;
         std::fs::remove_dir_all(&restored).unwrap();
     }
 }
@@ -432,20 +423,13 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
         let all = points(&base).await;
         let first = all.first().expect("the earlier point");
         let name = format!("before-{k}");
-        let (restored, checked) =
-            restore_point_and_check(base.clone(), Which::Id(first.id.clone()), dir.path(), &name)
-                .await;
-        assert!(
-            checked.is_ok(),
-            "{}: crash at operation {k} ({crashed_at:?}) broke the earlier point: {:?}",
-            loc.name(),
-            checked.violations
+        let what = format!(
+            "{}: crash at operation {k} ({crashed_at:?}): earlier point",
+            loc.name()
         );
-        assert_same_files(
-            &database_files(&restored),
-            &old,
-            &format!("crash at {k}: earlier point"),
-        );
+        let first = Which::Id(first.id.clone());
+        let restored =
+            assert_restores_to(base.clone(), first, dir.path(), &name, &old, &what).await;
         std::fs::remove_dir_all(&restored).unwrap();
         let verified = verify(base.clone(), &VerifyOptions::default())
             .await
@@ -455,18 +439,9 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
         backup(base.clone(), &backup_options(&db))
             .await
             .unwrap_or_else(|e| panic!("rerun after crash at {k}: {e}"));
-        let (restored, checked) =
-            restore_and_check(base.clone(), dir.path(), &format!("after-{k}")).await;
-        assert!(
-            checked.is_ok(),
-            "rerun after crash at {k}: {:?}",
-            checked.violations
-        );
-        assert_same_files(
-            &database_files(&restored),
-            &new,
-            &format!("rerun after crash at {k}"),
-        );
+        let (name, what) = (format!("after-{k}"), format!("rerun after crash at {k}"));
+        let restored =
+            assert_restores_to(base.clone(), Which::Latest, dir.path(), &name, &new, &what).await;
         std::fs::remove_dir_all(&restored).unwrap();
         if outcome.is_ok() {
             return k;
@@ -478,9 +453,7 @@ pub async fn crash_points(loc: &dyn Locations) -> u64 {
 /// `verify` passes on good points and names a missing or damaged object; `restore` of a point
 /// with a missing object fails before touching the destination.
 pub async fn verify_finds_damage(loc: &dyn Locations) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 7, 60);
+    let Settled { dir, db, .. } = settled(7, 60);
     let target = loc.fresh();
     backup(target.clone(), &backup_options(&db)).await.unwrap();
     let deep = VerifyOptions {
@@ -549,32 +522,15 @@ pub async fn verify_finds_damage(loc: &dyn Locations) {
 /// `forget --keep-last 3 --prune` after `runs` points leaves exactly 3 points, each restoring
 /// equal to its copy, and reclaims the rest. Returns (stored bytes before, after).
 pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 88, 40);
+    let Settled { dir, db, mut node } = settled(88, 40);
     let target = loc.fresh();
     let mut copies = BTreeMap::new();
     for run in 0..runs {
         mutate(&mut node, run + 1);
-        let id = backup(target.clone(), &backup_options(&db))
-            .await
-            .unwrap()
-            .point
-            .unwrap();
-        let copy = dir.path().join(format!("copy-{run:02}"));
-        copy_dir(&db, &copy);
-        copies.insert(id, copy);
+        let (id, files) = backup_recording(&target, &db).await;
+        copies.insert(id, files);
     }
-    let opts = ForgetOptions {
-        policy: KeepPolicy {
-            last: 3,
-            ..KeepPolicy::default()
-        },
-        prune: true,
-        dry_run: false,
-        lock: LockOptions::default(),
-        stop: Default::default(),
-    };
+    let opts = prune_keeping_last(3, LockOptions::default().wait);
     let report = forget(target.clone(), &opts).await.unwrap();
     assert_eq!(report.kept.len(), 3);
     assert_eq!(report.forgotten.len(), runs - 3);
@@ -588,19 +544,12 @@ pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, 
         "reported bytes are what is stored"
     );
     for (i, p) in left.iter().enumerate() {
-        let (restored, checked) = restore_point_and_check(
-            target.clone(),
-            Which::Id(p.id.clone()),
-            dir.path(),
-            &format!("kept-{i}"),
-        )
-        .await;
-        assert!(checked.is_ok(), "{:?}", checked.violations);
-        assert_same_files(
-            &database_files(&restored),
-            &database_files(&copies[&p.id]),
-            &format!("{} kept point {i}", loc.name()),
+        let (name, what) = (
+            format!("kept-{i}"),
+            format!("{} kept point {i}", loc.name()),
         );
+        let (which, want) = (Which::Id(p.id.clone()), &copies[&p.id]);
+        assert_restores_to(target.clone(), which, dir.path(), &name, want, &what).await;
     }
     let verified = verify_read_data(target).await;
     assert!(verified.is_ok(), "{:?}", verified.problems());
@@ -610,9 +559,7 @@ pub async fn forget_keeps_last_three(loc: &dyn Locations, runs: usize) -> (u64, 
 /// `forget --prune` killed at every remote operation k leaves every point the policy keeps
 /// restorable, and a rerun finishes the job. Returns how many crash points were tried.
 pub async fn forget_crash_points(loc: &dyn Locations) -> u64 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 99, 40);
+    let Settled { dir, db, mut node } = settled(99, 40);
     let template = loc.fresh();
     for run in 0..5 {
         mutate(&mut node, run + 1);
@@ -621,16 +568,7 @@ pub async fn forget_crash_points(loc: &dyn Locations) -> u64 {
             .unwrap();
     }
     let objects = stored_objects(template.as_ref()).await;
-    let opts = ForgetOptions {
-        policy: KeepPolicy {
-            last: 2,
-            ..KeepPolicy::default()
-        },
-        prune: true,
-        dry_run: false,
-        lock: LockOptions::default(),
-        stop: Default::default(),
-    };
+    let opts = prune_keeping_last(2, LockOptions::default().wait);
     let mut k = 0;
     loop {
         let base = loc.fresh();

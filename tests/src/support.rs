@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use esbackup_engine::{
-    get_bytes, list, restore, verify, BackupOptions, Point, RestoreOptions, Target, VerifyOptions,
-    VerifyReport, Which,
+    get_bytes, list, restore, verify, BackupOptions, ForgetOptions, KeepPolicy, LockOptions, Point,
+    RestoreOptions, Target, VerifyOptions, VerifyReport, Which,
 };
 use esdb_sim::{check, CheckOptions, CheckReport};
 
@@ -137,6 +137,23 @@ pub async fn restore_point_and_check(
     (dest, checked)
 }
 
+/// Restores point `which` into a new folder `scratch/name` and asserts that the checker accepts
+/// it and that it holds exactly the database files `want` (`what` names the case). Returns the
+/// restored folder.
+pub async fn assert_restores_to(
+    target: Arc<dyn Target>,
+    which: Which,
+    scratch: &Path,
+    name: &str,
+    want: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) -> PathBuf {
+    let (restored, checked) = restore_point_and_check(target, which, scratch, name).await;
+    assert!(checked.is_ok(), "{what}: {:?}", checked.violations);
+    assert_same_files(&database_files(&restored), want, what);
+    restored
+}
+
 /// Restores the newest point into a new folder under `scratch` and runs the checker on it.
 pub async fn restore_and_check(
     target: Arc<dyn Target>,
@@ -151,6 +168,23 @@ pub fn backup_options(db: &Path) -> BackupOptions {
     let mut opts = BackupOptions::new(db);
     opts.indexmap_wait = std::time::Duration::from_secs(5);
     opts
+}
+
+/// `forget --keep-last n --prune`, waiting up to `lock_wait` for the lock.
+pub fn prune_keeping_last(n: u32, lock_wait: std::time::Duration) -> ForgetOptions {
+    ForgetOptions {
+        policy: KeepPolicy {
+            last: n,
+            ..KeepPolicy::default()
+        },
+        prune: true,
+        dry_run: false,
+        lock: LockOptions {
+            wait: lock_wait,
+            ..LockOptions::default()
+        },
+        stop: Default::default(),
+    }
 }
 
 /// Verifies every point of `target`, reading every object back.

@@ -6,6 +6,9 @@
 //! with other tests.
 
 use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
 
 use esbackup_tests::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
@@ -81,34 +84,32 @@ async fn check_both_ways(
     );
 }
 
+/// With the fixture's variables set, builds a store with `from_env` (the builder's `from_env`
+/// and the fixture's url) and checks it both ways; then clears the variables.
+async fn check_from_env<S: ObjectStore>(
+    server: &dyn ObjectServer,
+    from_env: impl FnOnce(String) -> object_store::Result<S>,
+    object_store_writes: bool,
+) {
+    set_env(server);
+    let store = from_env(server.url("")).unwrap();
+    check_both_ways(server, &store, object_store_writes).await;
+    clear_env(server);
+}
+
 #[tokio::test]
 async fn object_store_from_env_reaches_every_fixture() {
     let s3 = S3Server::start().await;
-    set_env(&s3);
-    let store = object_store::aws::AmazonS3Builder::from_env()
-        .with_url(s3.url(""))
-        .build()
-        .unwrap();
-    check_both_ways(&s3, &store, true).await;
-    clear_env(&s3);
+    let from_env = |url| AmazonS3Builder::from_env().with_url(url).build();
+    check_from_env(&s3, from_env, true).await;
 
     let az = AzuriteServer::start().await;
-    set_env(&az);
-    let store = object_store::azure::MicrosoftAzureBuilder::from_env()
-        .with_url(az.url(""))
-        .build()
-        .unwrap();
-    check_both_ways(&az, &store, true).await;
-    clear_env(&az);
+    let from_env = |url| MicrosoftAzureBuilder::from_env().with_url(url).build();
+    check_from_env(&az, from_env, true).await;
 
     // fake-gcs-server does not implement the XML API that object_store writes through:
     // only reads are checked (see tests/src/servers/gcs.rs).
     let gcs = GcsServer::start().await;
-    set_env(&gcs);
-    let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-        .with_url(gcs.url(""))
-        .build()
-        .unwrap();
-    check_both_ways(&gcs, &store, false).await;
-    clear_env(&gcs);
+    let from_env = |url| GoogleCloudStorageBuilder::from_env().with_url(url).build();
+    check_from_env(&gcs, from_env, false).await;
 }

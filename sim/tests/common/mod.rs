@@ -49,9 +49,14 @@ pub fn restore(db: &Path, into: &Path) -> (PathBuf, PathBuf) {
     (out, index)
 }
 
+/// A new node of `config` at `dir/db`.
+pub fn new_node(dir: &Path, config: SimConfig) -> Node {
+    Node::create(&dir.join("db"), config).unwrap()
+}
+
 /// A stopped node's db after `events` appends and `steps` random steps, settled.
 pub fn settled_node(dir: &Path, seed: u64, events: usize, steps: usize) -> Node {
-    let mut node = Node::create(&dir.join("db"), cfg(seed)).unwrap();
+    let mut node = new_node(dir, cfg(seed));
     node.append(events).unwrap();
     for _ in 0..steps {
         node.step().unwrap();

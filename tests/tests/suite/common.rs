@@ -6,7 +6,8 @@ use std::sync::Arc;
 use esbackup_engine::format::chunk::{self, ChunkFooter, ChunkInfo};
 use esbackup_engine::testing::MemoryTarget;
 use esbackup_engine::{backup, Target};
-use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::scenarios::sim_config;
+pub use esbackup_tests::scenarios::{settled, Settled};
 use esbackup_tests::support::backup_options;
 use esdb_sim::{Node, SimConfig};
 
@@ -24,11 +25,9 @@ pub struct BackedUp {
     pub target: Arc<dyn Target>,
 }
 
-/// [`settled_node`] from `seed` after `steps`, and one backup of it.
+/// [`settled`] from `seed` after `steps`, and one backup of it.
 pub async fn backed_up(seed: u64, steps: usize) -> BackedUp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, seed, steps);
+    let Settled { dir, db, .. } = settled(seed, steps);
     let (mem, target) = mem();
     backup(target.clone(), &backup_options(&db)).await.unwrap();
     BackedUp {
@@ -73,9 +72,14 @@ pub fn small_chunks(seed: u64) -> SimConfig {
     }
 }
 
-/// A node with one active chunk holding some records.
+/// A node of [`small_chunks`] with one active chunk holding some records.
 pub fn one_active_chunk(db: &Path, seed: u64) -> Node {
-    let mut node = Node::create(db, small_chunks(seed)).unwrap();
+    one_active_chunk_with(db, small_chunks(seed))
+}
+
+/// A node of `config` with one active chunk holding some records.
+pub fn one_active_chunk_with(db: &Path, config: SimConfig) -> Node {
+    let mut node = Node::create(db, config).unwrap();
     node.append(60).unwrap();
     node.settle().unwrap();
     node

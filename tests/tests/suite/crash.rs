@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use esbackup_engine::testing::{FaultPlan, FaultyTarget, MemoryTarget};
 use esbackup_engine::{backup, restore, verify, RestoreOptions, Target, VerifyOptions, Which};
-use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::scenarios::sim_config;
 use esbackup_tests::support::{backup_options, copy_dir, database_files, points};
 use esdb_sim::{check, CheckOptions, Node, SimConfig};
+
+use crate::common::{settled, Settled};
 
 #[derive(Clone, Debug)]
 struct Sweep {
@@ -67,23 +69,21 @@ fn sweep_dirs(s: &Sweep, dir: &Path) -> (PathBuf, PathBuf) {
     (db, before)
 }
 
-/// Restores point `which` of `t` into `dir/name`; what is wrong with it compared to `want`.
+/// Restores point `which` of `t` into `dest`; what is wrong with it compared to `want`.
 async fn restored_problem(
     t: Arc<dyn Target>,
     which: Which,
-    dir: &Path,
-    name: &str,
+    dest: &Path,
     want: &Path,
     archive: bool,
 ) -> Option<String> {
-    let dest = dir.join(name);
-    let mut opts = RestoreOptions::new(&dest);
+    let mut opts = RestoreOptions::new(dest);
     opts.point = which;
     let problem = match restore(t, &opts).await {
         Err(e) => Some(format!("restore failed: {e}")),
         Ok(_) => {
             let checked = check(
-                &dest,
+                dest,
                 &dest.join("index"),
                 &CheckOptions {
                     archive,
@@ -92,14 +92,14 @@ async fn restored_problem(
             );
             if !checked.is_ok() {
                 Some(format!("checker: {:?}", checked.violations))
-            } else if database_files(&dest) != database_files(want) {
+            } else if database_files(dest) != database_files(want) {
                 Some("restored files differ from the source".into())
             } else {
                 None
             }
         }
     };
-    let _ = std::fs::remove_dir_all(&dest);
+    let _ = std::fs::remove_dir_all(dest);
     problem
 }
 
@@ -131,16 +131,8 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
             faulty.log().get(k as usize).cloned().unwrap_or_default()
         );
         let target: Arc<dyn Target> = Arc::new(t.clone());
-        if let Some(p) = restored_problem(
-            target.clone(),
-            Which::Id(first.clone()),
-            dir.path(),
-            &format!("p{k}"),
-            &before,
-            s.archive,
-        )
-        .await
-        {
+        let (point, dest) = (Which::Id(first.clone()), dir.path().join(format!("p{k}")));
+        if let Some(p) = restored_problem(target.clone(), point, &dest, &before, s.archive).await {
             problems.push(format!("{at}: the earlier point: {p}"));
         }
         let v = verify(target.clone(), &VerifyOptions::default())
@@ -151,15 +143,9 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
         }
         match backup(target.clone(), &opts).await {
             Ok(_) => {
-                if let Some(p) = restored_problem(
-                    target,
-                    Which::Latest,
-                    dir.path(),
-                    &format!("r{k}"),
-                    &db,
-                    s.archive,
-                )
-                .await
+                let dest = dir.path().join(format!("r{k}"));
+                if let Some(p) =
+                    restored_problem(target, Which::Latest, &dest, &db, s.archive).await
                 {
                     problems.push(format!("{at}: the rerun's point: {p}"));
                 }
@@ -171,6 +157,13 @@ async fn sweep(s: Sweep) -> (u64, Vec<String>) {
         }
     }
     unreachable!()
+}
+
+/// Runs sweep `s` (named `what` in the output) and asserts it found no problem.
+async fn sweep_finds_no_problem(what: &str, s: Sweep) {
+    let (points, problems) = sweep(s).await;
+    println!("{what}: {points} points");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,13 +187,11 @@ async fn crash_at_any_operation_over_several_seeds_and_mutation_mixes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_failed_operation_anywhere_leaves_every_point_restorable() {
     for seed in [2, 4] {
-        let (points, problems) = sweep(Sweep {
+        let s = Sweep {
             fail_once: true,
             ..base_sweep(seed)
-        })
-        .await;
-        println!("single-failure sweep seed {seed}: {points} points");
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        };
+        sweep_finds_no_problem(&format!("single-failure sweep seed {seed}"), s).await;
     }
 }
 
@@ -214,9 +205,7 @@ async fn crash_sweep_on_an_archive_mode_node() {
         more_steps: 150,
         ..base_sweep(3)
     };
-    let (points, problems) = sweep(s).await;
-    println!("archive-mode crash sweep: {points} points");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    sweep_finds_no_problem("archive-mode crash sweep", s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,16 +218,12 @@ async fn crash_sweep_with_small_chunks() {
         more_steps: 60,
         ..base_sweep(7)
     };
-    let (points, problems) = sweep(s).await;
-    println!("small-chunk crash sweep: {points} points");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    sweep_finds_no_problem("small-chunk crash sweep", s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_the_first_backup_then_a_rerun() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 71, 80);
+    let Settled { dir, db, .. } = settled(71, 80);
     for k in 0.. {
         let t = MemoryTarget::new();
         let faulty = Arc::new(FaultyTarget::new(t.clone(), FaultPlan::CrashAt(k)));
@@ -247,15 +232,8 @@ async fn a_crash_during_the_first_backup_then_a_rerun() {
         backup(target.clone(), &backup_options(&db))
             .await
             .unwrap_or_else(|e| panic!("rerun after a crash at {k} of the first run: {e}"));
-        let problem = restored_problem(
-            target,
-            Which::Latest,
-            dir.path(),
-            &format!("r{k}"),
-            &db,
-            false,
-        )
-        .await;
+        let dest = dir.path().join(format!("r{k}"));
+        let problem = restored_problem(target, Which::Latest, &dest, &db, false).await;
         assert!(problem.is_none(), "crash at {k}: {problem:?}");
         if outcome.is_ok() {
             break;

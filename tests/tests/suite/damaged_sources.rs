@@ -2,27 +2,25 @@
 //! symlink, a refused source or one without chunks, a chunk vanishing during the copy — the
 //! run stops (or writes nothing) and the last good point stays restorable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use esbackup_engine::testing::{Intercept, MemoryTarget, Op};
-use esbackup_engine::{backup, verify, ErrorKind, Target, VerifyOptions};
-use esbackup_tests::scenarios::settled_node;
+use esbackup_engine::{backup, verify, ErrorKind, Target, VerifyOptions, Which};
 use esbackup_tests::support::{
-    assert_same_files, backup_options, copy_dir, database_files, points, restore_and_check,
+    assert_restores_to, backup_options, copy_dir, database_files, points,
 };
 
-use crate::common::{backed_up, mem, BackedUp};
+use crate::common::{backed_up, mem, settled, Settled};
 
 #[tokio::test]
 async fn a_damaged_completed_chunk_stops_the_run_and_the_last_good_copy_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 12, 30);
+    let Settled { dir, db, .. } = settled(12, 30);
     let good = dir.path().join("good");
     copy_dir(&db, &good);
+    let good_files = database_files(&good);
     for (case, damage) in [("flipped", 0usize), ("truncated", 1)] {
         let work = dir.path().join(case);
         copy_dir(&good, &work);
@@ -69,17 +67,14 @@ async fn a_damaged_completed_chunk_stops_the_run_and_the_last_good_copy_stays() 
                 assert_eq!(after.get(k), Some(v), "{case}: {k} changed");
             }
         }
-        let (restored, checked) = restore_and_check(target, dir.path(), &format!("r-{case}")).await;
-        assert!(checked.is_ok(), "{:?}", checked.violations);
-        assert_same_files(&database_files(&restored), &database_files(&good), case);
+        let name = format!("r-{case}");
+        assert_restores_to(target, Which::Latest, dir.path(), &name, &good_files, case).await;
     }
 }
 
 #[tokio::test]
 async fn a_damaged_indexmap_is_a_damaged_index_not_a_merging_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 14, 30);
+    let Settled { dir: _dir, db, .. } = settled(14, 30);
     let map_path = db.join("index").join("indexmap");
     let good = std::fs::read(&map_path).unwrap();
     let mut bad_md5 = good.clone();
@@ -106,9 +101,7 @@ async fn a_damaged_indexmap_is_a_damaged_index_not_a_merging_node() {
 
 #[tokio::test]
 async fn a_dangling_symlink_named_like_a_chunk_is_damage_not_a_scavenge() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 15, 30);
+    let Settled { dir, db, .. } = settled(15, 30);
     std::os::unix::fs::symlink(dir.path().join("gone"), db.join("chunk-000099.000000")).unwrap();
     let err = backup(mem().1, &backup_options(&db)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotADatabase, "{err}");
@@ -117,27 +110,27 @@ async fn a_dangling_symlink_named_like_a_chunk_is_damage_not_a_scavenge() {
 
 #[tokio::test]
 async fn a_refused_source_writes_nothing_to_the_location() {
-    let BackedUp {
-        dir: _dir,
-        db,
-        mem,
-        target,
-    } = backed_up(16, 30).await;
-    let before = mem.snapshot();
+    let fx = backed_up(16, 30).await;
+    let before = fx.mem.snapshot();
     for (name, bytes) in [
         ("writer.chk", vec![1u8, 2, 3]),
         ("writer.chk", i64::MAX.to_le_bytes().to_vec()),
         ("chaser.chk", (1i64 << 40).to_le_bytes().to_vec()),
     ] {
-        let saved = std::fs::read(db.join(name)).unwrap();
-        std::fs::write(db.join(name), &bytes).unwrap();
-        let err = backup(target.clone(), &backup_options(&db))
+        let file = fx.db.join(name);
+        let saved = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        let err = backup(fx.target.clone(), &backup_options(&fx.db))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotADatabase, "{name}: {err}");
-        std::fs::write(db.join(name), saved).unwrap();
-        assert_eq!(mem.snapshot(), before, "{name}: the location is unchanged");
-        let v = verify(target.clone(), &VerifyOptions::default())
+        std::fs::write(&file, saved).unwrap();
+        assert_eq!(
+            fx.mem.snapshot(),
+            before,
+            "{name}: the location is unchanged"
+        );
+        let v = verify(fx.target.clone(), &VerifyOptions::default())
             .await
             .unwrap();
         assert!(v.is_ok());
@@ -146,34 +139,22 @@ async fn a_refused_source_writes_nothing_to_the_location() {
 
 #[tokio::test]
 async fn a_source_without_chunks_never_changes_the_backup() {
-    let BackedUp {
-        dir: _dir,
-        db,
-        mem,
-        target,
-    } = backed_up(5, 20).await;
-    let before = mem.snapshot();
+    let fx = backed_up(5, 20).await;
+    let before = fx.mem.snapshot();
     // An unmounted volume: the checkpoints are there, the chunks are not.
-    for entry in std::fs::read_dir(&db).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("chunk-")
-        {
-            std::fs::remove_file(p).unwrap();
-        }
+    for chunk in chunk_files(&fx.db) {
+        std::fs::remove_file(chunk).unwrap();
     }
-    let err = backup(target, &backup_options(&db)).await.unwrap_err();
+    let err = backup(fx.target, &backup_options(&fx.db))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotADatabase, "{err}");
-    assert_eq!(mem.snapshot(), before, "the backup is untouched");
+    assert_eq!(fx.mem.snapshot(), before, "the backup is untouched");
 }
 
 #[tokio::test]
 async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_the_earlier_point_restores() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 13, 10);
+    let Settled { dir, db, mut node } = settled(13, 10);
     let store = MemoryTarget::new();
     backup(Arc::new(store.clone()), &backup_options(&db))
         .await
@@ -181,17 +162,7 @@ async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_the_earlier_point_r
     let first = database_files(&db);
     node.append(800).unwrap();
     node.settle().unwrap();
-    let mut chunks: Vec<PathBuf> = std::fs::read_dir(&db)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("chunk-")
-        })
-        .collect();
-    chunks.sort();
+    let chunks = chunk_files(&db);
     // The first chunk upload deletes another chunk file, as a scavenge would.
     let victim = chunks[chunks.len() - 2].clone();
     let fired = AtomicBool::new(false);
@@ -209,7 +180,22 @@ async fn a_chunk_vanishing_mid_backup_aborts_with_advice_and_the_earlier_point_r
     assert!(err.to_string().contains("scavenge"), "{err}");
     let store: Arc<dyn Target> = Arc::new(store);
     assert_eq!(points(&store).await.len(), 1, "no point for the failed run");
-    let (restored, checked) = restore_and_check(store, dir.path(), "restored").await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(&database_files(&restored), &first, "the earlier point");
+    let what = "the earlier point";
+    assert_restores_to(store, Which::Latest, dir.path(), "restored", &first, what).await;
+}
+
+/// The chunk files of a database folder, by name.
+fn chunk_files(db: &Path) -> Vec<PathBuf> {
+    let mut chunks: Vec<PathBuf> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("chunk-")
+        })
+        .collect();
+    chunks.sort();
+    chunks
 }

@@ -11,9 +11,10 @@ use esbackup_engine::{
     backup, restore, ByteStream, ErrorKind, RestoreOptions, RetryPolicy, RetryTarget, Target,
     TargetError, Upload,
 };
-use esbackup_tests::scenarios::settled_node;
 use esbackup_tests::support::{backup_options, check_restored, verify_read_data};
 use futures::StreamExt;
+
+use crate::common::{mem, settled, Settled};
 
 fn patient() -> RetryPolicy {
     RetryPolicy {
@@ -29,9 +30,7 @@ fn patient() -> RetryPolicy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_transient_faults_are_retried_through_backup_and_restore() {
     for seed in 1..=3u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db");
-        let mut node = settled_node(&db, 100 + seed, 60);
+        let Settled { dir, db, mut node } = settled(100 + seed, 60);
         let store = MemoryTarget::new();
         let faulty = FaultyTarget::new(store.clone(), FaultPlan::Random { seed, rate: 0.3 });
         let target: Arc<dyn Target> = Arc::new(RetryTarget::new(faulty, patient()));
@@ -83,13 +82,9 @@ fn breaking(store: MemoryTarget, times: u32) -> Intercept<MemoryTarget> {
 /// ranged read), up to a bound; past the bound the restore fails as a storage error.
 #[tokio::test]
 async fn a_download_broken_midway_is_resumed_a_bounded_number_of_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 8, 20);
-    let store = MemoryTarget::new();
-    backup(Arc::new(store.clone()), &backup_options(&db))
-        .await
-        .unwrap();
+    let Settled { dir, db, .. } = settled(8, 20);
+    let (store, target) = mem();
+    backup(target, &backup_options(&db)).await.unwrap();
     let dest = dir.path().join("restored");
     restore(
         Arc::new(breaking(store.clone(), 2)),
@@ -107,6 +102,20 @@ async fn a_download_broken_midway_is_resumed_a_bounded_number_of_times() {
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
 }
 
+/// A store on which every operation fails with `error()`, and the count of its calls.
+fn failing_with(error: fn() -> TargetError) -> (Intercept<MemoryTarget>, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let failing = Intercept::new(
+        MemoryTarget::new(),
+        Arc::new(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Err(error()) })
+        }),
+    );
+    (failing, calls)
+}
+
 /// The worst case of one failing request through the engine's retry layer: exactly
 /// `attempts` attempts, with a pause between each two (each pause is at least half its cap;
 /// that none exceeds its cap is the engine's unit test `the_delays_stay_within_their_caps_…`).
@@ -117,15 +126,7 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
     };
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let always = Intercept::new(
-        MemoryTarget::new(),
-        Arc::new(move |_| {
-            c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Err(TargetError::transient("503 SlowDown")) })
-        }),
-    );
+    let (always, calls) = failing_with(|| TargetError::transient("503 SlowDown"));
     let target = RetryTarget::new(always, policy.clone());
     let started = Instant::now();
     let err = target
@@ -139,15 +140,7 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
     // A sleep never ends early: the pauses took at least half the worst case.
     assert!(took >= policy.worst_case().1 / 2, "{took:?}");
     // A permanent error is not retried.
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let denied = Intercept::new(
-        MemoryTarget::new(),
-        Arc::new(move |_| {
-            c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Err(TargetError::permanent("403")) })
-        }),
-    );
+    let (denied, calls) = failing_with(|| TargetError::permanent("403"));
     let _ = RetryTarget::new(denied, policy).head("k").await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -156,9 +149,7 @@ async fn one_failing_request_is_tried_exactly_attempts_times() {
 /// fails and its lock is left for the next run to take over.
 #[tokio::test]
 async fn a_run_against_a_dead_store_fails_without_writing_a_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 9, 20);
+    let Settled { dir: _dir, db, .. } = settled(9, 20);
     let store = MemoryTarget::new();
     let err = backup(
         Arc::new(FaultyTarget::new(store.clone(), FaultPlan::Always)),

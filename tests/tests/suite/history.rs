@@ -10,33 +10,19 @@ use std::time::{Duration, SystemTime};
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::testing::{Intercept, MemoryTarget, Op};
 use esbackup_engine::{
-    backup, forget, list, restore, status, verify, ErrorKind, ForgetOptions, KeepPolicy,
-    LockOptions, RestoreOptions, Target, VerifyOptions, Which,
+    backup, forget, list, restore, status, verify, ErrorKind, RestoreOptions, Target,
+    VerifyOptions, Which,
 };
-use esbackup_tests::scenarios::settled_node;
 use esbackup_tests::support::{
     assert_same_files, backup_options, database_files, files_under, latest_point, points,
-    verify_read_data,
+    prune_keeping_last, verify_read_data,
 };
 use serde_json::Value;
 
+use crate::common::{mem, settled, Settled};
+
 fn folder(path: &Path) -> Arc<dyn Target> {
     open_target(&path.display().to_string(), &TargetOptions::default()).unwrap()
-}
-
-fn keep_last(n: u32, prune: bool, wait: Duration) -> ForgetOptions {
-    ForgetOptions {
-        policy: KeepPolicy {
-            last: n,
-            ..KeepPolicy::default()
-        },
-        prune,
-        dry_run: false,
-        lock: LockOptions {
-            wait,
-            ..LockOptions::default()
-        },
-    }
 }
 
 /// Appends `events` to the node and backs it up, `runs` times: a location with `runs` points.
@@ -66,6 +52,17 @@ async fn restored_files(
     database_files(&dest)
 }
 
+/// Returns once a run holds the lock of `store`.
+async fn until_locked(store: &MemoryTarget) {
+    while !store
+        .snapshot()
+        .keys()
+        .any(|k| k.starts_with(".esbackup/locks/"))
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A point object as JSON, to craft what a hostile writer of the location would.
 async fn point_json(store: &MemoryTarget, id: &str) -> Value {
     let key = format!(".esbackup/points/{id}.json");
@@ -85,11 +82,8 @@ fn put_point_json(store: &MemoryTarget, id: &str, value: &Value) {
 /// delete what the new point needs. Every point must stay restorable, and the new one newest.
 #[tokio::test]
 async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 161, 20);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled { dir, db, mut node } = settled(161, 20);
+    let (store, plain) = mem();
     backups(&mut node, &plain, 3, 200).await;
     node.append(300).unwrap();
     node.settle().unwrap();
@@ -125,14 +119,8 @@ async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
         async move { backup(backing_up, &backup_options(&db)).await }
     });
     // Let the backup take the lock first.
-    while !store
-        .snapshot()
-        .keys()
-        .any(|k| k.starts_with(".esbackup/locks/"))
-    {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let forgot = forget(forgetting, &keep_last(2, true, Duration::from_secs(60)))
+    until_locked(&store).await;
+    let forgot = forget(forgetting, &prune_keeping_last(2, Duration::from_secs(60)))
         .await
         .expect("the forget waits for the backup and then succeeds");
     let stored = backup_task.await.unwrap().expect("the backup succeeds");
@@ -160,11 +148,8 @@ async fn a_prune_that_overlaps_a_backup_deletes_nothing_the_new_point_needs() {
 /// it waited, and with no wait allowed gives up naming the holder.
 #[tokio::test]
 async fn forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 162, 10);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled { dir: _dir, db, .. } = settled(162, 10);
+    let (store, plain) = mem();
     backup(plain.clone(), &backup_options(&db)).await.unwrap();
     // A backup whose point write takes two seconds.
     let slow: Arc<dyn Target> = Arc::new(Intercept::new(
@@ -183,21 +168,18 @@ async fn forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
         let db = db.clone();
         async move { backup(slow, &backup_options(&db)).await }
     });
-    while !store
-        .snapshot()
-        .keys()
-        .any(|k| k.starts_with(".esbackup/locks/"))
-    {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let refused = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    until_locked(&store).await;
+    let refused = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::LockHeld, "{refused}");
     assert!(refused.to_string().contains("backup run"), "{refused}");
-    let waited = forget(plain.clone(), &keep_last(1, true, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let waited = forget(
+        plain.clone(),
+        &prune_keeping_last(1, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     running.await.unwrap().unwrap();
     assert!(waited.lock_waited_secs > 0.5, "{}", waited.lock_waited_secs);
     assert_eq!(points(&plain).await.len(), 1);
@@ -208,11 +190,12 @@ async fn forget_waits_for_a_running_backup_and_gives_up_after_lock_wait() {
 /// took over) stops the prune before it deletes anything.
 #[tokio::test]
 async fn a_point_that_appears_during_a_prune_stops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 163, 10);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled {
+        dir: _dir,
+        mut node,
+        ..
+    } = settled(163, 10);
+    let (store, plain) = mem();
     backups(&mut node, &plain, 3, 100).await;
     let newest = latest_point(&plain).await;
     let before = store.snapshot();
@@ -228,7 +211,7 @@ async fn a_point_that_appears_during_a_prune_stops_it() {
             );
         }
     }));
-    let err = forget(forgetting, &keep_last(1, true, Duration::ZERO))
+    let err = forget(forgetting, &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockHeld, "{err}");
@@ -243,10 +226,8 @@ async fn a_point_that_appears_during_a_prune_stops_it() {
 /// left for the next prune (folder target: file times).
 #[tokio::test]
 async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+    let Settled { dir, mut node, .. } = settled(164, 10);
     let bk = dir.path().join("bk");
-    let mut node = settled_node(&db, 164, 10);
     backups(&mut node, &folder(&bk), 2, 100).await;
     // Older than the margin the prune gives store clocks, so that only the late object is new.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -259,7 +240,7 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
             std::fs::write(&file, b"written by someone else meanwhile").unwrap();
         }
     }));
-    let report = forget(forgetting, &keep_last(1, true, Duration::ZERO))
+    let report = forget(forgetting, &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert!(late.exists(), "the late object was deleted");
@@ -272,7 +253,7 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    forget(folder(&bk), &keep_last(1, true, Duration::ZERO))
+    forget(folder(&bk), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert!(!late.exists(), "the next prune deletes it");
@@ -283,11 +264,8 @@ async fn a_prune_never_deletes_an_object_written_after_it_took_the_lock() {
 
 #[tokio::test]
 async fn a_point_naming_files_outside_the_database_restores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 165, 10);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled { dir, db, .. } = settled(165, 10);
+    let (store, plain) = mem();
     backup(plain.clone(), &backup_options(&db)).await.unwrap();
     let id = latest_point(&plain).await.id;
     let original = point_json(&store, &id).await;
@@ -338,11 +316,8 @@ async fn a_point_naming_files_outside_the_database_restores_nothing() {
 /// `--keep-last` and `--at` treat it as the newest.
 #[tokio::test]
 async fn a_run_with_the_clock_behind_is_still_the_newest_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 166, 10);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled { dir, db, mut node } = settled(166, 10);
+    let (store, plain) = mem();
     backup(plain.clone(), &backup_options(&db)).await.unwrap();
     let first = latest_point(&plain).await;
     let ahead = first.time + chrono::Duration::days(1);
@@ -383,7 +358,7 @@ async fn a_run_with_the_clock_behind_is_still_the_newest_point() {
         "--at now: the latest recorded time before now",
     );
 
-    let forgot = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    let forgot = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(
@@ -399,11 +374,8 @@ async fn a_run_with_the_clock_behind_is_still_the_newest_point() {
 
 #[tokio::test]
 async fn an_unreadable_point_is_named_and_hides_no_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 167, 10);
-    let store = MemoryTarget::new();
-    let plain: Arc<dyn Target> = Arc::new(store.clone());
+    let Settled { dir, db, mut node } = settled(167, 10);
+    let (store, plain) = mem();
     backups(&mut node, &plain, 3, 100).await;
     let all = points(&plain).await;
     let broken = all[1].id.clone();
@@ -425,7 +397,7 @@ async fn an_unreadable_point_is_named_and_hides_no_other() {
     assert_eq!(v.points.len(), 2, "the readable points are checked");
     assert!(v.problems().iter().any(|p| p.contains(&broken)));
 
-    let err = forget(plain.clone(), &keep_last(1, true, Duration::ZERO))
+    let err = forget(plain.clone(), &prune_keeping_last(1, Duration::ZERO))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
@@ -450,10 +422,8 @@ fn points_len(store: &MemoryTarget) -> usize {
 
 #[tokio::test]
 async fn the_next_run_removes_staging_files_of_killed_runs_and_status_counts_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+    let Settled { dir, db, .. } = settled(168, 10);
     let bk = dir.path().join("bk");
-    settled_node(&db, 168, 10);
     backup(folder(&bk), &backup_options(&db)).await.unwrap();
     let old = SystemTime::now() - Duration::from_secs(120);
     let leftovers = [
@@ -494,10 +464,8 @@ async fn the_next_run_removes_staging_files_of_killed_runs_and_status_counts_the
 
 #[tokio::test]
 async fn verify_reports_a_damaged_root_mirror_and_the_next_backup_repairs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+    let Settled { dir, db, .. } = settled(169, 10);
     let bk = dir.path().join("bk");
-    settled_node(&db, 169, 10);
     backup(folder(&bk), &backup_options(&db)).await.unwrap();
     std::fs::remove_file(bk.join("index/indexmap")).unwrap();
     std::fs::remove_file(bk.join("chaser.chk")).unwrap();

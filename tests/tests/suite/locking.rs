@@ -9,7 +9,7 @@ use esbackup_engine::{backup, status, verify, ErrorKind, Target, VerifyOptions};
 use esbackup_tests::scenarios::settled_node;
 use esbackup_tests::support::{backup_options, points, restore_and_check};
 
-use crate::common::mem;
+use crate::common::{mem, settled, Settled};
 
 /// Runs two backups of the same node at once on one location, `rounds` times. Checks the safety
 /// part (every failure is LockHeld; the two runs' writes never interleave; no lock is left) and
@@ -96,9 +96,7 @@ async fn two_backups_started_together_do_not_both_give_up() {
 /// another process with our host name and pid is never taken over.
 #[tokio::test]
 async fn a_fresh_lock_of_another_process_with_our_host_and_pid_is_not_taken_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 4, 10);
+    let Settled { dir: _dir, db, .. } = settled(4, 10);
     let store = MemoryTarget::new();
     let now = chrono::Utc::now();
     let other = serde_json::json!({
@@ -117,9 +115,11 @@ async fn a_fresh_lock_of_another_process_with_our_host_and_pid_is_not_taken_over
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_lost_its_lock_writes_no_point_over_the_winner() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 29, 10);
+    let Settled {
+        dir: _dir,
+        db,
+        mut node,
+    } = settled(29, 10);
     let store = MemoryTarget::new();
     backup(Arc::new(store.clone()), &backup_options(&db))
         .await
@@ -162,9 +162,7 @@ async fn a_run_that_lost_its_lock_writes_no_point_over_the_winner() {
 #[tokio::test]
 async fn status_says_when_a_lock_holder_is_gone() {
     let (mem, target) = mem();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 18, 10);
+    let Settled { dir: _dir, db, .. } = settled(18, 10);
     backup(target.clone(), &backup_options(&db)).await.unwrap();
     // A lock of a process of this machine that no longer exists (a killed run).
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -192,9 +190,7 @@ async fn status_says_when_a_lock_holder_is_gone() {
 
 #[tokio::test]
 async fn a_held_lock_stops_a_second_run_until_broken() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 4, 10);
+    let Settled { dir: _dir, db, .. } = settled(4, 10);
     let (mem, target) = mem();
     let now = chrono::Utc::now();
     let foreign = serde_json::json!({

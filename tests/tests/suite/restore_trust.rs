@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use esbackup_engine::testing::{Intercept, MemoryTarget};
-use esbackup_engine::{backup, restore, verify, ErrorKind, RestoreOptions, Target, VerifyOptions};
-use esbackup_tests::scenarios::settled_node;
+use esbackup_engine::{
+    backup, restore, verify, ErrorKind, RestoreOptions, Target, VerifyOptions, Which,
+};
 use esbackup_tests::support::{
-    assert_same_files, backup_options, database_files, files_under, latest_point,
-    restore_and_check, verify_read_data,
+    assert_restores_to, assert_same_files, backup_options, database_files, files_under,
+    latest_point, verify_read_data,
 };
 
-use crate::common::{backed_up, BackedUp};
+use crate::common::{backed_up, settled, BackedUp, Settled};
 
 #[tokio::test]
 async fn restore_fails_naming_any_missing_object_and_leaves_no_database() {
@@ -61,21 +62,16 @@ async fn restore_fails_naming_any_missing_object_and_leaves_no_database() {
 
 #[tokio::test]
 async fn verify_of_a_point_missing_an_object_names_it() {
-    let BackedUp {
-        dir: _dir,
-        mem,
-        target,
-        ..
-    } = backed_up(19, 30).await;
-    let point = latest_point(&target).await;
+    let fx = backed_up(19, 30).await;
+    let point = latest_point(&fx.target).await;
     let table = point
         .files
         .keys()
         .find(|k| k.starts_with("index/") && k.len() == 42)
         .unwrap()
         .clone();
-    mem.remove(&table);
-    let v = verify(target, &VerifyOptions::default()).await.unwrap();
+    fx.mem.remove(&table);
+    let v = verify(fx.target, &VerifyOptions::default()).await.unwrap();
     assert!(!v.is_ok());
     assert!(
         v.problems()
@@ -88,13 +84,9 @@ async fn verify_of_a_point_missing_an_object_names_it() {
 
 #[tokio::test]
 async fn stray_objects_are_never_restored_or_vouched_for() {
-    let BackedUp {
-        dir,
-        db,
-        mem,
-        target,
-    } = backed_up(10, 60).await;
-    let source = database_files(&db);
+    let fx = backed_up(10, 60).await;
+    let (mem, target) = (&fx.mem, fx.target.clone());
+    let source = database_files(&fx.db);
     let any_chunk = mem
         .snapshot()
         .keys()
@@ -106,18 +98,23 @@ async fn stray_objects_are_never_restored_or_vouched_for() {
     mem.insert("chunk-000001.000005", vec![7u8; 12288]);
     mem.insert("index/scavenging/scavenging.db-wal", b"garbage".to_vec());
     mem.insert("index/indexmap", b"stale".to_vec());
-    let (restored, checked) = restore_and_check(target.clone(), dir.path(), "restored").await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(&database_files(&restored), &source, "strays ignored");
+    let (scratch, what) = (fx.dir.path(), "strays ignored");
+    assert_restores_to(
+        target.clone(),
+        Which::Latest,
+        scratch,
+        "restored",
+        &source,
+        what,
+    )
+    .await;
     let v = verify_read_data(target).await;
     assert!(v.is_ok(), "{:?}", v.problems());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_during_a_backup_give_exactly_a_completed_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 8, 40);
+    let Settled { dir, db, mut node } = settled(8, 40);
     let store = MemoryTarget::new();
     let slow: Arc<dyn Target> = Arc::new(Intercept::slow(store.clone(), Duration::from_millis(15)));
     backup(slow.clone(), &backup_options(&db)).await.unwrap();

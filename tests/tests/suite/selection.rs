@@ -3,18 +3,16 @@
 //! stores everything again; a dry run changes nothing.
 
 use esbackup_engine::{backup, restore, RestoreOptions};
-use esbackup_tests::scenarios::{settled_node, sim_config};
+use esbackup_tests::scenarios::sim_config;
 use esbackup_tests::support::{
     assert_same_files, backup_options, check_restored, database_files, restore_and_check,
 };
 
-use crate::common::mem;
+use crate::common::{mem, settled, Settled};
 
 #[tokio::test]
 async fn the_secondary_index_is_copied_only_on_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 17, 10);
+    let Settled { dir, db, .. } = settled(17, 10);
     std::fs::write(db.join("kurrent.ddb"), b"duckdb file").unwrap();
     let (mem, target) = mem();
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
@@ -38,9 +36,7 @@ async fn the_secondary_index_is_copied_only_on_request() {
 
 #[tokio::test]
 async fn a_dry_run_changes_nothing_and_reports_what_a_run_would_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 19, 10);
+    let Settled { dir: _dir, db, .. } = settled(19, 10);
     let (mem, target) = mem();
     let mut dry = backup_options(&db);
     dry.dry_run = true;
@@ -60,9 +56,7 @@ async fn a_dry_run_changes_nothing_and_reports_what_a_run_would_do() {
 /// notes, the `.forceverify` marker), even if the engine does not know it.
 #[tokio::test]
 async fn temp_files_and_sockets_are_not_backed_up_but_other_files_are() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 21, 10);
+    let Settled { dir: _dir, db, .. } = settled(21, 10);
     let _socket = std::os::unix::net::UnixListener::bind(db.join("kurrent.sock")).unwrap();
     std::fs::write(db.join("chunk-000009.000000.0f1e.tmp"), b"preallocating").unwrap();
     std::fs::write(db.join("abc.scavenge.tmp"), b"scavenge output").unwrap();
@@ -85,9 +79,7 @@ async fn temp_files_and_sockets_are_not_backed_up_but_other_files_are() {
 
 #[tokio::test]
 async fn a_full_backup_stores_everything_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 27, 30);
+    let Settled { dir, db, .. } = settled(27, 30);
     let (_, target) = mem();
     let first = backup(target.clone(), &backup_options(&db)).await.unwrap();
     let mut full = backup_options(&db);

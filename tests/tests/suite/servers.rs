@@ -43,20 +43,25 @@ fn env_of(server: &dyn ObjectServer) -> std::collections::HashMap<String, String
     server.env().into_iter().collect()
 }
 
-fn process_gone(pid: u32) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Asserts that the process `pid` (the server `what`) no longer runs.
+fn assert_process_gone(pid: u32, what: &str) {
+    let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(gone, "{what} (PID {pid}) still runs after drop");
+}
+
+/// Starts a fixture with `start` and says how long it took and where it listens.
+async fn started<S: ObjectServer>(start: impl std::future::Future<Output = S>) -> S {
+    let t = Instant::now();
+    let server = start.await;
+    let (kind, took) = (server.kind(), t.elapsed());
+    eprintln!("{kind} ready in {took:?} at {}", server.endpoint());
+    server
 }
 
 #[tokio::test]
 async fn s3_server_starts_and_serves() {
-    let t = Instant::now();
-    let s3 = S3Server::start().await;
-    eprintln!(
-        "S3 ({:?}) ready in {:?} at {}",
-        s3.flavor,
-        t.elapsed(),
-        s3.endpoint
-    );
+    let s3 = started(S3Server::start()).await;
+    eprintln!("S3 flavor: {:?}", s3.flavor);
 
     // One real request, signed with the fixture's key: list the (empty) bucket.
     let resp = s3
@@ -104,9 +109,7 @@ async fn s3_server_starts_and_serves() {
 
 #[tokio::test]
 async fn azurite_starts_and_serves() {
-    let t = Instant::now();
-    let az = AzuriteServer::start().await;
-    eprintln!("Azurite ready in {:?} at {}", t.elapsed(), az.endpoint);
+    let az = started(AzuriteServer::start()).await;
 
     // One real request, Shared Key signed: list the (empty) container.
     let path = format!(
@@ -163,21 +166,12 @@ async fn azurite_starts_and_serves() {
 
     let pid = az.pid();
     drop(az);
-    assert!(
-        process_gone(pid),
-        "azurite-blob (PID {pid}) still runs after drop"
-    );
+    assert_process_gone(pid, "azurite-blob");
 }
 
 #[tokio::test]
 async fn fake_gcs_starts_and_serves() {
-    let t = Instant::now();
-    let gcs = GcsServer::start().await;
-    eprintln!(
-        "fake-gcs-server ready in {:?} at {}",
-        t.elapsed(),
-        gcs.endpoint
-    );
+    let gcs = started(GcsServer::start()).await;
 
     // One real request: the bucket's metadata.
     let resp = reqwest::Client::builder()
@@ -206,9 +200,6 @@ async fn fake_gcs_starts_and_serves() {
 
     let (pid, file) = (gcs.pid(), gcs.service_account_file.clone());
     drop(gcs);
-    assert!(
-        process_gone(pid),
-        "fake-gcs-server (PID {pid}) still runs after drop"
-    );
+    assert_process_gone(pid, "fake-gcs-server");
     assert!(!file.exists(), "service-account file left behind");
 }

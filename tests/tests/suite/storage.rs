@@ -62,28 +62,32 @@ async fn assert_missing_bucket_is_named(target: Arc<dyn Target>, expected: &str)
     }
 }
 
-/// An existing bucket with nothing under the prefix: an empty listing, and "not found".
-async fn assert_reads_as_empty(empty: &dyn Target) {
+/// On the server of `opts`: the location `missing` (in a bucket that does not exist) fails
+/// naming it as `expected`; `empty` (an existing bucket, nothing under the prefix) reads as an
+/// empty location: an empty listing, and "not found". Returns the empty location.
+async fn assert_missing_is_named_and_empty_is_empty(
+    opts: &TargetOptions,
+    missing: &str,
+    expected: &str,
+    empty: &str,
+) -> Arc<dyn Target> {
+    assert_missing_bucket_is_named(open_target(missing, opts).unwrap(), expected).await;
+    let empty = open_target(empty, opts).unwrap();
     assert!(empty.list("").await.unwrap().is_empty());
     assert!(matches!(
-        get_bytes(empty, ".esbackup/manifest.json").await,
+        get_bytes(empty.as_ref(), ".esbackup/manifest.json").await,
         Err(e) if e.is_not_found()));
+    empty
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_s3_bucket_is_named_instead_of_reading_as_empty() {
     let server = S3Server::start().await;
-    let opts = s3_options(&server);
-    let target = open_target("s3://nosuch/p", &opts).unwrap();
-    let expected = format!(
-        "bucket \"nosuch\" does not exist at {} (s3://nosuch/p)",
-        server.endpoint
-    );
-    assert_missing_bucket_is_named(target, &expected).await;
-
-    // The bucket exists, the location is empty: still an empty location and "not found".
-    let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert_reads_as_empty(empty.as_ref()).await;
+    let at = &server.endpoint;
+    let expected = format!("bucket \"nosuch\" does not exist at {at} (s3://nosuch/p)");
+    let (opts, empty) = (s3_options(&server), server.url("empty"));
+    let empty =
+        assert_missing_is_named_and_empty_is_empty(&opts, "s3://nosuch/p", &expected, &empty).await;
     assert!(matches!(
         empty.head("x").await,
         Err(e) if e.is_not_found()));
@@ -92,32 +96,22 @@ async fn missing_s3_bucket_is_named_instead_of_reading_as_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_azure_container_is_named_instead_of_reading_as_empty() {
     let server = AzuriteServer::start().await;
-    let opts = azure_options(&server);
-    let target = open_target("az://nosuch/p", &opts).unwrap();
+    let at = format!("{}/devstoreaccount1", server.endpoint);
     let expected = format!(
-        "container \"nosuch\" does not exist in storage account devstoreaccount1 at \
-         {}/devstoreaccount1 (az://nosuch/p)",
-        server.endpoint
+        "container \"nosuch\" does not exist in storage account devstoreaccount1 at {at} \
+         (az://nosuch/p)"
     );
-    assert_missing_bucket_is_named(target, &expected).await;
-
-    let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert_reads_as_empty(empty.as_ref()).await;
+    let (opts, empty) = (azure_options(&server), server.url("empty"));
+    assert_missing_is_named_and_empty_is_empty(&opts, "az://nosuch/p", &expected, &empty).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_gcs_bucket_is_named_instead_of_reading_as_empty() {
     let server = GcsServer::start().await;
-    let opts = gcs_options(&server);
-    let target = open_target("gs://nosuch/p", &opts).unwrap();
-    let expected = format!(
-        "bucket \"nosuch\" does not exist at {} (gs://nosuch/p)",
-        server.endpoint
-    );
-    assert_missing_bucket_is_named(target, &expected).await;
-
-    let empty = open_target(&server.url("empty"), &opts).unwrap();
-    assert_reads_as_empty(empty.as_ref()).await;
+    let at = &server.endpoint;
+    let expected = format!("bucket \"nosuch\" does not exist at {at} (gs://nosuch/p)");
+    let (opts, empty) = (gcs_options(&server), server.url("empty"));
+    assert_missing_is_named_and_empty_is_empty(&opts, "gs://nosuch/p", &expected, &empty).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use esbackup_engine::format::chunk::{ChunkInfo, ChunkName};
 use esbackup_engine::testing::MemoryTarget;
 use esbackup_engine::{backup, list, status, Target, Which};
-use esbackup_tests::scenarios::{mutate, settled_node};
-use esbackup_tests::support::{
-    assert_same_files, backup_options, copy_dir, database_files, restore_point_and_check,
-};
+use esbackup_tests::scenarios::mutate;
+use esbackup_tests::support::{assert_restores_to, backup_options, database_files};
 use md5::{Digest, Md5};
+
+use crate::common::{settled, Settled};
 
 /// Writes `db` into `store` the way esbackup 0.1 left a completed run.
 fn write_v01_location(store: &MemoryTarget, db: &std::path::Path, run_id: &str) {
@@ -53,33 +53,24 @@ fn write_v01_location(store: &MemoryTarget, db: &std::path::Path, run_id: &str) 
     );
 }
 
+/// The ids of the points `list` finds, oldest first.
+async fn listed_ids(target: &Arc<dyn Target>) -> Vec<String> {
+    let listing = list(target.clone()).await.unwrap();
+    listing.points().map(|p| p.id.clone()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v01_location_restores_and_its_first_new_run_keeps_its_state_as_a_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 61, 60);
-    let old = dir.path().join("old");
-    copy_dir(&db, &old);
+    let Settled { dir, db, mut node } = settled(61, 60);
+    let old = database_files(&db);
     let store = MemoryTarget::new();
     write_v01_location(&store, &db, "20261121T224728Z-0a1b2c3d");
     let target: Arc<dyn Target> = Arc::new(store.clone());
 
-    let points: Vec<_> = list(target.clone())
-        .await
-        .unwrap()
-        .points()
-        .cloned()
-        .collect();
-    assert_eq!(points.len(), 1);
+    assert_eq!(listed_ids(&target).await.len(), 1);
     assert!(status(target.clone()).await.unwrap().legacy);
-    let (restored, checked) =
-        restore_point_and_check(target.clone(), Which::Latest, dir.path(), "v01").await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&old),
-        "0.1 state",
-    );
+    let (scratch, latest) = (dir.path(), Which::Latest);
+    assert_restores_to(target.clone(), latest, scratch, "v01", &old, "0.1 state").await;
 
     mutate(&mut node, 1);
     let report = backup(target.clone(), &backup_options(&db)).await.unwrap();
@@ -89,34 +80,21 @@ async fn a_v01_location_restores_and_its_first_new_run_keeps_its_state_as_a_poin
         "not a full re-upload: stored {} of {total}",
         report.stored.bytes
     );
-    let points: Vec<_> = list(target.clone())
-        .await
-        .unwrap()
-        .points()
-        .cloned()
-        .collect();
+    let points = listed_ids(&target).await;
     assert_eq!(points.len(), 2, "the 0.1 state and the new run");
-    assert_eq!(points[0].id, "20261121T224728Z-0a1b2c3d");
+    assert_eq!(points[0], "20261121T224728Z-0a1b2c3d");
     assert!(!status(target.clone()).await.unwrap().legacy);
-    let (restored, checked) = restore_point_and_check(
-        target.clone(),
-        Which::Id(points[0].id.clone()),
-        dir.path(),
-        "old-point",
+    let first = Which::Id(points[0].clone());
+    let what = "0.1 point after the upgrade";
+    assert_restores_to(target.clone(), first, scratch, "old-point", &old, what).await;
+    let now = database_files(&db);
+    assert_restores_to(
+        target,
+        Which::Latest,
+        scratch,
+        "new-point",
+        &now,
+        "new point",
     )
     .await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&old),
-        "0.1 point after the upgrade",
-    );
-    let (restored, checked) =
-        restore_point_and_check(target, Which::Latest, dir.path(), "new-point").await;
-    assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(
-        &database_files(&restored),
-        &database_files(&db),
-        "new point",
-    );
 }

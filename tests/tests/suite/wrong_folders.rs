@@ -3,55 +3,63 @@
 //! overlapping folders), and a restore never writes into a backup location or a folder that is
 //! not empty or being restored.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
 use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::testing::{Intercept, Op};
-use esbackup_engine::{backup, restore, ErrorKind, RestoreOptions, Target};
+use esbackup_engine::{backup, restore, EngineError, ErrorKind, RestoreOptions, Target};
 use esbackup_tests::scenarios::{settled_node, sim_config};
 use esbackup_tests::support::{
     assert_same_files, backup_options, check_restored, database_files, files_under,
 };
 
-use crate::common::{backed_up, mem, BackedUp};
+use crate::common::{backed_up, mem, settled, Settled};
 
 fn folder(path: &Path) -> Arc<dyn Target> {
     open_target(&path.display().to_string(), &TargetOptions::default()).unwrap()
 }
 
-#[tokio::test]
-async fn swapped_arguments_never_touch_the_live_database() {
+/// A backup of `db` into the folder `target`, which must be refused as the wrong location:
+/// its error.
+async fn refused_into_folder(db: &Path, target: &Path) -> EngineError {
+    let err = backup(folder(target), &backup_options(db))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    err
+}
+
+/// A settled node at `dir/src` in a new temporary folder, backed up into the folder `dir/bk`:
+/// `(dir, src, bk)`.
+async fn backed_up_to_folder() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (src, bk) = (dir.path().join("src"), dir.path().join("bk"));
     settled_node(&src, 3, 20);
     backup(folder(&bk), &backup_options(&src)).await.unwrap();
+    (dir, src, bk)
+}
+
+#[tokio::test]
+async fn swapped_arguments_never_touch_the_live_database() {
+    let (_dir, src, bk) = backed_up_to_folder().await;
     let before = files_under(&src);
     // backup --db BK --target SRC
-    let err = backup(folder(&src), &backup_options(&bk))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    let err = refused_into_folder(&bk, &src).await;
     assert!(err.to_string().contains("swapped"), "{err}");
     assert_eq!(files_under(&src), before, "the live database is untouched");
 }
 
 #[tokio::test]
 async fn another_database_folder_is_never_a_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, other) = (dir.path().join("src"), dir.path().join("other"));
-    settled_node(&src, 3, 20);
-    settled_node(&other, 4, 20);
-    let before = files_under(&other);
-    let err = backup(folder(&other), &backup_options(&src))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    let (src, other) = (settled(3, 20), settled(4, 20));
+    let before = files_under(&other.db);
+    let err = refused_into_folder(&src.db, &other.db).await;
     assert!(err.to_string().contains("is a database"), "{err}");
     assert_eq!(
-        files_under(&other),
+        files_under(&other.db),
         before,
         "the other database is untouched"
     );
@@ -59,9 +67,7 @@ async fn another_database_folder_is_never_a_target() {
 
 #[tokio::test]
 async fn a_non_empty_folder_or_prefix_without_a_backup_is_refused_before_any_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    settled_node(&src, 3, 20);
+    let Settled { dir, db: src, .. } = settled(3, 20);
     let busy = dir.path().join("busy");
     std::fs::create_dir_all(busy.join("index")).unwrap();
     for name in [
@@ -72,10 +78,7 @@ async fn a_non_empty_folder_or_prefix_without_a_backup_is_refused_before_any_wri
         std::fs::write(busy.join(name), b"precious").unwrap();
     }
     let before = files_under(&busy);
-    let err = backup(folder(&busy), &backup_options(&src))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::WrongLocation, "{err}");
+    refused_into_folder(&src, &busy).await;
     assert_eq!(files_under(&busy), before, "nothing written or deleted");
     // The same on a bucket prefix that holds another tool's objects.
     let (mem, target) = mem();
@@ -87,9 +90,7 @@ async fn a_non_empty_folder_or_prefix_without_a_backup_is_refused_before_any_wri
 
 #[tokio::test]
 async fn target_and_database_folders_may_not_overlap() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    settled_node(&src, 3, 20);
+    let Settled { dir, db: src, .. } = settled(3, 20);
     let before = files_under(&src);
     for target in [
         src.clone(),
@@ -112,10 +113,7 @@ async fn target_and_database_folders_may_not_overlap() {
 
 #[tokio::test]
 async fn restore_never_writes_into_a_backup_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, bk) = (dir.path().join("src"), dir.path().join("bk"));
-    settled_node(&src, 3, 20);
-    backup(folder(&bk), &backup_options(&src)).await.unwrap();
+    let (dir, src, bk) = backed_up_to_folder().await;
     let before = files_under(&bk);
     // restore --target BK --db BK --force
     let mut opts = RestoreOptions::new(&bk);
@@ -151,17 +149,14 @@ async fn a_folder_that_is_not_a_database_is_refused() {
 
 #[tokio::test]
 async fn another_database_is_not_mixed_into_a_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    settled_node(&one, 1, 10);
-    settled_node(&two, 2, 10);
-    let (young1, young2) = (dir.path().join("y1"), dir.path().join("y2"));
+    let (one, two) = (settled(1, 10), settled(2, 10));
+    let (young1, young2) = (one.dir.path().join("y1"), one.dir.path().join("y2"));
     for (db, seed) in [(&young1, 1), (&young2, 2)] {
         let mut n = esdb_sim::Node::create(db, sim_config(seed)).unwrap();
         n.append(30).unwrap();
         n.settle().unwrap();
     }
-    for (a, b) in [(&one, &two), (&young1, &young2)] {
+    for (a, b) in [(&one.db, &two.db), (&young1, &young2)] {
         let (mem, target) = mem();
         backup(target.clone(), &backup_options(a)).await.unwrap();
         let before = mem.snapshot();
@@ -174,9 +169,7 @@ async fn another_database_is_not_mixed_into_a_backup() {
 
 #[tokio::test]
 async fn restore_refuses_a_non_empty_folder_and_a_location_without_points() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 9, 10);
+    let Settled { dir, db, .. } = settled(9, 10);
     let (_, empty) = mem();
     let err = restore(empty, &RestoreOptions::new(dir.path().join("r0")))
         .await
@@ -210,18 +203,13 @@ async fn restore_refuses_a_non_empty_folder_and_a_location_without_points() {
 /// and touches nothing; the first one then completes.
 #[tokio::test]
 async fn a_second_restore_into_a_folder_being_restored_is_refused() {
-    let BackedUp {
-        dir,
-        db,
-        mem: store,
-        target,
-    } = backed_up(11, 10).await;
+    let fx = backed_up(11, 10).await;
     // The first restore stops at its first chunk download until the gate opens.
     let reached = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(Semaphore::new(0));
     let (r, g) = (reached.clone(), gate.clone());
     let paused: Arc<dyn Target> = Arc::new(Intercept::new(
-        store,
+        fx.mem.clone(),
         Arc::new(move |op| {
             let hold = matches!(op, Op::Get(k, _) if k.starts_with("chunk-"));
             let (r, g) = (r.clone(), g.clone());
@@ -234,7 +222,7 @@ async fn a_second_restore_into_a_folder_being_restored_is_refused() {
             })
         }),
     ));
-    let into = dir.path().join("r");
+    let into = fx.dir.path().join("r");
     let first = tokio::spawn({
         let opts = RestoreOptions::new(&into);
         async move { restore(paused, &opts).await }
@@ -251,7 +239,7 @@ async fn a_second_restore_into_a_folder_being_restored_is_refused() {
 
     let mut forced = RestoreOptions::new(&into);
     forced.force = true;
-    let err = restore(target, &forced).await.unwrap_err();
+    let err = restore(fx.target, &forced).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockHeld, "{err}");
     assert!(err.to_string().contains("another restore"), "{err}");
     assert!(
@@ -263,5 +251,5 @@ async fn a_second_restore_into_a_folder_being_restored_is_refused() {
     first.await.unwrap().unwrap();
     let checked = check_restored(&into, &into.join("index"));
     assert!(checked.is_ok(), "{:?}", checked.violations);
-    assert_same_files(&database_files(&into), &database_files(&db), "restored");
+    assert_same_files(&database_files(&into), &database_files(&fx.db), "restored");
 }
