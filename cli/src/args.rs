@@ -20,11 +20,11 @@ use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use esbackup_node::NodeArgs;
 use esbackup_engine::{
     HumanDuration, KeepPolicy, LockOptions, DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY,
     DEFAULT_RESTORE_CONCURRENCY,
 };
+use esbackup_node::NodeArgs;
 
 /// Consistent backups of a live EventStoreDB / KurrentDB node, kept as restore points.
 ///
@@ -280,7 +280,17 @@ pub struct BackupArgs {
     /// Also copy the KurrentDB secondary index (kurrent.ddb). Only when the node is stopped.
     #[arg(long, env = "ESBACKUP_INCLUDE_SECONDARY_INDEX")]
     pub include_secondary_index: bool,
-    /// The node's admin API: its scavenge is stopped during the backup and started again.
+    #[command(flatten)]
+    pub storing: Storing,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// What `backup` and `run` share: how they reach the node, lock the location, send files and
+/// report figures.
+#[derive(Args, Debug)]
+pub struct Storing {
+    /// The node's admin API: its scavenge is stopped during each backup and started again.
     #[command(flatten)]
     pub node: NodeArgs,
     #[command(flatten)]
@@ -289,8 +299,6 @@ pub struct BackupArgs {
     pub transfer: Transfer,
     #[command(flatten)]
     pub metrics: MetricsFile,
-    #[command(flatten)]
-    pub output: Output,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -369,15 +377,8 @@ pub struct RunArgs {
     pub prune: bool,
     #[command(flatten)]
     pub watch: Watch,
-    /// The node's admin API: its scavenge is stopped during each backup and started again.
     #[command(flatten)]
-    pub node: NodeArgs,
-    #[command(flatten)]
-    pub lock: LockArgs,
-    #[command(flatten)]
-    pub transfer: Transfer,
-    #[command(flatten)]
-    pub metrics: MetricsFile,
+    pub storing: Storing,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -2,18 +2,19 @@
 //! print the result. `Ok` carries the exit code (non-zero when `verify` finds problems).
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use esbackup_backends::open_target;
 use esbackup_engine::{
-    forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions,
-    Target, VerifyOptions, Which,
+    forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions, Target,
+    VerifyOptions, Which,
 };
 
 use crate::args::{
-    BackupArgs, Cli, Command, ForgetArgs, ListArgs, RestoreArgs, StatusArgs, TargetArg, VerifyArgs,
+    BackupArgs, Cli, Command, ForgetArgs, ListArgs, MetricsFile, RestoreArgs, StatusArgs,
+    TargetArg, VerifyArgs,
 };
 use crate::config::FileConfig;
 use crate::exit::{Failure, DAMAGED, NO_BACKUP};
@@ -69,19 +70,19 @@ async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
     opts.full = a.full;
     opts.dry_run = a.dry_run;
     opts.include_secondary_index = a.include_secondary_index;
-    opts.concurrency = a.transfer.concurrency;
-    opts.lock = a.lock.options();
+    opts.concurrency = a.storing.transfer.concurrency;
+    opts.lock = a.storing.lock.options();
     opts.retention = file.retention();
     opts.progress = progress::for_terminal(a.output.quiet || a.output.json);
-    let node = Node::from_args(&a.node)?;
+    let node = Node::from_args(&a.storing.node)?;
     let started = SystemTime::now();
     let (result, scavenge) = backup_beside(node.as_ref(), target.clone(), &opts).await;
-    if let Some(path) = &a.metrics.metrics_file {
-        let metrics = Metrics::new(Some(opts.db.clone()));
-        metrics.backup_ended(started, &result);
-        metrics.scavenge(scavenge.as_ref());
-        write_metrics(metrics, path, target, result.is_ok()).await;
-    }
+    let place = (Some(opts.db.clone()), target);
+    write_metrics(&a.storing.metrics, place, result.is_ok(), |m| {
+        m.backup_ended(started, &result);
+        m.scavenge(scavenge.as_ref());
+    })
+    .await;
     output::backup(a.output.json, &result?);
     Ok(0)
 }
@@ -112,11 +113,8 @@ async fn run_verify(a: &VerifyArgs, file: &FileConfig) -> Result<i32, Failure> {
     };
     let started = SystemTime::now();
     let result = verify(target.clone(), &opts).await;
-    if let Some(path) = &a.metrics.metrics_file {
-        let metrics = Metrics::new(None);
-        metrics.verify_ended(started, &result);
-        write_metrics(metrics, path, target, false).await;
-    }
+    let record = |m: &Metrics| m.verify_ended(started, &result);
+    write_metrics(&a.metrics, (None, target), false, record).await;
     let report = result?;
     output::verify(a.output.json, &report);
     let strict_failure = a.strict && !report.mirror.is_empty();
@@ -155,19 +153,26 @@ async fn run_forget(a: &ForgetArgs, file: &FileConfig) -> Result<i32, Failure> {
     let target = open(&a.target, file)?;
     let started = SystemTime::now();
     let result = forget(target.clone(), &opts).await;
-    if let Some(path) = &a.metrics.metrics_file {
-        let metrics = Metrics::new(None);
-        metrics.forget_ended(started, &result);
-        write_metrics(metrics, path, target, false).await;
-    }
+    let record = |m: &Metrics| m.forget_ended(started, &result);
+    write_metrics(&a.metrics, (None, target), false, record).await;
     output::forget(a.output.json, &result?);
     Ok(0)
 }
 
-/// `--metrics-file`: `metrics` with what the location holds now, written to `path` (a warning
-/// when that fails: the command's own result stands). `stored` says the command stored the
-/// newest point just now.
-async fn write_metrics(metrics: Metrics, path: &Path, target: Arc<dyn Target>, stored: bool) {
+/// `--metrics-file`: the figures `record` gives of the command that ended, with what the
+/// location holds now, written to the file (a warning when that fails: the command's own
+/// result stands). `stored`: the command stored the newest point just now.
+async fn write_metrics(
+    file: &MetricsFile,
+    (db, target): (Option<PathBuf>, Arc<dyn Target>),
+    stored: bool,
+    record: impl FnOnce(&Metrics),
+) {
+    let Some(path) = &file.metrics_file else {
+        return;
+    };
+    let metrics = Metrics::new(db);
+    record(&metrics);
     match status(target).await {
         Ok(report) => {
             metrics.location(&report);

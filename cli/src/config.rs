@@ -239,21 +239,24 @@ mod tests {
     #[test]
     fn the_command_line_wins_over_the_file_which_wins_over_the_default() {
         let a = backup("", &[]);
-        assert_eq!((a.full, a.lock.lock_wait.0.as_secs()), (false, 600));
-        assert_eq!(a.lock.lock_stale_secs, 900);
+        assert_eq!((a.full, a.storing.lock.lock_wait.0.as_secs()), (false, 600));
+        assert_eq!(a.storing.lock.lock_stale_secs, 900);
         let yaml = "full: true\nlock_wait: 90s\nlock_stale_secs: 60\nconcurrency: 3\n";
         let a = backup(yaml, &[]);
-        assert_eq!((a.full, a.lock.lock_wait.0.as_secs()), (true, 90));
+        assert_eq!((a.full, a.storing.lock.lock_wait.0.as_secs()), (true, 90));
         assert_eq!(
-            (a.lock.lock_stale_secs, a.transfer.concurrency),
+            (
+                a.storing.lock.lock_stale_secs,
+                a.storing.transfer.concurrency
+            ),
             (60, Some(3))
         );
         let a = backup(
             yaml,
             &["--full=false", "--lock-wait", "0", "--concurrency=5"],
         );
-        assert_eq!((a.full, a.lock.lock_wait.0.as_secs()), (false, 0));
-        assert_eq!(a.transfer.concurrency, Some(5));
+        assert_eq!((a.full, a.storing.lock.lock_wait.0.as_secs()), (false, 0));
+        assert_eq!(a.storing.transfer.concurrency, Some(5));
         assert!(backup("", &["--full"]).full);
     }
 

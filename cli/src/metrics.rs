@@ -63,6 +63,7 @@ struct Newest {
 }
 
 /// Every figure of one esbackup process.
+#[derive(Default)]
 pub struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,
@@ -98,30 +99,8 @@ impl Metrics {
     pub fn new(db: Option<PathBuf>) -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("esbackup"),
-            runs: Family::default(),
-            last_run: Family::default(),
-            last_duration: Family::default(),
-            last_result: Family::default(),
-            last_success: Seconds::default(),
-            uploaded_bytes: Counter::default(),
-            uploaded_objects: Counter::default(),
-            points: Gauge::default(),
-            stored_bytes: Gauge::default(),
-            stored_objects: Gauge::default(),
-            oldest_point: Seconds::default(),
-            newest_point: Seconds::default(),
-            lag_bytes: Gauge::default(),
-            lag_seconds: Seconds::default(),
-            verify_last_success: Seconds::default(),
-            verify_problems: Gauge::default(),
-            verify_read_bytes: Counter::default(),
-            forgotten_points: Counter::default(),
-            pruned_bytes: Counter::default(),
-            scavenges_stopped: Counter::default(),
-            scavenges_restarted: Counter::default(),
-            scavenge_left_stopped: Gauge::default(),
             db,
-            newest: Mutex::new(None),
+            ..Metrics::default()
         };
         m.register();
         m
@@ -237,8 +216,10 @@ impl Metrics {
     /// What a backup did to the node's scavenge (`None`: no `--node-url`).
     pub fn scavenge(&self, report: Option<&ScavengeReport>) {
         let Some(report) = report else { return };
-        self.scavenges_stopped.inc_by(report.stopped.is_some() as u64);
-        self.scavenges_restarted.inc_by(report.restarted.is_some() as u64);
+        self.scavenges_stopped
+            .inc_by(report.stopped.is_some() as u64);
+        self.scavenges_restarted
+            .inc_by(report.restarted.is_some() as u64);
         self.scavenge_left_stopped.set(report.left_stopped() as i64);
     }
 

@@ -41,20 +41,17 @@ pub async fn backup_beside(
     let Some(node) = node else {
         return (backup(target, opts).await, None);
     };
-    let (result, report) = match with_scavenge_paused(&node.client, &node.policy, || {
-        backup(target, opts)
-    })
-    .await
-    {
-        Ok(done) => done,
-        Err(not_paused) => {
-            let message = not_paused.to_string();
-            return (
-                Err(EngineError::new(ErrorKind::Node, message)),
-                Some(not_paused.report),
-            );
-        }
-    };
+    let (result, report) =
+        match with_scavenge_paused(&node.client, &node.policy, || backup(target, opts)).await {
+            Ok(done) => done,
+            Err(not_paused) => {
+                let message = not_paused.to_string();
+                return (
+                    Err(EngineError::new(ErrorKind::Node, message)),
+                    Some(not_paused.report),
+                );
+            }
+        };
     let summary = format!("the node's scavenge: {report}");
     if report.left_stopped() {
         tracing::error!("{summary}");

@@ -18,13 +18,22 @@ pub struct NodeArgs {
     pub node_url: Option<String>,
 
     /// The user to log in as (a member of $admins or $ops).
-    #[arg(long, env = "ESBACKUP_NODE_USER", value_name = "USER", default_value = "admin")]
+    #[arg(
+        long,
+        env = "ESBACKUP_NODE_USER",
+        value_name = "USER",
+        default_value = "admin"
+    )]
     pub node_user: String,
 
     /// Read the node password from this environment variable (never from a command-line
     /// value, which other users can see).
-    #[arg(long, env = "ESBACKUP_NODE_PASSWORD_ENV", value_name = "NAME",
-          conflicts_with = "node_password_file")]
+    #[arg(
+        long,
+        env = "ESBACKUP_NODE_PASSWORD_ENV",
+        value_name = "NAME",
+        conflicts_with = "node_password_file"
+    )]
     pub node_password_env: Option<String>,
 
     /// Read the node password from this file (its trailing line break is dropped).
@@ -45,8 +54,13 @@ pub struct NodeArgs {
     /// When the node cannot be asked before a capture (down, unreachable, 401, 500, timeout):
     /// fail the run, or continue and rely on the capture's own retries while a scavenge
     /// replaces chunks. Reported either way.
-    #[arg(long, env = "ESBACKUP_NODE_UNREACHABLE", value_name = "WHAT", value_enum,
-          default_value = "fail")]
+    #[arg(
+        long,
+        env = "ESBACKUP_NODE_UNREACHABLE",
+        value_name = "WHAT",
+        value_enum,
+        default_value = "fail"
+    )]
     pub node_unreachable: Unreachable,
 }
 

@@ -274,8 +274,7 @@ impl Runner {
             .await;
         self.metrics.verify_ended(started, &result);
         let report = result?;
-        let problems: usize = report.points.iter().map(|p| p.problems.len()).sum();
-        let problems = problems + report.damaged.len();
+        let problems = report.problems().len();
         if problems > 0 {
             return Err(EngineError::damaged(format!(
                 "verify found {problems} problem(s) (run `esbackup verify` for the list)"

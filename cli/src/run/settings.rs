@@ -42,8 +42,8 @@ impl RunSettings {
         let db = a.db.folder()?.to_path_buf();
         let mut backup = BackupOptions::new(&db);
         backup.index = a.db.index.clone();
-        backup.concurrency = a.transfer.concurrency;
-        backup.lock = a.lock.options();
+        backup.concurrency = a.storing.transfer.concurrency;
+        backup.lock = a.storing.lock.options();
         backup.stop = stop.clone();
         // The retention policy is the forget job's, on its own schedule.
         backup.retention = None;
@@ -56,12 +56,16 @@ impl RunSettings {
             policy,
             prune,
             dry_run: false,
-            lock: a.lock.options(),
+            lock: a.storing.lock.options(),
             stop: stop.clone(),
         });
         let defaults = VerifyOptions::default();
         let verify = VerifyOptions {
-            concurrency: a.transfer.concurrency.unwrap_or(defaults.concurrency),
+            concurrency: a
+                .storing
+                .transfer
+                .concurrency
+                .unwrap_or(defaults.concurrency),
             ..defaults
         };
         Ok(RunSettings {
@@ -75,8 +79,8 @@ impl RunSettings {
             verify_every: a.schedule.verify_every.0,
             read_data_over: a.schedule.read_data_over.0,
             healthy_within: a.watch.healthy_within.map_or(every * 3, |w| w.0),
-            metrics_file: a.metrics.metrics_file.clone(),
-            node: Node::from_args(&a.node)?,
+            metrics_file: a.storing.metrics.metrics_file.clone(),
+            node: Node::from_args(&a.storing.node)?,
         })
     }
 }
