@@ -184,6 +184,20 @@ impl Metrics {
             b,
             self.pruned_bytes.clone(),
         );
+        let help = "Scavenges stopped on the node for a backup (--node-url)";
+        r.register("scavenges_stopped", help, self.scavenges_stopped.clone());
+        let help = "Scavenges started again after a backup";
+        r.register(
+            "scavenges_restarted",
+            help,
+            self.scavenges_restarted.clone(),
+        );
+        let help = "1 while a scavenge or auto-scavenge this stopped could not be started again";
+        r.register(
+            "scavenge_left_stopped",
+            help,
+            self.scavenge_left_stopped.clone(),
+        );
     }
 
     /// A run of `job` that started at `started` ended now, ok or not.
