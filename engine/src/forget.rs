@@ -389,7 +389,8 @@ fn garbage(
 
 /// Kinds of objects prune may delete when no point needs them.
 fn is_prunable(key: &str, have_points: bool) -> bool {
-    if key.starts_with(layout::ACTIVE_DIR) || key.starts_with(layout::DATA_DIR) {
+    let own_objects = [layout::ACTIVE_DIR, layout::DATA_DIR, layout::PAGES_DIR];
+    if own_objects.iter().any(|dir| key.starts_with(dir)) {
         return true;
     }
     if key == layout::LEGACY_MANIFEST {

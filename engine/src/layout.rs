@@ -31,6 +31,14 @@ pub fn point_key(id: &str) -> String {
     format!("{POINTS_DIR}{id}.json")
 }
 
+/// The pages of format-4 points' file tables, each named by the MD5 of its bytes.
+pub const PAGES_DIR: &str = ".esbackup/pages/";
+
+/// Key of the page whose bytes have MD5 `md5` (hex).
+pub fn page_key(md5: &str) -> String {
+    format!("{PAGES_DIR}{md5}.json")
+}
+
 /// The point id of a key under [`POINTS_DIR`], if it is one.
 pub fn point_id(key: &str) -> Option<&str> {
     key.strip_prefix(POINTS_DIR)?.strip_suffix(".json")

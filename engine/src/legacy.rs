@@ -105,6 +105,7 @@ impl Manifest {
             bytes_added: self.files.values().map(|e| e.size).sum(),
             notes: self.notes.clone(),
             files,
+            pages: Vec::new(),
         };
         point.check().map_err(|why| {
             EngineError::damaged(format!("{} in {location}: {why}", layout::LEGACY_MANIFEST))
@@ -163,6 +164,6 @@ pub(crate) async fn store_as_point(target: &dyn Target, mut point: Point) -> Res
         "converted from the location's esbackup 0.1 manifest (restore point of its last run)"
             .into(),
     );
-    point.store(target).await?;
+    point.store(target, &Default::default()).await?;
     Ok(point)
 }

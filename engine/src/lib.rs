@@ -23,6 +23,7 @@ mod location;
 mod lock;
 mod md5_lanes;
 mod metered;
+mod paged;
 mod piece_pool;
 mod point;
 mod progress;

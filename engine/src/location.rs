@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::legacy;
+use crate::paged::PageCache;
 use crate::point::{id_seq, run_order, Point};
+use crate::status::PointSummary;
 use crate::target::Target;
 
 /// The restore points of a location.
@@ -22,6 +24,8 @@ pub(crate) struct Location {
     pub ids: Vec<String>,
     /// An esbackup 0.1 manifest, read when the location has no points.
     pub legacy: Option<legacy::Manifest>,
+    /// The pages of format-4 points read so far (points share most of theirs).
+    pages: PageCache,
 }
 
 /// A point object that is there but cannot be read as a point.
@@ -31,9 +35,10 @@ pub struct DamagedPoint {
     pub problem: String,
 }
 
-/// Every point of a location, as read: the readable ones in run order, and the damaged ones.
-pub(crate) struct Points {
-    pub readable: Vec<Point>,
+/// Every point of a location, as read (whole, or as summaries): the readable ones in run
+/// order, and the damaged ones.
+pub(crate) struct Points<T = Point> {
+    pub readable: Vec<T>,
     pub damaged: Vec<DamagedPoint>,
 }
 
@@ -60,6 +65,7 @@ impl Location {
             target,
             ids,
             legacy,
+            pages: PageCache::default(),
         })
     }
 
@@ -86,7 +92,8 @@ impl Location {
     /// newest point is an error (it says which point, and that others may be restored).
     pub async fn latest(&self) -> Result<Option<Point>> {
         match (self.ids.last(), &self.legacy) {
-            (Some(id), _) => Point::load(self.target.as_ref(), id)
+            (Some(id), _) => self
+                .load(id)
                 .await
                 .map(Some)
                 .map_err(|e| match e.kind() {
@@ -107,7 +114,7 @@ impl Location {
             return self.latest().await;
         }
         for id in self.ids.iter().rev() {
-            match Point::load(self.target.as_ref(), id).await {
+            match self.load(id).await {
                 Ok(p) => return Ok(Some(p)),
                 Err(e) if matches!(e.kind(), ErrorKind::Damaged | ErrorKind::NoBackup) => {
                     tracing::warn!("skipping restore point {id}: {e}");
@@ -135,7 +142,12 @@ impl Location {
                 self.describe()
             )));
         }
-        Point::load(self.target.as_ref(), id).await
+        self.load(id).await
+    }
+
+    /// Reads point `id` (its pages through this location's cache).
+    async fn load(&self, id: &str) -> Result<Point> {
+        Point::load_with(self.target.as_ref(), id, &self.pages).await
     }
 
     /// Every point, in run order (read concurrently): the readable ones, and the damaged ones
@@ -148,10 +160,36 @@ impl Location {
                 damaged: vec![],
             });
         }
+        self.read_each(|id| self.load(id)).await
+    }
+
+    /// What [`Location::points`] reads, as summaries: from the points' records alone where
+    /// they have one (format 4), so that listing many points reads little.
+    pub async fn summaries(&self) -> Result<Points<PointSummary>> {
+        if self.ids.is_empty() {
+            let latest = self.latest().await?;
+            return Ok(Points {
+                readable: latest.iter().map(PointSummary::from).collect(),
+                damaged: vec![],
+            });
+        }
+        let target = self.target.as_ref();
+        self.read_each(|id| Point::summary(target, id)).await
+    }
+
+    /// `read(id)` of every point, 16 at a time, sorted into readable and damaged.
+    async fn read_each<'a, T, F, Fut>(&'a self, read: F) -> Result<Points<T>>
+    where
+        F: Fn(&'a str) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let loads: Vec<_> = self
             .ids
             .iter()
-            .map(|id| async move { (id, Point::load(self.target.as_ref(), id).await) })
+            .map(|id| {
+                let loaded = read(id);
+                async move { (id, loaded.await) }
+            })
             .collect();
         let loaded: Vec<_> = stream::iter(loads).buffered(16).collect().await;
         let mut points = Points {
@@ -181,7 +219,7 @@ impl Location {
     }
 }
 
-impl Points {
+impl<T> Points<T> {
     /// The damaged points as one line: "2 restore points are damaged: a (why); b (why)".
     pub fn damaged_summary(&self) -> Option<String> {
         if self.damaged.is_empty() {

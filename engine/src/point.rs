@@ -5,7 +5,7 @@
 //! retained point names are never overwritten or deleted (see `backup::plan` and `prune`), so a
 //! point stays valid while later runs add points and `forget --prune` removes others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
+use crate::paged::{self, PageCache, Record, Unreadable};
 use crate::source::FileStamp;
-use crate::target::{get_bytes, Target, Upload};
+use crate::status::PointSummary;
+use crate::target::{get_bytes, Target};
 
-/// Format of the point objects this version writes: 3 adds the run sequence number (`seq`).
-pub const FORMAT: u32 = 3;
+/// Format of the point objects this version writes: 3 adds the run sequence number (`seq`);
+/// 4 stores a point as a small record and its file table in shared pages (see `paged`).
+pub const FORMAT: u32 = 4;
 /// Formats this version reads (2: points of esbackup 0.2, ordered by their time-named ids).
-const READABLE_FORMATS: [u32; 2] = [2, 3];
+const READABLE_FORMATS: [u32; 3] = [2, 3, 4];
 
 /// The database checkpoints of a point (-1 where absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +63,10 @@ pub struct Point {
     /// Every database file by key (its path relative to the db folder; `index/...` for the
     /// index folder), and how to rebuild it.
     pub files: BTreeMap<String, FileRef>,
+    /// The pages a format-4 point's file table is stored in (none for older formats, and for
+    /// a point not stored yet).
+    #[serde(skip)]
+    pub pages: Vec<NeededObject>,
 }
 
 /// How to rebuild one database file.
@@ -169,9 +176,10 @@ impl Point {
         layout::point_key(&self.id)
     }
 
-    /// Every stored object this point needs (once each).
+    /// Every stored object this point needs (once each), its pages included.
     pub fn objects(&self) -> Vec<NeededObject> {
-        let mut all: Vec<NeededObject> = self.files.values().flat_map(FileRef::objects).collect();
+        let files = self.files.values().flat_map(FileRef::objects);
+        let mut all: Vec<NeededObject> = files.chain(self.pages.iter().cloned()).collect();
         all.sort();
         all.dedup_by(|a, b| a.key == b.key);
         all
@@ -184,33 +192,63 @@ impl Point {
 
     /// Reads point `id`.
     pub async fn load(target: &dyn Target, id: &str) -> Result<Point> {
-        let key = layout::point_key(id);
-        let bytes = match get_bytes(target, &key).await {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(EngineError::new(
-                    ErrorKind::NoBackup,
-                    format!(
-                        "restore point {id} is not in {} (it may have been forgotten meanwhile): see `esbackup list`",
-                        target.describe()
-                    ),
-                ))
-            }
-            Err(e) => return Err(EngineError::storage(&key, e)),
-        };
-        Point::parse(&bytes)
-            .and_then(|p| match p.id == id {
-                true => Ok(p),
-                false => Err(format!("it says it is point {}", p.id)),
-            })
-            .map_err(|why| EngineError::damaged(format!("{key} in {}: {why}", target.describe())))
+        Point::load_with(target, id, &PageCache::default()).await
     }
 
-    /// Decodes and checks a point object.
+    /// Reads point `id`, its pages through `cache`.
+    pub(crate) async fn load_with(
+        target: &dyn Target,
+        id: &str,
+        cache: &PageCache,
+    ) -> Result<Point> {
+        let key = layout::point_key(id);
+        let damaged =
+            |why: String| EngineError::damaged(format!("{key} in {}: {why}", target.describe()));
+        let point = match Stored::read(target, id).await? {
+            Stored::Full(point) => point,
+            Stored::Record(record) => match paged::assemble(target, record, cache).await {
+                Ok(point) => point,
+                Err(Unreadable::Storage(key, e)) => return Err(EngineError::storage(key, e)),
+                Err(Unreadable::Damaged(why)) => return Err(damaged(why)),
+            },
+        };
+        point.check().map_err(damaged)?;
+        Ok(point)
+    }
+
+    /// The summary of point `id`, from its record alone where it has one (format 4).
+    pub(crate) async fn summary(target: &dyn Target, id: &str) -> Result<PointSummary> {
+        match Stored::read(target, id).await? {
+            Stored::Full(point) => {
+                let key = layout::point_key(id);
+                point.check().map_err(|why| {
+                    EngineError::damaged(format!("{key} in {}: {why}", target.describe()))
+                })?;
+                Ok(PointSummary::from(&point))
+            }
+            Stored::Record(r) => Ok(PointSummary {
+                id: r.id,
+                seq: r.seq,
+                time: r.time,
+                writer: r.checkpoints.writer,
+                chaser: r.checkpoints.chaser,
+                epoch: r.checkpoints.epoch,
+                files: r.file_count,
+                bytes: r.size,
+                bytes_added: r.bytes_added,
+                host: r.host,
+                source_db: r.source_db,
+                tool_version: r.tool_version,
+                notes: r.notes,
+            }),
+        }
+    }
+
+    /// Decodes and checks a point object of format 2 or 3 (a whole point in one object).
     pub fn parse(bytes: &[u8]) -> std::result::Result<Point, String> {
         let point: Point =
             serde_json::from_slice(bytes).map_err(|e| format!("unreadable point: {e}"))?;
-        if !READABLE_FORMATS.contains(&point.format) {
+        if !READABLE_FORMATS.contains(&point.format) || point.format >= 4 {
             return Err(format!(
                 "point format {} is not one this esbackup reads ({READABLE_FORMATS:?}): written by another esbackup version",
                 point.format
@@ -280,15 +318,65 @@ impl Point {
         Ok(())
     }
 
-    /// Stores the point (its key is new: points are never overwritten).
-    pub async fn store(&self, target: &dyn Target) -> Result<u64> {
-        let json = serde_json::to_vec_pretty(self).expect("a point serialises");
-        let len = json.len() as u64;
-        target
-            .put(&self.key(), Upload::bytes(Bytes::from(json)))
+    /// Stores the point (its key is new: points are never overwritten) in format 4: its pages
+    /// but those in `existing` (keys the location holds already), then its record. Returns
+    /// the bytes written.
+    pub async fn store(&self, target: &dyn Target, existing: &BTreeSet<String>) -> Result<u64> {
+        paged::store(self, target, existing)
             .await
-            .map_err(|e| EngineError::storage(self.key(), e))?;
-        Ok(len)
+            .map_err(|(key, e)| EngineError::storage(key, e))
+    }
+}
+
+/// A point object as read: a whole point (formats 2 and 3), or a record (format 4).
+enum Stored {
+    Full(Point),
+    Record(Record),
+}
+
+impl Stored {
+    /// Reads point object `id`; a missing one is `NoBackup` (forgotten meanwhile), one that
+    /// is no point of a format this version reads is `Damaged`.
+    async fn read(target: &dyn Target, id: &str) -> Result<Stored> {
+        let key = layout::point_key(id);
+        let bytes = match get_bytes(target, &key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(EngineError::new(
+                    ErrorKind::NoBackup,
+                    format!(
+                        "restore point {id} is not in {} (it may have been forgotten meanwhile): see `esbackup list`",
+                        target.describe()
+                    ),
+                ))
+            }
+            Err(e) => return Err(EngineError::storage(&key, e)),
+        };
+        let damaged =
+            |why: String| EngineError::damaged(format!("{key} in {}: {why}", target.describe()));
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+            id: String,
+        }
+        let head: Format = serde_json::from_slice(&bytes)
+            .map_err(|e| damaged(format!("unreadable point: {e}")))?;
+        if head.id != id {
+            return Err(damaged(format!("it says it is point {}", head.id)));
+        }
+        if head.format < 4 {
+            return Point::parse(&bytes).map(Stored::Full).map_err(damaged);
+        }
+        if !READABLE_FORMATS.contains(&head.format) {
+            return Err(damaged(format!(
+                "point format {} is not one this esbackup reads ({READABLE_FORMATS:?}): written by a newer esbackup",
+                head.format
+            )));
+        }
+        let record: Record = serde_json::from_slice(&bytes)
+            .map_err(|e| damaged(format!("unreadable point record: {e}")))?;
+        paged::check_record(&record).map_err(damaged)?;
+        Ok(Stored::Record(record))
     }
 }
 
@@ -392,8 +480,9 @@ pub(crate) mod tests {
                 stamp: None,
             },
         );
+        // Format 3: a whole point in one object (what `Point::parse` reads).
         Point {
-            format: FORMAT,
+            format: 3,
             id: "p00000001-20261130T000000000Z-00000000".into(),
             seq: 1,
             time: Utc::now(),
@@ -412,6 +501,7 @@ pub(crate) mod tests {
             bytes_added: 0,
             notes: vec![],
             files,
+            pages: vec![],
         }
     }
 

@@ -101,7 +101,7 @@ pub async fn list(target: Arc<dyn Target>) -> Result<Listing> {
     if !location.has_backup() {
         return Err(location.no_backup());
     }
-    let points = location.points().await?;
+    let points = location.summaries().await?;
     let times: Vec<(String, DateTime<Utc>)> = points
         .readable
         .iter()
@@ -109,8 +109,8 @@ pub async fn list(target: Arc<dyn Target>) -> Result<Listing> {
         .collect();
     let mut entries: Vec<ListEntry> = points
         .readable
-        .iter()
-        .map(|p| ListEntry::Point(p.into()))
+        .into_iter()
+        .map(ListEntry::Point)
         .chain(points.damaged.into_iter().map(|d| ListEntry::Damaged {
             id: d.id,
             damaged: d.problem,
@@ -156,17 +156,24 @@ pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
     listing.retain(|k, _| !k.starts_with(crate::layout::LOCKS_DIR));
     let points = match location.ids.is_empty() {
-        false => location.points().await?,
+        false => location.summaries().await?,
         // A 0.1 location: its state, if it completed.
         true => crate::location::Points {
-            readable: location.latest().await.ok().flatten().into_iter().collect(),
+            readable: location
+                .latest()
+                .await
+                .ok()
+                .flatten()
+                .iter()
+                .map(PointSummary::from)
+                .collect(),
             damaged: vec![],
         },
     };
-    let (oldest, newest) = match (points.readable.first(), points.readable.last()) {
-        (Some(first), Some(last)) => (Some(first.into()), Some(last.into())),
-        _ => (None, None),
-    };
+    let (oldest, newest) = (
+        points.readable.first().cloned(),
+        points.readable.last().cloned(),
+    );
     let incomplete_uploads = match target.incomplete_uploads().await {
         Ok(n) => Some(n),
         Err(e) => {

@@ -24,11 +24,13 @@ mod plan;
 mod probe;
 mod report;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::{stream, StreamExt};
 
 pub use crate::source::other_files::Skipped;
 pub use report::{BackupReport, Uploaded};
@@ -189,6 +191,7 @@ async fn run(
         id: run_id,
         seq,
         time,
+        reusable_pages: reusable_pages(target.as_ref(), previous.as_ref(), opts.full).await?,
     };
     let (point, repaired) =
         store_run(location, source, opts, lock, &captured, &mut plan, head).await?;
@@ -225,11 +228,39 @@ fn clock_warnings(time: chrono::DateTime<Utc>, previous: Option<&Point>) -> Vec<
     vec![warning]
 }
 
-/// The new point's identity, taken with the lock held.
+/// The new point's identity, taken with the lock held, and the previous point's pages it may
+/// name without storing them again.
 struct PointHead {
     id: String,
     seq: u64,
     time: chrono::DateTime<Utc>,
+    reusable_pages: BTreeSet<String>,
+}
+
+/// The previous point's pages that are still stored whole (a `--full` run trusts none).
+async fn reusable_pages(
+    target: &dyn Target,
+    previous: Option<&Point>,
+    full: bool,
+) -> Result<BTreeSet<String>> {
+    let Some(previous) = previous.filter(|_| !full) else {
+        return Ok(BTreeSet::new());
+    };
+    let heads: Vec<_> = (previous.pages.iter())
+        .map(|p| async move { (p, target.head(&p.key).await) })
+        .collect();
+    let found: Vec<_> = stream::iter(heads).buffer_unordered(16).collect().await;
+    let mut reusable = BTreeSet::new();
+    for (page, head) in found {
+        match head {
+            Ok(info) if info.size == page.size => {
+                reusable.insert(page.key.clone());
+            }
+            Err(e) if !e.is_not_found() => return Err(EngineError::storage(&page.key, e)),
+            _ => {}
+        }
+    }
+    Ok(reusable)
 }
 
 /// Stores the planned files, the root mirror and then the point, in that order; returns the
@@ -272,17 +303,23 @@ async fn store_run(
         bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
         notes: plan.point_notes(),
         files: stored.files,
+        pages: Vec::new(),
     };
-    store_point(target.as_ref(), &point, lock).await?;
+    store_point(target.as_ref(), &point, lock, &head.reusable_pages).await?;
     Ok((point, repaired))
 }
 
 /// Writes the point, last; removes it again if the lock turns out to have been taken over
 /// meanwhile (the other run may be pruning what it names).
-async fn store_point(target: &dyn Target, point: &Point, lock: &Lock) -> Result<()> {
+async fn store_point(
+    target: &dyn Target,
+    point: &Point,
+    lock: &Lock,
+    reusable_pages: &BTreeSet<String>,
+) -> Result<()> {
     let sync = |e| EngineError::storage("making the stored files durable", e);
     target.sync().await.map_err(sync)?;
-    point.store(target).await?;
+    point.store(target, reusable_pages).await?;
     target.sync().await.map_err(sync)?;
     if let Err(e) = lock.confirm_held().await {
         let _ = target.delete(&point.key()).await;

@@ -176,7 +176,8 @@ pub(crate) async fn choose_with_warnings(
         Which::Latest => Ok((location.require_latest().await?, vec![])),
         Which::Id(id) => Ok((location.point(id).await?, vec![])),
         Which::At(at) => {
-            let read = location.points().await?;
+            // Chosen by the points' records; only the chosen point is read whole.
+            let read = location.summaries().await?;
             let points = read.readable;
             let times: Vec<(String, DateTime<Utc>)> =
                 points.iter().map(|p| (p.id.clone(), p.time)).collect();
@@ -188,32 +189,30 @@ pub(crate) async fn choose_with_warnings(
                     .iter()
                     .map(|d| format!("skipped: {}", d.problem)),
             );
-            pick_at(&points, *at)
-                .cloned()
-                .map(|p| (p, warnings))
-                .ok_or_else(|| {
-                    EngineError::invalid_input(format!(
-                        "{} has no restore point at or before {}: the oldest is {} (see `esbackup list`)",
-                        location.describe(),
-                        at.to_rfc3339(),
-                        points
-                            .first()
-                            .map_or("none".into(), |p| p.time.to_rfc3339())
-                    ))
-                })
+            let Some(chosen) = pick_at(&times, *at) else {
+                return Err(EngineError::invalid_input(format!(
+                    "{} has no restore point at or before {}: the oldest is {} (see `esbackup list`)",
+                    location.describe(),
+                    at.to_rfc3339(),
+                    points
+                        .first()
+                        .map_or("none".into(), |p| p.time.to_rfc3339())
+                )));
+            };
+            Ok((location.point(chosen).await?, warnings))
         }
     }
 }
 
-/// The point with the latest recorded time at or before `at` (of equal times, the one taken
-/// last); `points` are in run order.
-pub(crate) fn pick_at(points: &[Point], at: DateTime<Utc>) -> Option<&Point> {
+/// The id of the point with the latest recorded time at or before `at` (of equal times, the
+/// one taken last); `points` (ids and times) are in run order.
+pub(crate) fn pick_at(points: &[(String, DateTime<Utc>)], at: DateTime<Utc>) -> Option<&str> {
     points
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.time <= at)
-        .max_by(|(i, a), (j, b)| a.time.cmp(&b.time).then(i.cmp(j)))
-        .map(|(_, p)| p)
+        .filter(|(_, (_, time))| *time <= at)
+        .max_by(|(i, (_, a)), (j, (_, b))| a.cmp(b).then(i.cmp(j)))
+        .map(|(_, (id, _))| id.as_str())
 }
 
 fn summarise(items: &[String]) -> String {
@@ -236,28 +235,19 @@ mod tests {
 
     #[test]
     fn at_picks_the_newest_point_not_after_the_time() {
-        let base = crate::point::tests::sample();
         let t0 = Utc::now();
-        let points: Vec<Point> = (0..3)
-            .map(|i| Point {
-                id: format!("p{i}"),
-                time: t0 + chrono::Duration::hours(i),
-                ..base.clone()
-            })
+        let points: Vec<(String, DateTime<Utc>)> = (0..3)
+            .map(|i| (format!("p{i}"), t0 + chrono::Duration::hours(i)))
             .collect();
         assert_eq!(
-            pick_at(&points, t0 + chrono::Duration::minutes(90))
-                .unwrap()
-                .id,
-            "p1"
+            pick_at(&points, t0 + chrono::Duration::minutes(90)),
+            Some("p1")
         );
         assert_eq!(
-            pick_at(&points, t0 + chrono::Duration::hours(2))
-                .unwrap()
-                .id,
-            "p2"
+            pick_at(&points, t0 + chrono::Duration::hours(2)),
+            Some("p2")
         );
-        assert_eq!(pick_at(&points, t0).unwrap().id, "p0");
+        assert_eq!(pick_at(&points, t0), Some("p0"));
         assert!(pick_at(&points, t0 - chrono::Duration::seconds(1)).is_none());
     }
 }
