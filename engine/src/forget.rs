@@ -12,12 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout::{self, classify, Kind};
 use crate::location::Location;
 use crate::lock::{Lock, LockOptions};
 use crate::metered::Metered;
-use crate::point::{new_run_id, Content, Point};
+use crate::point::new_run_id;
 use crate::target::Target;
 
 /// Which points to keep (restic's `--keep-*` options). A point is kept if any rule keeps it;
@@ -261,19 +261,22 @@ pub(crate) async fn forget_locked(
     lock: Option<&Lock>,
 ) -> Result<ForgetReport> {
     let target = location.target.as_ref();
-    let read = location.points().await?;
+    // The records decide what is kept; only what the kept points need is read further.
+    let read = location.summaries().await?;
     if let Some(damaged) = read.damaged_summary() {
         return Err(EngineError::damaged(format!(
             "{damaged}. forget deletes nothing while a point cannot be read (it cannot tell what that point needs): remove or restore that point object, then run forget again"
         )));
     }
-    let points = read.readable;
-    let times: Vec<(String, DateTime<Utc>)> =
-        points.iter().map(|p| (p.id.clone(), p.time)).collect();
-    let (kept, forgotten) = apply_policy(&times, policy);
-    let retained: Vec<&Point> = points
+    let times: Vec<(String, DateTime<Utc>)> = read
+        .readable
         .iter()
-        .filter(|p| kept.iter().any(|k| k.id == p.id))
+        .map(|p| (p.id.clone(), p.time))
+        .collect();
+    let (kept, forgotten) = apply_policy(&times, policy);
+    let retained: Vec<&str> = (times.iter())
+        .map(|(id, _)| id.as_str())
+        .filter(|id| kept.iter().any(|k| k.id == *id))
         .collect();
     let locked_at = match lock {
         Some(lock) => lock.stored_at().await?,
@@ -290,10 +293,18 @@ pub(crate) async fn forget_locked(
         .collect();
     let before: u64 = listing.values().sum();
     let forgotten_keys: Vec<String> = forgotten.iter().map(|id| layout::point_key(id)).collect();
-    let unreferenced = if prune {
-        garbage(&listing, &retained, &forgotten_keys)
-    } else {
-        vec![]
+    let unreferenced = match prune {
+        true => {
+            let needed = location.needed_by(&retained).await.map_err(|e| match e.kind() {
+                ErrorKind::Damaged => EngineError::damaged(format!(
+                    "{}. forget deletes nothing while a kept point cannot be read whole: restore what it names, then run forget again",
+                    e.message()
+                )),
+                _ => e,
+            })?;
+            garbage(&listing, &needed, &forgotten_keys, !retained.is_empty())
+        }
+        false => vec![],
     };
     // Written after this run took the lock: by a run whose lock it took over, or by someone
     // else. Not this prune's to judge.
@@ -359,30 +370,18 @@ async fn delete_all(target: &dyn Target, keys: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Stored objects no retained point needs and that are not the root mirror of the newest one:
-/// esbackup's own objects and database files, never anything else, never a lock.
+/// Stored objects that are not `needed` (by a retained point, or as the root mirror of the
+/// newest one): esbackup's own objects and database files, never anything else, never a lock.
 fn garbage(
     listing: &std::collections::BTreeMap<String, u64>,
-    retained: &[&Point],
+    needed: &BTreeSet<String>,
     forgotten_points: &[String],
+    have_points: bool,
 ) -> Vec<String> {
-    let mut needed: BTreeSet<String> = retained
-        .iter()
-        .flat_map(|p| p.objects().into_iter().map(|o| o.key))
-        .collect();
-    // `retained` is in run order: the last is the newest.
-    if let Some(newest) = retained.last() {
-        // Root copies of files stored elsewhere or inline: the mirror of the newest point.
-        for (key, f) in &newest.files {
-            if !matches!(&f.content, Content::Object { key: k, .. } if k == key) {
-                needed.insert(key.clone());
-            }
-        }
-    }
     listing
         .keys()
         .filter(|k| !needed.contains(*k) && !forgotten_points.contains(k))
-        .filter(|k| is_prunable(k, !retained.is_empty()))
+        .filter(|k| is_prunable(k, have_points))
         .cloned()
         .collect()
 }
@@ -490,7 +489,7 @@ mod tests {
             "chunk-000001.000000".into(),
             crate::point::FileRef {
                 size: 10,
-                content: Content::Object {
+                content: crate::point::Content::Object {
                     key: "chunk-000001.000000".into(),
                     md5: "m".into(),
                 },
@@ -512,7 +511,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let doomed = garbage(&listing, &[&p], &[]);
+        let needed = crate::location::needed_by_points(&[&p]);
+        let doomed = garbage(&listing, &needed, &[], true);
         assert_eq!(
             doomed,
             [

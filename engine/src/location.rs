@@ -4,6 +4,7 @@
 //! A command that writes or deletes reads the location only once it holds the lock (see
 //! `lock.rs`): what it decides on must not change under it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::{stream, StreamExt};
@@ -13,7 +14,7 @@ use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::legacy;
 use crate::paged::PageCache;
-use crate::point::{id_seq, run_order, Point};
+use crate::point::{id_seq, run_order, Content, Point};
 use crate::status::PointSummary;
 use crate::target::Target;
 
@@ -177,6 +178,26 @@ impl Location {
         self.read_each(|id| Point::summary(target, id)).await
     }
 
+    /// Every object the points `ids` (in run order) need, their pages included, and the root
+    /// mirror of the last of them. Pages shared by several points are read once; a point that
+    /// cannot be read whole is an error (`Damaged`), never skipped.
+    pub async fn needed_by(&self, ids: &[&str]) -> Result<BTreeSet<String>> {
+        let Some(newest) = ids.last() else {
+            return Ok(BTreeSet::new());
+        };
+        let newest = self.load(newest).await?;
+        let mut needed = needed_by_points(&[&newest]);
+        let target = self.target.as_ref();
+        let reads: Vec<_> = (ids.iter())
+            .map(|id| Point::objects_of(target, id, &self.pages))
+            .collect();
+        let mut each = stream::iter(reads).buffered(16);
+        while let Some(objects) = each.next().await {
+            needed.extend(objects?);
+        }
+        Ok(needed)
+    }
+
     /// `read(id)` of every point, 16 at a time, sorted into readable and damaged.
     async fn read_each<'a, T, F, Fut>(&'a self, read: F) -> Result<Points<T>>
     where
@@ -217,6 +238,23 @@ impl Location {
             layout::POINTS_DIR
         ))
     }
+}
+
+/// The objects `points` need, and the root mirror of the last of them (its files stored
+/// elsewhere or inline, whose plain copies the root holds).
+pub(crate) fn needed_by_points(points: &[&Point]) -> BTreeSet<String> {
+    let mut needed: BTreeSet<String> = points
+        .iter()
+        .flat_map(|p| p.objects().into_iter().map(|o| o.key))
+        .collect();
+    if let Some(newest) = points.last() {
+        for (key, f) in &newest.files {
+            if !matches!(&f.content, Content::Object { key: k, .. } if k == key) {
+                needed.insert(key.clone());
+            }
+        }
+    }
+    needed
 }
 
 impl<T> Points<T> {

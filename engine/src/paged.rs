@@ -195,9 +195,37 @@ pub(crate) async fn store(
     Ok(written)
 }
 
-/// The pages one command has read, by key (points share most of theirs).
+/// The pages one command has read, by key (points share most of theirs), and those whose
+/// objects [`objects_of`] returned.
 #[derive(Default)]
-pub(crate) struct PageCache(Mutex<HashMap<String, Arc<BTreeMap<String, FileRef>>>>);
+pub(crate) struct PageCache {
+    tables: Mutex<HashMap<String, Arc<BTreeMap<String, FileRef>>>>,
+    listed: Mutex<BTreeSet<String>>,
+}
+
+/// The keys of the objects `record`'s point needs: its pages, and the objects of the files
+/// in them (of each page once per `cache`: the caller collects a set). Each page is checked.
+pub(crate) async fn objects_of(
+    target: &dyn Target,
+    record: &Record,
+    cache: &PageCache,
+) -> Result<Vec<String>, Unreadable> {
+    let mut keys: Vec<String> = record
+        .files
+        .values()
+        .flat_map(FileRef::objects)
+        .map(|o| o.key)
+        .collect();
+    for page in &record.pages {
+        keys.push(page.key());
+        if !cache.listed.lock().unwrap().insert(page.key()) {
+            continue;
+        }
+        let table = read_page(target, page, cache).await?;
+        keys.extend(table.values().flat_map(FileRef::objects).map(|o| o.key));
+    }
+    Ok(keys)
+}
 
 /// Why a point could not be assembled: its store failed, or what it holds is wrong.
 pub(crate) enum Unreadable {
@@ -261,7 +289,7 @@ async fn read_page(
     cache: &PageCache,
 ) -> Result<Arc<BTreeMap<String, FileRef>>, Unreadable> {
     let key = page.key();
-    if let Some(table) = cache.0.lock().unwrap().get(&key) {
+    if let Some(table) = cache.tables.lock().unwrap().get(&key) {
         return Ok(table.clone());
     }
     let bytes = match get_bytes(target, &key).await {
@@ -279,7 +307,7 @@ async fn read_page(
     let page: Page = serde_json::from_slice(&bytes)
         .map_err(|e| Unreadable::Damaged(format!("its page {key} is unreadable: {e}")))?;
     let table = Arc::new(page.files);
-    cache.0.lock().unwrap().insert(key, table.clone());
+    cache.tables.lock().unwrap().insert(key, table.clone());
     Ok(table)
 }
 

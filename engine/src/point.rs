@@ -216,6 +216,28 @@ impl Point {
         Ok(point)
     }
 
+    /// The keys of the objects point `id` needs, its pages included, read through `cache`;
+    /// the objects of a page another call on the same cache returned already are left out
+    /// (the caller collects a set).
+    pub(crate) async fn objects_of(
+        target: &dyn Target,
+        id: &str,
+        cache: &PageCache,
+    ) -> Result<Vec<String>> {
+        let key = layout::point_key(id);
+        let damaged =
+            |why: String| EngineError::damaged(format!("{key} in {}: {why}", target.describe()));
+        let record = match Stored::read(target, id).await? {
+            Stored::Full(point) => return Ok(point.objects().into_iter().map(|o| o.key).collect()),
+            Stored::Record(record) => record,
+        };
+        match paged::objects_of(target, &record, cache).await {
+            Ok(keys) => Ok(keys),
+            Err(Unreadable::Storage(key, e)) => Err(EngineError::storage(key, e)),
+            Err(Unreadable::Damaged(why)) => Err(damaged(why)),
+        }
+    }
+
     /// The summary of point `id`, from its record alone where it has one (format 4).
     pub(crate) async fn summary(target: &dyn Target, id: &str) -> Result<PointSummary> {
         match Stored::read(target, id).await? {

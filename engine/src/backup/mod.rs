@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::{stream, StreamExt};
 
 pub use crate::source::other_files::Skipped;
 pub use report::{BackupReport, Uploaded};
@@ -191,7 +190,7 @@ async fn run(
         id: run_id,
         seq,
         time,
-        reusable_pages: reusable_pages(target.as_ref(), previous.as_ref(), opts.full).await?,
+        reusable_pages: reusable_pages(previous.as_ref(), opts.full),
     };
     let (point, repaired) =
         store_run(location, source, opts, lock, &captured, &mut plan, head).await?;
@@ -237,30 +236,13 @@ struct PointHead {
     reusable_pages: BTreeSet<String>,
 }
 
-/// The previous point's pages that are still stored whole (a `--full` run trusts none).
-async fn reusable_pages(
-    target: &dyn Target,
-    previous: Option<&Point>,
-    full: bool,
-) -> Result<BTreeSet<String>> {
-    let Some(previous) = previous.filter(|_| !full) else {
-        return Ok(BTreeSet::new());
-    };
-    let heads: Vec<_> = (previous.pages.iter())
-        .map(|p| async move { (p, target.head(&p.key).await) })
-        .collect();
-    let found: Vec<_> = stream::iter(heads).buffer_unordered(16).collect().await;
-    let mut reusable = BTreeSet::new();
-    for (page, head) in found {
-        match head {
-            Ok(info) if info.size == page.size => {
-                reusable.insert(page.key.clone());
-            }
-            Err(e) if !e.is_not_found() => return Err(EngineError::storage(&page.key, e)),
-            _ => {}
-        }
+/// The previous point's pages: read whole and checked against their MD5s when this run
+/// loaded that point, with the lock held (a `--full` run trusts none).
+fn reusable_pages(previous: Option<&Point>, full: bool) -> BTreeSet<String> {
+    match previous.filter(|_| !full) {
+        Some(p) => p.pages.iter().map(|page| page.key.clone()).collect(),
+        None => BTreeSet::new(),
     }
-    Ok(reusable)
 }
 
 /// Stores the planned files, the root mirror and then the point, in that order; returns the
