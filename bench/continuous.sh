@@ -175,9 +175,9 @@ steady_row() { # KIND
         >"$BENCH_WORK/live-$KIND.json" 2>"$BENCH_WORK/live-$KIND.err" &
     sim_pid=$!
     bench_track_pid "$sim_pid"
-    printf 'time\tlag_bytes\tlag_seconds\n' >"$samples.all"
+    printf 'time\tlag_bytes\tlag_seconds\twriter\n' >"$samples.all"
     while alive "$sim_pid"; do
-        printf '%s\t%s\n' "$(now)" "$(metric esbackup_lag_bytes esbackup_lag_seconds)" >>"$samples.all"
+        printf '%s\t%s\t%s\n' "$(now)" "$(metric esbackup_lag_bytes esbackup_lag_seconds)" "$(writer "$db")" >>"$samples.all"
         alive "$run_pid" || die "esbackup run exited while the node wrote (log: $BENCH_WORK/run-$KIND.log)"
         sleep "$SCRAPE"
     done
@@ -189,6 +189,9 @@ steady_row() { # KIND
     scrapes=$(($(wc -l <"$samples.all") - 1))
     missed=$((scrapes - $(wc -l <"$samples")))
     ((missed == 0)) || warn "$KIND: $missed of $scrapes scrapes of /metrics failed (left out)"
+    # The node's own pace between two samples (bytes/s): how steady the writer was.
+    awk -F'\t' 'NR > 2 && $1 > t { printf "%.0f\n", ($4 - w) / ($1 - t) } NR > 1 { t = $1; w = $4 }' \
+        "$samples.all" >"$BENCH_WORK/pace-$KIND.tsv"
     log "$KIND: the writer stopped; waiting for a point with lag 0"
     wait_metric "point with lag 0" "$CATCH_UP" "$run_pid" "== 0" esbackup_lag_bytes
 
@@ -213,10 +216,12 @@ steady_row() { # KIND
     local lb ls
     lb="$(commas "$(pct "$samples" 2 50)") / $(commas "$(pct "$samples" 2 99)") / $(commas "$(pct "$samples" 2 100)")"
     ls="$(pct "$samples" 3 50) / $(pct "$samples" 3 99) / $(pct "$samples" 3 100)"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' \
-        "$(label "$KIND")" "$secs" "$((p1 - p0)) ($p1)" "$(wc -l <"$samples")" "$lb" "$ls" "$cpu_h" \
+    local pace=$BENCH_WORK/pace-$KIND.tsv
+    pace="$(commas "$(pct "$pace" 1 50)") / $(commas "$(pct "$pace" 1 100)")"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' \
+        "$(label "$KIND")" "$secs" "$((p1 - p0)) ($p1)" "$(wc -l <"$samples")" "$pace" "$lb" "$ls" "$cpu_h" \
         "$(commas "$up_h")" "$(commas "$app_h")" "$ratio" "$(commas "$meta_all")" "$(commas "$meta_new")" >>"$BENCH_WORK/steady.md"
-    log "$KIND: ${secs}s, $((p1 - p0)) points, lag bytes $lb, lag s $ls, CPU $cpu_h s/h, uploaded $up_h B/h vs appended $app_h B/h ($ratio), $meta_new B per new point, $failures failed runs"
+    log "$KIND: ${secs}s, $((p1 - p0)) points, node pace $pace B/s, lag bytes $lb, lag s $ls, CPU $cpu_h s/h, uploaded $up_h B/h vs appended $app_h B/h ($ratio), $meta_new B per new point, $failures failed runs"
     echo "$KIND $failures" >>"$BENCH_WORK/failures"
     rm -rf "$db" "$BENCH_WORK/target-continuous"
 }
@@ -275,12 +280,13 @@ summary=$BENCH_WORK/summary.md
     echo "once its first point is stored, \`esdb-sim live --rate $RATE --for ${SECONDS_WRITING}s\` appends whole transactions"
     echo "ten times a second. The window ends at the first point with lag 0 after the writer settled."
     echo "Lag: esbackup_lag_bytes / esbackup_lag_seconds read from /metrics every ${SCRAPE}s while the node writes"
-    echo "(p50 / p99 / max). CPU: the esbackup process's utime+stime over the window, per hour. Uploaded:"
+    echo "(p50 / p99 / max); the node's pace: writer.chk growth between two reads (p50 / max; the writer tops"
+    echo "the log up to RATE × elapsed, so a stall of the disk is followed by a burst, and a higher lag). CPU: the esbackup process's utime+stime over the window, per hour. Uploaded:"
     echo "esbackup_uploaded_bytes_total; appended: writer.chk growth; both over the window, per hour."
     echo "Metadata: bytes under .esbackup/points/ per point, over all points / over the window's points."
     echo
-    echo "| target | window s | points (held) | scrapes | lag bytes p50 / p99 / max | lag s p50 / p99 / max | CPU s per hour | uploaded B per hour | appended B per hour | uploaded ÷ appended | metadata B per point (all / window) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | window s | points (held) | scrapes | node's pace B/s p50 / max | lag bytes p50 / p99 / max | lag s p50 / p99 / max | CPU s per hour | uploaded B per hour | appended B per hour | uploaded ÷ appended | metadata B per point (all / window) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$BENCH_WORK/steady.md"
     echo
     awk '$2 > 0 { printf "%s: %s runs failed and were retried (see the run log).\n", $1, $2 }' "$BENCH_WORK/failures"
