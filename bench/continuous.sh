@@ -72,14 +72,7 @@ read -r -a rows <<<"${ROWS//,/ }"
 for r in "${rows[@]}"; do [[ $r == folder || $r == s3 ]] || die "ROWS: unknown target '$r' (folder, s3)"; done
 
 bench_fresh_work continuous
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    bench_stop_all
-    rm -rf "$BENCH_WORK"/srv-* "$BENCH_WORK"/target-* "$BENCH_WORK"/db-*
-    bench_stop_dockerd_if_ours
-    exit "$rc"
-}
+cleanup() { bench_scratch_cleanup; }
 bench_traps
 
 needs=()
