@@ -41,14 +41,7 @@ RESULTS=${RESULTS:-$BENCH_ROOT/bench/results/cost-latest.md}
 for t in $TARGETS; do [[ $t == folder || $t == s3 ]] || die "TARGETS: unknown target '$t' (folder, s3)"; done
 
 bench_fresh_work cost
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    bench_stop_all
-    rm -rf "$BENCH_WORK"/srv-* "$BENCH_WORK"/target-* "$BENCH_WORK"/db-*
-    bench_stop_dockerd_if_ours
-    exit "$rc"
-}
+cleanup() { bench_scratch_cleanup; }
 bench_traps
 
 needs=()

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared pieces of the benchmarks (bench/run.sh, bench/cost.sh), sourced, not run.
+# Shared pieces of the benchmarks (bench/run.sh, bench/cost.sh, bench/continuous.sh), sourced,
+# not run.
 #
 #   tools      bench_tools: installs what is missing (scripts/test-env.sh: Garage, Azurite,
 #              fake-gcs-server, rclone, GNU time; apt-get: rsync, eatmydata), builds
@@ -7,7 +8,8 @@
 #   data       bench_gen_db DIR SIZE CHUNK [sparse]: a database from bench/gen-db.py, reused
 #   servers    garage_start/garage_stop, azurite_start/azurite_stop, gcs_start/gcs_stop: each a
 #              fresh server process on 127.0.0.1 with fresh data, its PID recorded so that
-#              the clean-up stops exactly what was started here
+#              the clean-up stops exactly what was started here (bench_scratch_cleanup:
+#              that and the scratch folders, for an exit trap)
 #   measuring  measure NAME CMD…: GNU time -v, server request counters and server CPU,
 #              before and after; then bench_wall/bench_field read the results
 #
@@ -86,6 +88,18 @@ bench_fresh_work() { # NAME: BENCH_WORK=$BENCH_DIR/NAME, emptied; servers a kill
         rm -rf "$BENCH_WORK"
     fi
     mkdir -p "$BENCH_WORK"
+}
+
+# An exit trap's cleanup (cost.sh, continuous.sh): the processes started here, the scratch
+# folders of $BENCH_WORK (srv-*, target-*, db-*; logs stay), the Docker daemon if started for
+# this run; then exits with the script's status. Call it first thing in `cleanup`.
+bench_scratch_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    bench_stop_all
+    rm -rf "$BENCH_WORK"/srv-* "$BENCH_WORK"/target-* "$BENCH_WORK"/db-*
+    bench_stop_dockerd_if_ours
+    exit "$rc"
 }
 
 # The Docker daemon: test-env.sh starts one when none answers. None of the benchmarks needs it

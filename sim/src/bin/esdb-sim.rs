@@ -5,6 +5,7 @@
 //! esdb-sim append --db DIR --bytes 1M          # append about that much, then settle
 //! esdb-sim step   --db DIR --count 1000        # random live-node steps, then settle
 //! esdb-sim info   --db DIR                     # checkpoints and files, as JSON
+//! esdb-sim live   --db DIR --rate 256K --for 10m   # append at a steady rate, then settle
 //! esdb-sim serve  --db DIR [--admin-addr 127.0.0.1:0] [--ca-dir DIR]
 //!                 # step live with the node admin API; stops and settles at end of stdin
 //! ```
@@ -16,6 +17,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
@@ -52,6 +54,21 @@ enum Command {
     /// CA): scavenges run only when the API starts one. Prints {"url", "ca_file", "user"} as a
     /// first line; at the end of standard input stops, settles and prints the info.
     Serve(ServeArgs),
+    /// Reopen a database and append about --rate bytes of log per second (whole
+    /// transactions, topped up ten times a second) for --for, then settle.
+    Live(LiveArgs),
+}
+
+#[derive(Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Log bytes per second (K/M suffixes are binary: 256K = 262144).
+    #[arg(long, value_parser = parse_size)]
+    rate: u64,
+    /// How long to write (90s, 10m, 1h).
+    #[arg(long = "for", value_name = "DURATION", value_parser = esbackup_engine::parse_duration)]
+    duration: Duration,
 }
 
 #[derive(Args)]
@@ -291,7 +308,40 @@ fn run(cli: Cli) -> Result<Value, String> {
         }
         Command::Info(a) => info(&a.db, a.index.as_deref()),
         Command::Serve(a) => serve(a),
+        Command::Live(a) => live(a),
     }
+}
+
+/// `live`: appends whatever keeps the log at `rate × elapsed` bytes, every 100 ms, for
+/// `--for`; then settles.
+fn live(a: LiveArgs) -> Result<Value, String> {
+    let c = &a.common;
+    let err = |what: &str| {
+        let what = format!("{what} {}", c.db.display());
+        move |e: std::io::Error| format!("{what}: {e}")
+    };
+    let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening"))?;
+    let before = node.checkpoints().writer;
+    let start = Instant::now();
+    loop {
+        let elapsed = start.elapsed().min(a.duration);
+        let due = (a.rate as f64 * elapsed.as_secs_f64()) as u64;
+        let done = (node.checkpoints().writer - before) as u64;
+        if due > done {
+            append_bytes(&mut node, due - done).map_err(err("appending to"))?;
+        }
+        if elapsed >= a.duration {
+            break;
+        }
+        let next = Duration::from_millis(100 * (elapsed.as_millis() as u64 / 100 + 1));
+        std::thread::sleep(next.min(a.duration).saturating_sub(start.elapsed()));
+    }
+    node.settle().map_err(err("settling"))?;
+    let mut v = info(&c.db, c.index.as_deref())?;
+    v["writer_before"] = json!(before);
+    v["appended"] = json!(node.checkpoints().writer - before);
+    v["seconds"] = json!(start.elapsed().as_secs_f64());
+    Ok(v)
 }
 
 /// `serve`: a live node with its admin API until the end of standard input.
