@@ -7,7 +7,7 @@
 #   CPU s per hour the esbackup process's utime+stime (/proc/PID/stat) over the window, per hour
 #   uploaded/hour  esbackup_uploaded_bytes_total over the window, against the log appended
 #                  (writer.chk growth) over the same window
-#   metadata       the bytes of the objects under .esbackup/points/, per point (all points, and
+#   metadata       the bytes of the objects under .esbackup/points/ and .esbackup/pages/, per point (all points, and
 #                  the points taken in the window alone)
 # The window starts once the first point (the full backup of the INITIAL data) is stored and
 # ends when, the writer stopped and settled, a point has caught up with it (lag 0).
@@ -110,13 +110,17 @@ row_target() { # KIND NAME
         target_env=()
     fi
 }
-# "objects bytes" under the location's .esbackup/points/.
+# "objects bytes" of the points' metadata: the records under .esbackup/points/ and the pages of
+# their file tables under .esbackup/pages/ (point format 4).
 points_size() { # KIND URL
-    if [[ $1 == s3 ]]; then
-        rclone_cmd size --json "garage:${2#s3://}/.esbackup/points" | jq -r '"\(.count) \(.bytes)"'
-    else
-        find "$2/.esbackup/points" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; s += $1 } END { printf "%d %.0f\n", n, s }'
-    fi
+    local d
+    for d in points pages; do
+        if [[ $1 == s3 ]]; then
+            rclone_cmd size --json "garage:${2#s3://}/.esbackup/$d" | jq -r '"\(.count) \(.bytes)"'
+        else
+            find "$2/.esbackup/$d" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; s += $1 } END { printf "%d %.0f\n", n, s }'
+        fi
+    done | awk '{ n += $1; s += $2 } END { printf "%d %.0f\n", n, s }'
 }
 points_count() { # URL: restore points esbackup lists
     env "${target_env[@]}" "$ESB" list --target "$1" --json | jq 'if type == "array" then length else (.points | length) end'
@@ -276,7 +280,7 @@ summary=$BENCH_WORK/summary.md
     echo "(p50 / p99 / max); the node's pace: writer.chk growth between two reads (p50 / max; the writer tops"
     echo "the log up to RATE × elapsed, so a stall of the disk is followed by a burst, and a higher lag). CPU: the esbackup process's utime+stime over the window, per hour. Uploaded:"
     echo "esbackup_uploaded_bytes_total; appended: writer.chk growth; both over the window, per hour."
-    echo "Metadata: bytes under .esbackup/points/ per point, over all points / over the window's points."
+    echo "Metadata: bytes under .esbackup/points/ and .esbackup/pages/ per point, over all points / over the window's points."
     echo
     echo "| target | window s | points (held) | scrapes | node's pace B/s p50 / max | lag bytes p50 / p99 / max | lag s p50 / p99 / max | CPU s per hour | uploaded B per hour | appended B per hour | uploaded ÷ appended | metadata B per point (all / window) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -74,10 +74,11 @@ summary=$BENCH_WORK/summary.md
 metadata_bytes() {
     local kind=$1 url=$2
     if [[ $kind == folder ]]; then
-        du -sb "$url/.esbackup/points" "$url/.esbackup/pages" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+        # Points before format 4 have no pages folder.
+        { du -sb "$url/.esbackup/points" "$url/.esbackup/pages" 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.0f\n", s }'
     else
         for d in points pages; do
-            rclone_cmd size --json "garage:$GARAGE_BUCKET/${url#s3://"$GARAGE_BUCKET"/}/.esbackup/$d" 2>/dev/null | jq -r .bytes
+            { rclone_cmd size --json "garage:$GARAGE_BUCKET/${url#s3://"$GARAGE_BUCKET"/}/.esbackup/$d" 2>/dev/null || echo '{"bytes":0}'; } | jq -r .bytes
         done | awk '{ s += $1 } END { printf "%.0f\n", s }'
     fi
 }

@@ -137,6 +137,13 @@ impl Metrics {
         r.register_with_unit("uploaded", help, b.clone(), self.uploaded_bytes.clone());
         let help = "Objects written to the store by backups";
         r.register("uploaded_objects", help, self.uploaded_objects.clone());
+        self.register_location();
+    }
+
+    /// The location's figures, the lag, verifies, retention and the node's scavenges.
+    fn register_location(&mut self) {
+        let r = &mut self.registry;
+        let (s, b) = (Unit::Seconds, Unit::Bytes);
         r.register(
             "points",
             "Restore points held at the location",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use esbackup_tests::scenarios::settled_node;
+use esbackup_tests::scenarios::{settled, Settled};
 use esbackup_tests::servers::S3Server;
 use esbackup_tests::support::check_restored;
 
@@ -192,9 +192,8 @@ fn locks_in(folder: &Path) -> Vec<String> {
 
 #[test]
 fn run_stores_points_while_the_node_writes_and_serves_metrics_that_promtool_accepts() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let live = esdb_sim::run_live(settled_node(&db, 5, 40));
+    let Settled { dir, db, node } = settled(5, 40);
+    let live = esdb_sim::run_live(node);
     let target = dir.path().join("bk");
     let target = target.to_str().unwrap();
     let db_arg = db.to_str().unwrap();
@@ -281,9 +280,7 @@ impl OutputWithStdin for Command {
 
 #[test]
 fn healthz_turns_503_while_the_store_fails_and_run_recovers_when_it_is_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 6, 30);
+    let Settled { dir, db, mut node } = settled(6, 30);
     let target = dir.path().join("bk");
     let t = target.to_str().unwrap();
     let args = [
@@ -334,9 +331,7 @@ fn healthz_turns_503_while_the_store_fails_and_run_recovers_when_it_is_back() {
 
 #[test]
 fn sighup_with_a_config_that_no_longer_parses_keeps_the_previous_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 7, 20);
+    let Settled { dir, db, .. } = settled(7, 20);
     let config = dir.path().join("esbackup.yaml");
     let target = dir.path().join("bk");
     let yaml = format!(
@@ -366,9 +361,8 @@ fn sighup_with_a_config_that_no_longer_parses_keeps_the_previous_settings() {
 
 #[test]
 fn sigterm_mid_run_exits_0_at_once_with_the_lock_released_and_every_point_restorable() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let live = esdb_sim::run_live(settled_node(&db, 8, 60));
+    let Settled { dir, db, node } = settled(8, 60);
+    let live = esdb_sim::run_live(node);
     let target = dir.path().join("bk");
     let t = target.to_str().unwrap();
     let args = ["--db", db.to_str().unwrap(), "--target", t, "--every", "1s"];
@@ -391,9 +385,7 @@ fn sigterm_mid_run_exits_0_at_once_with_the_lock_released_and_every_point_restor
 async fn sigterm_while_the_store_does_not_answer_exits_within_the_bound() {
     let server = S3Server::start().await;
     let env = server.env();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 9, 40);
+    let Settled { dir, db, mut node } = settled(9, 40);
     let url = server.url("hung/node1");
     let args = [
         "--db",
@@ -439,11 +431,9 @@ async fn sigterm_while_the_store_does_not_answer_exits_within_the_bound() {
 
 #[test]
 fn run_beside_one_shot_backups_and_forgets_leaves_every_point_restorable() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
     // The node writes between the one-shot backups (one that ran while it wrote would fail
     // with exit 6, as it should); `run` backs up whenever it likes.
-    let mut node = settled_node(&db, 10, 20);
+    let Settled { dir, db, mut node } = settled(10, 20);
     let target = dir.path().join("bk");
     let t = target.to_str().unwrap();
     let d = db.to_str().unwrap();
@@ -481,9 +471,7 @@ fn run_beside_one_shot_backups_and_forgets_leaves_every_point_restorable() {
 
 #[test]
 fn prometheus_scrapes_run_and_answers_for_the_last_success_and_the_lag() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 11, 20);
+    let Settled { dir, db, .. } = settled(11, 20);
     let target = dir.path().join("bk");
     let args = [
         "--db",
@@ -617,9 +605,7 @@ fn backup_with_node_url_stops_the_running_scavenge_and_the_scavenge_then_finishe
 /// and the rules.
 #[test]
 fn the_metrics_file_holds_every_documented_metric_and_the_alert_rules_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 13, 20);
+    let Settled { dir, db, .. } = settled(13, 20);
     let file = dir.path().join("backup.prom");
     let target = dir.path().join("bk");
     let mut backup = esbackup();

@@ -294,16 +294,7 @@ pub(crate) async fn forget_locked(
     let before: u64 = listing.values().sum();
     let forgotten_keys: Vec<String> = forgotten.iter().map(|id| layout::point_key(id)).collect();
     let unreferenced = match prune {
-        true => {
-            let needed = location.needed_by(&retained).await.map_err(|e| match e.kind() {
-                ErrorKind::Damaged => EngineError::damaged(format!(
-                    "{}. forget deletes nothing while a kept point cannot be read whole: restore what it names, then run forget again",
-                    e.message()
-                )),
-                _ => e,
-            })?;
-            garbage(&listing, &needed, &forgotten_keys, !retained.is_empty())
-        }
+        true => unreferenced(location, &listing, &retained, &forgotten_keys).await?,
         false => vec![],
     };
     // Written after this run took the lock: by a run whose lock it took over, or by someone
@@ -338,6 +329,29 @@ pub(crate) async fn forget_locked(
     unchanged_points(location, &known, lock).await?;
     delete_all(target, &doomed).await?;
     Ok(report)
+}
+
+/// What a prune may delete: the objects of `listing` that no point of `retained` needs, read
+/// whole (a kept point that cannot be read whole stops the prune).
+async fn unreferenced(
+    location: &Location,
+    listing: &std::collections::BTreeMap<String, u64>,
+    retained: &[&str],
+    forgotten_keys: &[String],
+) -> Result<Vec<String>> {
+    let needed = location.needed_by(retained).await.map_err(|e| match e.kind() {
+        ErrorKind::Damaged => EngineError::damaged(format!(
+            "{}. forget deletes nothing while a kept point cannot be read whole: restore what it names, then run forget again",
+            e.message()
+        )),
+        _ => e,
+    })?;
+    Ok(garbage(
+        listing,
+        &needed,
+        forgotten_keys,
+        !retained.is_empty(),
+    ))
 }
 
 /// How much earlier than this run's lock object an object may be dated and still count as
