@@ -41,6 +41,13 @@ pub async fn backup_beside(
     let Some(node) = node else {
         return (backup(target, opts).await, None);
     };
+    // The node's state goes into the point (backing up a follower is the vendor's advice).
+    let mut opts = opts.clone();
+    match node.client.info().await {
+        Ok(info) => opts.node_state = Some(info.state),
+        Err(e) => tracing::warn!("the node's /info did not answer, its state is not recorded: {e}"),
+    }
+    let opts = &opts;
     let (result, report) =
         match with_scavenge_paused(&node.client, &node.policy, || backup(target, opts)).await {
             Ok(done) => done,

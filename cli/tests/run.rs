@@ -590,6 +590,14 @@ fn backup_with_node_url_stops_the_running_scavenge_and_the_scavenge_then_finishe
     assert!(notes.contains("started it again"), "{notes}");
     let state = control.state();
     assert_eq!((state.stops, state.starts), (1, 2), "{state:?}");
+    let listed = succeeds(
+        esbackup().args(["list", "--target", target.to_str().unwrap()]),
+        &[],
+    );
+    assert_eq!(
+        listed[0]["node_state"], "leader",
+        "the point records the node's state: {listed}"
+    );
     control.limit_chunks(None);
     wait_for("the scavenge to finish", || {
         (control.state().status == ScavengeStatus::Completed).then_some(())

@@ -106,6 +106,7 @@ impl Manifest {
             notes: self.notes.clone(),
             files,
             pages: Vec::new(),
+            node_state: None,
         };
         point.check().map_err(|why| {
             EngineError::damaged(format!("{} in {location}: {why}", layout::LEGACY_MANIFEST))

@@ -51,6 +51,8 @@ pub(crate) struct Record {
     pub bytes_added: u64,
     #[serde(default)]
     pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_state: Option<String>,
     /// Database files the point restores, and their bytes (for listings).
     pub file_count: u64,
     pub size: u64,
@@ -146,6 +148,7 @@ pub(crate) fn split(point: &Point) -> Stored {
         checkpoints: point.checkpoints,
         bytes_added: point.bytes_added,
         notes: point.notes.clone(),
+        node_state: point.node_state.clone(),
         file_count: point.files.len() as u64,
         size: point.size(),
         files: recorded
@@ -278,6 +281,7 @@ pub(crate) async fn assemble(
         checkpoints: record.checkpoints,
         bytes_added: record.bytes_added,
         notes: record.notes,
+        node_state: record.node_state,
         files,
         pages: record.pages.iter().map(PageRef::needed).collect(),
     })

@@ -60,6 +60,9 @@ pub struct Point {
     /// Things an operator should know (e.g. the secondary index was not copied).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The node's state when its run asked its admin API (`leader`, `follower`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_state: Option<String>,
     /// Every database file by key (its path relative to the db folder; `index/...` for the
     /// index folder), and how to rebuild it.
     pub files: BTreeMap<String, FileRef>,
@@ -262,6 +265,7 @@ impl Point {
                 source_db: r.source_db,
                 tool_version: r.tool_version,
                 notes: r.notes,
+                node_state: r.node_state,
             }),
         }
     }
@@ -524,6 +528,7 @@ pub(crate) mod tests {
             notes: vec![],
             files,
             pages: vec![],
+            node_state: None,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct PointSummary {
     pub source_db: String,
     pub tool_version: String,
     pub notes: Vec<String>,
+    /// The node's state when the run asked it (`--node-url`): `leader`, `follower`…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_state: Option<String>,
 }
 
 impl From<&Point> for PointSummary {
@@ -50,6 +53,7 @@ impl From<&Point> for PointSummary {
             source_db: p.source_db.clone(),
             tool_version: p.tool_version.clone(),
             notes: p.notes.clone(),
+            node_state: p.node_state.clone(),
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct BackupOptions {
     /// Ends the run early, lock released, with an [`ErrorKind::Interrupted`] error (see
     /// [`Stop`]).
     pub stop: Stop,
+    /// The node's state as its admin API reported it (`leader`, `follower`,
+    /// `readonlyreplica`…), recorded in the point; `None` when not asked.
+    pub node_state: Option<String>,
 }
 
 /// The retention policy a backup applies after a successful run.
@@ -105,6 +108,7 @@ impl BackupOptions {
             retention: None,
             progress: Arc::new(NoProgress),
             stop: Stop::new(),
+            node_state: None,
         }
     }
 }
@@ -286,6 +290,7 @@ async fn store_run(
         notes: plan.point_notes(),
         files: stored.files,
         pages: Vec::new(),
+        node_state: opts.node_state.clone(),
     };
     store_point(target.as_ref(), &point, lock, &head.reusable_pages).await?;
     Ok((point, repaired))
