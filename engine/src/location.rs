@@ -161,7 +161,7 @@ impl Location {
                 damaged: vec![],
             });
         }
-        self.read_each(|id| self.load(id)).await
+        self.read_each(16, |id| self.load(id)).await
     }
 
     /// What [`Location::points`] reads, as summaries: from the points' records alone where
@@ -175,7 +175,8 @@ impl Location {
             });
         }
         let target = self.target.as_ref();
-        self.read_each(|id| Point::summary(target, id)).await
+        // Records are small: many at once (a listing's time is the store's latency).
+        self.read_each(64, |id| Point::summary(target, id)).await
     }
 
     /// Every object the points `ids` (in run order) need, their pages included, and the root
@@ -198,8 +199,8 @@ impl Location {
         Ok(needed)
     }
 
-    /// `read(id)` of every point, 16 at a time, sorted into readable and damaged.
-    async fn read_each<'a, T, F, Fut>(&'a self, read: F) -> Result<Points<T>>
+    /// `read(id)` of every point, `at_once` at a time, sorted into readable and damaged.
+    async fn read_each<'a, T, F, Fut>(&'a self, at_once: usize, read: F) -> Result<Points<T>>
     where
         F: Fn(&'a str) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -212,7 +213,7 @@ impl Location {
                 async move { (id, loaded.await) }
             })
             .collect();
-        let loaded: Vec<_> = stream::iter(loads).buffered(16).collect().await;
+        let loaded: Vec<_> = stream::iter(loads).buffered(at_once).collect().await;
         let mut points = Points {
             readable: Vec::new(),
             damaged: Vec::new(),
