@@ -213,6 +213,21 @@ fn concurrency_help() -> String {
     )
 }
 
+/// `--cron`: a cron expression (seconds optional).
+fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(text.trim())
+        .map_err(|e| format!("not a cron expression ({e}); e.g. \"*/5 * * * *\""))
+}
+
+/// [`parse_cron`] for the schedule's tests.
+#[cfg(test)]
+pub fn parse_cron_for_tests(text: &str) -> croner::Cron {
+    parse_cron(text).unwrap()
+}
+
 /// `--read-data-subset N/M`: 1 ≤ N ≤ M.
 fn parse_subset(text: &str) -> Result<(u32, u32), String> {
     let parsed = text.split_once('/').and_then(|(n, m)| {
@@ -322,6 +337,10 @@ pub struct ScheduleArgs {
         default_value = "5m"
     )]
     pub every: HumanDuration,
+    /// Take the restore points at the times of this cron expression instead, in UTC (five
+    /// fields, or six with seconds: "*/5 * * * *", "0 */6 * * *", "30 2 * * MON-FRI").
+    #[arg(long, env = "ESBACKUP_CRON", value_name = "EXPR", value_parser = parse_cron)]
+    pub cron: Option<croner::Cron>,
     /// Apply the retention policy (--keep-* or the config's `retention:`) this often.
     #[arg(
         long,

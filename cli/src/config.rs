@@ -1,7 +1,7 @@
 //! The YAML config file: every option by its field name in `args.rs` (`dry_run` for
 //! `--dry-run`), plus `storage:` (the backends' [`TargetOptions`]), `retention:` (the
 //! engine's [`KeepPolicy`] and `prune`: the policy `forget` and `run` use without `--keep-*`,
-//! and that each successful backup applies) and `schedule:` (`run`'s `every`,
+//! and that each successful backup applies) and `schedule:` (`run`'s `every`, `cron`,
 //! `forget_every`, `verify_every`, `read_data_over`).
 //!
 //! An option's value in the file becomes the default of its command-line option
@@ -42,7 +42,13 @@ struct RetentionBlock {
 }
 
 /// `run`'s options that the `schedule:` block holds.
-const SCHEDULE: [&str; 4] = ["every", "forget_every", "verify_every", "read_data_over"];
+const SCHEDULE: [&str; 5] = [
+    "every",
+    "cron",
+    "forget_every",
+    "verify_every",
+    "read_data_over",
+];
 
 /// The YAML key of a command-line option, when it has one: its field name, or
 /// `retention.<name>` for the keep rules and `--prune`, or `schedule.<name>` for `run`'s

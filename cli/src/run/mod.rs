@@ -5,7 +5,7 @@
 //! the process. Signals: [`signals`]; metrics and health: [`crate::metrics`], [`http`].
 
 mod http;
-mod schedule;
+pub(crate) mod schedule;
 mod settings;
 mod signals;
 
@@ -120,8 +120,12 @@ impl Jobs {
         let now = Instant::now();
         let forget_every = s.forget.as_ref().map_or(Duration::ZERO, |_| s.forget_every);
         Jobs {
-            // A point at once; the first forget and verify an interval later.
-            backup: Timetable::new(s.every, now),
+            // A point at once (or at the first cron time); the first forget and verify an
+            // interval later.
+            backup: match &s.cron {
+                Some(cron) => Timetable::on_cron(cron.clone()),
+                None => Timetable::new(s.every, now),
+            },
             forget: Timetable::new(forget_every, now + forget_every),
             verify: Timetable::new(s.verify_every, now + s.verify_every),
             last_start: [None; 3],
@@ -146,7 +150,10 @@ impl Jobs {
     fn retime(&mut self, s: &RunSettings) {
         let forget_every = s.forget.as_ref().map_or(Duration::ZERO, |_| s.forget_every);
         let [b, f, v] = self.last_start;
-        self.backup.set_every(s.every, b);
+        match &s.cron {
+            Some(cron) => self.backup = Timetable::on_cron(cron.clone()),
+            None => self.backup.set_every(s.every, b),
+        }
         self.forget.set_every(forget_every, f);
         self.verify.set_every(s.verify_every, v);
     }

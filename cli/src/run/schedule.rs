@@ -2,10 +2,17 @@
 //! start, on the monotonic clock: a wall clock that jumps moves nothing. A job that failed is
 //! due again after a backoff that doubles from [`RETRY_FIRST`] up to its interval, with equal
 //! jitter (so that many sidecars behind one failed store do not retry in step).
+//!
+//! With `--cron`, backups are due at the expression's next time (UTC) instead, worked out
+//! again after each run; a failure is retried with the same backoff, never later than the
+//! next time. Waits are still on the monotonic clock: a wall clock that jumps while `run`
+//! waits moves the run by the jump, and the time after it is worked out anew.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff};
+use chrono::Utc;
+use croner::Cron;
 use esbackup_engine::equal_jitter;
 use tokio::time::Instant;
 
@@ -20,6 +27,23 @@ pub struct Timetable {
     next: Instant,
     /// The delays after consecutive failures (reset by a success).
     backoff: Option<ExponentialBackoff>,
+    /// `--cron`: due at its times rather than `every` after the last start.
+    cron: Option<Cron>,
+}
+
+/// The time from now until `cron`'s next time (`None`: it never matches).
+fn until_next(cron: &Cron) -> Option<Duration> {
+    let now = Utc::now();
+    let next = cron.find_next_occurrence(&now, false).ok()?;
+    Some((next - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The time between `cron`'s next two times (`None`: it never matches): its interval for the
+/// backoff's cap and `--healthy-within`'s default.
+pub fn cron_interval(cron: &Cron) -> Option<Duration> {
+    let first = cron.find_next_occurrence(&Utc::now(), false).ok()?;
+    let second = cron.find_next_occurrence(&first, false).ok()?;
+    (second - first).to_std().ok()
 }
 
 impl Timetable {
@@ -29,6 +53,28 @@ impl Timetable {
             every: (!every.is_zero()).then_some(every),
             next: first,
             backoff: None,
+            cron: None,
+        }
+    }
+
+    /// A job at `cron`'s times (never, when it never matches).
+    pub fn on_cron(cron: Cron) -> Timetable {
+        let every = cron_interval(&cron).unwrap_or(Duration::ZERO);
+        let next = Instant::now() + until_next(&cron).unwrap_or(Duration::ZERO);
+        Timetable {
+            every: (!every.is_zero()).then_some(every),
+            next,
+            backoff: None,
+            cron: Some(cron),
+        }
+    }
+
+    /// When the job is due after a run that started at `started`: `every` after it, or the
+    /// cron's next time.
+    fn after(&self, started: Instant, every: Duration) -> Instant {
+        match self.cron.as_ref().and_then(until_next) {
+            Some(wait) => Instant::now() + wait,
+            None => started + every,
         }
     }
 
@@ -45,7 +91,7 @@ impl Timetable {
     pub fn succeeded(&mut self, started: Instant) {
         self.backoff = None;
         if let Some(every) = self.every {
-            self.next = started + every;
+            self.next = self.after(started, every);
         }
     }
 
@@ -62,7 +108,7 @@ impl Timetable {
         });
         let now = Instant::now();
         let wait = backoff.next().unwrap_or(every);
-        self.next = (now + wait).min(started + every).max(now);
+        self.next = (now + wait).min(self.after(started, every)).max(now);
         self.next - now
     }
 
@@ -127,6 +173,20 @@ mod tests {
         let job = Timetable::new(Duration::ZERO, Instant::now());
         assert_eq!(job.next(), None);
         assert!(!job.is_due(Instant::now() + Duration::from_secs(1 << 30)));
+    }
+
+    #[tokio::test]
+    async fn a_cron_job_is_due_at_its_next_time_and_its_interval_is_the_gap_between_times() {
+        let every_minute = crate::args::parse_cron_for_tests("* * * * *");
+        assert_eq!(cron_interval(&every_minute), Some(Duration::from_secs(60)));
+        let job = Timetable::on_cron(every_minute);
+        let wait = job.next().unwrap() - Instant::now();
+        assert!(wait <= Duration::from_secs(60), "the next minute: {wait:?}");
+        let six_hourly = crate::args::parse_cron_for_tests("0 */6 * * *");
+        assert_eq!(
+            cron_interval(&six_hourly),
+            Some(Duration::from_secs(6 * 3600))
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::commands::open;
 use crate::config::FileConfig;
 use crate::exit::Failure;
 use crate::node::Node;
+use crate::run::schedule;
 
 /// `run`'s settings.
 pub struct RunSettings {
@@ -23,6 +24,8 @@ pub struct RunSettings {
     pub forget: Option<ForgetOptions>,
     pub verify: VerifyOptions,
     pub every: Duration,
+    /// `--cron`: the backups' times, instead of `every`.
+    pub cron: Option<croner::Cron>,
     pub forget_every: Duration,
     pub verify_every: Duration,
     pub read_data_over: Duration,
@@ -35,7 +38,12 @@ pub struct RunSettings {
 impl RunSettings {
     /// From `run`'s options over the config `file`; every run can be stopped through `stop`.
     pub fn new(a: &RunArgs, file: &FileConfig, stop: &Stop) -> Result<RunSettings, Failure> {
-        let every = a.schedule.every.0;
+        let cron = a.schedule.cron.clone();
+        let every = match &cron {
+            Some(cron) => schedule::cron_interval(cron)
+                .ok_or_else(|| Failure::usage("--cron: the expression never matches"))?,
+            None => a.schedule.every.0,
+        };
         if every.is_zero() {
             return Err(Failure::usage("--every must be more than 0 (e.g. 5m)"));
         }
@@ -75,6 +83,7 @@ impl RunSettings {
             forget,
             verify,
             every,
+            cron,
             forget_every: a.schedule.forget_every.0,
             verify_every: a.schedule.verify_every.0,
             read_data_over: a.schedule.read_data_over.0,
