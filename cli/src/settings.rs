@@ -191,7 +191,7 @@ mod readme {
                 "metrics_addr" => "127.0.0.1:9464",
                 "read_data_subset" => "1/7",
                 "node_unreachable" => "continue",
-                "schedule.cron" => "*/5 * * * *",
+                "schedule.cron" => "\"*/5 * * * *\"",
                 _ => "1",
             };
             let yaml = match key.split_once('.') {
