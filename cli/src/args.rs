@@ -120,7 +120,7 @@ pub enum Command {
         esbackup run --db /var/lib/eventstore/db --target s3://backups/node1 --every 5m \\\n      \
         --keep-hourly 24 --keep-daily 7 --metrics-addr 127.0.0.1:9464\n  \
         esbackup run --config /etc/esbackup.yaml")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.
     Demo(DemoArgs),

@@ -37,7 +37,7 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::List(a) => run_list(&a, &file).await,
         Command::Status(a) => run_status(&a, &file).await,
         Command::Forget(a) => run_forget(&a, &file).await,
-        Command::Run(a) => crate::run::run(a, file, argv.to_vec()).await,
+        Command::Run(a) => crate::run::run(*a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
     };
     (json, result)
