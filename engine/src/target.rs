@@ -15,8 +15,8 @@
 //! - **Streamed bodies**: `put` reads its body only through the [`Upload`]'s own readers
 //!   ([`Upload::stream`], [`Upload::copy_to`], [`Upload::copy_to_file`]), every byte, on every
 //!   attempt, and returns [`Upload::stored`]: those readers hash exactly what they read, so the
-//!   [`Stored`] it returns is the size and MD5 of what the store holds. It must not open
-//!   [`Upload::path`] itself. A body that fails to read, or is shorter than [`Upload::len`],
+//!   [`Stored`] it returns is the size and MD5 of what the store holds. It must not open the
+//!   file behind the upload itself. A body that fails to read, or is shorter than [`Upload::len`],
 //!   must not be stored (the old object stays) and fails with [`TargetErrorKind::Body`].
 //! - **Read-after-write listing**: once a `put` or `delete` returned, `list` shows it. The lock
 //!   depends on this (each run writes its own lock object, then lists the others); so does a

@@ -72,7 +72,7 @@ pub struct BackupOptions {
     /// A retention policy applied after the point is stored (the config's `retention:`).
     pub retention: Option<Retention>,
     pub progress: Arc<dyn Progress>,
-    /// Ends the run early, lock released, with an [`ErrorKind::Interrupted`] error (see
+    /// Ends the run early, lock released, with an [`crate::ErrorKind::Interrupted`] error (see
     /// [`Stop`]).
     pub stop: Stop,
     /// The node's state as its admin API reported it (`leader`, `follower`,
