@@ -309,6 +309,12 @@ impl Metrics {
         self.lag_seconds.set(if behind > 0 { age } else { 0.0 });
     }
 
+    /// The lag now, in bytes and seconds (see the `lag` metrics).
+    pub fn lag(&self) -> (i64, f64) {
+        self.refresh_lag();
+        (self.lag_bytes.get(), self.lag_seconds.get())
+    }
+
     /// The OpenMetrics text format (what Prometheus asks for).
     pub fn encode(&self) -> String {
         self.refresh_lag();

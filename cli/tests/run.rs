@@ -252,6 +252,10 @@ fn run_stores_points_while_the_node_writes_and_serves_metrics_that_promtool_acce
         "{line}"
     );
     assert!(line["uploaded_bytes"].as_u64().is_some() && line["duration_secs"].as_f64().is_some());
+    assert!(
+        line["lag_bytes"].as_i64().is_some() && line["lag_secs"].as_f64().is_some(),
+        "{line}"
+    );
     sidecar.signal("TERM");
     let (status, _) = sidecar.exits();
     assert_eq!(status.code(), Some(0), "{}", sidecar.log());

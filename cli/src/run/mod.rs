@@ -240,6 +240,7 @@ impl Runner {
         self.metrics.scavenge(scavenge.as_ref());
         let report = result?;
         self.refresh_location(s).await;
+        let (lag_bytes, lag_secs) = self.metrics.lag();
         tracing::info!(
             command = "backup",
             point = report.point.as_deref().unwrap_or(""),
@@ -247,6 +248,8 @@ impl Runner {
             stored_files = report.stored.files,
             duration_secs = report.duration_secs,
             writer = report.checkpoints.writer,
+            lag_bytes,
+            lag_secs,
             "restore point {} stored",
             report.point.as_deref().unwrap_or("")
         );
