@@ -26,6 +26,17 @@ fn esbackup() -> Command {
     cmd
 }
 
+/// `esbackup backup --db <db> --target <target>`, to be given more options.
+fn backup_of(db: &Path, target: &Path) -> Command {
+    let mut cmd = esbackup();
+    cmd.arg("backup")
+        .arg("--db")
+        .arg(db)
+        .arg("--target")
+        .arg(target);
+    cmd
+}
+
 /// A free port on loopback.
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -424,12 +435,7 @@ async fn sigterm_while_the_store_does_not_answer_exits_within_the_bound() {
         sidecar.log()
     );
     // The next backup takes over whatever lock the stopped run left (its process is gone).
-    succeeds(
-        esbackup()
-            .args(["backup", "--target", &url, "--db"])
-            .arg(&db),
-        &env,
-    );
+    succeeds(&mut backup_of(&db, Path::new(&url)), &env);
     every_point_restores(&url, &env, dir.path());
 }
 
@@ -459,7 +465,7 @@ fn run_beside_one_shot_backups_and_forgets_leaves_every_point_restorable() {
     for round in 0..4 {
         node.append(100).unwrap();
         node.settle().unwrap();
-        succeeds(esbackup().args(["backup", "--db", d, "--target", t]), &[]);
+        succeeds(&mut backup_of(&db, &target), &[]);
         let keep = (2 + round % 2).to_string();
         let forget = ["forget", "--target", t, "--keep-last", &keep, "--prune"];
         succeeds(esbackup().args(forget), &[]);
@@ -572,14 +578,7 @@ fn backup_with_node_url_stops_the_running_scavenge_and_the_scavenge_then_finishe
     });
     let target = dir.path().join("bk");
     let env = [("NODE_PW".to_string(), "changeit".to_string())];
-    let mut backup = esbackup();
-    backup.args([
-        "backup",
-        "--db",
-        db.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let mut backup = backup_of(&db, &target);
     backup.args([
         "--node-url",
         api.url(),
@@ -620,14 +619,7 @@ fn the_metrics_file_holds_every_documented_metric_and_the_alert_rules_check() {
     let Settled { dir, db, .. } = settled(13, 20);
     let file = dir.path().join("backup.prom");
     let target = dir.path().join("bk");
-    let mut backup = esbackup();
-    backup.args([
-        "backup",
-        "--db",
-        db.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let mut backup = backup_of(&db, &target);
     succeeds(backup.arg("--metrics-file").arg(&file), &[]);
     let written = std::fs::read_to_string(&file).unwrap();
     assert_eq!(sample(&written, "esbackup_points"), Some(1.0), "{written}");

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use esbackup_engine::{forget, status, verify, EngineError, ErrorKind, Stop};
+use esbackup_engine::{forget, status, verify, EngineError, ErrorKind, StatusReport, Stop};
 use tokio::time::Instant;
 
 use crate::args::RunArgs;
@@ -173,12 +173,8 @@ impl Runner {
     /// The location's figures before the first run (a point stored before this process
     /// started counts for /healthz).
     async fn seed(&self, s: &RunSettings) {
-        match status(s.target.clone()).await {
-            Ok(report) => {
-                self.metrics.location(&report);
-                self.metrics.seed_last_success(&report);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read the location's status"),
+        if let Some(report) = self.refresh_location(s).await {
+            self.metrics.seed_last_success(&report);
         }
     }
 
@@ -327,11 +323,17 @@ impl Runner {
         }
     }
 
-    /// The location's figures after a run changed it.
-    async fn refresh_location(&self, s: &RunSettings) {
+    /// The location's figures (after a run changed it), and the status they come from.
+    async fn refresh_location(&self, s: &RunSettings) -> Option<StatusReport> {
         match status(s.target.clone()).await {
-            Ok(report) => self.metrics.location(&report),
-            Err(e) => tracing::warn!(error = %e, "could not read the location's status"),
+            Ok(report) => {
+                self.metrics.location(&report);
+                Some(report)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the location's status");
+                None
+            }
         }
     }
 }
