@@ -106,6 +106,19 @@ pub enum Command {
         esbackup forget --target s3://backups/node1 --keep-last 3 --prune\n  \
         esbackup forget --target s3://backups/node1 --keep-daily 7 --keep-weekly 4 --dry-run")]
     Forget(ForgetArgs),
+    /// Copy restore points, and exactly the objects they need, to another location.
+    ///
+    /// Between any two stores (a folder, S3, Azure, GCS). Incremental: what the destination
+    /// holds is not sent again, so a second copy sends nothing. Every byte is checked against
+    /// its point's MD5 on the way; the destination is a location of its own (list, verify,
+    /// restore and forget work on it with the source gone, and its retention is its own). The
+    /// copy holds the destination's lock; an interrupted copy leaves the destination's points
+    /// whole, and a rerun completes it. Both locations take the same storage settings (the
+    /// config's `storage:` block, the clouds' variables). Examples:
+    ///   esbackup copy --from /mnt/backup/node1 --to s3://offsite/node1
+    ///   esbackup copy --from s3://backups/node1 --to gs://offsite/node1 --dry-run
+    ///   esbackup copy --from s3://backups/node1 --to az://offsite/node1 --latest
+    Copy(CopyArgs),
     /// Keep backing up: a restore point every --every, the retention policy every
     /// --forget-every, a verify every --verify-every, until SIGTERM or SIGINT.
     ///
@@ -209,7 +222,7 @@ fn concurrency_help() -> String {
     format!(
         "Files transferred at once [default: backups {DEFAULT_CONCURRENCY}, or \
          {DEFAULT_LOCAL_CONCURRENCY} to a folder; restore and verify: \
-         {DEFAULT_RESTORE_CONCURRENCY}]"
+         {DEFAULT_RESTORE_CONCURRENCY}; copy: {DEFAULT_CONCURRENCY}]"
     )
 }
 
@@ -398,6 +411,43 @@ pub struct RunArgs {
     pub watch: Watch,
     #[command(flatten)]
     pub storing: Storing,
+}
+
+/// `copy`: the two locations and what to copy.
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The location to copy from (a URL as --target takes).
+    #[arg(long = "from", env = "ESBACKUP_COPY_FROM", value_name = "URL")]
+    pub copy_from: Option<String>,
+    /// The location to copy to: empty, or one that holds copies of --from.
+    #[arg(long = "to", env = "ESBACKUP_COPY_TO", value_name = "URL")]
+    pub copy_to: Option<String>,
+    /// Copy these points (repeat it, or separate ids by commas), whether newer than the
+    /// destination's or not [default: every point newer than the destination's newest].
+    #[arg(
+        long = "point",
+        env = "ESBACKUP_POINT",
+        value_name = "ID",
+        value_delimiter = ','
+    )]
+    pub point: Vec<String>,
+    /// Copy only the source's newest point.
+    #[arg(long, env = "ESBACKUP_LATEST", conflicts_with = "point")]
+    pub latest: bool,
+    /// Folder where each object is checked before it is sent (one temporary file per object
+    /// in flight, as large as the object; deleted at once) [default: the system's temporary
+    /// folder].
+    #[arg(long, env = "ESBACKUP_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Say what would be copied; write nothing.
+    #[arg(long, env = "ESBACKUP_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -8,12 +8,12 @@ use std::time::SystemTime;
 
 use esbackup_backends::open_target;
 use esbackup_engine::{
-    forget, list, restore, status, verify, BackupOptions, ForgetOptions, RestoreOptions, Target,
-    VerifyOptions, Which,
+    copy, forget, list, restore, status, verify, BackupOptions, CopyOptions, ForgetOptions,
+    RestoreOptions, Target, VerifyOptions, Which,
 };
 
 use crate::args::{
-    BackupArgs, Cli, Command, ForgetArgs, ListArgs, MetricsFile, RestoreArgs, StatusArgs,
+    BackupArgs, Cli, Command, CopyArgs, ForgetArgs, ListArgs, MetricsFile, RestoreArgs, StatusArgs,
     TargetArg, VerifyArgs,
 };
 use crate::config::FileConfig;
@@ -37,6 +37,7 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::List(a) => run_list(&a, &file).await,
         Command::Status(a) => run_status(&a, &file).await,
         Command::Forget(a) => run_forget(&a, &file).await,
+        Command::Copy(a) => run_copy(&a, &file).await,
         Command::Run(a) => crate::run::run(*a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
     };
@@ -52,6 +53,7 @@ fn wants_json(command: &Command) -> bool {
         Command::List(a) => &a.output,
         Command::Status(a) => &a.output,
         Command::Forget(a) => &a.output,
+        Command::Copy(a) => &a.output,
         Command::Demo(a) => &a.output,
         // Its lines are logs (--log-format json).
         Command::Run(_) => return false,
@@ -156,6 +158,27 @@ async fn run_forget(a: &ForgetArgs, file: &FileConfig) -> Result<i32, Failure> {
     let record = |m: &Metrics| m.forget_ended(started, &result);
     write_metrics(&a.metrics, (None, target), false, record).await;
     output::forget(a.output.json, &result?);
+    Ok(0)
+}
+
+async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let (from, to) = a.urls()?;
+    let defaults = CopyOptions::default();
+    let opts = CopyOptions {
+        points: a.selection(),
+        dry_run: a.dry_run,
+        concurrency: a.transfer.concurrency.unwrap_or(defaults.concurrency),
+        lock: a.lock.options(),
+        spool: a.spool.clone().unwrap_or(defaults.spool),
+        progress: progress::for_terminal(a.output.quiet || a.output.json),
+        stop: Default::default(),
+    };
+    let (from, to) = (
+        open_target(from, &file.storage)?,
+        open_target(to, &file.storage)?,
+    );
+    let report = copy(from, to, &opts).await?;
+    output::copy(a.output.json, &report);
     Ok(0)
 }
 

@@ -2,7 +2,8 @@
 //! with `"ok"`: true for a success, false with `exit_code` and `error` for a failure).
 
 use esbackup_engine::{
-    BackupReport, ForgetReport, Listing, RestoreReport, StatusReport, Tally, VerifyReport,
+    BackupReport, CopyReport, ForgetReport, Listing, RestoreReport, StatusReport, Tally,
+    VerifyReport,
 };
 use serde::Serialize;
 
@@ -304,6 +305,49 @@ pub fn status(as_json: bool, r: &StatusReport) {
             ),
         }
     }
+}
+
+pub fn copy(as_json: bool, r: &CopyReport) {
+    if as_json {
+        return json(r);
+    }
+    let (copied, sent) = if r.dry_run {
+        ("would copy", "would send")
+    } else {
+        ("copied", "sent")
+    };
+    println!(
+        "{} {} → {}:",
+        if r.dry_run { "dry run: copy" } else { "copy" },
+        r.from,
+        r.to
+    );
+    for id in &r.copied {
+        println!("  {copied:<12} {id}");
+    }
+    for id in &r.present {
+        println!("  {:<12} {id} (the destination holds it)", "present");
+    }
+    for id in &r.forgotten {
+        println!(
+            "  {:<12} {id} (forgotten at the source while this copy ran)",
+            "skipped"
+        );
+    }
+    if r.copied.is_empty() {
+        println!("  nothing to copy: the destination holds every point selected");
+    }
+    println!(
+        "  {sent:<12} {} object(s), {}; {} object(s) the destination held were kept",
+        r.objects_sent,
+        size(r.bytes_sent),
+        r.objects_kept
+    );
+    println!(
+        "  {:<12} {} to the source, {} to the destination; {:.1} s",
+        "requests", r.source_requests, r.destination.requests, r.duration_secs
+    );
+    waited(r.lock_waited_secs);
 }
 
 pub fn forget(as_json: bool, r: &ForgetReport) {

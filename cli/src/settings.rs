@@ -6,9 +6,9 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use esbackup_engine::{HumanDuration, Which};
+use esbackup_engine::{HumanDuration, Selection, Which};
 
-use crate::args::{self, Cli, Command, DbArgs, PointArgs, TargetArg};
+use crate::args::{self, Cli, Command, CopyArgs, DbArgs, PointArgs, TargetArg};
 use crate::config::FileConfig;
 use crate::exit::Failure;
 
@@ -24,6 +24,22 @@ impl TargetArg {
     /// The target URL, or a usage error naming the ways to give it.
     pub fn url(&self) -> Result<&str, Failure> {
         self.target.as_deref().ok_or_else(|| missing("target"))
+    }
+}
+
+impl CopyArgs {
+    /// `--from` and `--to`, or a usage error naming the ways to give the one missing.
+    pub fn urls(&self) -> Result<(&str, &str), Failure> {
+        Ok((given(&self.copy_from, "from")?, given(&self.copy_to, "to")?))
+    }
+
+    /// The points `--point` or `--latest` select, else every newer point.
+    pub fn selection(&self) -> Selection {
+        match (self.latest, self.point.is_empty()) {
+            (true, _) => Selection::Latest,
+            (false, false) => Selection::Ids(self.point.clone()),
+            (false, true) => Selection::Newer,
+        }
     }
 }
 
@@ -44,6 +60,16 @@ impl PointArgs {
             (None, None) => Ok(Which::Latest),
         }
     }
+}
+
+/// `copy`'s `--from` or `--to` (`flag`), or a usage error naming the ways to give it.
+fn given<'a>(value: &'a Option<String>, flag: &str) -> Result<&'a str, Failure> {
+    value.as_deref().ok_or_else(|| {
+        Failure::usage(format!(
+            "missing --{flag} (or ESBACKUP_COPY_{} / `copy_{flag}:` in the config file): the location to copy {flag}",
+            flag.to_uppercase()
+        ))
+    })
 }
 
 fn missing(what: &str) -> Failure {
@@ -172,8 +198,13 @@ mod readme {
                     .get(&flag)
                     .unwrap_or_else(|| panic!("README's configuration table lacks {flag}"));
                 assert_eq!((row_env, row_key), (&env, &key), "README's row of {flag}");
+                // One row per flag: a command whose default differs is named in the cell
+                // ("the newest (copy: every point newer ...)").
+                let own = format!("{}: {default}", sub.get_name());
                 assert!(
-                    *row_default == default || row_default.starts_with(&format!("{default} ")),
+                    *row_default == default
+                        || row_default.starts_with(&format!("{default} "))
+                        || row_default.contains(&own),
                     "README says {flag} defaults to {row_default:?}; args.rs says {default:?}"
                 );
                 seen.insert(flag, key);

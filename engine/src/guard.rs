@@ -11,6 +11,7 @@ use crate::format::chunk::ChunkName;
 use crate::layout;
 use crate::location::Location;
 use crate::source::SourceDirs;
+use crate::target::Target;
 
 /// Checks a backup location before a backup writes to it.
 pub(crate) async fn backup_target(location: &Location, source: &SourceDirs) -> Result<()> {
@@ -18,6 +19,69 @@ pub(crate) async fn backup_target(location: &Location, source: &SourceDirs) -> R
     if let Some(root) = target.local_root() {
         no_overlap(&root, source, "the database folder")?;
     }
+    empty_or_ours(
+        location,
+        "back up into an empty folder or prefix, or into an existing esbackup location (are --db and --target swapped?)",
+    )
+    .await
+}
+
+/// Checks a copy's destination before the copy writes to it: not inside the source or
+/// around it (folders; URLs one of which extends the other's prefix), and empty or an
+/// esbackup location. (That it is not the source itself is told by [`not_the_source`]: two
+/// stores can share a bucket name and prefix.)
+pub(crate) async fn copy_destination(source: &Location, destination: &Location) -> Result<()> {
+    let (from, to) = (source.target.as_ref(), destination.target.as_ref());
+    let overlap = match (from.local_root(), to.local_root()) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (absolute(&a), absolute(&b));
+            a.starts_with(&b) || b.starts_with(&a)
+        }
+        (None, None) => {
+            let (a, b) = (from.describe(), to.describe());
+            let inside = |x: &str, y: &str| {
+                y.contains("://") && x.starts_with(&format!("{}/", y.trim_end_matches('/')))
+            };
+            inside(&a, &b) || inside(&b, &a)
+        }
+        _ => false,
+    };
+    if overlap {
+        return Err(same_or_nested(from, to));
+    }
+    empty_or_ours(
+        destination,
+        "copy into an empty folder or prefix, or into an esbackup location that holds copies of the source",
+    )
+    .await
+}
+
+/// Refuses a copy whose source sees the lock object it just wrote at the destination
+/// (`lock_key`): source and destination are one location.
+pub(crate) async fn not_the_source(
+    from: &dyn Target,
+    to: &dyn Target,
+    lock_key: &str,
+) -> Result<()> {
+    match from.head(lock_key).await {
+        Ok(_) => Err(same_or_nested(from, to)),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(EngineError::storage(lock_key, e)),
+    }
+}
+
+fn same_or_nested(from: &dyn Target, to: &dyn Target) -> EngineError {
+    EngineError::wrong_location(format!(
+        "the copy's source {} and destination {} are the same location, or one lies inside the other: copy to another folder, bucket or prefix",
+        from.describe(),
+        to.describe()
+    ))
+}
+
+/// Refuses a location without a backup that holds anything but esbackup's own files (what
+/// an interrupted first run left), saying what to do instead (`advice`).
+async fn empty_or_ours(location: &Location, advice: &str) -> Result<()> {
+    let target = location.target.as_ref();
     if location.has_backup() {
         return Ok(());
     }
@@ -48,7 +112,7 @@ pub(crate) async fn backup_target(location: &Location, source: &SourceDirs) -> R
         )
     };
     Err(EngineError::wrong_location(format!(
-        "{} {what}: back up into an empty folder or prefix, or into an existing esbackup location (are --db and --target swapped?)",
+        "{} {what}: {advice}",
         target.describe()
     )))
 }

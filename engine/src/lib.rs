@@ -11,6 +11,7 @@ pub mod format;
 pub mod layout;
 
 mod backup;
+mod copy;
 mod download;
 mod duration;
 mod error;
@@ -49,6 +50,7 @@ pub use backup::{
     backup, BackupOptions, BackupReport, Retention, Skipped, Uploaded, DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
 };
+pub use copy::{copy, CopyOptions, CopyReport, Selection};
 pub use duration::{parse_duration, HumanDuration};
 pub use error::{EngineError, ErrorKind, Result};
 pub use forget::{apply_policy, forget, ForgetOptions, ForgetReport, KeepPolicy, Kept};

@@ -297,6 +297,11 @@ impl Lock {
 
     /// Fails when this run's lock object is gone: another run took the lock over (stale
     /// timeout or `--break-lock`), and this run must write nothing more.
+    /// The key of this run's lock object.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     pub async fn confirm_held(&self) -> Result<()> {
         let held = self
             .target

@@ -9,6 +9,7 @@ use esbackup_backends::{open_target, TargetOptions};
 use esbackup_engine::conformance::Kit;
 use esbackup_engine::Target;
 
+use crate::copying;
 use crate::scenarios::{self, Locations};
 use crate::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 
@@ -140,6 +141,8 @@ pub async fn whole_suite(loc: &dyn Locations, kit: KitRun, live_rounds: u64) {
     println!(
         "{name}: forget --prune crashed at each of {points} operations, kept points restorable"
     );
+    copying::copy_keeps_history(loc).await;
+    println!("{name}: 6 points copied to a second location (incrementally), each restores; retention there is its own");
     let rounds = live_rounds;
     let s = scenarios::live_rounds(loc, rounds, 9000, 0).await;
     println!(

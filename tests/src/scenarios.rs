@@ -69,7 +69,7 @@ pub fn settled(seed: u64, steps: usize) -> Settled {
 }
 
 /// Backs `db` up into `target`: the new point's id, and the database files it was taken of.
-async fn backup_recording(
+pub async fn backup_recording(
     target: &Arc<dyn Target>,
     db: &Path,
 ) -> (String, BTreeMap<String, Vec<u8>>) {

@@ -24,6 +24,9 @@ mod plan;
 mod probe;
 mod report;
 
+pub(crate) use execute::mirror as write_mirror;
+pub(crate) use plan::Mirror;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -12,6 +12,7 @@ use esbackup_engine::Target;
 use esbackup_tests::cloud::{
     azure_options, backend_rounds, gcs_options, s3_options, whole_suite, KitRun, ServerLocations,
 };
+use esbackup_tests::copying;
 use esbackup_tests::scenarios::{self, Locations};
 use esbackup_tests::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 
@@ -133,6 +134,17 @@ mod memory {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copied_history_restores_point_for_point_with_retention_of_its_own() {
+        copying::copy_keeps_history(&Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_killed_at_any_operation_leaves_whole_points_and_a_rerun_completes_it() {
+        let points = copying::copy_crash_points(&Memory).await;
+        println!("copy crash points (memory): {points}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_forget_crashed_at_any_operation_keeps_the_kept_points_restorable() {
         let points = scenarios::forget_crash_points(&Memory).await;
         println!("forget crash points (memory): {points}");
@@ -148,6 +160,12 @@ mod folder {
         let folder = Folder::new();
         let kit = folder.kit_run();
         whole_suite(&folder, kit, rounds("ESBACKUP_LIVE_ROUNDS_BACKENDS", 30)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_into_a_folder_killed_at_any_operation_leaves_whole_points() {
+        let points = copying::copy_crash_points(&Folder::new()).await;
+        println!("copy crash points (folder): {points}");
     }
 
     /// The test wrappers must keep every promise of the target they wrap.
@@ -208,4 +226,22 @@ async fn the_scenario_suite_passes_on_gcs() {
     let options = gcs_options(&server);
     // The fixture leaves GCS create-if-absent off (storage.conditional_put): Unsupported.
     whole_suite_on(Box::new(server), options, Kit::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_chain_folder_s3_azure_gcs_restores_byte_identical_with_the_source_deleted() {
+    let s3 = S3Server::start().await;
+    let azure = AzuriteServer::start().await;
+    let gcs = GcsServer::start().await;
+    let folder = Folder::new();
+    let open = |url: String, options: TargetOptions| {
+        open_target(&url, &options).unwrap_or_else(|e| panic!("open {url}: {e}"))
+    };
+    let hops = [
+        folder.fresh(),
+        open(s3.url("chain"), s3_options(&s3)),
+        open(azure.url("chain"), azure_options(&azure)),
+        open(gcs.url("chain"), gcs_options(&gcs)),
+    ];
+    copying::copy_chain(&hops).await;
 }

@@ -3,6 +3,7 @@
 mod backends;
 mod capture;
 mod common;
+mod copying;
 mod cost;
 mod crash;
 mod damaged_sources;
