@@ -21,6 +21,8 @@ ROWS = OrderedDict(
         ("folder-noop", "Folder target no-op rerun"),
         ("azure-backup", "Azure (Azurite) full backup"),
         ("gcs-backup", "GCS (fake-gcs-server) full backup"),
+        ("copy-s3-gcs", "copy S3 (Garage) → GCS (fake-gcs-server)"),
+        ("copy-idle", "copy again, nothing new"),
     ]
 )
 SCALE_ROWS = ["scale-files", "scale-64g"]

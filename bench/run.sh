@@ -8,7 +8,7 @@
 #   ROWS=s3,folder bench/run.sh                   # some rows only
 #   ROWS=scale SCALE_FILES="1000 10000" SCALE_SIZE=64G bench/run.sh
 #
-# Rows (ROWS=, comma or space separated; groups: all, s3, folder, cloud, scale):
+# Rows (ROWS=, comma or space separated; groups: all, s3, folder, cloud, copy, scale):
 #   s3-backup       full backup of SIZE (chunks of CHUNK_SIZE) into Garage: esbackup vs rclone copy
 #   s3-noop         the same again, nothing changed: esbackup vs rclone copy
 #   s3-restore      restore into an empty folder, checked equal to the source: esbackup restore
@@ -20,6 +20,9 @@
 #   folder-noop     no-op rerun on NOOP_FILES chunks of SMALL_CHUNK: esbackup vs rsync -a
 #   azure-backup    full backup of CLOUD_SIZE into Azurite: esbackup vs rclone (azureblob)
 #   gcs-backup      full backup of CLOUD_SIZE into fake-gcs-server: esbackup vs rclone (gcs)
+#   copy-s3-gcs     a backup of CLOUD_SIZE in Garage copied to fake-gcs-server: esbackup copy vs
+#                   rclone copy between the two remotes (both stream through the client)
+#   copy-idle       the same copy again, nothing new: esbackup copy vs rclone copy
 #   scale-files     backups of SCALE_FILES chunk files of SMALL_CHUNK (folder and S3): files/s,
 #                   MB/s, peak RSS, time per file (linear, not quadratic); cp -r of the same
 #                   files beside the folder rows (what the file system itself costs per file)
@@ -86,7 +89,7 @@ for n in $SCALE_FILES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "SCALE_FILES: $n is n
 # ---------------------------------------------------------------------------------------------
 # Which rows.
 # ---------------------------------------------------------------------------------------------
-ALL_ROWS=(s3-backup s3-noop s3-restore folder-backup folder-restore folder-noop azure-backup gcs-backup scale-files scale-64g)
+ALL_ROWS=(s3-backup s3-noop s3-restore folder-backup folder-restore folder-noop azure-backup gcs-backup copy-s3-gcs copy-idle scale-files scale-64g)
 declare -A want=()
 for r in ${ROWS//,/ }; do
     case $r in
@@ -96,9 +99,10 @@ for r in ${ROWS//,/ }; do
     cloud) want[azure-backup]=1 want[gcs-backup]=1 ;;
     azure) want[azure-backup]=1 ;;
     gcs) want[gcs-backup]=1 ;;
+    copy) want[copy-s3-gcs]=1 want[copy-idle]=1 ;;
     scale) want[scale-files]=1 want[scale-64g]=1 ;;
     *)
-        [[ " ${ALL_ROWS[*]} " == *" $r "* ]] || die "ROWS: unknown row '$r' (rows: ${ALL_ROWS[*]}; groups: all s3 folder cloud scale)"
+        [[ " ${ALL_ROWS[*]} " == *" $r "* ]] || die "ROWS: unknown row '$r' (rows: ${ALL_ROWS[*]}; groups: all s3 folder cloud copy scale)"
         want[$r]=1
         ;;
     esac
@@ -162,6 +166,7 @@ wants folder-backup folder-restore folder-noop && needs+=(rsync)
 wants folder-backup && needs+=(eatmydata)
 wants azure-backup && needs+=(azurite rclone)
 wants gcs-backup && needs+=(gcs rclone)
+wants copy-s3-gcs copy-idle && needs+=(garage gcs rclone)
 bench_tools "${needs[@]}"
 if [[ -z ${ESBACKUP_BIN:-} ]]; then
     ESBACKUP_BIN=$(bench_build esbackup esbackup)
@@ -181,7 +186,7 @@ need_db() { # DIR SIZE CHUNK [sparse]
 if wants s3-backup s3-noop s3-restore folder-backup folder-restore; then
     need_db "$DB" "$size_bytes" "$chunk_bytes"
 fi
-if wants azure-backup gcs-backup; then need_db "$DB_CLOUD" "$cloud_bytes" "$chunk_bytes"; fi
+if wants azure-backup gcs-backup copy-s3-gcs copy-idle; then need_db "$DB_CLOUD" "$cloud_bytes" "$chunk_bytes"; fi
 # gen-db.py makes SIZE/CHUNK chunk files (the last one active): N files need N chunks' worth.
 if wants folder-noop; then need_db "$DB_NOOP" $((NOOP_FILES * small_bytes)) "$small_bytes"; fi
 if wants scale-files; then
@@ -465,6 +470,59 @@ cloud_row() {
 group_azure() { cloud_row azure-backup azure; }
 group_gcs() { cloud_row gcs-backup gcs; }
 
+# --- copy: a location in Garage copied to fake-gcs-server ------------------------------------
+# The source (a backup of $DB_CLOUD, or rclone's copy of it) is stored unmeasured into a fresh
+# Garage; then the measured copy into a fresh fake-gcs-server, and the same again (idle). The
+# server CPU and request columns are fake-gcs-server's (the destination).
+copy_once() { # NAME TOOL
+    if [[ $2 == esbackup ]]; then
+        measure "$1" env "${s3e[@]}" "${gcs_env[@]}" "$ESB" copy --from "s3://$GARAGE_BUCKET/esbackup" --to gs://bench/esbackup --json --quiet &&
+            esb_ok "$1"
+    else
+        # shellcheck disable=SC2086
+        measure "$1" env -u AWS_CA_BUNDLE "${r3[@]}" "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$GARAGE_BUCKET/rclone" gcs:bench/rclone
+    fi
+}
+group_copy() {
+    local bytes files rep tool name ok row s3e r3 srv3=$BENCH_WORK/srv-garage srvg=$BENCH_WORK/srv-gcs
+    bytes=$(bench_dir_bytes "$DB_CLOUD")
+    files=$(bench_dir_files "$DB_CLOUD")
+    command_for copy-s3-gcs esbackup "(AWS_* as in s3-backup, GOOGLE_SERVICE_ACCOUNT and STORAGE_EMULATOR_HOST as in gcs-backup) esbackup copy --from s3://bench/esbackup --to gs://bench/esbackup --json --quiet   # after an unmeasured esbackup backup --db $DB_CLOUD --target s3://bench/esbackup"
+    command_for copy-s3-gcs rclone "(RCLONE_CONFIG_GARAGE_* and RCLONE_CONFIG_GCS_* as above) rclone copy ${RCLONE_FLAGS:+$RCLONE_FLAGS }garage:bench/rclone gcs:bench/rclone   # after an unmeasured rclone copy $DB_CLOUD garage:bench/rclone"
+    command_for copy-idle esbackup "(the same esbackup copy again)"
+    command_for copy-idle rclone "(the same rclone copy again)"
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        for tool in esbackup rclone; do
+            garage_start "$srv3"
+            s3e=("${s3_env[@]}") r3=("${rclone_env[@]}")
+            if [[ $tool == esbackup ]]; then
+                env "${s3e[@]}" "$ESB" backup --db "$DB_CLOUD" --target "s3://$GARAGE_BUCKET/esbackup" --json --quiet >"$BENCH_WORK/copy-source.out" 2>&1 ||
+                    die "copy: the source backup failed ($BENCH_WORK/copy-source.out)"
+            else
+                # shellcheck disable=SC2086
+                env -u AWS_CA_BUNDLE "${r3[@]}" rclone copy $RCLONE_FLAGS "$DB_CLOUD" "garage:$GARAGE_BUCKET/rclone" ||
+                    die "copy: rclone's source copy failed"
+            fi
+            gcs_start "$srvg"
+            rclone_gcs_env
+            sync
+            for row in copy-s3-gcs copy-idle; do
+                name=$row.$tool.$rep
+                ok=1
+                copy_once "$name" "$tool" || ok=0
+                if [[ $tool == esbackup && $row == copy-idle ]]; then
+                    [[ $(jq -r .objects_sent "$BENCH_WORK/m/$name.out" 2>/dev/null) == 0 ]] ||
+                        { ok=0; note "copy-idle esbackup run $rep sent objects"; }
+                fi
+                sample "$row" "$tool" "$rep" "$name" "$([[ $row == copy-idle ]] && echo 0 || echo "$bytes")" "$files" "$ok"
+                ((ok)) || note "$row $tool run $rep failed (log: $BENCH_WORK/m/$name.err)"
+            done
+            gcs_stop "$srvg"
+            garage_stop "$srv3"
+        done
+    done
+}
+
 # --- Scale: many files; one big sparse database -----------------------------------------------
 group_scale_files() {
     local n db bytes files rep name ok t=$BENCH_WORK/target-scale srv=$BENCH_WORK/srv-garage
@@ -529,6 +587,7 @@ wants folder-backup folder-restore && run_group group_folder
 wants folder-noop && run_group group_folder_noop
 wants azure-backup && run_group group_azure
 wants gcs-backup && run_group group_gcs
+wants copy-s3-gcs copy-idle && run_group group_copy
 wants scale-files && run_group group_scale_files
 wants scale-64g && run_group group_scale_64g
 elapsed=$(($(date +%s) - start_time))

@@ -137,6 +137,18 @@ pub enum Command {
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.
     Demo(DemoArgs),
+    /// Print a shell completion script on stdout. Examples:
+    ///   esbackup completions bash > /etc/bash_completion.d/esbackup
+    ///   esbackup completions zsh > "${fpath[1]}/_esbackup"
+    ///   esbackup completions fish > ~/.config/fish/completions/esbackup.fish
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout. Example:
+    ///   esbackup man > /usr/local/share/man/man1/esbackup.1
+    Man,
 }
 
 /// The format of log lines (`--log-format`).

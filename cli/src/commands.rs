@@ -40,6 +40,8 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::Copy(a) => run_copy(&a, &file).await,
         Command::Run(a) => crate::run::run(*a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man_page(),
     };
     (json, result)
 }
@@ -55,8 +57,8 @@ fn wants_json(command: &Command) -> bool {
         Command::Forget(a) => &a.output,
         Command::Copy(a) => &a.output,
         Command::Demo(a) => &a.output,
-        // Its lines are logs (--log-format json).
-        Command::Run(_) => return false,
+        // Its lines are logs (--log-format json); the others print a script or a page.
+        Command::Run(_) | Command::Completions { .. } | Command::Man => return false,
     };
     output.json
 }
@@ -207,6 +209,31 @@ async fn write_metrics(
     }
     if let Err(e) = metrics.write_file(path) {
         tracing::warn!("could not write --metrics-file {}: {e}", path.display());
+    }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> Result<i32, Failure> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut crate::args::command(), "esbackup", &mut script);
+    print_all(&script, "the completion script")
+}
+
+fn print_man_page() -> Result<i32, Failure> {
+    let mut page = Vec::new();
+    let rendered = clap_mangen::Man::new(crate::args::command()).render(&mut page);
+    rendered.expect("rendering into memory");
+    print_all(&page, "the manual page")
+}
+
+/// Writes `bytes` on stdout; a reader that stops early (`| head`) is no failure.
+fn print_all(bytes: &[u8], what: &str) -> Result<i32, Failure> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure {
+            code: crate::exit::code(esbackup_engine::ErrorKind::LocalIo),
+            message: format!("writing {what}: {e}"),
+        }),
+        _ => Ok(0),
     }
 }
 

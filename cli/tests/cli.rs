@@ -597,3 +597,46 @@ fn a_backup_with_the_clock_a_day_behind_is_the_newest_point() {
     );
     assert_eq!(std::fs::read(dest.join("writer.chk")).unwrap(), writer);
 }
+
+#[test]
+fn shell_completions_and_the_manual_page_cover_every_command() {
+    let bash = succeeds(esbackup().args(["completions", "bash"]));
+    let script = String::from_utf8(bash.stdout).unwrap();
+    for command in [
+        "backup", "restore", "verify", "list", "status", "forget", "copy", "run",
+    ] {
+        assert!(script.contains(command), "bash completion lacks {command}");
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &script).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(
+            !succeeds(esbackup().args(["completions", shell]))
+                .stdout
+                .is_empty(),
+            "{shell}"
+        );
+    }
+    let man = String::from_utf8(succeeds(esbackup().arg("man")).stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") && man.contains(".TH esbackup 1"),
+        "{}",
+        &man[..200]
+    );
+    assert!(
+        man.contains("copy") && man.contains("Exit codes"),
+        "the page has the commands and the exit codes"
+    );
+    let bad = run(esbackup().args(["completions", "nosh"]));
+    assert_eq!(bad.status.code(), Some(2));
+}

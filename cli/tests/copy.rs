@@ -99,11 +99,7 @@ fn a_copy_between_folders_is_incremental_and_restores_with_the_source_gone() {
     assert!(text.contains("nothing to copy"), "{text}");
     std::fs::remove_dir_all(&near).unwrap();
     let listed = ok(&["list", "--target", path(&far)], &[]);
-    assert_eq!(
-        listed.as_array().map(Vec::len),
-        Some(2),
-        "{listed}"
-    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     ok(
         &["verify", "--target", path(&far), "--read-data", "--strict"],
         &[],

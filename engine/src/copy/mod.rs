@@ -127,7 +127,17 @@ pub async fn copy(
     }
     let destination = Location::read(to.clone()).await?;
     guard::copy_destination(&source, &destination).await?;
-    let mut report = if opts.dry_run {
+    let chosen = choose(&source.ids, &destination.ids, &opts.points)?;
+    let mut report = if chosen.send.is_empty() {
+        // Nothing to write, so no lock to take: an idle copy is two listings.
+        CopyReport {
+            from: source.describe(),
+            to: destination.describe(),
+            dry_run: opts.dry_run,
+            present: chosen.present,
+            ..CopyReport::default()
+        }
+    } else if opts.dry_run {
         copy_locked(&source, &destination, opts, None).await?
     } else {
         let lock = Lock::acquire(to.clone(), &new_run_id(), "copy", &opts.lock).await?;
