@@ -458,6 +458,10 @@ pub struct CopyArgs {
     pub lock: LockArgs,
     #[command(flatten)]
     pub transfer: Transfer,
+    /// The destination's figures (`esbackup_points`, `esbackup_last_success_timestamp_seconds`
+    /// of its newest point: the offsite lag).
+    #[command(flatten)]
+    pub metrics: MetricsFile,
     #[command(flatten)]
     pub output: Output,
 }

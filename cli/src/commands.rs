@@ -179,8 +179,11 @@ async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
         open_target(from, &file.storage)?,
         open_target(to, &file.storage)?,
     );
-    let report = copy(from, to, &opts).await?;
-    output::copy(a.output.json, &report);
+    let started = SystemTime::now();
+    let result = copy(from, to.clone(), &opts).await;
+    let record = |m: &Metrics| m.copy_ended(started, &result);
+    write_metrics(&a.metrics, (None, to), false, record).await;
+    output::copy(a.output.json, &result?);
     Ok(0)
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use esbackup_engine::{
-    BackupReport, EngineError, ForgetReport, PointSummary, StatusReport, VerifyReport,
+    BackupReport, CopyReport, EngineError, ForgetReport, PointSummary, StatusReport, VerifyReport,
 };
 use esbackup_node::ScavengeReport;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -207,10 +207,9 @@ impl Metrics {
         );
     }
 
-    /// A run of `job` that started at `started` ended now, ok or not.
-    fn ended(&self, job: Job, started: SystemTime, ok: bool) {
+    /// A run of `command` that started at `started` ended now, ok or not.
+    fn ended(&self, command: &'static str, started: SystemTime, ok: bool) {
         let now = SystemTime::now();
-        let command = job.name();
         let label = JobLabel { command };
         let result = if ok { "success" } else { "failure" };
         self.runs
@@ -225,7 +224,7 @@ impl Metrics {
     }
 
     pub fn backup_ended(&self, started: SystemTime, result: &Result<BackupReport, EngineError>) {
-        self.ended(Job::Backup, started, result.is_ok());
+        self.ended(Job::Backup.name(), started, result.is_ok());
         let Ok(report) = result else { return };
         self.uploaded_bytes.inc_by(report.uploaded.bytes);
         self.uploaded_objects.inc_by(report.uploaded.objects);
@@ -245,7 +244,7 @@ impl Metrics {
     }
 
     pub fn forget_ended(&self, started: SystemTime, result: &Result<ForgetReport, EngineError>) {
-        self.ended(Job::Forget, started, result.is_ok());
+        self.ended(Job::Forget.name(), started, result.is_ok());
         if let Ok(report) = result {
             self.forgotten_points.inc_by(report.forgotten.len() as u64);
             self.pruned_bytes.inc_by(report.pruned_bytes);
@@ -254,7 +253,7 @@ impl Metrics {
 
     pub fn verify_ended(&self, started: SystemTime, result: &Result<VerifyReport, EngineError>) {
         let intact = result.as_ref().is_ok_and(|r| r.is_ok());
-        self.ended(Job::Verify, started, intact);
+        self.ended(Job::Verify.name(), started, intact);
         let Ok(report) = result else { return };
         let problems: usize = report.points.iter().map(|p| p.problems.len()).sum();
         self.verify_problems
@@ -263,6 +262,11 @@ impl Metrics {
         if intact {
             self.verify_last_success.set(unix(SystemTime::now()));
         }
+    }
+
+    /// A `copy` ended (the location figures are then the destination's).
+    pub fn copy_ended(&self, started: SystemTime, result: &Result<CopyReport, EngineError>) {
+        self.ended("copy", started, result.is_ok());
     }
 
     /// What the location holds now.
@@ -428,7 +432,7 @@ mod tests {
     #[test]
     fn the_classic_format_names_counters_by_their_samples_and_drops_units() {
         let m = Metrics::new(None);
-        m.ended(Job::Backup, SystemTime::now(), true);
+        m.ended(Job::Backup.name(), SystemTime::now(), true);
         let text = m.encode_classic();
         assert!(
             text.contains("# HELP esbackup_runs_total Runs ended"),

@@ -86,7 +86,34 @@ fn a_copy_between_folders_is_incremental_and_restores_with_the_source_gone() {
     assert_eq!(first["ok"], true);
     assert_eq!(first["copied"].as_array().unwrap().len(), 2);
     assert!(first["objects_sent"].as_u64().unwrap() > 0);
-    let again = ok(&["copy", "--from", path(&near), "--to", path(&far)], &[]);
+    let prom = dir.path().join("copy.prom");
+    let again = ok(
+        &[
+            "copy",
+            "--from",
+            path(&near),
+            "--to",
+            path(&far),
+            "--metrics-file",
+            path(&prom),
+        ],
+        &[],
+    );
+    let figures = std::fs::read_to_string(&prom).unwrap();
+    for line in [
+        "esbackup_last_run_success{command=\"copy\"} 1",
+        "esbackup_points 2",
+        "esbackup_runs_total{command=\"copy\",result=\"success\"} 1",
+    ] {
+        assert!(
+            figures.contains(line),
+            "--metrics-file lacks {line}: {figures}"
+        );
+    }
+    assert!(
+        figures.contains("esbackup_last_success_timestamp_seconds "),
+        "{figures}"
+    );
     assert_eq!(
         (
             again["copied"].as_array().unwrap().len(),
