@@ -3,12 +3,13 @@
 //!
 //! The public surface is what this page re-exports: the commands ([`backup`], [`restore`],
 //! [`verify`], [`list`], [`status`], [`forget`]) with their options and reports, the storage
-//! seam ([`Target`], [`Upload`]), errors ([`EngineError`], [`ErrorKind`]), and the on-disk
-//! formats ([`format`](mod@format)). Test support (`testing`, `conformance`) needs the `testing`
+//! seam ([`Target`], [`Upload`]), errors ([`EngineError`], [`ErrorKind`]), the on-disk
+//! formats ([`format`](mod@format)), and the log records a point holds ([`log`](mod@log)). Test support (`testing`, `conformance`) needs the `testing`
 //! feature; the `clap` feature makes [`KeepPolicy`] command-line options.
 
 pub mod format;
 pub mod layout;
+pub mod log;
 
 mod backup;
 mod copy;

@@ -1,12 +1,14 @@
-//! On-disk formats of an EventStoreDB / KurrentDB node (see `docs/FORMAT.md`):
-//! chunk files, checkpoints, the `indexmap` and PTables. Each module both parses and encodes,
-//! so the engine, its verifier and the simulator share one definition of every byte.
+//! On-disk formats of an EventStoreDB / KurrentDB node (see `docs/FORMAT.md`): chunk files and
+//! the log records in them, checkpoints, the `indexmap` and PTables. Each module both parses and
+//! encodes (log records: the engine only reads them), so the engine, its verifier and the
+//! simulator share one definition of every byte.
 
 pub mod checkpoint;
 pub mod chunk;
 pub mod guid;
 pub mod indexmap;
 pub mod ptable;
+pub mod record;
 
 use std::io::{self, Read};
 
