@@ -3,7 +3,8 @@
 //!
 //! * [`Node`] writes real chunk, checkpoint, index and side files and mutates them one
 //!   [`Node::step`] at a time, exposing the intermediate states a live node shows to a
-//!   file-copying backup; [`run_live`] steps it on a thread.
+//!   file-copying backup; [`run_live`] steps it on a thread; [`Node::hard_delete`],
+//!   [`Node::soft_delete`] and [`Node::set_metadata`] delete and truncate streams.
 //! * [`Node::controlled_scavenge`] makes scavenges run only when asked, chunk by chunk, stopped
 //!   between chunks and resumed from the next one ([`ScavengeControl`]); [`admin_api`] serves
 //!   the node's admin HTTP API over it (HTTPS with a test CA, basic auth, switchable faults).
@@ -15,10 +16,12 @@ pub mod bloom;
 mod checker;
 pub mod chunk_writer;
 mod controlled_scavenge;
+mod deletes;
 pub mod hash;
 mod index;
 pub mod layout;
 mod live;
+pub mod log;
 mod node;
 mod open;
 pub mod ptable_writer;
@@ -35,7 +38,9 @@ pub use checker::{check, CheckOptions, CheckReport};
 pub use controlled_scavenge::{
     AutoScavenge, Refused, ScavengeControl, ScavengeState, ScavengeStatus,
 };
+pub use deletes::Written;
 pub use live::{run_live, LiveHandle};
+pub use log::{read_log, LoggedRecord};
 pub use node::{Checkpoints, Node};
 
 /// How a simulated node behaves.

@@ -214,8 +214,8 @@ impl Node {
         Ok(())
     }
 
-    /// Re-reads the local log: next event number per stream, and the memtable entries for
-    /// records the indexmap does not cover.
+    /// Re-reads the local log: next event number per stream, the clock, and the memtable
+    /// entries for records the indexmap does not cover.
     fn rebuild_from_log(&mut self) -> io::Result<()> {
         let mut sources: Vec<Vec<u8>> = Vec::new();
         for meta in self.chunks.values() {
@@ -229,13 +229,18 @@ impl Node {
             let recs = records::walk(data).map_err(invalid)?;
             for rec in recs {
                 let payload = rec.payload(data);
+                // The clock goes on from the newest record, never back.
+                if let Ok(decoded) = esbackup_engine::format::record::decode(payload) {
+                    self.ticks = self.ticks.max(decoded.ticks());
+                }
                 if let Some((stream, expected)) = Prepare::stream_and_expected_version(payload) {
                     let next = self.streams.entry(stream.clone()).or_insert(0);
-                    *next = (*next).max(expected + 2);
+                    // A tombstone's expected version is i64::MAX - 1: its stream ends there.
+                    *next = (*next).max(expected.saturating_add(2));
                     if rec.log_position > prepare_chk {
                         let e = IndexEntry {
                             stream_hash: hash::stream_hash(&stream),
-                            version: expected + 1,
+                            version: expected.saturating_add(1),
                             position: rec.log_position,
                         };
                         self.unchased.push_back(Unchased {

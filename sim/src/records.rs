@@ -15,8 +15,23 @@ pub const SYSTEM_EPOCH: u8 = 1;
 pub const FLAG_DATA: u16 = 0x01;
 pub const FLAG_TX_BEGIN: u16 = 0x02;
 pub const FLAG_TX_END: u16 = 0x04;
+pub const FLAG_STREAM_DELETE: u16 = 0x08;
 pub const FLAG_IS_COMMITTED: u16 = 0x20;
 pub const FLAG_IS_JSON: u16 = 0x100;
+
+/// The event type of a tombstone and of stream metadata (docs/FORMAT.md §1.3, "Deletions").
+pub const STREAM_DELETED_TYPE: &str = "$streamDeleted";
+pub const METADATA_TYPE: &str = "$metadata";
+/// A tombstone's expected version: `EventNumber.DeletedStream - 1` (its event number is
+/// `i64::MAX`).
+pub const TOMBSTONE_EXPECTED_VERSION: i64 = i64::MAX - 1;
+/// The metadata a soft delete writes: `$tb` = `long.MaxValue`.
+pub const SOFT_DELETE_METADATA: &str = r#"{"$tb":9223372036854775807}"#;
+
+/// The metastream of `stream`, where its metadata is written.
+pub fn metastream(stream: &str) -> String {
+    format!("$${stream}")
+}
 
 /// .NET ticks of 2024-01-01T00:00:00Z, the simulator's epoch of time.
 pub const BASE_TICKS: i64 = 638_396_640_000_000_000;
@@ -162,6 +177,19 @@ impl Epoch {
         out.extend_from_slice(json.as_bytes());
         out
     }
+}
+
+/// True for a record a scavenge always keeps besides epochs: a tombstone, or stream metadata (the
+/// server keeps a deleted stream's tombstone and a stream's last metadata; the simulator keeps
+/// every metadata record).
+pub fn kept_by_scavenge(payload: &[u8]) -> bool {
+    let flags = payload
+        .get(10..12)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let deletes =
+        payload.first() == Some(&PREPARE) && flags.is_some_and(|f| f & FLAG_STREAM_DELETE != 0);
+    deletes
+        || Prepare::stream_and_expected_version(payload).is_some_and(|(s, _)| s.starts_with("$$"))
 }
 
 /// True when `payload` is a System record of type Epoch.

@@ -113,7 +113,8 @@ impl ChunkJob {
                 records::walk(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             for (i, rec) in recs.iter().enumerate() {
                 let last_chance = posmap.is_empty() && i + 1 == recs.len();
-                if rec.kind != SYSTEM && !last_chance && !rng.gen_bool(keep_ratio) {
+                let always = rec.kind == SYSTEM || records::kept_by_scavenge(rec.payload(&data));
+                if !always && !last_chance && !rng.gen_bool(keep_ratio) {
                     continue;
                 }
                 posmap.push((out.len() as i32, rec.log_position - base));

@@ -28,6 +28,12 @@ impl Node {
             self.append_transaction(n, false, true)?;
             left -= n;
         }
+        self.catch_up_index()
+    }
+
+    /// Moves the chaser to the writer and runs any index work (memtable flush, merges) to
+    /// the end.
+    pub(crate) fn catch_up_index(&mut self) -> io::Result<()> {
         self.chase(i64::MAX)?;
         let mut obsolete = Vec::new();
         let rng = &mut self.rng;
@@ -132,11 +138,7 @@ impl Node {
         defer: bool,
         finish_roll: bool,
     ) -> io::Result<String> {
-        let stream = if self.rng.gen_bool(0.7) {
-            format!("account-{}", self.rng.gen_range(0..24))
-        } else {
-            format!("order-{}", self.rng.gen_range(0..200))
-        };
+        let stream = self.pick_stream();
         let first = *self.streams.get(&stream).unwrap_or(&0);
         let max_data = (self.cfg.chunk_size as usize / (16 * events.max(1))).clamp(8, 600);
         let correlation = self.guid();
@@ -235,6 +237,25 @@ impl Node {
                 ""
             }
         ))
+    }
+
+    /// A stream to append to: a random one of 24 accounts and 200 orders, never one that was
+    /// deleted or truncated (`deletes.rs`).
+    fn pick_stream(&mut self) -> String {
+        for _ in 0..1000 {
+            let stream = if self.rng.gen_bool(0.7) {
+                format!("account-{}", self.rng.gen_range(0..24))
+            } else {
+                format!("order-{}", self.rng.gen_range(0..200))
+            };
+            if self.writable(&stream) {
+                return stream;
+            }
+        }
+        (0..)
+            .map(|n| format!("stream-{n}"))
+            .find(|s| self.writable(s))
+            .expect("a free stream name")
     }
 
     /// Writes a new epoch: `proposal.chk`, the System record, `writer.chk`, then `epoch.chk`.

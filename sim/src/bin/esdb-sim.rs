@@ -48,6 +48,11 @@ enum Command {
     /// Reopen a database, take --count random steps of a live node (appends, rolls, index
     /// work, scavenges unless --no-scavenge, side files…), and settle.
     Step(StepArgs),
+    /// Reopen a database, delete a stream as the server does (its tombstone with --hard, else a
+    /// soft delete; --metadata JSON writes that metadata instead, e.g. '{"$maxCount":10}'), and
+    /// settle. Prints the info with the record written: {"deleted": {"stream", "position",
+    /// "next_position", "time"}}.
+    Delete(DeleteArgs),
     /// Print the checkpoints and a summary of the files as JSON (reads only).
     Info(InfoArgs),
     /// Reopen a database and step it live with the node admin API (HTTPS, basic auth, a test
@@ -140,6 +145,21 @@ struct AppendArgs {
     /// How much log to append (at least this many bytes; records are not split).
     #[arg(long, value_parser = parse_size)]
     bytes: u64,
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The stream to delete.
+    #[arg(long)]
+    stream: String,
+    /// A hard delete: the stream's tombstone.
+    #[arg(long)]
+    hard: bool,
+    /// Write this JSON as the stream's metadata (`$tb`, `$maxAge`, `$maxCount` truncate it).
+    #[arg(long, conflicts_with = "hard")]
+    metadata: Option<String>,
 }
 
 #[derive(Args)]
@@ -252,6 +272,29 @@ fn info(db: &Path, index: Option<&Path>) -> Result<Value, String> {
     }))
 }
 
+fn delete(a: DeleteArgs) -> Result<Value, String> {
+    let c = &a.common;
+    let failed = |e: std::io::Error| format!("deleting {} in {}: {e}", a.stream, c.db.display());
+    let mut node = Node::open(&c.db, c.reopen_config()).map_err(failed)?;
+    let written = match (&a.metadata, a.hard) {
+        (Some(json), _) => node.set_metadata(&a.stream, json),
+        (None, true) => node.hard_delete(&a.stream),
+        (None, false) => node.soft_delete(&a.stream),
+    }
+    .map_err(failed)?;
+    node.settle().map_err(failed)?;
+    let time =
+        esbackup_engine::format::record::ticks_to_time(written.ticks).map(|t| t.to_rfc3339());
+    let mut v = info(&c.db, c.index.as_deref())?;
+    v["deleted"] = json!({
+        "stream": a.stream,
+        "position": written.position,
+        "next_position": written.next_position,
+        "time": time,
+    });
+    Ok(v)
+}
+
 fn run(cli: Cli) -> Result<Value, String> {
     let err = |what: &str, db: &Path| {
         let what = what.to_string();
@@ -306,6 +349,7 @@ fn run(cli: Cli) -> Result<Value, String> {
             v["steps"] = json!(a.count);
             Ok(v)
         }
+        Command::Delete(a) => delete(a),
         Command::Info(a) => info(&a.db, a.index.as_deref()),
         Command::Serve(a) => serve(a),
         Command::Live(a) => live(a),
