@@ -12,6 +12,7 @@ use esbackup_engine::{
     RestoreOptions, Target, VerifyOptions, Which,
 };
 
+use crate::args::LogArgs;
 use crate::args::{
     BackupArgs, Cli, Command, CopyArgs, ForgetArgs, ListArgs, MetricsFile, RestoreArgs, StatusArgs,
     TargetArg, VerifyArgs,
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::Status(a) => run_status(&a, &file).await,
         Command::Forget(a) => run_forget(&a, &file).await,
         Command::Copy(a) => run_copy(&a, &file).await,
+        Command::Log(a) => run_log(&a, &file).await,
         Command::Run(a) => crate::run::run(*a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
         Command::Completions { shell } => print_completions(shell),
@@ -57,6 +59,8 @@ fn wants_json(command: &Command) -> bool {
         Command::Forget(a) => &a.output,
         Command::Copy(a) => &a.output,
         Command::Demo(a) => &a.output,
+        // JSON lines, one per record (`output::log`).
+        Command::Log(a) => return a.json,
         // Its lines are logs (--log-format json); the others print a script or a page.
         Command::Run(_) | Command::Completions { .. } | Command::Man => return false,
     };
@@ -185,6 +189,14 @@ async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
     write_metrics(&a.metrics, (None, to), false, record).await;
     output::copy(a.output.json, &result?);
     Ok(0)
+}
+
+/// `log`: the records of the point, printed as they are read.
+async fn run_log(a: &LogArgs, file: &FileConfig) -> Result<i32, Failure> {
+    let point = a.point.which()?;
+    let filter = a.filter(chrono::Utc::now())?;
+    let listing = esbackup_engine::log::records(open(&a.target, file)?, &point, filter).await?;
+    output::log(a.json, listing).await
 }
 
 /// `--metrics-file`: the figures `record` gives of the command that ended, with what the

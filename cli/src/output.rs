@@ -391,3 +391,158 @@ pub fn forget(as_json: bool, r: &ForgetReport) {
     warnings(&r.warnings);
     waited(r.lock_waited_secs);
 }
+
+// `log` ------------------------------------------------------------------------------------------
+
+/// `log`: the records as they stream in, one aligned line each under a header (or one JSON object
+/// a line), then a summary line. A failure while reading ends the output with the error (a JSON
+/// line too with `--json`) and its exit code; a stdout closed early (`| head`) ends it quietly.
+pub async fn log(
+    as_json: bool,
+    mut listing: esbackup_engine::log::LogListing,
+) -> Result<i32, crate::exit::Failure> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let mut lines = Vec::new();
+    if !as_json {
+        lines.push(log_header());
+    }
+    let (mut count, mut chunk) = (0u64, String::new());
+    let ended = loop {
+        let rec = match listing.next().await {
+            None => break None,
+            Some(Err(e)) => break Some(crate::exit::Failure::from(e)),
+            Some(Ok(rec)) => rec,
+        };
+        count += 1;
+        lines.push(if as_json {
+            serde_json::to_string(&rec).expect("a record serialises")
+        } else {
+            log_line(&rec)
+        });
+        // Written a chunk at a time, so that a slow store still shows progress.
+        let flush = rec.chunk != chunk;
+        chunk = rec.chunk;
+        if let Err(e) = write_lines(&mut out, &mut lines, flush) {
+            return closed_or_failed(e);
+        }
+    };
+    lines.push(match (&ended, as_json) {
+        (None, true) => serde_json::json!({
+            "ok": true, "target": listing.target, "point": listing.point,
+            "point_time": listing.point_time, "writer": listing.writer, "records": count,
+        })
+        .to_string(),
+        (None, false) => format!(
+            "{count} record(s) of restore point {} ({}) at {}; its log ends at position {}",
+            listing.point,
+            time(&listing.point_time),
+            listing.target,
+            listing.writer
+        ),
+        (Some(f), true) => {
+            serde_json::json!({ "ok": false, "exit_code": f.code, "error": f.message }).to_string()
+        }
+        (Some(_), false) => String::new(),
+    });
+    lines.retain(|l| !l.is_empty());
+    if let Err(e) = write_lines(&mut out, &mut lines, true).and_then(|_| out.flush()) {
+        return closed_or_failed(e);
+    }
+    match ended {
+        None => Ok(0),
+        Some(f) => {
+            eprintln!("esbackup: error: {}", f.message);
+            Ok(f.code)
+        }
+    }
+}
+
+fn write_lines(
+    out: &mut impl std::io::Write,
+    lines: &mut Vec<String>,
+    flush: bool,
+) -> std::io::Result<()> {
+    for line in lines.drain(..) {
+        writeln!(out, "{line}")?;
+    }
+    if flush {
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// A stdout closed by its reader ends the listing without an error; another write error is one.
+fn closed_or_failed(e: std::io::Error) -> Result<i32, crate::exit::Failure> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Ok(0);
+    }
+    Err(crate::exit::Failure {
+        code: 1,
+        message: format!("cannot write to stdout: {e}"),
+    })
+}
+
+fn log_header() -> String {
+    format!(
+        "{:>14}  {:<23}  {:<7}  {:<24} {:>9}  {:<20}  flags",
+        "position", "time (UTC)", "kind", "stream", "number", "type"
+    )
+}
+
+/// One record: position, time, kind, stream, event number, type, flags, and what it deletes.
+fn log_line(r: &esbackup_engine::log::LogRecord) -> String {
+    use esbackup_engine::log::{DeletionKind, RecordKind};
+    let number = match r.event_number {
+        Some(i64::MAX) => "deleted".to_string(),
+        Some(n) => n.to_string(),
+        None => "-".to_string(),
+    };
+    let mut flags: Vec<&str> = r.flags.names().into_iter().map(short_flag).collect();
+    let commits = r
+        .transaction_position
+        .map(|p| format!("commits the transaction at {p}"));
+    if r.kind == RecordKind::Commit {
+        flags.extend(commits.as_deref());
+    }
+    let mut line = format!(
+        "{:>14}  {:<23}  {:<7}  {:<24} {:>9}  {:<20}  {}",
+        r.position,
+        r.time.format("%Y-%m-%d %H:%M:%S%.3f"),
+        format!("{:?}", r.kind).to_lowercase(),
+        r.stream.as_deref().unwrap_or("-"),
+        number,
+        r.event_type.as_deref().unwrap_or("-"),
+        flags.join(",")
+    );
+    if let Some(d) = &r.deletion {
+        let what = match d.kind {
+            DeletionKind::Tombstone => format!("HARD DELETE of {}", d.stream),
+            DeletionKind::SoftDelete => format!("SOFT DELETE of {}", d.stream),
+            DeletionKind::Truncation => {
+                let limits: Vec<String> = [
+                    d.truncate_before.map(|v| format!("$tb {v}")),
+                    d.max_age_secs.map(|v| format!("$maxAge {v}s")),
+                    d.max_count.map(|v| format!("$maxCount {v}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                format!("TRUNCATES {}: {}", d.stream, limits.join(", "))
+            }
+        };
+        line.push_str("  << ");
+        line.push_str(&what);
+    }
+    line
+}
+
+fn short_flag(name: &'static str) -> &'static str {
+    match name {
+        "transaction_begin" => "begin",
+        "transaction_end" => "end",
+        "stream_delete" => "delete",
+        "property_metadata" => "props",
+        other => other,
+    }
+}

@@ -6,9 +6,10 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use esbackup_engine::log::{Bound, LogFilter};
 use esbackup_engine::{HumanDuration, Selection, Which};
 
-use crate::args::{self, Cli, Command, CopyArgs, DbArgs, PointArgs, TargetArg};
+use crate::args::{self, Cli, Command, CopyArgs, DbArgs, LogArgs, PointArgs, TargetArg};
 use crate::config::FileConfig;
 use crate::exit::Failure;
 
@@ -72,6 +73,39 @@ fn given<'a>(value: &'a Option<String>, flag: &str) -> Result<&'a str, Failure> 
     })
 }
 
+impl LogArgs {
+    /// The records `--stream`, `--from`, `--to` and `--deletes` ask for.
+    pub fn filter(&self, now: DateTime<Utc>) -> Result<LogFilter, Failure> {
+        let bound = |flag: &str, text: &Option<String>| match text {
+            None => Ok(None),
+            Some(t) => parse_bound(flag, t, now).map(Some),
+        };
+        Ok(LogFilter {
+            stream: self.stream.clone(),
+            from: bound("from", &self.log_from)?,
+            to: bound("to", &self.log_to)?,
+            deletes: self.deletes,
+        })
+    }
+}
+
+/// `--from`/`--to`: a log position (a number), an RFC 3339 time or an age.
+fn parse_bound(flag: &str, text: &str, now: DateTime<Utc>) -> Result<Bound, Failure> {
+    if let Ok(position) = text.trim().parse::<i64>() {
+        return match position {
+            p if p >= 0 => Ok(Bound::Position(p)),
+            _ => Err(Failure::usage(format!(
+                "--{flag} {text}: a log position is 0 or more"
+            ))),
+        };
+    }
+    parse_time(text, now).map(Bound::Time).map_err(|_| {
+        Failure::usage(format!(
+            "--{flag} {text:?} is neither a log position (268435456), an RFC 3339 time (2026-12-05T14:02:00Z) nor an age (90m, 2h, 3d)"
+        ))
+    })
+}
+
 fn missing(what: &str) -> Failure {
     Failure::usage(format!(
         "missing --{what} (or ESBACKUP_{} / `{what}:` in the config file)",
@@ -121,6 +155,23 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
     }
+
+    #[test]
+    fn log_bounds_are_positions_times_or_ages() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 5, 15, 0, 0).unwrap();
+        let at = |t: &str| parse_bound("from", t, now);
+        assert_eq!(at("268435456").unwrap(), Bound::Position(268_435_456));
+        assert_eq!(
+            at("2026-12-05T14:02:00Z").unwrap(),
+            Bound::Time(Utc.with_ymd_and_hms(2026, 12, 5, 14, 2, 0).unwrap())
+        );
+        assert_eq!(
+            at("1h").unwrap(),
+            Bound::Time(now - chrono::Duration::hours(1))
+        );
+        assert!(at("-5").unwrap_err().message.contains("0 or more"));
+        assert!(at("soon").unwrap_err().message.contains("--from \"soon\""));
+    }
 }
 
 /// The README's configuration table lists every option of every command with its flag,
@@ -154,8 +205,10 @@ mod readme {
         }
     }
 
-    /// The table's rows by flag: (environment variable, YAML key, default), backticks removed.
-    fn table() -> BTreeMap<String, [String; 3]> {
+    /// The table's rows by flag and environment variable (a flag two commands use for different
+    /// things, `--from` of `copy` and of `log`, has a row each): (YAML key, default), backticks
+    /// removed.
+    fn table() -> BTreeMap<(String, String), [String; 2]> {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
             .expect("README.md");
         let start = readme
@@ -169,8 +222,8 @@ mod readme {
                 let cells: Vec<String> =
                     row.split('|').map(|c| c.trim().replace('`', "")).collect();
                 (
-                    cells[2].clone(),
-                    [cells[3].clone(), cells[4].clone(), cells[5].clone()],
+                    (cells[2].clone(), cells[3].clone()),
+                    [cells[4].clone(), cells[5].clone()],
                 )
             })
             .collect()
@@ -199,10 +252,11 @@ mod readme {
                 let env = arg.get_env().unwrap().to_string_lossy().into_owned();
                 let default = stated_default(arg);
                 let flag = format!("--{long}");
-                let [row_env, row_key, row_default] = rows
-                    .get(&flag)
-                    .unwrap_or_else(|| panic!("README's configuration table lacks {flag}"));
-                assert_eq!((row_env, row_key), (&env, &key), "README's row of {flag}");
+                let id = (flag.clone(), env.clone());
+                let [row_key, row_default] = rows
+                    .get(&id)
+                    .unwrap_or_else(|| panic!("README's configuration table lacks {flag} ({env})"));
+                assert_eq!(row_key, &key, "README's row of {flag} ({env})");
                 // One row per flag: a command whose default differs is named in the cell
                 // ("the newest (copy: every point newer ...)").
                 let own = format!("{}: {default}", sub.get_name());
@@ -212,10 +266,10 @@ mod readme {
                         || row_default.contains(&own),
                     "README says {flag} defaults to {row_default:?}; args.rs says {default:?}"
                 );
-                seen.insert(flag, key);
+                seen.insert(id, key);
             }
         }
-        let extra: Vec<&String> = rows.keys().filter(|f| !seen.contains_key(*f)).collect();
+        let extra: Vec<_> = rows.keys().filter(|f| !seen.contains_key(*f)).collect();
         assert!(
             extra.is_empty(),
             "README lists options that do not exist: {extra:?}"

@@ -169,6 +169,13 @@ pub struct LogListing {
     pub records: RecordStream,
 }
 
+impl LogListing {
+    /// The next record, or `None` after the last one.
+    pub async fn next(&mut self) -> Option<Result<LogRecord>> {
+        self.records.next().await
+    }
+}
+
 /// The records of the point `which` names (the newest by default) at `target`.
 pub async fn records(
     target: Arc<dyn Target>,
