@@ -446,3 +446,62 @@ fn the_highest_version_of_each_chunk_is_read_and_merged_ones_hide_the_rest() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_open_chunk_stored_whole_counts_up_to_the_writer_and_its_zero_tail_is_no_record() {
+    let t = MemoryTarget::new();
+    let recs = events(0, "a", 8);
+    let end = recs.last().map(|(p, f)| p + f.len() as i64).unwrap();
+    let mut file = header(0, 0, false).encode().to_vec();
+    recs.iter().for_each(|(_, f)| file.extend_from_slice(f));
+    file.resize(chunk::active_file_len(SIZE) as usize, 0);
+    let mut p = point(&t, vec![("chunk-000000.000000", file, 0, false)], end);
+    assert_eq!(read(&t, &p, LogFilter::default()).await.unwrap().len(), 8);
+    // A writer checkpoint past the records: the zeros after them are no record.
+    p.checkpoints.writer = end + 100;
+    let e = read(&t, &p, LogFilter::default()).await.unwrap_err();
+    let at = HEADER_LEN as i64 + end;
+    assert!(
+        e.to_string()
+            .contains(&format!("at byte {at}: record length 0")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_scavenged_chunk_with_the_old_8_byte_posmap() {
+    let t = MemoryTarget::new();
+    let kept: Vec<(i64, Vec<u8>)> = events(SIZE as i64, "a", 12)
+        .into_iter()
+        .step_by(2)
+        .collect();
+    let h = header(1, 1, true);
+    let mut file = h.encode().to_vec();
+    let mut map = Vec::new();
+    for (pos, framed) in &kept {
+        let actual = file.len() as u64 - HEADER_LEN;
+        map.extend_from_slice(&(((pos - h.start_position()) as u64) << 32 | actual).to_le_bytes());
+        file.extend_from_slice(framed);
+    }
+    let physical = (file.len() as u64 - HEADER_LEN) as i32;
+    file.extend_from_slice(&map);
+    let len = chunk::align(file.len() as u64 + FOOTER_LEN);
+    file.resize((len - FOOTER_LEN) as usize, 0);
+    // Footer without the 12-byte flag: i32 logical size at 5, map size at 9.
+    let mut footer = [0u8; FOOTER_LEN as usize];
+    footer[0] = ChunkFooter::COMPLETED;
+    footer[1..5].copy_from_slice(&physical.to_le_bytes());
+    footer[5..9].copy_from_slice(&(SIZE as i32).to_le_bytes());
+    footer[9..13].copy_from_slice(&(map.len() as i32).to_le_bytes());
+    file.extend_from_slice(&footer);
+    let p = point(
+        &t,
+        vec![("chunk-000001.000001", file, 1, true)],
+        2 * SIZE as i64,
+    );
+    let recs = read(&t, &p, LogFilter::default()).await.unwrap();
+    assert_eq!(
+        positions(&recs),
+        kept.iter().map(|(p, _)| *p).collect::<Vec<_>>()
+    );
+}
