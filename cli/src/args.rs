@@ -134,11 +134,10 @@ pub enum Command {
         --keep-hourly 24 --keep-daily 7 --metrics-addr 127.0.0.1:9464\n  \
         esbackup run --config /etc/esbackup.yaml")]
     Run(Box<RunArgs>),
-    /// Show the log records a restore point holds, read straight from the location: position,
-    /// time, stream, event number, type and flags of each, and the stream deletions — to find
-    /// the position or time to restore to.
+    /// Show a restore point's log records and stream deletions, to find what to restore to.
     ///
-    /// Nothing is restored: each chunk is streamed from the location and its records are read
+    /// Per record: its position, time, kind, stream, event number, type and flags, and what it
+    /// deletes (--deletes: tombstones and $tb/$maxAge/$maxCount metadata). Nothing is restored: each chunk is streamed from the location and its records are read
     /// as they arrive (never a whole chunk in memory), up to the point's writer checkpoint.
     /// --from is inclusive, --to exclusive. A damaged chunk stops the listing with exit code 5,
     /// naming the chunk and the byte.
@@ -146,7 +145,7 @@ pub enum Command {
         esbackup log --target s3://backups/node1 --deletes\n  \
         esbackup log --target s3://backups/node1 --stream orders-42\n  \
         esbackup log --target s3://backups/node1 --from 2026-12-05T14:00:00Z --to 2026-12-05T14:05:00Z\n  \
-        esbackup log --target /mnt/backup/node1 --point p00000042-20261205T140512345Z-1a2b3c4d --from 268435456 --json")]
+        esbackup log --target /mnt/backup/node1 --at 2h --from 268435456 --json")]
     Log(LogArgs),
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.

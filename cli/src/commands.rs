@@ -191,12 +191,17 @@ async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// `log`: the records of the point, printed as they are read.
+/// `log`: the records of the point, printed as they are read (a failure, too, as a JSON line).
 async fn run_log(a: &LogArgs, file: &FileConfig) -> Result<i32, Failure> {
-    let point = a.point.which()?;
-    let filter = a.filter(chrono::Utc::now())?;
-    let listing = esbackup_engine::log::records(open(&a.target, file)?, &point, filter).await?;
-    output::log(a.json, listing).await
+    let listing = async {
+        let point = a.point.which()?;
+        let filter = a.filter(chrono::Utc::now())?;
+        Ok(esbackup_engine::log::records(open(&a.target, file)?, &point, filter).await?)
+    };
+    match listing.await {
+        Ok(listing) => output::log(a.json, listing).await,
+        Err(f) => output::log_failed(a.json, f),
+    }
 }
 
 /// `--metrics-file`: the figures `record` gives of the command that ended, with what the

@@ -401,7 +401,6 @@ pub async fn log(
     as_json: bool,
     mut listing: esbackup_engine::log::LogListing,
 ) -> Result<i32, crate::exit::Failure> {
-    use std::io::Write;
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let mut lines = Vec::new();
     if !as_json {
@@ -427,7 +426,7 @@ pub async fn log(
             return closed_or_failed(e);
         }
     };
-    lines.push(match (&ended, as_json) {
+    let summary = match (&ended, as_json) {
         (None, true) => serde_json::json!({
             "ok": true, "target": listing.target, "point": listing.point,
             "point_time": listing.point_time, "writer": listing.writer, "records": count,
@@ -440,22 +439,27 @@ pub async fn log(
             listing.target,
             listing.writer
         ),
-        (Some(f), true) => {
-            serde_json::json!({ "ok": false, "exit_code": f.code, "error": f.message }).to_string()
-        }
-        (Some(_), false) => String::new(),
-    });
-    lines.retain(|l| !l.is_empty());
-    if let Err(e) = write_lines(&mut out, &mut lines, true).and_then(|_| out.flush()) {
+        (Some(_), _) => String::new(),
+    };
+    lines.extend(Some(summary).filter(|l| !l.is_empty()));
+    if let Err(e) = write_lines(&mut out, &mut lines, true) {
         return closed_or_failed(e);
     }
     match ended {
         None => Ok(0),
-        Some(f) => {
-            eprintln!("esbackup: error: {}", f.message);
-            Ok(f.code)
-        }
+        Some(f) => log_failed(as_json, f),
     }
+}
+
+/// `log` failed: a last JSON line with `--json` (the output stays JSON lines), the error on
+/// stderr, and its exit code.
+pub fn log_failed(as_json: bool, f: crate::exit::Failure) -> Result<i32, crate::exit::Failure> {
+    if as_json {
+        let line = serde_json::json!({ "ok": false, "exit_code": f.code, "error": f.message });
+        println!("{line}");
+    }
+    eprintln!("esbackup: error: {}", f.message);
+    Ok(f.code)
 }
 
 fn write_lines(
