@@ -105,6 +105,7 @@ fn help_teaches_usage_and_exit_codes() {
         "list",
         "status",
         "forget",
+        "log",
         "demo",
         "Exit codes",
         "s3://",
@@ -344,6 +345,7 @@ fn read_only_commands_never_create_a_missing_target_folder() {
         vec!["verify", "--target"],
         vec!["status", "--target"],
         vec!["list", "--target"],
+        vec!["log", "--target"],
     ] {
         let out = run(esbackup().args(&args).arg(&missing));
         assert_eq!(out.status.code(), Some(8), "{args:?}");
