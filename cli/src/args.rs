@@ -152,7 +152,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print a shell completion script on stdout. Examples:
     ///   esbackup completions bash > /etc/bash_completion.d/esbackup
-    ///   esbackup completions zsh > "${fpath[1]}/_esbackup"
+    ///   esbackup completions zsh > ~/.zfunc/_esbackup   # with fpath+=~/.zfunc in .zshrc
     ///   esbackup completions fish > ~/.config/fish/completions/esbackup.fish
     Completions {
         /// The shell to complete for.
@@ -498,6 +498,8 @@ pub struct RestoreArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub point: PointArgs,
+    #[command(flatten)]
+    pub upto: UptoArgs,
     /// Restore into folders that hold files: their database files are removed first.
     #[arg(long, env = "ESBACKUP_FORCE")]
     pub force: bool,
@@ -505,6 +507,25 @@ pub struct RestoreArgs {
     pub transfer: Transfer,
     #[command(flatten)]
     pub output: Output,
+}
+
+/// `restore`: how far into the log (the point is then chosen for it). See `esbackup log` to
+/// find the position, the time or the deletion.
+#[derive(Args, Debug, Clone, Default)]
+#[group(multiple = false, conflicts_with_all = ["point", "at"])]
+pub struct UptoArgs {
+    /// Restore the log up to and including the last record that ends at or before this log
+    /// position (the node truncates its log there at its first start).
+    #[arg(long, env = "ESBACKUP_POSITION", value_name = "POS")]
+    pub position: Option<i64>,
+    /// Restore the log up to the last record written before this moment (RFC 3339, or an
+    /// age: 90m, 2h).
+    #[arg(long, env = "ESBACKUP_BEFORE", value_name = "TIME")]
+    pub before: Option<String>,
+    /// Restore the log up to just before the newest record that deleted or truncated this
+    /// stream (a tombstone, or `$tb`/`$maxAge`/`$maxCount` in its metadata).
+    #[arg(long, env = "ESBACKUP_BEFORE_STREAM_DELETE", value_name = "STREAM")]
+    pub before_stream_delete: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -101,6 +101,7 @@ async fn run_restore(a: &RestoreArgs, file: &FileConfig) -> Result<i32, Failure>
     let mut opts = RestoreOptions::new(a.db.folder()?);
     opts.index = a.db.index.clone();
     opts.point = point;
+    opts.upto = a.upto.upto()?;
     opts.force = a.force;
     opts.concurrency = a.transfer.concurrency.unwrap_or(opts.concurrency);
     opts.progress = progress::for_terminal(a.output.quiet || a.output.json);

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use esbackup_engine::log::{Bound, LogFilter};
-use esbackup_engine::{HumanDuration, Selection, Which};
+use esbackup_engine::{HumanDuration, Selection, Upto, Which};
 
-use crate::args::{self, Cli, Command, CopyArgs, DbArgs, LogArgs, PointArgs, TargetArg};
+use crate::args::{self, Cli, Command, CopyArgs, DbArgs, LogArgs, PointArgs, TargetArg, UptoArgs};
 use crate::config::FileConfig;
 use crate::exit::Failure;
 
@@ -41,6 +41,20 @@ impl CopyArgs {
             (false, false) => Selection::Ids(self.point.clone()),
             (false, true) => Selection::Newer,
         }
+    }
+}
+
+impl UptoArgs {
+    /// How far into the log `--position`, `--before` or `--before-stream-delete` says.
+    pub fn upto(&self) -> Result<Option<Upto>, Failure> {
+        Ok(
+            match (&self.position, &self.before, &self.before_stream_delete) {
+                (Some(p), _, _) => Some(Upto::Position(*p)),
+                (_, Some(t), _) => Some(Upto::Before(parse_time(t, Utc::now())?)),
+                (_, _, Some(s)) => Some(Upto::BeforeStreamDelete(s.clone())),
+                _ => None,
+            },
+        )
     }
 }
 

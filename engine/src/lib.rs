@@ -63,7 +63,9 @@ pub use point::{
     Checkpoints, ChunkRef, Content, FileRef, NeededObject, Point, Segment, Window, FORMAT,
 };
 pub use progress::{NoProgress, Progress};
-pub use restore::{restore, RestoreOptions, RestoreReport, Which, DEFAULT_RESTORE_CONCURRENCY};
+pub use restore::{
+    restore, Cut, RestoreOptions, RestoreReport, Upto, Which, DEFAULT_RESTORE_CONCURRENCY,
+};
 pub use retry::{equal_jitter, RetryPolicy, RetryTarget};
 pub use size::ByteSize;
 pub use source::FileStamp;

@@ -32,6 +32,10 @@ pub struct Plan {
     pub errors: Vec<String>,
 }
 
+/// The server's default `MaxTruncation`: it refuses to truncate more than this (docs/FORMAT.md
+/// §T.2 #1).
+pub const MAX_TRUNCATION: i64 = 256 << 20;
+
 /// Files named for chunk `writer/chunk_size + 1`: the truncator refuses to run if any exist.
 pub fn excessive_files(files: &[ChunkFile], chunk_size: u32, writer: i64) -> Vec<String> {
     let next = (writer / chunk_size as i64 + 1) as u32;
@@ -54,6 +58,11 @@ pub fn plan(
         truncate_to: truncate,
         ..Plan::default()
     };
+    if writer - truncate > MAX_TRUNCATION {
+        plan.errors.push(format!(
+            "MaxTruncation is set and truncate checkpoint is out of bounds: writer {writer} - truncate {truncate} > {MAX_TRUNCATION}"
+        ));
+    }
     let excessive = excessive_files(files, chunk_size, writer);
     if !excessive.is_empty() {
         plan.errors.push(format!(

@@ -10,6 +10,7 @@ use esbackup_engine::conformance::Kit;
 use esbackup_engine::Target;
 
 use crate::copying;
+use crate::positions;
 use crate::scenarios::{self, Locations};
 use crate::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 
@@ -143,6 +144,8 @@ pub async fn whole_suite(loc: &dyn Locations, kit: KitRun, live_rounds: u64) {
     );
     copying::copy_keeps_history(loc).await;
     println!("{name}: 6 points copied to a second location (incrementally), each restores; retention there is its own");
+    let (restored, refused) = positions::random_positions_restore_the_log_prefix(loc, 8).await;
+    println!("{name}: restore --position at 8 random positions over 12 points: {restored} restored exactly, {refused} refused (scavenged chunk)");
     let rounds = live_rounds;
     let s = scenarios::live_rounds(loc, rounds, 9000, 0).await;
     println!(

@@ -17,6 +17,7 @@
 mod destination;
 mod execute;
 mod plan;
+mod position;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::target::Target;
 
 pub(crate) use execute::PARTIAL_SUFFIX;
 pub(crate) use plan::missing;
+pub use position::{Cut, Upto};
 
 /// Which restore point.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +57,9 @@ pub struct RestoreOptions {
     /// Defaults to `<db>/index`.
     pub index: Option<PathBuf>,
     pub point: Which,
+    /// Restore the log only up to here (a position, a moment, before a stream's deletion):
+    /// the point is then chosen for it (see `position`), not by `point`.
+    pub upto: Option<Upto>,
     /// Restore into folders that hold files (their database files are removed first).
     pub force: bool,
     /// Files transferred at once.
@@ -74,6 +79,7 @@ impl RestoreOptions {
             db: db.into(),
             index: None,
             point: Which::Latest,
+            upto: None,
             force: false,
             concurrency: DEFAULT_RESTORE_CONCURRENCY,
             progress: Arc::new(NoProgress),
@@ -92,8 +98,11 @@ pub struct RestoreReport {
     pub restored: Tally,
     pub writer: i64,
     pub chaser: i64,
-    /// `truncate.chk` as written (= chaser).
+    /// `truncate.chk` as written (= chaser, or the boundary of a restore to a position).
     pub truncate: i64,
+    /// A restore to a position: what was asked, the boundary and why this point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
     /// Things the operator should know (e.g. `--at` over point times that go backwards).
     pub warnings: Vec<String>,
     pub duration_secs: f64,
@@ -107,7 +116,20 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     if !location.has_backup() {
         return Err(location.no_backup());
     }
-    let (point, warnings) = choose_with_warnings(&location, &opts.point).await?;
+    let (point, warnings, cut) = match &opts.upto {
+        None => {
+            let (point, warnings) = choose_with_warnings(&location, &opts.point).await?;
+            (point, warnings, None)
+        }
+        Some(upto) => {
+            let (point, cut) = position::choose(&location, upto).await?;
+            let note = format!(
+                "the node truncates its log to {} at its first start and then exits with code 0 (KurrentDB's truncation): start it again",
+                cut.boundary
+            );
+            (point, vec![note], Some(cut))
+        }
+    };
     let listing = crate::target::list_sizes(target.as_ref())
         .await
         .map_err(|e| EngineError::storage("listing the backup location", e))?;
@@ -124,7 +146,10 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
     }
     let _held = destination::lock(&dest.db)?;
     destination::prepare(&dest, opts.force)?;
-    let plan = plan::plan(&point);
+    let mut plan = plan::plan(&point);
+    if let Some(cut) = &cut {
+        plan.truncate = cut.boundary;
+    }
     opts.progress.phase("restore", plan.bytes());
     let restored = execute::restore(&target, &dest, &plan, opts).await;
     opts.progress.finish();
@@ -145,6 +170,7 @@ pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<R
         writer: point.checkpoints.writer,
         chaser: point.checkpoints.chaser,
         truncate: plan.truncate,
+        cut,
         warnings,
         duration_secs: started.elapsed().as_secs_f64(),
     })

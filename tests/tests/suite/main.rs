@@ -11,6 +11,7 @@ mod faults;
 mod foreign_db;
 mod history;
 mod locking;
+mod positions;
 mod restore_trust;
 mod selection;
 mod servers;
