@@ -84,7 +84,22 @@ async fn a_hard_deleted_stream_comes_back_with_before_stream_delete() {
         "every event of {stream} is back"
     );
     assert!(
-        log.iter().all(|r| r.position < deleted.position),
+        log.iter()
+            .all(|r| r.position < deleted.position || r.kind == 2),
         "the tombstone is not"
+    );
+    // The same by time: up to the last record written before the deletion's own time.
+    let when = esbackup_engine::format::record::ticks_to_time(deleted.ticks).unwrap();
+    let dest = s.dir.path().join("before-time");
+    let (report, log) = restore_upto(&target, Upto::Before(when), &dest)
+        .await
+        .unwrap();
+    let cut = report.cut.unwrap();
+    assert!(cut.boundary <= deleted.position, "{cut:?}");
+    assert_prefix(&log, &before, cut.boundary, "before the deletion's time");
+    assert_eq!(
+        events(&log),
+        events(&before),
+        "every event of {stream} is back (by time)"
     );
 }
