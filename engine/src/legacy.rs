@@ -107,6 +107,7 @@ impl Manifest {
             files,
             pages: Vec::new(),
             node_state: None,
+            log_times: None,
         };
         point.check().map_err(|why| {
             EngineError::damaged(format!("{} in {location}: {why}", layout::LEGACY_MANIFEST))

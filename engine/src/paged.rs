@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout;
 use crate::point::{Checkpoints, FileRef, NeededObject, Point};
+use crate::source::log_times::LogTimes;
 use crate::target::{get_bytes, Target, TargetError, Upload};
 
 /// About how many files one page holds.
@@ -53,6 +54,8 @@ pub(crate) struct Record {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_times: Option<LogTimes>,
     /// Database files the point restores, and their bytes (for listings).
     pub file_count: u64,
     pub size: u64,
@@ -149,6 +152,7 @@ pub(crate) fn split(point: &Point) -> Stored {
         bytes_added: point.bytes_added,
         notes: point.notes.clone(),
         node_state: point.node_state.clone(),
+        log_times: point.log_times,
         file_count: point.files.len() as u64,
         size: point.size(),
         files: recorded
@@ -282,6 +286,7 @@ pub(crate) async fn assemble(
         bytes_added: record.bytes_added,
         notes: record.notes,
         node_state: record.node_state,
+        log_times: record.log_times,
         files,
         pages: record.pages.iter().map(PageRef::needed).collect(),
     })

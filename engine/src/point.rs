@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::layout;
 use crate::paged::{self, PageCache, Record, Unreadable};
+use crate::source::log_times::LogTimes;
 use crate::source::FileStamp;
 use crate::status::PointSummary;
 use crate::target::{get_bytes, Target};
@@ -63,6 +64,10 @@ pub struct Point {
     /// The node's state when its run asked its admin API (`leader`, `follower`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_state: Option<String>,
+    /// The own times of its first and last log records (read at capture; none in points of
+    /// esbackup before 0.4, or where they could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_times: Option<LogTimes>,
     /// Every database file by key (its path relative to the db folder; `index/...` for the
     /// index folder), and how to rebuild it.
     pub files: BTreeMap<String, FileRef>,
@@ -266,6 +271,8 @@ impl Point {
                 tool_version: r.tool_version,
                 notes: r.notes,
                 node_state: r.node_state,
+                first_record_time: r.log_times.map(|t| t.first),
+                last_record_time: r.log_times.map(|t| t.last),
             }),
         }
     }
@@ -529,6 +536,7 @@ pub(crate) mod tests {
             files,
             pages: vec![],
             node_state: None,
+            log_times: None,
         }
     }
 

@@ -35,6 +35,11 @@ pub struct PointSummary {
     /// The node's state when the run asked it (`--node-url`): `leader`, `follower`…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_state: Option<String>,
+    /// The own times of its first and last log records (what `restore --before` compares).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_record_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_record_time: Option<DateTime<Utc>>,
 }
 
 impl From<&Point> for PointSummary {
@@ -54,6 +59,8 @@ impl From<&Point> for PointSummary {
             tool_version: p.tool_version.clone(),
             notes: p.notes.clone(),
             node_state: p.node_state.clone(),
+            first_record_time: p.log_times.map(|t| t.first),
+            last_record_time: p.log_times.map(|t| t.last),
         }
     }
 }

@@ -294,9 +294,21 @@ async fn store_run(
         files: stored.files,
         pages: Vec::new(),
         node_state: opts.node_state.clone(),
+        log_times: log_times(captured).await,
     };
     store_point(target.as_ref(), &point, lock, &head.reusable_pages).await?;
     Ok((point, repaired))
+}
+
+/// The own times of the captured log's first and last records (two small reads, off the
+/// runtime).
+async fn log_times(captured: &Captured) -> Option<crate::source::log_times::LogTimes> {
+    let chunks = captured.chunks.clone();
+    let writer = captured.checkpoints.values.writer;
+    tokio::task::spawn_blocking(move || crate::source::log_times::capture(&chunks, writer))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Writes the point, last; removes it again if the lock turns out to have been taken over

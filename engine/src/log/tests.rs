@@ -126,6 +126,7 @@ fn point(t: &MemoryTarget, chunks: Vec<(&str, Vec<u8>, u32, bool)>, writer: i64)
         bytes_added: 0,
         notes: vec![],
         node_state: None,
+        log_times: None,
         files,
         pages: vec![],
     }

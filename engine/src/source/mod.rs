@@ -7,6 +7,7 @@
 pub(crate) mod checkpoints;
 pub(crate) mod chunks;
 pub(crate) mod index;
+pub(crate) mod log_times;
 pub(crate) mod other_files;
 pub(crate) mod side_files;
 

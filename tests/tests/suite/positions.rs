@@ -103,3 +103,22 @@ async fn a_hard_deleted_stream_comes_back_with_before_stream_delete() {
         "every event of {stream} is back (by time)"
     );
 }
+
+/// `list` tells each point's first and last record times: those of the log the point holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_tells_each_points_first_and_last_record_time() {
+    use esbackup_engine::format::record::{decode, ticks_to_time};
+    let (_s, target, logs) = esbackup_tests::positions::history(&Memory, 95, 6).await;
+    let listing = esbackup_engine::list(target).await.unwrap();
+    let time = |r: &esdb_sim::log::LoggedRecord| ticks_to_time(decode(&r.payload).unwrap().ticks());
+    for p in listing.points() {
+        let log = &logs[&p.id];
+        let (first, last) = (time(log.first().unwrap()), time(log.last().unwrap()));
+        assert_eq!(
+            (p.first_record_time, p.last_record_time),
+            (first, last),
+            "point {}",
+            p.id
+        );
+    }
+}
