@@ -1,5 +1,5 @@
-//! `esbackup log` on a folder and on S3 (Garage): a simulated node writes events, hard-deletes a
-//! stream (in a chunk a scavenge rewrites later), soft-deletes another and truncates a third (in
+//! `esbackup log` on a folder, S3 (Garage), Azure (Azurite) and GCS (fake-gcs-server): a
+//! simulated node writes events, hard-deletes a stream (in a chunk a scavenge rewrites later), soft-deletes another and truncates a third (in
 //! the growing chunk); `log --deletes --json` finds exactly those, at the simulator's positions
 //! and times; every record listed is the simulator's own, in order; `--stream`, `--from` and
 //! `--to` filter as `--help` says; `--point` reads an older point; a damaged chunk is exit 5.
@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use chrono::{DateTime, Utc};
 use esbackup_engine::format::record::{self, Payload};
 use esbackup_tests::scenarios::sim_config;
-use esbackup_tests::servers::S3Server;
+use esbackup_tests::servers::{AzuriteServer, GcsServer, S3Server};
 use esdb_sim::{layout, read_log, LoggedRecord, Node, Written};
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ use serde_json::Value;
 fn esbackup(env: &[(String, String)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") {
+        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") || k.starts_with("AZURE") {
             cmd.env_remove(k);
         }
     }
@@ -268,6 +268,18 @@ async fn the_log_of_an_s3_backup() {
     let server = S3Server::start().await;
     let env: Vec<(String, String)> = server.env();
     the_log_of_a_backup(&env, &server.url("log/node1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_of_an_azure_backup() {
+    let server = AzuriteServer::start().await;
+    the_log_of_a_backup(&server.env(), &server.url("log/node1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_of_a_gcs_backup() {
+    let server = GcsServer::start().await;
+    the_log_of_a_backup(&server.env(), &server.url("log/node1")).await;
 }
 
 #[test]
