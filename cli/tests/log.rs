@@ -1,6 +1,6 @@
 //! `esbackup log` on a folder, S3 (Garage), Azure (Azurite) and GCS (fake-gcs-server): a
-//! simulated node writes events, hard-deletes a stream (in a chunk a scavenge rewrites later), soft-deletes another and truncates a third (in
-//! the growing chunk); `log --deletes --json` finds exactly those, at the simulator's positions
+//! simulated node writes events, hard-deletes a stream (in a chunk a scavenge rewrites later),
+//! soft-deletes another and truncates a third (in the growing chunk); `log --deletes --json` finds exactly those, at the simulator's positions
 //! and times; every record listed is the simulator's own, in order; `--stream`, `--from` and
 //! `--to` filter as `--help` says; `--point` reads an older point; a damaged chunk is exit 5.
 
