@@ -405,6 +405,14 @@ pub struct ScheduleArgs {
         default_value = "0s"
     )]
     pub read_data_over: HumanDuration,
+    /// With --copy-to: copy the new points there this often.
+    #[arg(
+        long,
+        env = "ESBACKUP_COPY_EVERY",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub copy_every: HumanDuration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -432,6 +440,10 @@ pub struct RunArgs {
     /// Also delete every stored object no kept point needs (reclaims the space).
     #[arg(long, env = "ESBACKUP_PRUNE")]
     pub prune: bool,
+    /// Copy the new points to this second location every --copy-every (as `esbackup copy
+    /// --to`; its retention is its own).
+    #[arg(long = "copy-to", env = "ESBACKUP_COPY_TO", value_name = "URL")]
+    pub copy_to: Option<String>,
     #[command(flatten)]
     pub watch: Watch,
     #[command(flatten)]

@@ -42,12 +42,13 @@ struct RetentionBlock {
 }
 
 /// `run`'s options that the `schedule:` block holds.
-const SCHEDULE: [&str; 5] = [
+const SCHEDULE: [&str; 6] = [
     "every",
     "cron",
     "forget_every",
     "verify_every",
     "read_data_over",
+    "copy_every",
 ];
 
 /// The YAML key of a command-line option, when it has one: its field name, or

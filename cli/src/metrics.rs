@@ -30,6 +30,7 @@ pub enum Job {
     Backup,
     Forget,
     Verify,
+    Copy,
 }
 
 impl Job {
@@ -39,6 +40,7 @@ impl Job {
             Job::Backup => "backup",
             Job::Forget => "forget",
             Job::Verify => "verify",
+            Job::Copy => "copy",
         }
     }
 }
@@ -266,7 +268,7 @@ impl Metrics {
 
     /// A `copy` ended (the location figures are then the destination's).
     pub fn copy_ended(&self, started: SystemTime, result: &Result<CopyReport, EngineError>) {
-        self.ended("copy", started, result.is_ok());
+        self.ended(Job::Copy.name(), started, result.is_ok());
     }
 
     /// What the location holds now.

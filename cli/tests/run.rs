@@ -396,6 +396,48 @@ fn sigterm_mid_run_exits_0_at_once_with_the_lock_released_and_every_point_restor
     every_point_restores(t, &[], dir.path());
 }
 
+#[test]
+fn run_copies_the_new_points_to_a_second_location() {
+    let Settled { dir, db, node } = settled(9, 60);
+    let live = esdb_sim::run_live(node);
+    let (near, far) = (dir.path().join("near"), dir.path().join("far"));
+    let (n, f) = (near.to_str().unwrap(), far.to_str().unwrap());
+    let args = [
+        "--db",
+        db.to_str().unwrap(),
+        "--target",
+        n,
+        "--every",
+        "1s",
+        "--copy-to",
+        f,
+        "--copy-every",
+        "1s",
+    ];
+    let mut sidecar = Sidecar::start(dir.path(), &args, &[]);
+    wait_for("three points copied", || {
+        let listed = esbackup()
+            .args(["list", "--json", "--target", f])
+            .output()
+            .ok()?;
+        let points: serde_json::Value = serde_json::from_slice(&listed.stdout).ok()?;
+        (points.as_array()?.len() >= 3).then_some(())
+    });
+    assert!(sidecar
+        .metrics()
+        .contains("esbackup_runs_total{command=\"copy\",result=\"success\"}"));
+    sidecar.signal("TERM");
+    let (status, _) = sidecar.exits();
+    live.stop().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", sidecar.log());
+    assert!(sidecar.log().contains("copied to"), "{}", sidecar.log());
+    every_point_restores(f, &[], &dir.path().join("far-restores"));
+    assert!(
+        locks_in(&far).is_empty(),
+        "the copy released the destination's lock"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_while_the_store_does_not_answer_exits_within_the_bound() {
     let server = S3Server::start().await;

@@ -1,5 +1,6 @@
 //! `esbackup run`: the long-running mode. One loop takes a restore point every `--every`,
-//! applies the retention policy every `--forget-every` and verifies every `--verify-every`,
+//! copies the new points to `--copy-to` every `--copy-every`, applies the retention policy
+//! every `--forget-every` and verifies every `--verify-every`,
 //! one job at a time (runs never overlap, and each takes the location's lock as the commands
 //! do). A failed job is logged, counted and retried with backoff ([`schedule`]); it never ends
 //! the process. Signals: [`signals`]; metrics and health: [`crate::metrics`], [`http`].
@@ -14,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use esbackup_engine::{forget, status, verify, EngineError, ErrorKind, StatusReport, Stop};
+use esbackup_engine::{copy, forget, status, verify, EngineError, ErrorKind, StatusReport, Stop};
 use tokio::time::Instant;
 
 use crate::args::RunArgs;
@@ -107,12 +108,18 @@ fn reload(
     }
 }
 
-/// The three jobs' timetables and their last starts.
+/// The jobs' timetables and their last starts.
 struct Jobs {
     backup: Timetable,
     forget: Timetable,
     verify: Timetable,
-    last_start: [Option<Instant>; 3],
+    copy: Timetable,
+    last_start: [Option<Instant>; 4],
+}
+
+/// The interval of the copy job: 0 (off) without `--copy-to`.
+fn copy_every(s: &RunSettings) -> Duration {
+    s.copy.as_ref().map_or(Duration::ZERO, |_| s.copy_every)
 }
 
 impl Jobs {
@@ -128,7 +135,9 @@ impl Jobs {
             },
             forget: Timetable::new(forget_every, now + forget_every),
             verify: Timetable::new(s.verify_every, now + s.verify_every),
-            last_start: [None; 3],
+            // The first copy once the first point is there.
+            copy: Timetable::new(copy_every(s), now),
+            last_start: [None; 4],
         }
     }
 
@@ -137,11 +146,12 @@ impl Jobs {
             Job::Backup => &mut self.backup,
             Job::Forget => &mut self.forget,
             Job::Verify => &mut self.verify,
+            Job::Copy => &mut self.copy,
         }
     }
 
     fn next_due(&self) -> Option<Instant> {
-        [&self.backup, &self.forget, &self.verify]
+        [&self.backup, &self.forget, &self.verify, &self.copy]
             .iter()
             .filter_map(|t| t.next())
             .min()
@@ -149,13 +159,14 @@ impl Jobs {
 
     fn retime(&mut self, s: &RunSettings) {
         let forget_every = s.forget.as_ref().map_or(Duration::ZERO, |_| s.forget_every);
-        let [b, f, v] = self.last_start;
+        let [b, f, v, c] = self.last_start;
         match &s.cron {
             Some(cron) => self.backup = Timetable::on_cron(cron.clone()),
             None => self.backup.set_every(s.every, b),
         }
         self.forget.set_every(forget_every, f);
         self.verify.set_every(s.verify_every, v);
+        self.copy.set_every(copy_every(s), c);
     }
 }
 
@@ -178,9 +189,9 @@ impl Runner {
         }
     }
 
-    /// Runs every job that is due, backup first.
+    /// Runs every job that is due: backup first, then the copy of what it stored.
     async fn due_jobs(&mut self, s: &RunSettings) {
-        for job in [Job::Backup, Job::Forget, Job::Verify] {
+        for job in [Job::Backup, Job::Copy, Job::Forget, Job::Verify] {
             if self.stop.is_requested() {
                 return;
             }
@@ -197,6 +208,7 @@ impl Runner {
             Job::Backup => self.backup(s, started.1).await,
             Job::Forget => self.forget(s, started.1).await,
             Job::Verify => self.verify(s, started.1).await,
+            Job::Copy => self.copy(s, started.1).await,
         };
         match ok {
             Ok(()) => {
@@ -292,6 +304,25 @@ impl Runner {
             read_bytes = report.read_bytes,
             "{} point(s) intact",
             report.points.len()
+        );
+        Ok(())
+    }
+
+    async fn copy(&self, s: &RunSettings, started: SystemTime) -> Result<(), EngineError> {
+        let Some((to, opts)) = &s.copy else {
+            return Ok(());
+        };
+        let result = self.bounded(copy(s.target.clone(), to.clone(), opts)).await;
+        self.metrics.copy_ended(started, &result);
+        let report = result?;
+        tracing::info!(
+            command = "copy",
+            to = %report.to,
+            copied = report.copied.len(),
+            sent_bytes = report.bytes_sent,
+            "{} point(s) copied to {}",
+            report.copied.len(),
+            report.to
         );
         Ok(())
     }

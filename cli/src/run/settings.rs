@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esbackup_engine::{BackupOptions, ForgetOptions, Stop, Target, VerifyOptions};
+use esbackup_backends::open_target;
+use esbackup_engine::{BackupOptions, CopyOptions, ForgetOptions, Stop, Target, VerifyOptions};
 
 use crate::args::{self, Command, RunArgs};
 use crate::commands::open;
@@ -23,11 +24,14 @@ pub struct RunSettings {
     /// `None` without a retention rule (then nothing is ever forgotten).
     pub forget: Option<ForgetOptions>,
     pub verify: VerifyOptions,
+    /// `--copy-to`: the second location, and how the new points go there.
+    pub copy: Option<(Arc<dyn Target>, CopyOptions)>,
     pub every: Duration,
     /// `--cron`: the backups' times, instead of `every`.
     pub cron: Option<croner::Cron>,
     pub forget_every: Duration,
     pub verify_every: Duration,
+    pub copy_every: Duration,
     pub read_data_over: Duration,
     pub healthy_within: Duration,
     pub metrics_file: Option<PathBuf>,
@@ -76,8 +80,20 @@ impl RunSettings {
                 .unwrap_or(defaults.concurrency),
             ..defaults
         };
+        let copy = match &a.copy_to {
+            Some(url) => {
+                let opts = CopyOptions {
+                    lock: a.storing.lock.options(),
+                    stop: stop.clone(),
+                    ..CopyOptions::default()
+                };
+                Some((open_target(url, &file.storage)?, opts))
+            }
+            None => None,
+        };
         Ok(RunSettings {
             target: open(&a.target, file)?,
+            copy,
             db,
             backup,
             forget,
@@ -86,6 +102,7 @@ impl RunSettings {
             cron,
             forget_every: a.schedule.forget_every.0,
             verify_every: a.schedule.verify_every.0,
+            copy_every: a.schedule.copy_every.0,
             read_data_over: a.schedule.read_data_over.0,
             healthy_within: a.watch.healthy_within.map_or(every * 3, |w| w.0),
             metrics_file: a.storing.metrics.metrics_file.clone(),
