@@ -145,6 +145,23 @@ pub async fn random_positions_restore_the_log_prefix(
         }
         std::fs::remove_dir_all(&dest).ok();
     }
+    // The edges: the start of the log, chunk boundaries, the newest point's end.
+    let chunk = sim_config(0).chunk_size as i64;
+    for asked in [0, chunk, 2 * chunk, end] {
+        let dest = s.dir.path().join(format!("edge-{asked}"));
+        match restore_upto(&target, Upto::Position(asked), &dest).await {
+            Ok((report, log)) => {
+                let cut = report.cut.expect("a cut");
+                assert!(cut.boundary <= asked, "{cut:?}");
+                let what = format!("{} edge {asked}", loc.name());
+                assert_prefix(&log, &logs[&report.point], cut.boundary, &what);
+                if asked == end {
+                    assert_eq!(cut.boundary, end, "the whole log of the newest point");
+                }
+            }
+            Err(e) => assert!(e.to_string().contains("scavenged"), "edge {asked}: {e}"),
+        }
+    }
     let beyond = restore_upto(
         &target,
         Upto::Position(end + 1),
