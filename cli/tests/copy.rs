@@ -134,6 +134,14 @@ fn a_copy_between_folders_is_incremental_and_restores_with_the_source_gone() {
     restores_to(path(&far), &dir.path().join("restored"), &db, &[]);
 }
 
+/// One more point of the node at `db` in `target`.
+fn mutate_and_back_up(db: &Path, target: &Path) {
+    let mut node = esdb_sim::Node::open(db, esbackup_tests::scenarios::sim_config(13)).unwrap();
+    node.append(20).unwrap();
+    drop(node);
+    ok(&["backup", "--db", path(db), "--target", path(target)], &[]);
+}
+
 #[test]
 fn bad_copies_fail_with_one_line_and_their_exit_code() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,6 +175,26 @@ fn bad_copies_fail_with_one_line_and_their_exit_code() {
         &["copy", "--from", path(&near), "--to", path(&other)],
         10,
         "holds 1 object(s)",
+    );
+    // A destination whose point cannot be read: the copy cannot tell what it needs.
+    let damaged = dir.path().join("damaged");
+    ok(
+        &["copy", "--from", path(&near), "--to", path(&damaged)],
+        &[],
+    );
+    let points = damaged.join(".esbackup/points");
+    let point = std::fs::read_dir(&points)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&point, b"{ not a point").unwrap();
+    mutate_and_back_up(&db, &near);
+    fails(
+        &["copy", "--from", path(&near), "--to", path(&damaged)],
+        5,
+        "cannot be read",
     );
     let empty = dir.path().join("empty");
     fails(
