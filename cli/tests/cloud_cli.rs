@@ -2,6 +2,8 @@
 //! through the cloud's standard environment variables, as an operator runs it; the restore from
 //! each is byte-identical to the database (except truncate.chk, which equals chaser.chk).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -10,17 +12,8 @@ use esbackup_tests::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 use esbackup_tests::support::database_files;
 
 fn esbackup(server: &dyn ObjectServer, args: &[&str], db: &Path) -> serde_json::Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") || k.starts_with("AZURE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(server.env())
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .arg("--json");
+    let mut cmd = common::esbackup_command(&server.env());
+    cmd.args(args).arg("--db").arg(db).arg("--json");
     let out = cmd.output().expect("esbackup runs");
     assert!(
         out.status.success(),

@@ -1,8 +1,10 @@
 //! `esbackup copy` as an operator runs it: between folders and between two clouds reached
 //! through their own environment variables, incremental, with one-line errors and exit codes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use esbackup_tests::scenarios::{mutate, settled_node};
 use esbackup_tests::servers::{AzuriteServer, S3Server};
@@ -10,16 +12,8 @@ use esbackup_tests::support::database_files;
 
 /// `esbackup <args>` with no ESBACKUP_/cloud variable of the caller's, and `env` set.
 fn esbackup(args: &[&str], env: &[(String, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") || k.starts_with("AZURE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env.iter().cloned())
-        .args(args)
-        .output()
-        .expect("esbackup runs")
+    let out = common::esbackup_command(env).args(args).output();
+    out.expect("esbackup runs")
 }
 
 /// `esbackup <args> --json`, which must succeed; its JSON.

@@ -4,8 +4,10 @@
 //! and times; every record listed is the simulator's own, in order; `--stream`, `--from` and
 //! `--to` filter as `--help` says; `--point` reads an older point; a damaged chunk is exit 5.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::{DateTime, Utc};
 use esbackup_engine::format::record::{self, Payload};
@@ -16,16 +18,8 @@ use serde_json::Value;
 
 /// Runs esbackup with `env` (the store's variables) and nothing else of ESBACKUP_*/AWS_*.
 fn esbackup(env: &[(String, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") || k.starts_with("AZURE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env.iter().cloned())
-        .args(args)
-        .output()
-        .expect("esbackup runs")
+    let out = common::esbackup_command(env).args(args).output();
+    out.expect("esbackup runs")
 }
 
 /// `esbackup log --json ARGS`: the records, after checking the closing ok line.

@@ -3,8 +3,10 @@
 //! --before-stream-delete` gives a database that, once the node has truncated it at start-up,
 //! holds every event of the stream and not the deletion.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use esbackup_engine::format::record::{decode, Payload};
 use esbackup_tests::scenarios::{settled_node, sim_config};
@@ -12,13 +14,8 @@ use esdb_sim::{read_log, LoggedRecord, Node};
 use serde_json::Value;
 
 fn esbackup(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args).output().expect("esbackup runs")
+    let out = common::esbackup_command(&[]).args(args).output();
+    out.expect("esbackup runs")
 }
 
 fn ok(args: &[&str]) -> Output {
