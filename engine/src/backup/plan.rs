@@ -382,12 +382,7 @@ fn plan_checkpoints(
     captured: &CapturedCheckpoints,
     previous: Option<&Point>,
 ) -> (Vec<FilePlan>, Vec<Mirror>) {
-    const ORDER: [&str; 4] = [
-        checkpoint::WRITER,
-        checkpoint::EPOCH,
-        checkpoint::PROPOSAL,
-        checkpoint::CHASER,
-    ];
+    const ORDER: [&str; 4] = checkpoint::WRITE_ORDER;
     let mut ordered = captured.files.clone();
     ordered.sort_by_key(|(name, _)| ORDER.iter().position(|o| o == name).unwrap_or(2));
     let mut files = Vec::new();

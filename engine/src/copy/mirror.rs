@@ -76,12 +76,7 @@ fn is_root_copy(key: &str, content: &Content) -> bool {
 /// checkpoints writer first and chaser last (so chaser ≤ writer holds at every moment), then
 /// `indexmap`.
 fn write_order(key: &str) -> u8 {
-    const ORDER: [&str; 4] = [
-        checkpoint::WRITER,
-        checkpoint::EPOCH,
-        checkpoint::PROPOSAL,
-        checkpoint::CHASER,
-    ];
+    const ORDER: [&str; 4] = checkpoint::WRITE_ORDER;
     if let Some(i) = ORDER.iter().position(|c| *c == key) {
         return 2 + i as u8 * 2;
     }

@@ -14,6 +14,10 @@ pub const WRITER: &str = "writer.chk";
 pub const CHASER: &str = "chaser.chk";
 pub const EPOCH: &str = "epoch.chk";
 pub const PROPOSAL: &str = "proposal.chk";
+/// The order checkpoints are written in wherever a folder or a root mirror gets them (backup,
+/// restore, copy): writer first and chaser last, so that chaser ≤ writer and epoch ≤ writer
+/// hold at every moment; other checkpoints go between epoch and chaser.
+pub const WRITE_ORDER: [&str; 4] = [WRITER, EPOCH, PROPOSAL, CHASER];
 
 /// Decodes a checkpoint; anything but 8 bytes is an error.
 pub fn decode(bytes: &[u8]) -> io::Result<i64> {

@@ -53,12 +53,7 @@ impl RestorePlan {
 
 /// The plan for `point`.
 pub(crate) fn plan(point: &Point) -> RestorePlan {
-    const ORDER: [&str; 4] = [
-        checkpoint::WRITER,
-        checkpoint::EPOCH,
-        checkpoint::PROPOSAL,
-        checkpoint::CHASER,
-    ];
+    const ORDER: [&str; 4] = checkpoint::WRITE_ORDER;
     let mut data = Vec::new();
     let mut checkpoints = Vec::new();
     for (key, file) in &point.files {
