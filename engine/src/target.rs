@@ -82,12 +82,16 @@ impl ObjectInfo {
     }
 }
 
-/// What a `put` stored: the size and MD5 of exactly the bytes the store holds now (from
-/// [`Upload::stored`]).
+/// What a `put` stored (from [`Upload::stored`]): the size and MD5 of exactly the bytes a
+/// `get` of the key returns now, and the bytes the store holds for them, which `list` and
+/// `head` show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stored {
     pub size: u64,
     pub md5: [u8; 16],
+    /// Equal to `size`, except where the target encodes what it stores (the engine's
+    /// compressing and encrypting wrapper, `codec`).
+    pub stored_size: u64,
 }
 
 /// Storage for one backup location (see the module documentation for the contract).

@@ -156,6 +156,7 @@ impl Upload {
             (Some(md5), None) => Ok(Stored {
                 size: self.len,
                 md5,
+                stored_size: self.len,
             }),
             (None, None) => Err(TargetError::permanent(
                 "the target returned before it read the whole upload",

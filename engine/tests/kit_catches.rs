@@ -149,6 +149,7 @@ impl Target for Broken {
         // What it stored, by its own account (`Upload::stored` for a whole body).
         let stored = Stored {
             size: data.len() as u64,
+            stored_size: data.len() as u64,
             md5: match self.flaw {
                 Flaw::MisreportsWhatItStored => [0; 16],
                 _ => esbackup_engine::md5(&data),
