@@ -28,6 +28,9 @@ macro_rules! stored_remotely {
         fn local_file(&self, _key: &str) -> Option<::std::path::PathBuf> {
             None
         }
+        fn encodes(&self) -> bool {
+            false
+        }
     };
 }
 

@@ -504,6 +504,7 @@ mod tests {
             crate::point::FileRef {
                 size: 10,
                 content: crate::point::Content::Object {
+                    stored_size: None,
                     key: "chunk-000001.000000".into(),
                     md5: "m".into(),
                 },

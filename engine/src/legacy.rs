@@ -79,6 +79,7 @@ impl Manifest {
                 let content = Content::Object {
                     key: k.clone(),
                     md5: e.md5.clone(),
+                    stored_size: None,
                 };
                 let file = FileRef {
                     size: e.size,
@@ -135,7 +136,12 @@ pub(crate) async fn store_as_point(target: &dyn Target, mut point: Point) -> Res
         if !changes_in_place(key, file) {
             continue;
         }
-        let Content::Object { key: stored, md5 } = &file.content else {
+        let Content::Object {
+            key: stored,
+            md5,
+            stored_size,
+        } = &file.content
+        else {
             continue;
         };
         if file.size <= INLINE_LIMIT {
@@ -159,6 +165,7 @@ pub(crate) async fn store_as_point(target: &dyn Target, mut point: Point) -> Res
             file.content = Content::Object {
                 key: copy,
                 md5: md5.clone(),
+                stored_size: *stored_size,
             };
         }
     }

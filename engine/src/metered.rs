@@ -107,6 +107,9 @@ impl Target for Metered {
         }
         file
     }
+    fn encodes(&self) -> bool {
+        self.inner.encodes()
+    }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.inner.abort_stale_uploads(older_than).await
     }

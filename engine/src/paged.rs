@@ -71,6 +71,9 @@ pub(crate) struct Record {
 pub(crate) struct PageRef {
     pub md5: String,
     pub size: u64,
+    /// What the store holds for it, where that is not `size` (an encoding location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 impl PageRef {
@@ -83,6 +86,7 @@ impl PageRef {
             key: self.key(),
             size: self.size,
             md5: self.md5.clone(),
+            stored_size: crate::point::stored_size(self.size, self.stored_size),
         }
     }
 }
@@ -112,9 +116,10 @@ fn page_of(key: &str, pages: usize) -> usize {
     u32::from_le_bytes(digest[..4].try_into().expect("4 bytes")) as usize % pages
 }
 
-/// A point as stored: its record's bytes, and each page's object and bytes.
+/// A point as stored: its record, and each page's object and bytes (the record's pages have
+/// no stored sizes yet: storing them tells).
 pub(crate) struct Stored {
-    pub record: Bytes,
+    pub record: Record,
     pub pages: Vec<(NeededObject, Bytes)>,
 }
 
@@ -134,7 +139,12 @@ pub(crate) fn split(point: &Point) -> Stored {
                 Bytes::from(serde_json::to_vec(&Page { files }).expect("a page serialises"));
             let md5 = hex::encode(crate::hashing::md5(&bytes));
             let size = bytes.len() as u64;
-            (PageRef { md5, size }, bytes)
+            let page = PageRef {
+                md5,
+                size,
+                stored_size: None,
+            };
+            (page, bytes)
         })
         .collect();
     let record = Record {
@@ -162,44 +172,48 @@ pub(crate) fn split(point: &Point) -> Stored {
         pages: pages.iter().map(|(r, _)| r.clone()).collect(),
     };
     Stored {
-        record: Bytes::from(serde_json::to_vec_pretty(&record).expect("a record serialises")),
+        record,
         pages: pages.into_iter().map(|(r, b)| (r.needed(), b)).collect(),
     }
 }
 
-/// Stores `point`: the pages that are not in `existing` (object keys the location holds for
-/// another point), then the record, last. Returns the bytes written.
+/// What storing a point wrote: its bytes (as stored), and its pages with their stored sizes.
+pub(crate) struct StoredPoint {
+    pub written: u64,
+    pub pages: Vec<NeededObject>,
+}
+
+/// Stores `point`: the pages that are not in `existing` (object key → stored size, of the
+/// pages the location holds for another point), then the record, last.
 pub(crate) async fn store(
     point: &Point,
     target: &dyn Target,
-    existing: &BTreeSet<String>,
-) -> Result<u64, (String, TargetError)> {
-    let stored = split(point);
-    let new: Vec<_> = stored
-        .pages
-        .into_iter()
-        .filter(|(o, _)| !existing.contains(&o.key))
-        .collect();
-    let mut written = stored.record.len() as u64;
-    written += new.iter().map(|(o, _)| o.size).sum::<u64>();
-    let puts: Vec<_> = (new.into_iter())
+    existing: &BTreeMap<String, u64>,
+) -> Result<StoredPoint, (String, TargetError)> {
+    let Stored { mut record, pages } = split(point);
+    let puts: Vec<_> = (pages.into_iter())
         .map(|(o, bytes)| async move {
+            if let Some(&stored) = existing.get(&o.key) {
+                return Ok((o.key, stored, 0));
+            }
             match target.put(&o.key, Upload::bytes(bytes)).await {
-                Ok(_) => Ok(()),
+                Ok(s) => Ok((o.key, s.stored_size, s.stored_size)),
                 Err(e) => Err((o.key, e)),
             }
         })
         .collect();
-    stream::iter(puts)
-        .buffer_unordered(8)
-        .try_collect::<()>()
-        .await?;
+    let stored: Vec<(String, u64, u64)> = stream::iter(puts).buffered(8).try_collect().await?;
+    let mut written = 0;
+    for (page, (_, stored_size, new)) in record.pages.iter_mut().zip(&stored) {
+        page.stored_size = crate::point::record_stored_size(page.size, *stored_size);
+        written += new;
+    }
     let key = point.key();
-    target
-        .put(&key, Upload::bytes(stored.record))
-        .await
-        .map_err(|e| (key, e))?;
-    Ok(written)
+    let bytes = serde_json::to_vec_pretty(&record).expect("a record serialises");
+    let put = target.put(&key, Upload::bytes(bytes)).await;
+    written += put.map_err(|e| (key, e))?.stored_size;
+    let pages = record.pages.iter().map(PageRef::needed).collect();
+    Ok(StoredPoint { written, pages })
 }
 
 /// The pages one command has read, by key (points share most of theirs), and those whose
@@ -359,6 +373,7 @@ mod tests {
         for i in 0..n {
             let key = format!("chunk-{i:06}.000000");
             let object = Content::Object {
+                stored_size: None,
                 key: format!("{}{key}", layout::DATA_DIR),
                 md5: format!("{:032x}", i),
             };
@@ -382,8 +397,8 @@ mod tests {
     #[tokio::test]
     async fn a_point_round_trips_through_its_record_and_pages() {
         let target = MemoryTarget::new();
-        let point = point_of(300);
-        point.store(&target, &BTreeSet::new()).await.unwrap();
+        let mut point = point_of(300);
+        point.store(&target, &BTreeMap::new()).await.unwrap();
         let read = Point::load(&target, &point.id).await.unwrap();
         assert_eq!(read.files, point.files);
         assert_eq!(
@@ -406,11 +421,15 @@ mod tests {
     #[tokio::test]
     async fn an_unchanged_table_writes_only_a_small_record_whatever_the_database_size() {
         let target = MemoryTarget::new();
-        let first = point_of(4000);
-        first.store(&target, &BTreeSet::new()).await.unwrap();
+        let mut first = point_of(4000);
+        first.store(&target, &BTreeMap::new()).await.unwrap();
         let first = Point::load(&target, &first.id).await.unwrap();
         let before = stored(&target).await;
-        let existing: BTreeSet<String> = first.pages.iter().map(|p| p.key.clone()).collect();
+        let existing: BTreeMap<String, u64> = first
+            .pages
+            .iter()
+            .map(|p| (p.key.clone(), p.stored_size))
+            .collect();
         let mut idle = first.clone();
         idle.id = "p00000002-20261130T000000000Z-00000000".into();
         idle.files.insert("writer.chk".into(), inline(400));
@@ -434,8 +453,8 @@ mod tests {
     #[tokio::test]
     async fn a_damaged_or_missing_page_makes_its_points_damaged_and_names_the_page() {
         let target = MemoryTarget::new();
-        let point = point_of(200);
-        point.store(&target, &BTreeSet::new()).await.unwrap();
+        let mut point = point_of(200);
+        point.store(&target, &BTreeMap::new()).await.unwrap();
         let page = Point::load(&target, &point.id).await.unwrap().pages[1]
             .key
             .clone();
@@ -461,7 +480,7 @@ mod tests {
         let target = MemoryTarget::new();
         let point = point_of(10);
         let stored = split(&point);
-        let mut record: serde_json::Value = serde_json::from_slice(&stored.record).unwrap();
+        let mut record: serde_json::Value = serde_json::to_value(&stored.record).unwrap();
         record["pages"][0]["md5"] = "../../escape".into();
         let bytes = Bytes::from(serde_json::to_vec(&record).unwrap());
         target

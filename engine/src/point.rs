@@ -5,7 +5,7 @@
 //! retained point names are never overwritten or deleted (see `backup::plan` and `prune`), so a
 //! point stays valid while later runs add points and `forget --prune` removes others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -98,7 +98,14 @@ pub struct FileRef {
 #[serde(tag = "store", rename_all = "snake_case")]
 pub enum Content {
     /// One whole object, with the MD5 of its bytes.
-    Object { key: String, md5: String },
+    Object {
+        key: String,
+        md5: String,
+        /// What the store holds for it, where that is not the file's size (an encoding
+        /// location's compressed or encrypted object).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stored_size: Option<u64>,
+    },
     /// Small files (checkpoints, `indexmap`) kept in the point itself.
     Inline {
         #[serde(with = "base64_bytes")]
@@ -122,6 +129,9 @@ pub struct Segment {
     pub at: u64,
     pub len: u64,
     pub md5: String,
+    /// What the store holds for it, where that is not `len` (see [`Content::Object`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 /// A byte range of a file and the MD5 of its bytes.
@@ -140,22 +150,39 @@ pub struct ChunkRef {
     pub completed: bool,
 }
 
-/// A stored object a point needs, and the least size it must have.
+/// A stored object a point needs: the size and MD5 of its bytes, and the size the store holds
+/// for them (what a listing must show).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NeededObject {
     pub key: String,
     pub size: u64,
     pub md5: String,
+    pub stored_size: u64,
+}
+
+/// The size a store holds for an object of `size` bytes recorded with `stored_size`.
+pub(crate) fn stored_size(size: u64, stored_size: Option<u64>) -> u64 {
+    stored_size.unwrap_or(size)
+}
+
+/// What to record of an object's stored size: nothing where it is the object's size.
+pub(crate) fn record_stored_size(size: u64, stored: u64) -> Option<u64> {
+    (stored != size).then_some(stored)
 }
 
 impl FileRef {
     /// The stored objects this file is rebuilt from.
     pub fn objects(&self) -> Vec<NeededObject> {
         match &self.content {
-            Content::Object { key, md5 } => vec![NeededObject {
+            Content::Object {
+                key,
+                md5,
+                stored_size: stored,
+            } => vec![NeededObject {
                 key: key.clone(),
                 size: self.size,
                 md5: md5.clone(),
+                stored_size: stored_size(self.size, *stored),
             }],
             Content::Inline { .. } => vec![],
             Content::Segments { segments, .. } => segments
@@ -164,17 +191,17 @@ impl FileRef {
                     key: s.key.clone(),
                     size: s.len,
                     md5: s.md5.clone(),
+                    stored_size: stored_size(s.len, s.stored_size),
                 })
                 .collect(),
         }
     }
 
-    /// Bytes stored for this file.
+    /// Bytes stored for this file (as the store holds them).
     pub fn stored_bytes(&self) -> u64 {
         match &self.content {
-            Content::Object { .. } => self.size,
             Content::Inline { data } => data.len() as u64,
-            Content::Segments { segments, .. } => segments.iter().map(|s| s.len).sum(),
+            _ => self.objects().iter().map(|o| o.stored_size).sum(),
         }
     }
 }
@@ -191,6 +218,35 @@ impl Point {
         all.sort();
         all.dedup_by(|a, b| a.key == b.key);
         all
+    }
+
+    /// This point as a location whose objects are stored with `stored` sizes (key → size, as
+    /// listed there) records it: for `copy`, whose destination may encode otherwise. Its pages
+    /// are left to [`Point::store`].
+    pub(crate) fn stored_as(&self, stored: &BTreeMap<String, u64>) -> Point {
+        let mut point = self.clone();
+        point.pages.clear();
+        for file in point.files.values_mut() {
+            let size = file.size;
+            match &mut file.content {
+                Content::Object {
+                    key, stored_size, ..
+                } => {
+                    if let Some(&s) = stored.get(key.as_str()) {
+                        *stored_size = record_stored_size(size, s);
+                    }
+                }
+                Content::Segments { segments, .. } => {
+                    for seg in segments {
+                        if let Some(&s) = stored.get(&seg.key) {
+                            seg.stored_size = record_stored_size(seg.len, s);
+                        }
+                    }
+                }
+                Content::Inline { .. } => {}
+            }
+        }
+        point
     }
 
     /// Bytes of the database this point restores (zero tails included).
@@ -352,12 +408,18 @@ impl Point {
     }
 
     /// Stores the point (its key is new: points are never overwritten) in format 4: its pages
-    /// but those in `existing` (keys the location holds already), then its record. Returns
-    /// the bytes written.
-    pub async fn store(&self, target: &dyn Target, existing: &BTreeSet<String>) -> Result<u64> {
-        paged::store(self, target, existing)
+    /// but those in `existing` (key → stored size, of pages the location holds already), then
+    /// its record. Returns the bytes written, and sets the point's pages.
+    pub async fn store(
+        &mut self,
+        target: &dyn Target,
+        existing: &BTreeMap<String, u64>,
+    ) -> Result<u64> {
+        let stored = paged::store(self, target, existing)
             .await
-            .map_err(|(key, e)| EngineError::storage(key, e))
+            .map_err(|(key, e)| EngineError::storage(key, e))?;
+        self.pages = stored.pages;
+        Ok(stored.written)
     }
 }
 
@@ -493,6 +555,7 @@ pub(crate) mod tests {
                 size: 4096,
                 content: Content::Segments {
                     segments: vec![Segment {
+                        stored_size: None,
                         key: ".esbackup/active/x".into(),
                         at: 0,
                         len: 428,

@@ -140,6 +140,9 @@ impl<T: Target> Target for RetryTarget<T> {
     fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_file(key)
     }
+    fn encodes(&self) -> bool {
+        self.inner.encodes()
+    }
 
     async fn abort_stale_uploads(
         &self,

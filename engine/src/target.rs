@@ -139,6 +139,12 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// always read with `get`.
     fn local_file(&self, key: &str) -> Option<PathBuf>;
 
+    /// Whether this target stores other bytes than it is given (a compressing or encrypting
+    /// wrapper): `get` still returns the given bytes, but a listing's sizes are stored sizes.
+    /// The engine then keeps no plain copy of the newest point at the root and adopts no
+    /// object it did not write, since neither could be read without esbackup.
+    fn encodes(&self) -> bool;
+
     /// Aborts the incomplete writes under this location that were started at least
     /// `older_than` ago: multipart uploads (S3 bills their parts until they are aborted) and
     /// staging files (a folder's `<name>#<n>`) that a killed run left behind. Called only by a
@@ -193,6 +199,9 @@ impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
     }
     fn local_file(&self, key: &str) -> Option<PathBuf> {
         (**self).local_file(key)
+    }
+    fn encodes(&self) -> bool {
+        (**self).encodes()
     }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         (**self).abort_stale_uploads(older_than).await

@@ -115,7 +115,11 @@ pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<Ver
     let newest = points
         .last()
         .filter(|p| Some(&p.id) == location.ids.last() && running.is_none());
-    let mirror = newest.map_or_else(Vec::new, |p| mirror_problems(p, &listing));
+    let mirror = match target.encodes() {
+        false => newest.map_or_else(Vec::new, |p| mirror_problems(p, &listing)),
+        // An encoding location keeps no plain root copy.
+        true => Vec::new(),
+    };
     let mut checks: Vec<PointCheck> = points.iter().map(|p| check_point(p, &listing)).collect();
     let objects = objects_of(&points);
     let bytes = objects.values().map(|o| o.size).sum();
@@ -216,7 +220,7 @@ async fn read_data(
     let lanes = Md5Lanes::new();
     let reads: Vec<_> = objects
         .iter()
-        .filter(|(k, o)| listing.get(*k) == Some(&o.size))
+        .filter(|(k, o)| listing.get(*k) == Some(&o.stored_size))
         .filter(|(k, _)| share.is_none_or(|s| in_share(k, s)))
         .map(|(key, obj)| read_back(target, key, obj, &lanes))
         .collect();
@@ -283,6 +287,8 @@ fn mirror_problems(newest: &Point, listing: &BTreeMap<String, u64>) -> Vec<Strin
 /// A stored object and what it must hold.
 struct Obj {
     size: u64,
+    /// Its size in the listing (other than `size` in an encoding location).
+    stored_size: u64,
     md5: String,
     /// The database file it holds whole, when it does (for its own checks).
     whole: Option<String>,
@@ -296,6 +302,7 @@ fn objects_of(points: &[Point]) -> BTreeMap<String, Obj> {
             for o in f.objects() {
                 out.entry(o.key).or_insert(Obj {
                     size: o.size,
+                    stored_size: o.stored_size,
                     md5: o.md5,
                     whole: whole.clone(),
                 });

@@ -219,6 +219,9 @@ impl Target for Broken {
         std::fs::write(&file, b"other bytes").unwrap();
         (self.flaw == Flaw::LocalFileHoldsOtherBytes).then_some(file)
     }
+    fn encodes(&self) -> bool {
+        false
+    }
 
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.inner.abort_stale_uploads(older_than).await

@@ -169,6 +169,9 @@ impl Target for FolderTarget {
         check_key(key).ok()?;
         Some(self.files.path_of(key))
     }
+    fn encodes(&self) -> bool {
+        false
+    }
 
     /// Removes the staging files (`<name>#<n>`) of killed runs at least `older_than` old.
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {

@@ -11,7 +11,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use super::plan::{Action, BackupPlan, FilePlan, LocalFile, Mirror, UploadCheck};
 use crate::error::{EngineError, Result};
 use crate::hashing::{md5_of_range, Md5Lanes};
-use crate::point::{Content, FileRef, Segment, Window};
+use crate::point::{record_stored_size, Content, FileRef, Segment, Window};
 use crate::progress::Progress;
 use crate::source::other_files::{self, Skipped};
 use crate::source::{vanished, FileStamp};
@@ -23,7 +23,7 @@ pub(crate) const TAIL_WINDOW: u64 = 64 * 1024;
 /// The references of the stored files, and the new objects written for them.
 pub(crate) struct StoredFiles {
     pub files: BTreeMap<String, FileRef>,
-    /// (object key, bytes) of every object this run uploaded, sorted.
+    /// (object key, stored bytes) of every object this run uploaded, sorted.
     pub new_objects: Vec<(String, u64)>,
     /// Files left out of the point ([`UploadCheck::HeldStill`]), by key.
     pub skipped: Vec<Skipped>,
@@ -109,6 +109,7 @@ async fn store_one(
                 Content::Object {
                     key: object.clone(),
                     md5: hex::encode(md5),
+                    stored_size: None,
                 },
                 None,
             )
@@ -118,7 +119,7 @@ async fn store_one(
             source,
             check,
         } => {
-            let md5 = upload(
+            let (md5, stored) = upload(
                 (target, lanes),
                 object,
                 source,
@@ -133,8 +134,9 @@ async fn store_one(
                 Content::Object {
                     key: object.clone(),
                     md5,
+                    stored_size: record_stored_size(source.len, stored),
                 },
-                Some((object.clone(), source.len)),
+                Some((object.clone(), stored)),
             )
         }
         Action::Append {
@@ -151,8 +153,8 @@ async fn store_one(
                 object,
                 source,
             };
-            let content = append((target, lanes), appended, progress).await?;
-            (content, Some((object.clone(), to - from)))
+            let (content, stored) = append((target, lanes), appended, progress).await?;
+            (content, Some((object.clone(), stored)))
         }
     };
     progress.file_done(&plan.key, plan.upload_bytes());
@@ -169,14 +171,14 @@ struct Appended<'a> {
 }
 
 /// Uploads the appended bytes; the content is the previous segments plus the new one, with the
-/// MD5 of the data's last [`TAIL_WINDOW`] bytes.
+/// MD5 of the data's last [`TAIL_WINDOW`] bytes (and the size the store holds for the new one).
 async fn append(
     store: (&Arc<dyn Target>, &Md5Lanes),
     a: Appended<'_>,
     progress: &Arc<dyn Progress>,
-) -> Result<Content> {
+) -> Result<(Content, u64)> {
     let len = a.to - a.from;
-    let md5 = upload(
+    let (md5, stored) = upload(
         store,
         a.object,
         a.source,
@@ -193,12 +195,13 @@ async fn append(
         at: a.from,
         len,
         md5,
+        stored_size: record_stored_size(len, stored),
     });
     let window = TAIL_WINDOW.min(a.to);
     let tail = md5_of_range(&a.source.path, None, a.to - window, window)
         .await
         .map_err(|e| read_error(&a.source.path, e))?;
-    Ok(Content::Segments {
+    let content = Content::Segments {
         segments,
         data_end: a.to,
         tail: Window {
@@ -206,7 +209,8 @@ async fn append(
             len: window,
             md5: hex::encode(tail),
         },
-    })
+    };
+    Ok((content, stored))
 }
 
 /// Copies a file the engine does not know ([`UploadCheck::HeldStill`]): opened now (never
@@ -245,7 +249,7 @@ async fn copy_held_still(
         Some(kind) => return left_out(other_files::unreadable(&io::Error::from(kind))),
         None => {}
     }
-    let md5 = stored_md5(put, before.len, path, object)?;
+    let stored = checked(put, before.len, path, object)?;
     if file.metadata().map(|m| FileStamp::of(&m)).ok() != Some(before) {
         let _ = target.delete(object).await;
         return left_out(CHANGED.into());
@@ -255,7 +259,8 @@ async fn copy_held_still(
         size: before.len,
         content: Content::Object {
             key: object.to_string(),
-            md5: hex::encode(md5),
+            md5: hex::encode(stored.md5),
+            stored_size: record_stored_size(before.len, stored.stored_size),
         },
         chunk: None,
         stamp: Some(before),
@@ -263,11 +268,12 @@ async fn copy_held_still(
     Ok(Outcome::Stored((
         key.to_string(),
         file,
-        Some((object.to_string(), before.len)),
+        Some((object.to_string(), stored.stored_size)),
     )))
 }
 
-/// Uploads `len` bytes of `source` from `offset` as `object`; returns their MD5 (hex).
+/// Uploads `len` bytes of `source` from `offset` as `object`; returns their MD5 (hex) and the
+/// size the store holds for them.
 /// `captured`: for [`UploadCheck::Unchanged`], the file's metadata when it was captured.
 #[allow(clippy::too_many_arguments)]
 async fn upload(
@@ -279,7 +285,7 @@ async fn upload(
     check: UploadCheck,
     captured: Option<FileStamp>,
     progress: &Arc<dyn Progress>,
-) -> Result<String> {
+) -> Result<(String, u64)> {
     let mut body = match &source.handle {
         Some(h) if offset == 0 => Upload::handle(&source.path, h.clone(), len),
         _ => Upload::file_range(&source.path, offset, len),
@@ -291,7 +297,7 @@ async fn upload(
     let body = body
         .with_lanes(lanes)
         .with_progress(Arc::new(move |n| p.advance(n)));
-    let md5 = stored_md5(target.put(object, body).await, len, &source.path, object)?;
+    let stored = checked(target.put(object, body).await, len, &source.path, object)?;
     if let (UploadCheck::Unchanged, Some(before), Some(handle)) = (check, captured, &source.handle)
     {
         if stamp_of(handle, source)? != before {
@@ -301,7 +307,7 @@ async fn upload(
             )));
         }
     }
-    Ok(hex::encode(md5))
+    Ok((hex::encode(stored.md5), stored.stored_size))
 }
 
 fn stamp_of(handle: &std::fs::File, source: &LocalFile) -> Result<FileStamp> {
@@ -311,17 +317,16 @@ fn stamp_of(handle: &std::fs::File, source: &LocalFile) -> Result<FileStamp> {
         .map_err(|e| EngineError::io(source.path.display(), e))
 }
 
-/// Why reading a local file for an upload failed, in the operator's terms.
-/// The MD5 of what `put` stored from the `len` bytes of `path`, or why it stored nothing
-/// usable: the file could not be read, the store failed, or it stored another size.
-fn stored_md5(
+/// What `put` stored from the `len` bytes of `path`, or why it stored nothing usable: the
+/// file could not be read, the store failed, or it stored another size.
+fn checked(
     put: std::result::Result<Stored, TargetError>,
     len: u64,
     path: &std::path::Path,
     object: &str,
-) -> Result<[u8; 16]> {
+) -> Result<Stored> {
     match put {
-        Ok(stored) if stored.size == len => Ok(stored.md5),
+        Ok(stored) if stored.size == len => Ok(stored),
         Ok(stored) => Err(EngineError::storage(
             object,
             TargetError::permanent(format!(
@@ -355,8 +360,8 @@ fn read_error(path: &std::path::Path, e: io::Error) -> EngineError {
     source_read_failure(path, e.kind())
 }
 
-/// Checks that every new object is stored with its size: a store that lost a write fails the
-/// run instead of leaving a point that does not restore.
+/// Checks that every new object is stored with its stored size: a store that lost a write
+/// fails the run instead of leaving a point that does not restore.
 pub(crate) async fn confirm(target: &dyn Target, new_objects: &[(String, u64)]) -> Result<()> {
     const HEAD_AT_MOST: usize = 16;
     let mismatch = |key: &str, size: u64, found: Option<u64>| {

@@ -27,7 +27,7 @@ mod report;
 pub(crate) use execute::mirror as write_mirror;
 pub(crate) use plan::Mirror;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,15 +240,17 @@ struct PointHead {
     id: String,
     seq: u64,
     time: chrono::DateTime<Utc>,
-    reusable_pages: BTreeSet<String>,
+    reusable_pages: BTreeMap<String, u64>,
 }
 
 /// The previous point's pages: read whole and checked against their MD5s when this run
 /// loaded that point, with the lock held (a `--full` run trusts none).
-fn reusable_pages(previous: Option<&Point>, full: bool) -> BTreeSet<String> {
+fn reusable_pages(previous: Option<&Point>, full: bool) -> BTreeMap<String, u64> {
     match previous.filter(|_| !full) {
-        Some(p) => p.pages.iter().map(|page| page.key.clone()).collect(),
-        None => BTreeSet::new(),
+        Some(p) => (p.pages.iter())
+            .map(|page| (page.key.clone(), page.stored_size))
+            .collect(),
+        None => BTreeMap::new(),
     }
 }
 
@@ -268,16 +270,26 @@ async fn store_run(
         Some(_) => DEFAULT_LOCAL_CONCURRENCY,
         None => DEFAULT_CONCURRENCY,
     });
-    let repairs = probe::mirror_repairs(target.as_ref(), plan).await?;
-    let repaired = repairs.len();
-    plan.mirrors.extend(repairs);
+    let repaired = match target.encodes() {
+        true => {
+            // Only esbackup reads an encoding location: it keeps no plain root copy.
+            plan.mirrors.clear();
+            0
+        }
+        false => {
+            let repairs = probe::mirror_repairs(target.as_ref(), plan).await?;
+            let repaired = repairs.len();
+            plan.mirrors.extend(repairs);
+            repaired
+        }
+    };
     let stored = execute::store_files(target, plan, concurrency, &opts.progress).await?;
     plan.leave_out(stored.skipped);
     execute::confirm(target.as_ref(), &stored.new_objects).await?;
     // A run whose lock was taken over writes nothing more.
     lock.confirm_held().await?;
     execute::mirror(target.as_ref(), &plan.mirrors).await?;
-    let point = Point {
+    let mut point = Point {
         format: FORMAT,
         id: head.id,
         seq: head.seq,
@@ -296,7 +308,7 @@ async fn store_run(
         node_state: opts.node_state.clone(),
         log_times: log_times(captured).await,
     };
-    store_point(target.as_ref(), &point, lock, &head.reusable_pages).await?;
+    store_point(target.as_ref(), &mut point, lock, &head.reusable_pages).await?;
     Ok((point, repaired))
 }
 
@@ -315,9 +327,9 @@ async fn log_times(captured: &Captured) -> Option<crate::source::log_times::LogT
 /// meanwhile (the other run may be pruning what it names).
 async fn store_point(
     target: &dyn Target,
-    point: &Point,
+    point: &mut Point,
     lock: &Lock,
-    reusable_pages: &BTreeSet<String>,
+    reusable_pages: &BTreeMap<String, u64>,
 ) -> Result<()> {
     let sync = |e| EngineError::storage("making the stored files durable", e);
     target.sync().await.map_err(sync)?;

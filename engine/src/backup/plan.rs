@@ -854,6 +854,7 @@ mod tests {
                     Action::Inline { data, .. } => Content::Inline { data: data.clone() },
                     Action::Adopt { object, .. } | Action::Upload { object, .. } => {
                         Content::Object {
+                            stored_size: None,
                             key: object.clone(),
                             md5: "m".into(),
                         }
@@ -867,6 +868,7 @@ mod tests {
                     } => {
                         let mut segments = base.clone();
                         segments.push(Segment {
+                            stored_size: None,
                             key: object.clone(),
                             at: *from,
                             len: to - from,
@@ -1036,6 +1038,7 @@ mod tests {
     #[test]
     fn small_segments_are_merged_so_a_slow_chunk_stays_in_few_pieces() {
         let seg = |at: u64, len: u64| Segment {
+            stored_size: None,
             key: format!("s{at}"),
             at,
             len,

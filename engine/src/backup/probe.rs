@@ -41,6 +41,23 @@ pub(crate) async fn probe(
         });
     }
     let target = location.target.as_ref();
+    if target.encodes() {
+        // Listed sizes are stored sizes there, and a point records the stored size of each
+        // object: adopt nothing, only learn which root names a point needs.
+        let listed = list_root(target).await?;
+        let present = candidates
+            .into_iter()
+            .filter(|c| listed.contains_key(&c.key));
+        let others = present.map(|c| c.key).collect::<Vec<_>>();
+        let root = match others.is_empty() {
+            true => BTreeMap::new(),
+            false => classify_others(location, others)
+                .await?
+                .into_iter()
+                .collect(),
+        };
+        return Ok(Probes { tails_intact, root });
+    }
     let listed = list_root(target).await?;
     let present: Vec<(Candidate, u64)> = candidates
         .into_iter()

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::backup::Mirror;
 use crate::format::{checkpoint, indexmap};
-use crate::point::{Content, Point};
+use crate::point::{Content, NeededObject, Point};
 
-/// What a key must hold for a point there to be restorable (object key → MD5).
-pub(super) type Vouched = BTreeMap<String, String>;
+/// What a key must hold for a point there to be restorable (object key → the object as a
+/// destination point records it).
+pub(super) type Vouched = BTreeMap<String, NeededObject>;
 
 /// The writes that turn the root mirror of `previous` (the destination's newest point before
 /// the copy) into that of `newest`. A root name some point of the destination names as a
@@ -46,7 +47,8 @@ pub(super) fn writes(
                 let same = previous
                     .and_then(|p| p.files.get(key))
                     .is_some_and(|old| old.content == f.content);
-                if !(same && held.get(key) == Some(&f.size)) {
+                let listed = f.objects().first().map(|o| o.stored_size);
+                if !(same && held.get(key).copied() == listed) {
                     copies.push(Mirror::Copy {
                         from: stored.clone(),
                         to: key.clone(),
@@ -123,6 +125,7 @@ mod tests {
 
     fn object(key: &str) -> Content {
         Content::Object {
+            stored_size: None,
             key: key.into(),
             md5: "m".into(),
         }
@@ -169,7 +172,16 @@ mod tests {
     fn drops_root_copies_the_newest_lacks_but_never_a_name_a_point_needs() {
         let previous = point(&[("side.txt", bytes(b"s")), ("gone.txt", bytes(b"g"))]);
         let newest = point(&[("writer.chk", bytes(b"w"))]);
-        let vouched: Vouched = [("side.txt".to_string(), "m".to_string())].into();
+        let vouched: Vouched = [(
+            "side.txt".to_string(),
+            NeededObject {
+                key: "side.txt".into(),
+                size: 1,
+                md5: "m".into(),
+                stored_size: 1,
+            },
+        )]
+        .into();
         let w = writes(&newest, Some(&previous), &BTreeMap::new(), &vouched);
         assert_eq!(keys(&w), ["delete gone.txt", "put writer.chk"]);
     }

@@ -200,7 +200,7 @@ impl Held {
 
     fn vouch(&mut self, point: &Point) {
         for o in data_objects(point) {
-            self.vouched.insert(o.key, o.md5);
+            self.vouched.insert(o.key.clone(), o);
         }
     }
 
@@ -210,13 +210,13 @@ impl Held {
         let mut kept = 0;
         for o in data_objects(point) {
             match self.vouched.get(&o.key) {
-                Some(md5) if *md5 != o.md5 => {
+                Some(v) if v.md5 != o.md5 || v.size != o.size => {
                     return Err(EngineError::wrong_location(format!(
-                        "the destination's restore points need {} to hold other bytes (MD5 {md5}) than the source's point {} (MD5 {}): the destination holds another history; copy into an empty location",
-                        o.key, point.id, o.md5
+                        "the destination's restore points need {} to hold other bytes (MD5 {}) than the source's point {} (MD5 {}): the destination holds another history; copy into an empty location",
+                        o.key, v.md5, point.id, o.md5
                     )))
                 }
-                Some(_) if self.sizes.get(&o.key) == Some(&o.size) => kept += 1,
+                Some(v) if self.sizes.get(&o.key) == Some(&v.stored_size) => kept += 1,
                 // Named by no destination point (or lost there): sent whole.
                 _ => send.push(o),
             }
@@ -271,35 +271,47 @@ async fn copy_locked(
         if let Some(lock) = lock {
             opts.progress
                 .phase(&format!("copy {id}"), objects.iter().map(|o| o.size).sum());
-            if let Err(e) = send_all(&mover, &objects, opts.concurrency).await {
-                if forgotten_at_source(source, &point).await? {
-                    report.forgotten.push(point.id);
-                    continue;
+            let stored = match send_all(&mover, &objects, opts.concurrency).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    if forgotten_at_source(source, &point).await? {
+                        report.forgotten.push(point.id);
+                        continue;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-            store_point(&point, &mut held, &mover, lock).await?;
+            };
+            held.sizes.extend(stored);
+            let mut point = point.stored_as(&held.sizes);
+            store_point(&mut point, &mut held, &mover, lock).await?;
+            held.vouch(&point);
+        } else {
+            // A dry run: as if the objects had arrived as the source stores them.
+            held.sizes
+                .extend(objects.iter().map(|o| (o.key.clone(), o.stored_size)));
+            held.vouch(&point);
         }
-        for o in objects {
-            held.sizes.insert(o.key, o.size);
-        }
-        held.vouch(&point);
         report.copied.push(point.id);
     }
     opts.progress.finish();
     Ok(report)
 }
 
-async fn send_all(mover: &Mover, objects: &[NeededObject], concurrency: usize) -> Result<()> {
+/// Sends `objects`; returns each one's key and the size the destination holds for it.
+async fn send_all(
+    mover: &Mover,
+    objects: &[NeededObject],
+    concurrency: usize,
+) -> Result<Vec<(String, u64)>> {
     stream::iter(objects.iter().map(|o| mover.send(o)))
         .buffer_unordered(concurrency.max(1))
-        .try_collect::<()>()
+        .try_collect()
         .await
 }
 
 /// Writes `point` at the destination once its objects are there: the root mirror first when
 /// it is the newest point there, then its pages and record (the point exists from then on).
-async fn store_point(point: &Point, held: &mut Held, mover: &Mover, lock: &Lock) -> Result<()> {
+async fn store_point(point: &mut Point, held: &mut Held, mover: &Mover, lock: &Lock) -> Result<()> {
     let to = mover.to.as_ref();
     let storage = |e| EngineError::storage("syncing the copy's destination", e);
     to.sync().await.map_err(storage)?;
@@ -309,14 +321,16 @@ async fn store_point(point: &Point, held: &mut Held, mover: &Mover, lock: &Lock)
         .as_ref()
         .is_none_or(|n| run_order(&point.id) > run_order(&n.id));
     if newer {
-        let writes = mirror::writes(point, held.newest.as_ref(), &held.sizes, &held.vouched);
-        write_mirror(to, &writes).await?;
+        // An encoding destination keeps no plain root copy.
+        if !to.encodes() {
+            let writes = mirror::writes(point, held.newest.as_ref(), &held.sizes, &held.vouched);
+            write_mirror(to, &writes).await?;
+        }
         held.newest = Some(point.clone());
     }
-    let existing = held.sizes.keys().cloned().collect();
-    point.store(to, &existing).await?;
+    point.store(to, &held.sizes).await?;
     for page in &point.pages {
-        held.sizes.insert(page.key.clone(), page.size);
+        held.sizes.insert(page.key.clone(), page.stored_size);
     }
     to.sync().await.map_err(storage)
 }

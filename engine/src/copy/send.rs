@@ -30,8 +30,9 @@ pub(super) struct Mover {
 }
 
 impl Mover {
-    /// Copies `object` to the destination under its own key.
-    pub async fn send(&self, object: &NeededObject) -> Result<()> {
+    /// Copies `object` to the destination under its own key; returns the key and the size the
+    /// destination holds for it.
+    pub async fn send(&self, object: &NeededObject) -> Result<(String, u64)> {
         let on_bytes: OnBytes = {
             let progress = self.progress.clone();
             Arc::new(move |n| progress.advance(n))
@@ -59,7 +60,7 @@ impl Mover {
             return Err(self.damaged(object, &format!("its MD5 is {md5}")));
         }
         self.progress.file_done(&object.key, object.size);
-        Ok(())
+        Ok((object.key.clone(), stored.stored_size))
     }
 
     /// Downloads `object` into a temporary file, checks it, and returns it as an upload.

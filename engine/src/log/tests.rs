@@ -95,6 +95,7 @@ fn point(t: &MemoryTarget, chunks: Vec<(&str, Vec<u8>, u32, bool)>, writer: i64)
     for (key, bytes, end, completed) in chunks {
         t.insert(key, bytes.clone());
         let content = Content::Object {
+            stored_size: None,
             key: key.to_string(),
             md5: String::new(),
         };
@@ -160,6 +161,7 @@ fn growing(t: &MemoryTarget, p: &mut Point, start: u32, records: &[(i64, Vec<u8>
             let seg = format!(".esbackup/active/{key}/x/{i}");
             t.insert(&seg, bytes.to_vec());
             Segment {
+                stored_size: None,
                 key: seg,
                 at: at as u64,
                 len: bytes.len() as u64,
@@ -426,6 +428,7 @@ fn the_highest_version_of_each_chunk_is_read_and_merged_ones_hide_the_rest() {
         ("chunk-000003.000000", c(0)),
     ] {
         let content = Content::Object {
+            stored_size: None,
             key: key.into(),
             md5: String::new(),
         };

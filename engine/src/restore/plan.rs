@@ -58,7 +58,7 @@ pub(crate) fn plan(point: &Point) -> RestorePlan {
     let mut checkpoints = Vec::new();
     for (key, file) in &point.files {
         let source = match &file.content {
-            Content::Object { key, md5 } => ItemSource::Object {
+            Content::Object { key, md5, .. } => ItemSource::Object {
                 key: key.clone(),
                 md5: md5.clone(),
             },
@@ -94,16 +94,21 @@ pub(crate) fn plan(point: &Point) -> RestorePlan {
     }
 }
 
-/// Objects the point needs that the listing lacks or holds shorter than needed.
+/// Objects the point needs that the listing lacks or holds with another size than the stored
+/// size the point records.
 pub(crate) fn missing(point: &Point, listing: &BTreeMap<String, u64>) -> Vec<String> {
     point
         .objects()
         .into_iter()
-        .filter_map(|NeededObject { key, size, .. }| match listing.get(&key) {
-            Some(&found) if found == size => None,
-            Some(&found) => Some(format!("{key} ({found} bytes, {size} expected)")),
-            None => Some(key),
-        })
+        .filter_map(
+            |NeededObject {
+                 key, stored_size, ..
+             }| match listing.get(&key) {
+                Some(&found) if found == stored_size => None,
+                Some(&found) => Some(format!("{key} ({found} bytes, {stored_size} expected)")),
+                None => Some(key),
+            },
+        )
         .collect()
 }
 
@@ -117,6 +122,7 @@ mod tests {
         FileRef {
             size,
             content: Content::Object {
+                stored_size: None,
                 key: key.into(),
                 md5: "m".into(),
             },
@@ -147,6 +153,7 @@ mod tests {
                 size: 8192,
                 content: Content::Segments {
                     segments: vec![Segment {
+                        stored_size: None,
                         key: ".esbackup/active/s".into(),
                         at: 0,
                         len: 300,

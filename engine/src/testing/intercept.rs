@@ -197,6 +197,9 @@ impl<T: Target> Target for Intercept<T> {
     fn local_file(&self, _key: &str) -> Option<PathBuf> {
         None
     }
+    fn encodes(&self) -> bool {
+        self.inner.encodes()
+    }
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         self.check(Op::AbortStaleUploads).await?;
         self.inner.abort_stale_uploads(older_than).await

@@ -138,6 +138,9 @@ impl Target for MemoryTarget {
     fn local_file(&self, _key: &str) -> Option<PathBuf> {
         None
     }
+    fn encodes(&self) -> bool {
+        false
+    }
 
     /// Writes are never left half-done.
     async fn abort_stale_uploads(&self, _older_than: Duration) -> Result<u64, TargetError> {

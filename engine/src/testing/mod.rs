@@ -78,6 +78,9 @@ macro_rules! forward_target {
             fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
                 self.$field.local_file(key)
             }
+            fn encodes(&self) -> bool {
+                self.$field.encodes()
+            }
             async fn abort_stale_uploads(
                 &self,
                 older_than: std::time::Duration,

@@ -274,6 +274,9 @@ impl Target for DirPerObjectTarget {
     fn local_file(&self, _key: &str) -> Option<PathBuf> {
         None
     }
+    fn encodes(&self) -> bool {
+        false
+    }
 
     /// A killed write leaves a version folder no link points at (and perhaps a `.tmp` link):
     /// those at least `older_than` old are removed.

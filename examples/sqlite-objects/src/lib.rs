@@ -247,6 +247,9 @@ impl Target for SqliteTarget {
     fn local_file(&self, _key: &str) -> Option<PathBuf> {
         None
     }
+    fn encodes(&self) -> bool {
+        false
+    }
 
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         let before = now_ms() - older_than.as_millis().min(i64::MAX as u128) as i64;
