@@ -22,7 +22,10 @@ fn log_digest(db: &std::path::Path) -> String {
 fn letters_is_the_default_and_keeps_the_bytes_of_every_seed() {
     let dir = scratch();
     let node = settled_node(dir.path(), 7, 300, 300);
-    assert_eq!(log_digest(node.db_dir()), "817235b26903a3ebcf4e6c36a7fd9a66");
+    assert_eq!(
+        log_digest(node.db_dir()),
+        "817235b26903a3ebcf4e6c36a7fd9a66"
+    );
     // Small chunks bound the letters by the chunk size.
     let small = scratch();
     let mut node = new_node(
@@ -34,5 +37,8 @@ fn letters_is_the_default_and_keeps_the_bytes_of_every_seed() {
     );
     node.append(150).unwrap();
     node.settle().unwrap();
-    assert_eq!(log_digest(node.db_dir()), "e53483d12eef31b7e3e602b7f7ea11e8");
+    assert_eq!(
+        log_digest(node.db_dir()),
+        "e53483d12eef31b7e3e602b7f7ea11e8"
+    );
 }
