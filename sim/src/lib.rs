@@ -10,6 +10,8 @@
 //!   the node's admin HTTP API over it (HTTPS with a test CA, basic auth, switchable faults).
 //! * [`check`] models the server's open-time rules (truncation, chunk enumeration, MD5s,
 //!   indexmap and PTables) on a restored database without modifying it.
+//! * [`Payload`] chooses what events carry: a repeating alphabet (the default), realistic JSON
+//!   or random bytes.
 
 pub mod admin_api;
 pub mod bloom;
@@ -24,6 +26,7 @@ mod live;
 pub mod log;
 mod node;
 mod open;
+pub mod payload;
 pub mod ptable_writer;
 pub mod records;
 mod scavenge;
@@ -42,6 +45,7 @@ pub use deletes::Written;
 pub use live::{run_live, LiveHandle};
 pub use log::{read_log, LoggedRecord};
 pub use node::{Checkpoints, Node};
+pub use payload::Payload;
 
 /// How a simulated node behaves.
 #[derive(Clone, Debug)]
@@ -67,6 +71,8 @@ pub struct SimConfig {
     pub archive: bool,
     /// Write old-style chunk headers (version 3 at offset 1, zeros from offset 34).
     pub legacy_v3_headers: bool,
+    /// What appended events carry; [`Payload::Letters`] by default.
+    pub payload: Payload,
 }
 
 impl Default for SimConfig {
@@ -82,6 +88,7 @@ impl Default for SimConfig {
             secondary_index: true,
             archive: false,
             legacy_v3_headers: false,
+            payload: Payload::Letters,
         }
     }
 }

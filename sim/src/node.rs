@@ -18,6 +18,7 @@ use crate::chunk_writer::{self, ActiveChunk};
 use crate::controlled_scavenge::ScavengeControl;
 use crate::index::Index;
 use crate::layout;
+use crate::payload::Payload;
 use crate::ptable_writer::IndexEntry;
 use crate::records;
 use crate::scavenge::ChunkJob;
@@ -105,6 +106,8 @@ pub struct Node {
     pub(crate) epoch_number: i64,
     pub(crate) steps: u64,
     pub(crate) ticks: i64,
+    /// The payload of the newest simulator event `open` found in the log.
+    pub(crate) logged_payload: Option<Payload>,
 }
 
 impl Node {
@@ -168,6 +171,7 @@ impl Node {
             epoch_number: -1,
             steps: 0,
             ticks: records::BASE_TICKS,
+            logged_payload: None,
         })
     }
 
@@ -205,6 +209,22 @@ impl Node {
     /// The logical chunk size.
     pub fn chunk_size(&self) -> u32 {
         self.cfg.chunk_size
+    }
+
+    /// What the events appended from now on carry.
+    pub fn payload(&self) -> Payload {
+        self.cfg.payload
+    }
+
+    pub fn set_payload(&mut self, payload: Payload) {
+        self.cfg.payload = payload;
+    }
+
+    /// The payload of the newest event this simulator appended that [`Node::open`] found in
+    /// the log (`None` after `create`, or when the log holds no such event), so that a
+    /// reopened database can go on as it was written.
+    pub fn logged_payload(&self) -> Option<Payload> {
+        self.logged_payload
     }
 
     pub(crate) fn guid(&mut self) -> Uuid {

@@ -8,12 +8,13 @@ use std::path::Path;
 
 use esbackup_engine::format::checkpoint;
 use esbackup_engine::format::chunk::{self, ChunkName};
-use esbackup_engine::format::indexmap;
+use esbackup_engine::format::{indexmap, record};
 
 use crate::chunk_writer::{self, ActiveChunk};
 use crate::index::Index;
 use crate::layout::{self, Slot};
 use crate::node::{invalid, Checkpoints, ChunkMeta, Node, Unchased};
+use crate::payload::Payload;
 use crate::ptable_writer::IndexEntry;
 use crate::records::{self, Prepare};
 use crate::truncation::{self, LogCheckpoints};
@@ -214,8 +215,8 @@ impl Node {
         Ok(())
     }
 
-    /// Re-reads the local log: next event number per stream, the clock, and the memtable
-    /// entries for records the indexmap does not cover.
+    /// Re-reads the local log: next event number per stream, the clock, the payload of the
+    /// newest event, and the memtable entries for records the indexmap does not cover.
     fn rebuild_from_log(&mut self) -> io::Result<()> {
         let mut sources: Vec<Vec<u8>> = Vec::new();
         for meta in self.chunks.values() {
@@ -230,8 +231,11 @@ impl Node {
             for rec in recs {
                 let payload = rec.payload(data);
                 // The clock goes on from the newest record, never back.
-                if let Ok(decoded) = esbackup_engine::format::record::decode(payload) {
+                if let Ok(decoded) = record::decode(payload) {
                     self.ticks = self.ticks.max(decoded.ticks());
+                    if let record::Payload::Prepare(p) = &decoded {
+                        self.logged_payload = Payload::of_event(p).or(self.logged_payload);
+                    }
                 }
                 if let Some((stream, expected)) = Prepare::stream_and_expected_version(payload) {
                     let next = self.streams.entry(stream.clone()).or_insert(0);

@@ -12,6 +12,7 @@ use esbackup_engine::format::checkpoint;
 use crate::chunk_writer::{self, ActiveChunk};
 use crate::hash;
 use crate::node::{new_guid, ChunkMeta, Node, Roll, Unchased};
+use crate::payload::{self, Payload};
 use crate::ptable_writer::IndexEntry;
 use crate::records::{self, Epoch, Prepare};
 
@@ -140,18 +141,28 @@ impl Node {
     ) -> io::Result<String> {
         let stream = self.pick_stream();
         let first = *self.streams.get(&stream).unwrap_or(&0);
-        let max_data = (self.cfg.chunk_size as usize / (16 * events.max(1))).clamp(8, 600);
+        let budget = self.cfg.chunk_size as usize / (16 * events.max(1));
+        let max_data = budget.clamp(8, 600);
         let correlation = self.guid();
+        let (clock, mut causation) = (self.ticks, correlation);
         let mut specs = Vec::new();
-        for _ in 0..events {
+        for i in 0..events {
             let id = self.guid();
-            let len = self.rng.gen_range(4..=max_data);
-            let amount: u32 = self.rng.gen_range(1..100_000);
-            let mut data = format!("{{\"amount\":{amount},\"note\":\"").into_bytes();
-            data.extend((0..len).map(|i| b'a' + (i % 26) as u8));
-            data.extend_from_slice(b"\"}");
-            let ty = ["Deposited", "Withdrawn", "Opened", "Closed"][self.rng.gen_range(0..4)];
-            specs.push((id, ty, data));
+            let ctx = payload::Context {
+                stream: &stream,
+                number: first + i as i64,
+                correlation,
+                causation,
+                ticks: clock,
+                budget,
+            };
+            let event = match self.cfg.payload {
+                Payload::Letters => payload::letters(&mut self.rng, max_data),
+                Payload::Json => payload::json(&mut self.rng, &ctx),
+                Payload::Random => payload::random(&mut self.rng, &ctx),
+            };
+            causation = id;
+            specs.push((id, event));
         }
         let ticks = self.tick();
         let build = |base: i64| {
@@ -159,10 +170,12 @@ impl Node {
             let mut entries = Vec::new();
             let mut last_prepare = base;
             let hash = hash::stream_hash(&stream);
-            for (i, (id, ty, data)) in specs.iter().enumerate() {
+            for (i, (id, event)) in specs.iter().enumerate() {
                 let pos = base + bytes.len() as i64;
-                let mut flags =
-                    records::FLAG_DATA | records::FLAG_IS_COMMITTED | records::FLAG_IS_JSON;
+                let mut flags = records::FLAG_DATA | records::FLAG_IS_COMMITTED;
+                if event.is_json {
+                    flags |= records::FLAG_IS_JSON;
+                }
                 if i == 0 {
                     flags |= records::FLAG_TX_BEGIN;
                 }
@@ -179,9 +192,9 @@ impl Node {
                     event_id: *id,
                     correlation_id: correlation,
                     ticks,
-                    event_type: ty.to_string(),
-                    data: data.clone(),
-                    metadata: b"{\"source\":\"esdb-sim\"}".to_vec(),
+                    event_type: event.event_type.to_string(),
+                    data: event.data.clone(),
+                    metadata: event.metadata.clone(),
                 };
                 bytes.extend(records::frame(&p.encode()));
                 entries.push(IndexEntry {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! esdb-sim create --db DIR [--chunk-size 256M] [--seed N] [--bytes 4M] [--no-scavenge]
+//!                 [--payload letters|json|random]     # what events carry (every writing command)
 //! esdb-sim append --db DIR --bytes 1M          # append about that much, then settle
 //! esdb-sim step   --db DIR --count 1000        # random live-node steps, then settle
 //! esdb-sim info   --db DIR                     # checkpoints and files, as JSON
@@ -10,9 +11,10 @@
 //!                 # step live with the node admin API; stops and settles at end of stdin
 //! ```
 //!
-//! Every command that writes leaves the folder quiescent (`Node::settle`): no half-done roll,
-//! index job or chunk job, the chaser at the writer, as a cleanly stopped node leaves it. Each
-//! prints one JSON object on stdout.
+//! A reopened database goes on with the payload of its newest event unless `--payload` says
+//! otherwise. Every command that writes leaves the folder quiescent (`Node::settle`): no
+//! half-done roll, index job or chunk job, the chaser at the writer, as a cleanly stopped node
+//! leaves it. Each prints one JSON object on stdout.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use serde_json::{json, Value};
 
 use esbackup_engine::format::checkpoint;
 use esdb_sim::layout;
-use esdb_sim::{Node, SimConfig};
+use esdb_sim::{Node, Payload, SimConfig};
 
 #[derive(Parser)]
 #[command(
@@ -115,6 +117,11 @@ struct Common {
     /// No scavenges, merges or raw-replicated chunks in random steps.
     #[arg(long)]
     no_scavenge: bool,
+    /// What new events carry: letters (a repeating alphabet), json (realistic events of a
+    /// bank and a shop) or random (incompressible bytes) [default: as the newest event in
+    /// the log, letters for a new database].
+    #[arg(long, value_name = "letters|json|random")]
+    payload: Option<Payload>,
 }
 
 #[derive(Args)]
@@ -204,6 +211,14 @@ impl Common {
         }
     }
 
+    /// Reopens the database; new events carry `--payload`, else what the newest one does.
+    fn open(&self) -> std::io::Result<Node> {
+        let mut node = Node::open(&self.db, self.reopen_config())?;
+        let payload = self.payload.or(node.logged_payload()).unwrap_or_default();
+        node.set_payload(payload);
+        Ok(node)
+    }
+
     fn index_dir(&self) -> PathBuf {
         self.index.clone().unwrap_or_else(|| self.db.join("index"))
     }
@@ -275,7 +290,7 @@ fn info(db: &Path, index: Option<&Path>) -> Result<Value, String> {
 fn delete(a: DeleteArgs) -> Result<Value, String> {
     let c = &a.common;
     let failed = |e: std::io::Error| format!("deleting {} in {}: {e}", a.stream, c.db.display());
-    let mut node = Node::open(&c.db, c.reopen_config()).map_err(failed)?;
+    let mut node = c.open().map_err(failed)?;
     let written = match (&a.metadata, a.hard) {
         (Some(json), _) => node.set_metadata(&a.stream, json),
         (None, true) => node.hard_delete(&a.stream),
@@ -317,27 +332,31 @@ fn run(cli: Cli) -> Result<Value, String> {
                 stream_existence: !a.no_stream_existence,
                 scavenging_db: !a.no_scavenging_db,
                 secondary_index: !a.no_secondary_index,
+                payload: c.payload.unwrap_or_default(),
                 ..SimConfig::default()
             };
             let mut node = Node::create(&c.db, cfg).map_err(err("creating", &c.db))?;
             append_bytes(&mut node, a.bytes).map_err(err("appending to", &c.db))?;
             node.settle().map_err(err("settling", &c.db))?;
-            info(&c.db, c.index.as_deref())
+            let mut v = info(&c.db, c.index.as_deref())?;
+            v["payload"] = json!(node.payload().name());
+            Ok(v)
         }
         Command::Append(a) => {
             let c = &a.common;
-            let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening", &c.db))?;
+            let mut node = c.open().map_err(err("opening", &c.db))?;
             let before = node.checkpoints().writer;
             append_bytes(&mut node, a.bytes).map_err(err("appending to", &c.db))?;
             node.settle().map_err(err("settling", &c.db))?;
             let mut v = info(&c.db, c.index.as_deref())?;
             v["writer_before"] = json!(before);
             v["appended"] = json!(node.checkpoints().writer - before);
+            v["payload"] = json!(node.payload().name());
             Ok(v)
         }
         Command::Step(a) => {
             let c = &a.common;
-            let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening", &c.db))?;
+            let mut node = c.open().map_err(err("opening", &c.db))?;
             let before = node.checkpoints().writer;
             for _ in 0..a.count {
                 node.step().map_err(err("stepping", &c.db))?;
@@ -347,6 +366,7 @@ fn run(cli: Cli) -> Result<Value, String> {
             v["writer_before"] = json!(before);
             v["appended"] = json!(node.checkpoints().writer - before);
             v["steps"] = json!(a.count);
+            v["payload"] = json!(node.payload().name());
             Ok(v)
         }
         Command::Delete(a) => delete(a),
@@ -364,7 +384,7 @@ fn live(a: LiveArgs) -> Result<Value, String> {
         let what = format!("{what} {}", c.db.display());
         move |e: std::io::Error| format!("{what}: {e}")
     };
-    let mut node = Node::open(&c.db, c.reopen_config()).map_err(err("opening"))?;
+    let mut node = c.open().map_err(err("opening"))?;
     let before = node.checkpoints().writer;
     let start = Instant::now();
     loop {
@@ -385,6 +405,7 @@ fn live(a: LiveArgs) -> Result<Value, String> {
     v["writer_before"] = json!(before);
     v["appended"] = json!(node.checkpoints().writer - before);
     v["seconds"] = json!(start.elapsed().as_secs_f64());
+    v["payload"] = json!(node.payload().name());
     Ok(v)
 }
 
@@ -392,7 +413,8 @@ fn live(a: LiveArgs) -> Result<Value, String> {
 fn serve(a: ServeArgs) -> Result<Value, String> {
     use esdb_sim::admin_api::{AdminApi, AdminOptions};
     let c = &a.common;
-    let mut node = Node::open(&c.db, c.reopen_config())
+    let mut node = c
+        .open()
         .map_err(|e| format!("opening {}: {e}", c.db.display()))?;
     let control = node.controlled_scavenge();
     let ca_dir = match &a.ca_dir {
