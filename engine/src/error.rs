@@ -103,6 +103,10 @@ impl EngineError {
 
     /// A storage failure while doing `what` (an object key or an operation).
     pub fn storage(what: impl fmt::Display, err: TargetError) -> EngineError {
+        if err.kind() == crate::target::TargetErrorKind::Damaged {
+            return EngineError::new(ErrorKind::Damaged, format!("{what} is damaged"))
+                .with_source(err);
+        }
         EngineError::new(ErrorKind::Storage, format!("storage: {what}")).with_source(err)
     }
 }

@@ -7,6 +7,7 @@
 //! formats ([`format`](mod@format)), and the log records a point holds ([`log`](mod@log)). Test support (`testing`, `conformance`) needs the `testing`
 //! feature; the `clap` feature makes [`KeepPolicy`] command-line options.
 
+pub mod codec;
 pub mod format;
 pub mod layout;
 pub mod log;

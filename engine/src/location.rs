@@ -46,6 +46,7 @@ pub(crate) struct Points<T = Point> {
 impl Location {
     /// Lists the points (one listing of `.esbackup/points/`).
     pub async fn read(target: Arc<dyn Target>) -> Result<Location> {
+        crate::codec::check_opened(target.as_ref()).await?;
         let listed = target
             .list(layout::POINTS_DIR)
             .await

@@ -36,6 +36,9 @@ pub enum TargetErrorKind {
     Permanent,
     /// The store cannot do this operation (e.g. create-if-absent on Garage).
     Unsupported,
+    /// The object is there but does not decode (a compressed or encrypted location's object
+    /// that was changed, cut or written with another key): damage, not a store failure.
+    Damaged,
     /// The upload's body could not be read (a local file vanished, shrank or failed its own
     /// MD5): the source's failure, not the store's. Nothing was stored.
     Body,
@@ -147,6 +150,7 @@ impl fmt::Display for TargetError {
             TargetErrorKind::Permanent => "storage error",
             TargetErrorKind::Unsupported => "not supported by this store",
             TargetErrorKind::Body => "upload failed",
+            TargetErrorKind::Damaged => "damaged object",
         })?;
         if let Some(key) = &self.key {
             write!(f, ": {key}")?;

@@ -120,8 +120,14 @@ impl KitRun {
 
 /// The conformance kit on a fresh location of `loc`, then the whole scenario suite.
 pub async fn whole_suite(loc: &dyn Locations, kit: KitRun, live_rounds: u64) {
+    kit.run(&loc.name()).await;
+    scenario_suite(loc, live_rounds).await;
+}
+
+/// The scenario suite on fresh locations of `loc`: points, crashes, retention, copies,
+/// positions and live rounds.
+pub async fn scenario_suite(loc: &dyn Locations, live_rounds: u64) {
     let name = loc.name();
-    kit.run(&name).await;
     scenarios::static_round_trip(loc).await;
     println!("{name}: static database round trip byte-identical");
     scenarios::other_files_round_trip(loc).await;

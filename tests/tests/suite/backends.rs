@@ -10,10 +10,11 @@ use esbackup_engine::conformance::Kit;
 use esbackup_engine::testing::{FaultPlan, Faulty, Intercept, MemoryTarget};
 use esbackup_engine::Target;
 use esbackup_tests::cloud::{
-    azure_options, backend_rounds, gcs_options, s3_options, whole_suite, KitRun, ServerLocations,
+    azure_options, backend_rounds, gcs_options, s3_options, scenario_suite, whole_suite, KitRun,
+    ServerLocations,
 };
 use esbackup_tests::copying;
-use esbackup_tests::scenarios::{self, Locations};
+use esbackup_tests::scenarios::{self, Encoded, Locations};
 use esbackup_tests::servers::{AzuriteServer, GcsServer, ObjectServer, S3Server};
 
 struct Memory;
@@ -149,6 +150,35 @@ mod memory {
         let points = scenarios::forget_crash_points(&Memory).await;
         println!("forget crash points (memory): {points}");
         assert!(points > 5);
+    }
+}
+
+/// The scenario suite on compressed and encrypted locations ([`Encoded`]).
+mod encoded {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scenario_suite_passes_on_encoded_memory_locations() {
+        scenario_suite(
+            &Encoded(Memory),
+            rounds("ESBACKUP_LIVE_ROUNDS_BACKENDS", 30),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scenario_suite_passes_on_encoded_folders() {
+        scenario_suite(
+            &Encoded(Folder::new()),
+            rounds("ESBACKUP_LIVE_ROUNDS_BACKENDS", 30),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_into_an_encoded_location_killed_at_any_operation_leaves_whole_points() {
+        let points = copying::copy_crash_points(&Encoded(Memory)).await;
+        println!("copy crash points (encoded memory): {points}");
     }
 }
 
