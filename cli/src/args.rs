@@ -147,6 +147,28 @@ pub enum Command {
         esbackup log --target s3://backups/node1 --from 2026-12-05T14:00:00Z --to 2026-12-05T14:05:00Z\n  \
         esbackup log --target /mnt/backup/node1 --at 2h --from 268435456 --json")]
     Log(LogArgs),
+    /// Make an empty location compressed and/or encrypted (before its first backup).
+    ///
+    /// How a location stores its objects is fixed when it is made: a first backup into an empty
+    /// location without init makes a plain one. --encrypt seals every object that carries
+    /// database content or its shape (chunks, index files, points) with a random data key,
+    /// which the password (ESBACKUP_PASSWORD, --password-file or --password-command; never a
+    /// command-line value) opens through a key slot; `esbackup key` adds and removes slots.
+    /// Lose every password and nobody can restore. Only esbackup reads a compressed or
+    /// encrypted location: `restore` is the way out. Examples:
+    ///   esbackup init --target s3://offsite/node1 --encrypt --compression zstd
+    ///   esbackup init --target /mnt/backup/node1 --compression zstd:9
+    Init(InitArgs),
+    /// List, add or remove the key slots (passwords) of an encrypted location.
+    ///
+    /// Each slot opens the same data key, so adding or removing one changes who can open the
+    /// location without re-encrypting anything. The current password proves access; the new
+    /// one comes from ESBACKUP_NEW_PASSWORD, --new-password-file or --new-password-command.
+    /// The last slot cannot be removed. Examples:
+    ///   esbackup key list --target s3://offsite/node1
+    ///   ESBACKUP_NEW_PASSWORD=... esbackup key add --target s3://offsite/node1
+    ///   esbackup key remove --target s3://offsite/node1 3f2a9c0d1e4b5a6c
+    Key(KeyArgs),
     /// Build a sample live database, back it up twice while it keeps writing, restore both
     /// points and verify them — all in a local folder — and say what happened.
     Demo(DemoArgs),
@@ -213,6 +235,81 @@ pub struct TargetArg {
     /// gs://bucket/prefix.
     #[arg(long, env = "ESBACKUP_TARGET", value_name = "URL")]
     pub target: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// Where an encrypted location's password comes from: --password-command, else
+/// --password-file, else the variable ESBACKUP_PASSWORD itself.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PasswordArgs {
+    /// An encrypted location's password: the first line of this file [default: the variable
+    /// ESBACKUP_PASSWORD].
+    #[arg(long, env = "ESBACKUP_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// An encrypted location's password: the first line this command prints (run by `sh -c`).
+    #[arg(long, env = "ESBACKUP_PASSWORD_COMMAND", value_name = "CMD")]
+    pub password_command: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// Encrypt the location (XChaCha20-Poly1305; the password opens a random data key).
+    #[arg(long, env = "ESBACKUP_ENCRYPT")]
+    pub encrypt: bool,
+    /// Compress each object: zstd, zstd:LEVEL (1-22) or none.
+    #[arg(
+        long,
+        env = "ESBACKUP_COMPRESSION",
+        value_name = "ALGORITHM",
+        default_value = "none"
+    )]
+    pub compression: String,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum KeyAction {
+    /// Show the key slots: id, when and on which host each was added.
+    List {
+        #[command(flatten)]
+        target: TargetArg,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Add a slot for a new password (the current one proves access).
+    Add {
+        #[command(flatten)]
+        target: TargetArg,
+        /// The new password: the first line of this file [default: the variable
+        /// ESBACKUP_NEW_PASSWORD].
+        #[arg(long, env = "ESBACKUP_NEW_PASSWORD_FILE", value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        /// The new password: the first line this command prints.
+        #[arg(long, env = "ESBACKUP_NEW_PASSWORD_COMMAND", value_name = "CMD")]
+        new_password_command: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Remove slot ID (never the last; the current password proves access).
+    Remove {
+        #[command(flatten)]
+        target: TargetArg,
+        /// The slot to remove (`key list` names them).
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -459,6 +556,16 @@ pub struct CopyArgs {
     /// The location to copy to: empty, or one that holds copies of --from.
     #[arg(long = "to", env = "ESBACKUP_COPY_TO", value_name = "URL")]
     pub copy_to: Option<String>,
+    /// The destination's password (when it is encrypted).
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// An encrypted source's password: the first line of this file [default: the variable
+    /// ESBACKUP_FROM_PASSWORD, else the destination's].
+    #[arg(long, env = "ESBACKUP_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// An encrypted source's password: the first line this command prints.
+    #[arg(long, env = "ESBACKUP_FROM_PASSWORD_COMMAND", value_name = "CMD")]
+    pub from_password_command: Option<String>,
     /// Copy these points (repeat it, or separate ids by commas), whether newer than the
     /// destination's or not [default: every point newer than the destination's newest].
     #[arg(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use esbackup_backends::open_target;
+use crate::password::open_url;
 use esbackup_engine::{
     copy, forget, list, restore, status, verify, BackupOptions, CopyOptions, ForgetOptions,
     RestoreOptions, Target, VerifyOptions, Which,
@@ -15,7 +15,7 @@ use esbackup_engine::{
 use crate::args::LogArgs;
 use crate::args::{
     BackupArgs, Cli, Command, CopyArgs, ForgetArgs, ListArgs, MetricsFile, RestoreArgs, StatusArgs,
-    TargetArg, VerifyArgs,
+    VerifyArgs,
 };
 use crate::config::FileConfig;
 use crate::exit::{Failure, DAMAGED, NO_BACKUP};
@@ -39,6 +39,8 @@ pub async fn run(cli: Cli, argv: &[OsString]) -> (bool, Result<i32, Failure>) {
         Command::Status(a) => run_status(&a, &file).await,
         Command::Forget(a) => run_forget(&a, &file).await,
         Command::Copy(a) => run_copy(&a, &file).await,
+        Command::Init(a) => crate::keys::init(&a, &file).await,
+        Command::Key(a) => crate::keys::key(&a, &file).await,
         Command::Log(a) => run_log(&a, &file).await,
         Command::Run(a) => crate::run::run(*a, file, argv.to_vec()).await,
         Command::Demo(a) => run_demo(a, json).await,
@@ -58,6 +60,8 @@ fn wants_json(command: &Command) -> bool {
         Command::Status(a) => &a.output,
         Command::Forget(a) => &a.output,
         Command::Copy(a) => &a.output,
+        Command::Init(a) => &a.output,
+        Command::Key(a) => a.output(),
         Command::Demo(a) => &a.output,
         // JSON lines, one per record (`output::log`).
         Command::Log(a) => return a.json,
@@ -67,12 +71,10 @@ fn wants_json(command: &Command) -> bool {
     output.json
 }
 
-pub fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
-    Ok(open_target(target.url()?, &file.storage)?)
-}
+pub use crate::password::open;
 
 async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
-    let target = open(&a.target, file)?;
+    let target = open(&a.target, file).await?;
     let mut opts = BackupOptions::new(a.db.folder()?);
     opts.index = a.db.index.clone();
     opts.full = a.full;
@@ -97,7 +99,7 @@ async fn run_backup(a: &BackupArgs, file: &FileConfig) -> Result<i32, Failure> {
 
 async fn run_restore(a: &RestoreArgs, file: &FileConfig) -> Result<i32, Failure> {
     let point = a.point.which()?;
-    let target = open(&a.target, file)?;
+    let target = open(&a.target, file).await?;
     let mut opts = RestoreOptions::new(a.db.folder()?);
     opts.index = a.db.index.clone();
     opts.point = point;
@@ -112,7 +114,7 @@ async fn run_restore(a: &RestoreArgs, file: &FileConfig) -> Result<i32, Failure>
 
 async fn run_verify(a: &VerifyArgs, file: &FileConfig) -> Result<i32, Failure> {
     let point = a.point.which()?;
-    let target = open(&a.target, file)?;
+    let target = open(&a.target, file).await?;
     let defaults = VerifyOptions::default();
     let opts = VerifyOptions {
         point: (point != Which::Latest).then_some(point),
@@ -135,14 +137,14 @@ async fn run_verify(a: &VerifyArgs, file: &FileConfig) -> Result<i32, Failure> {
 }
 
 async fn run_list(a: &ListArgs, file: &FileConfig) -> Result<i32, Failure> {
-    let listing = list(open(&a.target, file)?).await?;
+    let listing = list(open(&a.target, file).await?).await?;
     output::list(a.output.json, &listing);
     let damaged = listing.damaged().next().is_some();
     Ok(if damaged { DAMAGED } else { 0 })
 }
 
 async fn run_status(a: &StatusArgs, file: &FileConfig) -> Result<i32, Failure> {
-    let report = status(open(&a.target, file)?).await?;
+    let report = status(open(&a.target, file).await?).await?;
     output::status(a.output.json, &report);
     Ok(match (report.exists, report.damaged.is_empty()) {
         (false, _) => NO_BACKUP,
@@ -159,7 +161,7 @@ async fn run_forget(a: &ForgetArgs, file: &FileConfig) -> Result<i32, Failure> {
         lock: a.lock.options(),
         stop: Default::default(),
     };
-    let target = open(&a.target, file)?;
+    let target = open(&a.target, file).await?;
     let started = SystemTime::now();
     let result = forget(target.clone(), &opts).await;
     let record = |m: &Metrics| m.forget_ended(started, &result);
@@ -180,9 +182,16 @@ async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
         progress: progress::for_terminal(a.output.quiet || a.output.json),
         stop: Default::default(),
     };
+    let to_password = a.password.password()?;
+    let from_password = crate::password::resolve(
+        a.from_password_command.as_deref(),
+        a.from_password_file.as_deref(),
+        "ESBACKUP_FROM_PASSWORD",
+    )?
+    .or(a.password.password()?);
     let (from, to) = (
-        open_target(from, &file.storage)?,
-        open_target(to, &file.storage)?,
+        open_url(from, from_password.as_ref(), file).await?,
+        open_url(to, to_password.as_ref(), file).await?,
     );
     let started = SystemTime::now();
     let result = copy(from, to.clone(), &opts).await;
@@ -197,7 +206,7 @@ async fn run_log(a: &LogArgs, file: &FileConfig) -> Result<i32, Failure> {
     let listing = async {
         let point = a.point.which()?;
         let filter = a.filter(chrono::Utc::now())?;
-        Ok(esbackup_engine::log::records(open(&a.target, file)?, &point, filter).await?)
+        Ok(esbackup_engine::log::records(open(&a.target, file).await?, &point, filter).await?)
     };
     match listing.await {
         Ok(listing) => output::log(a.json, listing).await,

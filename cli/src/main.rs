@@ -7,9 +7,11 @@ mod config;
 #[cfg(feature = "demo")]
 mod demo;
 mod exit;
+mod keys;
 mod metrics;
 mod node;
 mod output;
+mod password;
 mod progress;
 mod run;
 mod settings;

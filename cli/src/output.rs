@@ -8,7 +8,7 @@ use esbackup_engine::{
 use serde::Serialize;
 
 /// Prints `value` as one JSON object with `"ok": true` first.
-fn json<T: Serialize>(value: &T) {
+pub fn json<T: Serialize>(value: &T) {
     let mut object = serde_json::Map::new();
     object.insert("ok".into(), true.into());
     match serde_json::to_value(value).expect("report serialises") {
@@ -21,6 +21,14 @@ fn json<T: Serialize>(value: &T) {
         "{}",
         serde_json::to_string_pretty(&object).expect("JSON serialises")
     );
+}
+
+/// ` (ratio 0.31)`: stored bytes for plain ones, when there are plain bytes.
+fn ratio(stored: u64, plain: u64) -> String {
+    match plain {
+        0 => String::new(),
+        _ => format!(" (ratio {:.2})", stored as f64 / plain as f64),
+    }
 }
 
 pub fn size(bytes: u64) -> String {
@@ -74,6 +82,15 @@ pub fn backup(as_json: bool, r: &BackupReport) {
     let verb = if r.dry_run { "would store" } else { "stored" };
     println!("  {verb:<12} {}", tally(&r.stored));
     println!("  {:<12} {}", "unchanged", tally(&r.unchanged));
+    if let Some(plain) = r.plain_added {
+        println!(
+            "  {:<12} {} of new objects take {} in the location{}",
+            "encoded",
+            size(plain),
+            size(r.bytes_added),
+            ratio(r.bytes_added, plain)
+        );
+    }
     if !r.dry_run {
         println!(
             "  {:<12} {} in {} requests ({} objects, metadata included)",
@@ -230,6 +247,8 @@ pub fn list(as_json: bool, listing: &Listing) {
                 p.files,
                 size(p.bytes),
                 size(p.bytes_added)
+                    + &p.plain_added
+                        .map_or_else(String::new, |plain| ratio(p.bytes_added, plain))
             ),
             esbackup_engine::ListEntry::Damaged { id, .. } => {
                 println!("{id:<38} DAMAGED (see below)")
@@ -257,6 +276,15 @@ pub fn status(as_json: bool, r: &StatusReport) {
             size(r.stored_bytes),
             r.stored_objects
         );
+        if let Some(p) = r.newest.as_ref().filter(|p| p.plain_added.is_some()) {
+            let plain = p.plain_added.unwrap_or_default();
+            println!(
+                "  encoded  the newest point's new objects: {} plain, {} stored{}",
+                size(plain),
+                size(p.bytes_added),
+                ratio(p.bytes_added, plain)
+            );
+        }
         for (label, p) in [("oldest", &r.oldest), ("newest", &r.newest)] {
             if let Some(p) = p {
                 println!(

@@ -214,7 +214,8 @@ async fn download_range(
                 )))
             }
             None => {}
-            Some(e) if resumes < RESUMES => {
+            // Damage stays damage on a second read.
+            Some(e) if resumes < RESUMES && e.kind() != crate::target::TargetErrorKind::Damaged => {
                 resumes += 1;
                 tracing::warn!("{key}: the download broke at byte {done} ({e}); resuming");
             }

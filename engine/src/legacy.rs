@@ -104,6 +104,7 @@ impl Manifest {
             chunk_size,
             checkpoints: self.checkpoints,
             bytes_added: self.files.values().map(|e| e.size).sum(),
+            plain_added: None,
             notes: self.notes.clone(),
             files,
             pages: Vec::new(),

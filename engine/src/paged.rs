@@ -50,6 +50,8 @@ pub(crate) struct Record {
     pub chunk_size: u32,
     pub checkpoints: Checkpoints,
     pub bytes_added: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_added: Option<u64>,
     #[serde(default)]
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +162,7 @@ pub(crate) fn split(point: &Point) -> Stored {
         chunk_size: point.chunk_size,
         checkpoints: point.checkpoints,
         bytes_added: point.bytes_added,
+        plain_added: point.plain_added,
         notes: point.notes.clone(),
         node_state: point.node_state.clone(),
         log_times: point.log_times,
@@ -298,6 +301,7 @@ pub(crate) async fn assemble(
         chunk_size: record.chunk_size,
         checkpoints: record.checkpoints,
         bytes_added: record.bytes_added,
+        plain_added: record.plain_added,
         notes: record.notes,
         node_state: record.node_state,
         log_times: record.log_times,

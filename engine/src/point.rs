@@ -56,8 +56,12 @@ pub struct Point {
     pub source_index: String,
     pub chunk_size: u32,
     pub checkpoints: Checkpoints,
-    /// Bytes of the new objects this point's run stored (what this point added to the store).
+    /// Bytes of the new objects this point's run stored (what this point added to the store;
+    /// their stored sizes in a compressed or encrypted location).
     pub bytes_added: u64,
+    /// In a compressed or encrypted location: the plain bytes of those objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_added: Option<u64>,
     /// Things an operator should know (e.g. the secondary index was not copied).
     #[serde(default)]
     pub notes: Vec<String>,
@@ -322,6 +326,7 @@ impl Point {
                 files: r.file_count,
                 bytes: r.size,
                 bytes_added: r.bytes_added,
+                plain_added: r.plain_added,
                 host: r.host,
                 source_db: r.source_db,
                 tool_version: r.tool_version,
@@ -595,6 +600,7 @@ pub(crate) mod tests {
                 proposal: -1,
             },
             bytes_added: 0,
+            plain_added: None,
             notes: vec![],
             files,
             pages: vec![],

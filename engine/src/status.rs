@@ -26,8 +26,11 @@ pub struct PointSummary {
     /// Database files, and their bytes as restored.
     pub files: u64,
     pub bytes: u64,
-    /// Bytes of the new objects its run stored.
+    /// Bytes of the new objects its run stored (stored sizes).
     pub bytes_added: u64,
+    /// Their plain bytes, in a compressed or encrypted location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_added: Option<u64>,
     pub host: String,
     pub source_db: String,
     pub tool_version: String,
@@ -54,6 +57,7 @@ impl From<&Point> for PointSummary {
             files: p.files.len() as u64,
             bytes: p.size(),
             bytes_added: p.bytes_added,
+            plain_added: p.plain_added,
             host: p.host.clone(),
             source_db: p.source_db.clone(),
             tool_version: p.tool_version.clone(),

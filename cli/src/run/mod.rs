@@ -36,7 +36,7 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 pub async fn run(a: RunArgs, file: FileConfig, argv: Vec<OsString>) -> Result<i32, Failure> {
     let stop = Stop::new();
     let mut signals = Signals::install(stop.clone())?;
-    let mut settings = RunSettings::new(&a, &file, &stop)?;
+    let mut settings = RunSettings::new(&a, &file, &stop).await?;
     let metrics = Arc::new(Metrics::new(Some(settings.db.clone())));
     let watched = Arc::new(Watched {
         metrics: metrics.clone(),
@@ -62,7 +62,7 @@ pub async fn run(a: RunArgs, file: FileConfig, argv: Vec<OsString>) -> Result<i3
             _ = sleep_until(next) => {}
             _ = runner.stop.requested() => break,
             _ = signals.reload_requested() => {
-                settings = reload(settings, &argv, &runner.stop, &mut runner.jobs, &runner.watched);
+                settings = reload(settings, &argv, &runner.stop, &mut runner.jobs, &runner.watched).await;
                 continue;
             }
         }
@@ -84,14 +84,14 @@ async fn sleep_until(next: Option<Instant>) {
 }
 
 /// The settings `argv` gives now (SIGHUP), or the old ones when they no longer parse.
-fn reload(
+async fn reload(
     old: RunSettings,
     argv: &[OsString],
     stop: &Stop,
     jobs: &mut Jobs,
     watched: &Watched,
 ) -> RunSettings {
-    match settings::reread(argv, stop) {
+    match settings::reread(argv, stop).await {
         Ok(new) => {
             jobs.retime(&new);
             *watched.within.lock().unwrap() = new.healthy_within;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esbackup_backends::open_target;
 use esbackup_engine::{BackupOptions, CopyOptions, ForgetOptions, Stop, Target, VerifyOptions};
 
 use crate::args::{self, Command, RunArgs};
@@ -41,7 +40,7 @@ pub struct RunSettings {
 
 impl RunSettings {
     /// From `run`'s options over the config `file`; every run can be stopped through `stop`.
-    pub fn new(a: &RunArgs, file: &FileConfig, stop: &Stop) -> Result<RunSettings, Failure> {
+    pub async fn new(a: &RunArgs, file: &FileConfig, stop: &Stop) -> Result<RunSettings, Failure> {
         let cron = a.schedule.cron.clone();
         let every = match &cron {
             Some(cron) => schedule::cron_interval(cron)
@@ -87,12 +86,17 @@ impl RunSettings {
                     stop: stop.clone(),
                     ..CopyOptions::default()
                 };
-                Some((open_target(url, &file.storage)?, opts))
+                {
+                    // The destination takes the same password as --target.
+                    let password = a.target.password.password()?;
+                    let to = crate::password::open_url(url, password.as_ref(), file).await?;
+                    Some((to, opts))
+                }
             }
             None => None,
         };
         Ok(RunSettings {
-            target: open(&a.target, file)?,
+            target: open(&a.target, file).await?,
             copy,
             db,
             backup,
@@ -112,12 +116,12 @@ impl RunSettings {
 }
 
 /// The settings `argv` gives with the config file as it is now.
-pub fn reread(argv: &[OsString], stop: &Stop) -> Result<RunSettings, Failure> {
+pub async fn reread(argv: &[OsString], stop: &Stop) -> Result<RunSettings, Failure> {
     let cli =
         args::parse(args::command(), argv).map_err(|e| Failure::usage(args::first_line(&e)))?;
     let (command, file) = crate::settings::resolve(&cli, argv)?;
     match command {
-        Command::Run(a) => RunSettings::new(&a, &file, stop),
+        Command::Run(a) => RunSettings::new(&a, &file, stop).await,
         _ => Err(Failure::usage("not a `run` command line")),
     }
 }

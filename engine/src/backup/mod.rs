@@ -202,6 +202,8 @@ async fn run(
     let (point, repaired) =
         store_run(location, source, opts, lock, &captured, &mut plan, head).await?;
     let mut report = report_of(&plan);
+    report.bytes_added = point.bytes_added;
+    report.plain_added = point.plain_added;
     report.point = Some(point.id);
     if repaired > 0 {
         report.notes.push(format!(
@@ -302,6 +304,9 @@ async fn store_run(
         chunk_size: captured.chunks.chunk_size,
         checkpoints: captured.checkpoints.values,
         bytes_added: stored.new_objects.iter().map(|(_, n)| n).sum(),
+        plain_added: target
+            .encodes()
+            .then(|| plain_bytes(&stored.files, &stored.new_objects)),
         notes: plan.point_notes(),
         files: stored.files,
         pages: Vec::new(),
@@ -430,4 +435,16 @@ async fn abort_stale_uploads(target: &dyn Target) -> u64 {
             0
         }
     }
+}
+
+/// The plain bytes of the objects `new` (key, stored size) that `files` name.
+fn plain_bytes(files: &BTreeMap<String, crate::point::FileRef>, new: &[(String, u64)]) -> u64 {
+    let new: std::collections::BTreeSet<&str> = new.iter().map(|(k, _)| k.as_str()).collect();
+    let objects: BTreeMap<String, u64> = files
+        .values()
+        .flat_map(|f| f.objects())
+        .filter(|o| new.contains(o.key.as_str()))
+        .map(|o| (o.key, o.size))
+        .collect();
+    objects.values().sum()
 }

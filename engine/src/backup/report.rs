@@ -43,6 +43,11 @@ pub struct BackupReport {
     pub stored: Tally,
     /// Database files the point shares with the previous one.
     pub unchanged: Tally,
+    /// What the new objects take in the location (stored sizes).
+    pub bytes_added: u64,
+    /// In a compressed or encrypted location: their plain bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_added: Option<u64>,
     /// The database files stored, sorted.
     pub stored_keys: Vec<String>,
     /// Database files of the previous point that the source no longer has (kept for older
@@ -104,6 +109,8 @@ pub(crate) fn planned(
         },
         stored,
         unchanged,
+        bytes_added: 0,
+        plain_added: None,
         stored_keys,
         gone_keys,
         checkpoints: captured.checkpoints.values,

@@ -125,6 +125,7 @@ fn point(t: &MemoryTarget, chunks: Vec<(&str, Vec<u8>, u32, bool)>, writer: i64)
             proposal: -1,
         },
         bytes_added: 0,
+        plain_added: None,
         notes: vec![],
         node_state: None,
         log_times: None,
