@@ -1,0 +1,363 @@
+//! Compressed and encrypted locations as an operator uses them: `init`, the password sources,
+//! `key list|add|remove`, wrong and missing keys (exit 2, nothing written), tampered and cut
+//! objects (exit 5 naming the object), and copies that re-encode between locations.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use esbackup_tests::scenarios::{mutate, settled_node};
+use esbackup_tests::support::database_files;
+
+fn env(password: &str) -> Vec<(String, String)> {
+    vec![("ESBACKUP_PASSWORD".to_string(), password.to_string())]
+}
+
+fn esbackup(args: &[&str], env: &[(String, String)]) -> Output {
+    common::esbackup_command(env)
+        .args(args)
+        .output()
+        .expect("esbackup runs")
+}
+
+fn ok(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
+    let out = esbackup(&[args, &["--json"]].concat(), env);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Runs `args`, which must fail with `code`; its stderr.
+fn fails(args: &[&str], env: &[(String, String)], code: i32) -> String {
+    let out = esbackup(args, env);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    stderr
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_restores(url: &str, into: &Path, want: &Path, env: &[(String, String)]) {
+    ok(&["restore", "--target", url, "--db", path(into)], env);
+    assert!(
+        database_files(into) == database_files(want),
+        "{url}: the restore differs from the database"
+    );
+}
+
+/// Every stored object outside `.esbackup/` holds none of the database's own bytes.
+fn assert_no_plain_bytes(location: &Path, db: &Path) {
+    let chunk = std::fs::read(db.join("chunk-000000.000000")).unwrap();
+    let probe = &chunk[200..264];
+    for entry in walk(location) {
+        let stored = std::fs::read(&entry).unwrap();
+        assert!(
+            !stored.windows(probe.len()).any(|w| w == probe),
+            "{} holds plain database bytes",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        match p.is_dir() {
+            true => out.extend(walk(&p)),
+            false => out.push(p),
+        }
+    }
+    out
+}
+
+#[test]
+fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = settled_node(&db, 21, 60);
+    let loc = dir.path().join("loc");
+    let pw = env("correct horse");
+    let init = ok(
+        &[
+            "init",
+            "--target",
+            path(&loc),
+            "--encrypt",
+            "--compression",
+            "zstd",
+        ],
+        &pw,
+    );
+    assert_eq!(
+        (init["encrypted"].as_bool(), init["compression"].as_i64()),
+        (Some(true), Some(3))
+    );
+    let first = ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+    assert!(first["plain_added"].as_u64().unwrap() > first["bytes_added"].as_u64().unwrap());
+    mutate(&mut node, 1);
+    ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+    assert_no_plain_bytes(&loc, &db);
+    let listed = ok(&["list", "--target", path(&loc)], &pw);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let verified = ok(&["verify", "--target", path(&loc), "--read-data"], &pw);
+    assert_eq!(verified["ok"], true);
+    assert_restores(path(&loc), &dir.path().join("r"), &db, &pw);
+    // The same password from a file and from a command.
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "correct horse\n").unwrap();
+    ok(
+        &[
+            "status",
+            "--target",
+            path(&loc),
+            "--password-file",
+            path(&file),
+        ],
+        &[],
+    );
+    let cmd = format!("cat {}", file.display());
+    ok(
+        &["status", "--target", path(&loc), "--password-command", &cmd],
+        &[],
+    );
+}
+
+#[test]
+fn a_wrong_or_missing_password_is_exit_2_naming_how_to_give_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 22, 30);
+    let loc = dir.path().join("loc");
+    let pw = env("right");
+    ok(&["init", "--target", path(&loc), "--encrypt"], &pw);
+    ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+    let before: Vec<_> = walk(&loc);
+    let into = dir.path().join("restored");
+    let err = fails(
+        &["restore", "--target", path(&loc), "--db", path(&into)],
+        &env("wrong"),
+        2,
+    );
+    assert!(
+        err.contains("ESBACKUP_PASSWORD") && err.lines().count() == 1,
+        "{err}"
+    );
+    let err = fails(
+        &["restore", "--target", path(&loc), "--db", path(&into)],
+        &[],
+        2,
+    );
+    assert!(err.contains("--password-file"), "{err}");
+    assert!(!into.exists(), "not even the restore folder");
+    fails(
+        &["backup", "--db", path(&db), "--target", path(&loc)],
+        &env("wrong"),
+        2,
+    );
+    assert_eq!(walk(&loc), before, "nothing written");
+    let file = dir.path().join("nope");
+    let err = fails(
+        &[
+            "list",
+            "--target",
+            path(&loc),
+            "--password-file",
+            path(&file),
+        ],
+        &[],
+        2,
+    );
+    assert!(err.contains("--password-file"), "{err}");
+}
+
+#[test]
+fn key_slots_are_added_listed_and_removed_and_the_last_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 23, 30);
+    let loc = dir.path().join("loc");
+    ok(
+        &["init", "--target", path(&loc), "--encrypt"],
+        &env("first"),
+    );
+    ok(
+        &["backup", "--db", path(&db), "--target", path(&loc)],
+        &env("first"),
+    );
+    let mut both = env("first");
+    both.push(("ESBACKUP_NEW_PASSWORD".into(), "second".into()));
+    let added = ok(&["key", "add", "--target", path(&loc)], &both);
+    let second = added["added"].as_str().unwrap().to_string();
+    let slots = ok(&["key", "list", "--target", path(&loc)], &env("second"));
+    let ids: Vec<&str> = slots["key_slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let first = ids.iter().find(|id| **id != second).unwrap().to_string();
+    ok(
+        &["key", "remove", "--target", path(&loc), &first],
+        &env("second"),
+    );
+    fails(&["list", "--target", path(&loc)], &env("first"), 2);
+    assert_restores(path(&loc), &dir.path().join("r"), &db, &env("second"));
+    let err = fails(
+        &["key", "remove", "--target", path(&loc), &second],
+        &env("second"),
+        2,
+    );
+    assert!(err.contains("last"), "{err}");
+    let plain = dir.path().join("plain");
+    ok(
+        &["backup", "--db", path(&db), "--target", path(&plain)],
+        &[],
+    );
+    let err = fails(&["key", "list", "--target", path(&plain)], &env("x"), 2);
+    assert!(err.contains("not encrypted"), "{err}");
+}
+
+#[test]
+fn init_refuses_a_used_location_and_a_bad_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 24, 20);
+    let loc = dir.path().join("loc");
+    ok(&["backup", "--db", path(&db), "--target", path(&loc)], &[]);
+    let err = fails(
+        &["init", "--target", path(&loc), "--compression", "zstd"],
+        &[],
+        9,
+    );
+    assert!(err.contains("not empty"), "{err}");
+    let fresh = dir.path().join("fresh");
+    let err = fails(
+        &["init", "--target", path(&fresh), "--compression", "lz4"],
+        &[],
+        2,
+    );
+    assert!(err.contains("--compression"), "{err}");
+    fails(&["init", "--target", path(&fresh), "--encrypt"], &[], 2);
+    ok(
+        &["init", "--target", path(&fresh), "--compression", "zstd:9"],
+        &[],
+    );
+    fails(
+        &["init", "--target", path(&fresh), "--compression", "zstd"],
+        &[],
+        9,
+    );
+}
+
+/// Flips a byte in the middle of `file`, or cuts it short.
+fn tamper(file: &Path, cut: bool) {
+    let mut bytes = std::fs::read(file).unwrap();
+    match cut {
+        true => bytes.truncate(bytes.len() - 7),
+        false => {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x01;
+        }
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_tampered_or_cut_object_is_exit_5_naming_it_in_verify_and_restore() {
+    for cut in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        settled_node(&db, 25, 40);
+        let loc = dir.path().join("loc");
+        let pw = env("pw");
+        ok(
+            &[
+                "init",
+                "--target",
+                path(&loc),
+                "--encrypt",
+                "--compression",
+                "zstd",
+            ],
+            &pw,
+        );
+        ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+        tamper(&loc.join("chunk-000001.000000"), cut);
+        let out = esbackup(&["verify", "--target", path(&loc), "--read-data"], &pw);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("chunk-000001.000000"), "{stdout}");
+        let into = dir.path().join("r");
+        let err = fails(
+            &["restore", "--target", path(&loc), "--db", path(&into)],
+            &pw,
+            5,
+        );
+        assert!(err.contains("chunk-000001.000000"), "{err}");
+        assert!(!into.join("chunk-000001.000000").exists());
+    }
+}
+
+#[test]
+fn copies_re_encode_between_plain_and_encrypted_locations_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut node = settled_node(&db, 26, 40);
+    let near = dir.path().join("near");
+    ok(&["backup", "--db", path(&db), "--target", path(&near)], &[]);
+    mutate(&mut node, 1);
+    ok(&["backup", "--db", path(&db), "--target", path(&near)], &[]);
+    let far = dir.path().join("far");
+    ok(
+        &[
+            "init",
+            "--target",
+            path(&far),
+            "--encrypt",
+            "--compression",
+            "zstd",
+        ],
+        &env("far"),
+    );
+    let copied = ok(
+        &["copy", "--from", path(&near), "--to", path(&far)],
+        &env("far"),
+    );
+    assert_eq!(copied["copied"].as_array().unwrap().len(), 2);
+    let again = ok(
+        &["copy", "--from", path(&near), "--to", path(&far)],
+        &env("far"),
+    );
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_no_plain_bytes(&far, &db);
+    // On to a location with another key, then back to a plain one.
+    let other = dir.path().join("other");
+    ok(
+        &["init", "--target", path(&other), "--encrypt"],
+        &env("other"),
+    );
+    let mut two = env("other");
+    two.push(("ESBACKUP_FROM_PASSWORD".into(), "far".into()));
+    ok(&["copy", "--from", path(&far), "--to", path(&other)], &two);
+    let back = dir.path().join("back");
+    ok(
+        &["copy", "--from", path(&other), "--to", path(&back)],
+        &env("other"),
+    );
+    std::fs::remove_dir_all(&near).unwrap();
+    std::fs::remove_dir_all(&far).unwrap();
+    assert_restores(path(&other), &dir.path().join("r1"), &db, &env("other"));
+    assert_restores(path(&back), &dir.path().join("r2"), &db, &[]);
+    ok(
+        &["verify", "--target", path(&back), "--read-data", "--strict"],
+        &[],
+    );
+}
