@@ -196,7 +196,7 @@ pub enum LogFormat {
 
 /// The command-line parser: the derived [`Cli`], every `bool` option made a toggle.
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommands(|c| c.mut_args(toggle))
+    Cli::command().mut_subcommands(|c| c.mut_args(toggle).mut_subcommands(|k| k.mut_args(toggle)))
 }
 
 /// `--flag`, `--flag=true`, `--flag=false` (and `yes`/`no`, `1`/`0`) for a `bool` option.
@@ -750,4 +750,11 @@ pub struct LogArgs {
     /// cut short.
     #[arg(long, env = "ESBACKUP_JSON")]
     pub json: bool,
+}
+
+/// The commands of `cmd` that take options, nested ones (`key add`) included.
+pub fn subcommands(cmd: &clap::Command) -> Vec<&clap::Command> {
+    cmd.get_subcommands()
+        .flat_map(|c| std::iter::once(c).chain(c.get_subcommands()))
+        .collect()
 }

@@ -151,8 +151,8 @@ impl FileConfig {
     /// `cmd` with the file's values as the defaults of their options; an unknown key or a value
     /// the option's parser refuses is an error naming the file and the key.
     pub fn apply(&self, cmd: Command) -> Result<Command, Failure> {
-        let options: BTreeMap<String, Arg> = cmd
-            .get_subcommands()
+        let options: BTreeMap<String, Arg> = crate::args::subcommands(&cmd)
+            .into_iter()
             .flat_map(|c| c.get_arguments())
             .filter_map(|a| Some((yaml_key(a)?, a.clone())))
             .filter(|(key, _)| !key.starts_with("retention."))
@@ -165,7 +165,11 @@ impl FileConfig {
             })?;
             self.check(key, arg, value)?;
         }
-        Ok(cmd.mut_subcommands(|c| c.mut_args(|a| self.default_of(a))))
+        // `key add` and its siblings are one level further down.
+        Ok(cmd.mut_subcommands(|c| {
+            c.mut_args(|a| self.default_of(a))
+                .mut_subcommands(|k| k.mut_args(|a| self.default_of(a)))
+        }))
     }
 
     /// `arg` with the file's value as its default, when the file has one.

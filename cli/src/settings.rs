@@ -249,11 +249,14 @@ mod readme {
         let mut seen = BTreeMap::new();
         // `completions` and `man` print a script or a page: no option to configure.
         let configurable = |name: &str| !["completions", "man"].contains(&name);
-        for sub in command()
-            .get_subcommands()
+        let cmd = command();
+        for sub in crate::args::subcommands(&cmd)
+            .into_iter()
             .filter(|s| configurable(s.get_name()))
         {
-            for arg in sub.get_arguments().filter(|a| a.get_long() != Some("help")) {
+            // Positional arguments (`key remove ID`) are not settings.
+            let options = sub.get_arguments().filter(|a| !a.is_positional());
+            for arg in options.filter(|a| a.get_long() != Some("help")) {
                 let long = arg.get_long().expect("every option has a flag");
                 let Some(key) = yaml_key(arg) else {
                     assert_eq!(
