@@ -23,6 +23,8 @@ ROWS = OrderedDict(
         ("gcs-backup", "GCS (fake-gcs-server) full backup"),
         ("copy-s3-gcs", "copy S3 (Garage) → GCS (fake-gcs-server)"),
         ("copy-idle", "copy again, nothing new"),
+        ("codec-backup", "S3 (Garage) full backup of JSON events, zstd:3 location"),
+        ("codec-restore", "S3 restore from the zstd:3 location, checked equal"),
     ]
 )
 SCALE_ROWS = ["scale-files", "scale-64g"]

@@ -23,6 +23,11 @@
 #   copy-s3-gcs     a backup of CLOUD_SIZE in Garage copied to fake-gcs-server: esbackup copy vs
 #                   rclone copy between the two remotes (both stream through the client)
 #   copy-idle       the same copy again, nothing new: esbackup copy vs rclone copy
+#   codec-backup    full backup of SIZE of realistic JSON events (esdb-sim --payload json) into
+#                   Garage: esbackup into a zstd:3 location vs esbackup plain, esbackup zstd:3 +
+#                   encrypted, and rclone copy; stored bytes of each in the notes
+#   codec-restore   restore of that backup: esbackup from the zstd:3 location (and zstd:3 +
+#                   encrypted) vs rclone copy back of rclone's plain upload
 #   scale-files     backups of SCALE_FILES chunk files of SMALL_CHUNK (folder and S3): files/s,
 #                   MB/s, peak RSS, time per file (linear, not quadratic); cp -r of the same
 #                   files beside the folder rows (what the file system itself costs per file)
@@ -89,7 +94,7 @@ for n in $SCALE_FILES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "SCALE_FILES: $n is n
 # ---------------------------------------------------------------------------------------------
 # Which rows.
 # ---------------------------------------------------------------------------------------------
-ALL_ROWS=(s3-backup s3-noop s3-restore folder-backup folder-restore folder-noop azure-backup gcs-backup copy-s3-gcs copy-idle scale-files scale-64g)
+ALL_ROWS=(s3-backup s3-noop s3-restore folder-backup folder-restore folder-noop azure-backup gcs-backup copy-s3-gcs copy-idle codec-backup codec-restore scale-files scale-64g)
 declare -A want=()
 for r in ${ROWS//,/ }; do
     case $r in
@@ -100,6 +105,7 @@ for r in ${ROWS//,/ }; do
     azure) want[azure-backup]=1 ;;
     gcs) want[gcs-backup]=1 ;;
     copy) want[copy-s3-gcs]=1 want[copy-idle]=1 ;;
+    codec) want[codec-backup]=1 want[codec-restore]=1 ;;
     scale) want[scale-files]=1 want[scale-64g]=1 ;;
     *)
         [[ " ${ALL_ROWS[*]} " == *" $r "* ]] || die "ROWS: unknown row '$r' (rows: ${ALL_ROWS[*]}; groups: all s3 folder cloud copy scale)"
@@ -167,6 +173,7 @@ wants folder-backup && needs+=(eatmydata)
 wants azure-backup && needs+=(azurite rclone)
 wants gcs-backup && needs+=(gcs rclone)
 wants copy-s3-gcs copy-idle && needs+=(garage gcs rclone)
+wants codec-backup codec-restore && needs+=(garage rclone eatmydata)
 bench_tools "${needs[@]}"
 if [[ -z ${ESBACKUP_BIN:-} ]]; then
     ESBACKUP_BIN=$(bench_build esbackup esbackup)
@@ -193,6 +200,20 @@ if wants scale-files; then
     for n in $SCALE_FILES; do need_db "$(files_db "$n")" $((n * small_bytes)) "$small_bytes"; done
 fi
 if wants scale-64g; then need_db "$DB_SCALE" "$scale_bytes" "$chunk_bytes" sparse; fi
+DB_JSON=$BENCH_DIR/db-$SIZE-$CHUNK_SIZE-json
+if wants codec-backup codec-restore; then
+    # Realistic JSON events from the simulator (its writes are synced; eatmydata: not measured).
+    marker="esdb-sim json seed 19 $size_bytes/$chunk_bytes"
+    if [[ ! -f $DB_JSON.gen || $(cat "$DB_JSON.gen") != "$marker" ]]; then
+        log "generating $DB_JSON ($SIZE of JSON events, chunks of $CHUNK_SIZE)"
+        rm -rf "$DB_JSON" "$DB_JSON.gen"
+        SIM_BIN=$(bench_build esdb-sim esdb-sim)
+        eatmydata "$SIM_BIN" create --db "$DB_JSON" --bytes "$size_bytes" --chunk-size "$chunk_bytes" \
+            --payload json --seed 19 --no-secondary-index >/dev/null || die "esdb-sim create failed"
+        echo "$marker" >"$DB_JSON.gen"
+    fi
+    generated_dbs+=("$DB_JSON")
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The rows. Each group runs in a subshell with errexit, so that one failing group is noted and
@@ -523,6 +544,63 @@ group_copy() {
     done
 }
 
+# --- Compressed and encrypted locations: backup and restore of realistic JSON events -----------
+CODEC_TOOLS=("esbackup" "esbackup, plain" "esbackup, zstd + encrypted" "rclone")
+codec_init() { # TOOL URL: makes the location the tool's row asks for
+    case $1 in
+    esbackup) env "${s3_env[@]}" "$ESB" init --target "$2" --compression zstd --json >/dev/null ;;
+    "esbackup, zstd + encrypted") env "${s3_env[@]}" ESBACKUP_PASSWORD=bench "$ESB" init --target "$2" --compression zstd --encrypt --json >/dev/null ;;
+    *) true ;;
+    esac
+}
+group_codec() {
+    local bytes files rep tool name ok srv=$BENCH_WORK/srv-garage url into=$BENCH_WORK/restore-codec stored
+    bytes=$(bench_dir_bytes "$DB_JSON")
+    files=$(bench_dir_files "$DB_JSON")
+    command_for codec-backup esbackup "esbackup init --target s3://bench/esbackup --compression zstd; esbackup backup --db $DB_JSON --target s3://bench/esbackup --json --quiet"
+    command_for codec-backup "esbackup, plain" "esbackup backup --db $DB_JSON --target s3://bench/esbackup --json --quiet   # no init: a plain location"
+    command_for codec-backup "esbackup, zstd + encrypted" "esbackup init --target s3://bench/esbackup --compression zstd --encrypt; ESBACKUP_PASSWORD=… esbackup backup ..."
+    command_for codec-backup rclone "rclone copy $DB_JSON garage:bench/rclone"
+    command_for codec-restore esbackup "esbackup restore --target s3://bench/esbackup --db RESTORE_DIR --json --quiet   # from the zstd:3 location; diff -r"
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        for tool in "${CODEC_TOOLS[@]}"; do
+            garage_start "$srv"
+            url="s3://$GARAGE_BUCKET/esbackup"
+            codec_init "$tool" "$url" || die "codec: init failed"
+            bench_warm "$DB_JSON"
+            name="codec-backup.${tool//[ ,+]/_}.$rep"
+            ok=1
+            if [[ $tool == rclone ]]; then
+                # shellcheck disable=SC2086
+                measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "$DB_JSON" "garage:$GARAGE_BUCKET/rclone" || ok=0
+                stored=$(rclone_cmd size --json "garage:$GARAGE_BUCKET/rclone" | jq -r .bytes)
+            else
+                measure "$name" env "${s3_env[@]}" ESBACKUP_PASSWORD=bench "$ESB" backup --db "$DB_JSON" --target "$url" --json --quiet || ok=0
+                esb_ok "$name" || ok=0
+                stored=$(jq -r .bytes_added "$BENCH_WORK/m/$name.out")
+            fi
+            sample codec-backup "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
+            ((rep == 1)) && note "codec-backup $tool: stored $(numfmt --to=iec "$stored") for $(numfmt --to=iec "$bytes") of database files ($(awk -v s="$stored" -v b="$bytes" 'BEGIN { printf "%.3f", s / b }') of the database)"
+            if wants codec-restore && [[ $tool != "esbackup, plain" ]]; then
+                rm -rf "$into"
+                name="codec-restore.${tool//[ ,+]/_}.$rep"
+                ok=1
+                if [[ $tool == rclone ]]; then
+                    # shellcheck disable=SC2086
+                    measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$GARAGE_BUCKET/rclone" "$into" || ok=0
+                else
+                    measure "$name" env "${s3_env[@]}" ESBACKUP_PASSWORD=bench "$ESB" restore --target "$url" --db "$into" --json --quiet || ok=0
+                    esb_ok "$name" || ok=0
+                fi
+                check_same "$DB_JSON" "$into" || { ok=0; note "codec-restore $tool run $rep: the restored folder differs"; }
+                sample codec-restore "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
+                rm -rf "$into"
+            fi
+            garage_stop "$srv"
+        done
+    done
+}
+
 # --- Scale: many files; one big sparse database -----------------------------------------------
 group_scale_files() {
     local n db bytes files rep name ok t=$BENCH_WORK/target-scale srv=$BENCH_WORK/srv-garage
@@ -588,6 +666,7 @@ wants folder-noop && run_group group_folder_noop
 wants azure-backup && run_group group_azure
 wants gcs-backup && run_group group_gcs
 wants copy-s3-gcs copy-idle && run_group group_copy
+wants codec-backup codec-restore && run_group group_codec
 wants scale-files && run_group group_scale_files
 wants scale-64g && run_group group_scale_64g
 elapsed=$(($(date +%s) - start_time))

@@ -23,6 +23,19 @@ pub fn json<T: Serialize>(value: &T) {
     );
 }
 
+/// In a compressed or encrypted location: what the run's new objects take there.
+fn encoded(r: &BackupReport) {
+    if let Some(plain) = r.plain_added {
+        println!(
+            "  {:<12} {} of new objects take {} in the location{}",
+            "encoded",
+            size(plain),
+            size(r.bytes_added),
+            ratio(r.bytes_added, plain)
+        );
+    }
+}
+
 /// ` (ratio 0.31)`: stored bytes for plain ones, when there are plain bytes.
 fn ratio(stored: u64, plain: u64) -> String {
     match plain {
@@ -82,15 +95,7 @@ pub fn backup(as_json: bool, r: &BackupReport) {
     let verb = if r.dry_run { "would store" } else { "stored" };
     println!("  {verb:<12} {}", tally(&r.stored));
     println!("  {:<12} {}", "unchanged", tally(&r.unchanged));
-    if let Some(plain) = r.plain_added {
-        println!(
-            "  {:<12} {} of new objects take {} in the location{}",
-            "encoded",
-            size(plain),
-            size(r.bytes_added),
-            ratio(r.bytes_added, plain)
-        );
-    }
+    encoded(r);
     if !r.dry_run {
         println!(
             "  {:<12} {} in {} requests ({} objects, metadata included)",

@@ -73,7 +73,7 @@ impl From<&Point> for PointSummary {
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum ListEntry {
-    Point(PointSummary),
+    Point(Box<PointSummary>),
     Damaged { id: String, damaged: String },
 }
 
@@ -97,7 +97,7 @@ pub struct Listing {
 impl Listing {
     pub fn points(&self) -> impl DoubleEndedIterator<Item = &PointSummary> {
         self.entries.iter().filter_map(|e| match e {
-            ListEntry::Point(p) => Some(p),
+            ListEntry::Point(p) => Some(p.as_ref()),
             ListEntry::Damaged { .. } => None,
         })
     }
@@ -125,7 +125,7 @@ pub async fn list(target: Arc<dyn Target>) -> Result<Listing> {
     let mut entries: Vec<ListEntry> = points
         .readable
         .into_iter()
-        .map(ListEntry::Point)
+        .map(|p| ListEntry::Point(Box::new(p)))
         .chain(points.damaged.into_iter().map(|d| ListEntry::Damaged {
             id: d.id,
             damaged: d.problem,

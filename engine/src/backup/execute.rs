@@ -17,6 +17,19 @@ use crate::source::other_files::{self, Skipped};
 use crate::source::{vanished, FileStamp};
 use crate::target::{Stored, Target, TargetError, Upload};
 
+/// The content of a root object a run adopts: the local file's MD5 (the object holds the same
+/// bytes, as the probe found).
+async fn adopted(object: &str, source: &LocalFile) -> Result<Content> {
+    let md5 = md5_of_range(&source.path, source.handle.clone(), 0, source.len)
+        .await
+        .map_err(|e| read_error(&source.path, e))?;
+    Ok(Content::Object {
+        key: object.to_string(),
+        md5: hex::encode(md5),
+        stored_size: None,
+    })
+}
+
 /// Bytes of a growing chunk's tail whose MD5 the point keeps (see `Content::Segments`).
 pub(crate) const TAIL_WINDOW: u64 = 64 * 1024;
 
@@ -101,19 +114,7 @@ async fn store_one(
     let (content, new) = match &plan.action {
         Action::Keep(f) => return Ok(Outcome::Stored((plan.key.clone(), f.clone(), None))),
         Action::Inline { data, .. } => (Content::Inline { data: data.clone() }, None),
-        Action::Adopt { object, source } => {
-            let md5 = md5_of_range(&source.path, source.handle.clone(), 0, source.len)
-                .await
-                .map_err(|e| read_error(&source.path, e))?;
-            (
-                Content::Object {
-                    key: object.clone(),
-                    md5: hex::encode(md5),
-                    stored_size: None,
-                },
-                None,
-            )
-        }
+        Action::Adopt { object, source } => (adopted(object, source).await?, None),
         Action::Upload {
             object,
             source,

@@ -225,10 +225,12 @@ mod folder {
 }
 
 /// The whole suite on `server`, opened with `options`; `kit` is what the store must pass.
+/// Then the scenario suite again on compressed and encrypted locations there.
 async fn whole_suite_on(server: Box<dyn ObjectServer>, options: TargetOptions, kit: Kit) {
     let locations = ServerLocations::new(server, options);
     let kit = locations.kit_run(kit);
     whole_suite(&locations, kit, backend_rounds()).await;
+    scenario_suite(&Encoded(locations), backend_rounds()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,4 +276,27 @@ async fn a_copy_chain_folder_s3_azure_gcs_restores_byte_identical_with_the_sourc
         open(gcs.url("chain"), gcs_options(&gcs)),
     ];
     copying::copy_chain(&hops).await;
+    // Again through compressed and encrypted locations, each with a key of its own, and a
+    // plain folder at the end.
+    let encoded = |t: Arc<dyn Target>| Encoded(Fixed(t)).fresh();
+    let hops = [
+        encoded(folder.fresh()),
+        encoded(open(s3.url("chain-encoded"), s3_options(&s3))),
+        encoded(open(azure.url("chain-encoded"), azure_options(&azure))),
+        encoded(open(gcs.url("chain-encoded"), gcs_options(&gcs))),
+        folder.fresh(),
+    ];
+    copying::copy_chain(&hops).await;
+}
+
+/// One given location.
+struct Fixed(Arc<dyn Target>);
+
+impl Locations for Fixed {
+    fn name(&self) -> String {
+        self.0.describe()
+    }
+    fn fresh(&self) -> Arc<dyn Target> {
+        self.0.clone()
+    }
 }
