@@ -109,6 +109,11 @@ fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
     let verified = ok(&["verify", "--target", path(&loc), "--read-data"], &pw);
     assert_eq!(verified["ok"], true);
     assert_restores(path(&loc), &dir.path().join("r"), &db, &pw);
+    // A prune keeps the location's settings and keys.
+    ok(&["forget", "--target", path(&loc), "--keep-last", "1", "--prune"], &pw);
+    assert!(loc.join(".esbackup/config").exists());
+    assert_eq!(std::fs::read_dir(loc.join(".esbackup/keys")).unwrap().count(), 1);
+    assert_restores(path(&loc), &dir.path().join("r-pruned"), &db, &pw);
     // The same password from a file and from a command.
     let file = dir.path().join("pw");
     std::fs::write(&file, "correct horse\n").unwrap();
