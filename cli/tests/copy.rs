@@ -3,33 +3,13 @@
 
 mod common;
 
+use common::{esbackup, ok, path};
+
 use std::path::Path;
-use std::process::Output;
 
 use esbackup_tests::scenarios::{mutate, settled_node};
 use esbackup_tests::servers::{AzuriteServer, S3Server};
 use esbackup_tests::support::database_files;
-
-/// `esbackup <args>` with no ESBACKUP_/cloud variable of the caller's, and `env` set.
-fn esbackup(args: &[&str], env: &[(String, String)]) -> Output {
-    let out = common::esbackup_command(env).args(args).output();
-    out.expect("esbackup runs")
-}
-
-/// `esbackup <args> --json`, which must succeed; its JSON.
-fn ok(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
-    let out = esbackup(&[args, &["--json"]].concat(), env);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Restores the newest point of `url` into `into` and checks it is `db`'s files.
 fn restores_to(url: &str, into: &Path, want: &Path, env: &[(String, String)]) {

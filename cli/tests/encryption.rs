@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::{esbackup, ok, path};
+
 use std::path::Path;
-use std::process::Output;
 
 use esbackup_tests::scenarios::{mutate, settled_node};
 use esbackup_tests::support::database_files;
@@ -14,33 +15,12 @@ fn env(password: &str) -> Vec<(String, String)> {
     vec![("ESBACKUP_PASSWORD".to_string(), password.to_string())]
 }
 
-fn esbackup(args: &[&str], env: &[(String, String)]) -> Output {
-    common::esbackup_command(env)
-        .args(args)
-        .output()
-        .expect("esbackup runs")
-}
-
-fn ok(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
-    let out = esbackup(&[args, &["--json"]].concat(), env);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 /// Runs `args`, which must fail with `code`; its stderr.
 fn fails(args: &[&str], env: &[(String, String)], code: i32) -> String {
     let out = esbackup(args, env);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
     stderr
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn assert_restores(url: &str, into: &Path, want: &Path, env: &[(String, String)]) {
@@ -110,9 +90,24 @@ fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
     assert_eq!(verified["ok"], true);
     assert_restores(path(&loc), &dir.path().join("r"), &db, &pw);
     // A prune keeps the location's settings and keys.
-    ok(&["forget", "--target", path(&loc), "--keep-last", "1", "--prune"], &pw);
+    ok(
+        &[
+            "forget",
+            "--target",
+            path(&loc),
+            "--keep-last",
+            "1",
+            "--prune",
+        ],
+        &pw,
+    );
     assert!(loc.join(".esbackup/config").exists());
-    assert_eq!(std::fs::read_dir(loc.join(".esbackup/keys")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(loc.join(".esbackup/keys"))
+            .unwrap()
+            .count(),
+        1
+    );
     assert_restores(path(&loc), &dir.path().join("r-pruned"), &db, &pw);
     // The same password from a file and from a command.
     let file = dir.path().join("pw");

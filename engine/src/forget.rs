@@ -212,7 +212,7 @@ pub async fn forget(target: Arc<dyn Target>, opts: &ForgetOptions) -> Result<For
     }
     let target: Arc<dyn Target> = Arc::new(Metered::new(target));
     // Refusals before the lock is taken; what is decided on is read again under it.
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     forgettable(&location)?;
     if opts.dry_run {
         return forget_locked(&location, &opts.policy, opts.prune, None).await;

@@ -45,8 +45,15 @@ pub(crate) struct Points<T = Point> {
 
 impl Location {
     /// Lists the points (one listing of `.esbackup/points/`).
-    pub async fn read(target: Arc<dyn Target>) -> Result<Location> {
+    /// Reads the location at the start of a command: refused when it is compressed or
+    /// encrypted and `target` does not decode it ([`crate::codec::open`]). Re-reads later in
+    /// the command use [`Location::read`].
+    pub async fn open(target: Arc<dyn Target>) -> Result<Location> {
         crate::codec::check_opened(target.as_ref()).await?;
+        Location::read(target).await
+    }
+
+    pub async fn read(target: Arc<dyn Target>) -> Result<Location> {
         let listed = target
             .list(layout::POINTS_DIR)
             .await

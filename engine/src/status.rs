@@ -112,7 +112,7 @@ impl Listing {
 
 /// The restore points of a location, oldest first, with the damaged ones in their place.
 pub async fn list(target: Arc<dyn Target>) -> Result<Listing> {
-    let location = Location::read(target).await?;
+    let location = Location::open(target).await?;
     if !location.has_backup() {
         return Err(location.no_backup());
     }
@@ -164,7 +164,7 @@ pub struct StatusReport {
 }
 
 pub async fn status(target: Arc<dyn Target>) -> Result<StatusReport> {
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     let locks = list_locks(target.as_ref()).await?;
     let mut listing = crate::target::list_sizes(target.as_ref())
         .await

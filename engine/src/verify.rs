@@ -96,7 +96,7 @@ impl VerifyReport {
 }
 
 pub async fn verify(target: Arc<dyn Target>, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     if !location.has_backup() {
         return Err(location.no_backup());
     }

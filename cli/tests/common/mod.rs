@@ -14,3 +14,29 @@ pub fn esbackup_command(env: &[(String, String)]) -> Command {
     cmd.envs(env.iter().cloned());
     cmd
 }
+
+/// `esbackup <args>` with none of the caller's variables, and `env` set.
+#[allow(dead_code)] // not every test binary runs it
+pub fn esbackup(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    esbackup_command(env)
+        .args(args)
+        .output()
+        .expect("esbackup runs")
+}
+
+/// `esbackup <args> --json`, which must succeed; its JSON.
+#[allow(dead_code)]
+pub fn ok(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
+    let out = esbackup(&[args, &["--json"]].concat(), env);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[allow(dead_code)]
+pub fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}

@@ -124,7 +124,7 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     let source = SourceDirs::new(&opts.db, opts.index.as_deref());
     source.validate()?;
     // Refusals before the lock is taken (nothing is written to a wrong target).
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     guard::backup_target(&location, &source).await?;
 
     let lock = match opts.dry_run {

@@ -251,7 +251,7 @@ async fn open_needs_the_password_of_an_encrypted_location_and_names_how_to_give_
         data(10, true, 0)
     );
     // The unwrapped store is refused by the engine.
-    let Err(err) = crate::location::Location::read(inner.clone()).await else {
+    let Err(err) = crate::location::Location::open(inner.clone()).await else {
         panic!("the unwrapped store was taken");
     };
     assert!(err.to_string().contains("codec::open"), "{err}");

@@ -115,7 +115,7 @@ pub async fn copy(
     let started = Instant::now();
     let from = Arc::new(Metered::new(from));
     let to = Arc::new(Metered::new(to));
-    let source = Location::read(from.clone()).await?;
+    let source = Location::open(from.clone()).await?;
     if source.ids.is_empty() {
         return Err(match source.legacy {
             Some(_) => EngineError::invalid_input(format!(
@@ -125,7 +125,7 @@ pub async fn copy(
             None => source.no_backup(),
         });
     }
-    let destination = Location::read(to.clone()).await?;
+    let destination = Location::open(to.clone()).await?;
     guard::copy_destination(&source, &destination).await?;
     let chosen = choose(&source.ids, &destination.ids, &opts.points)?;
     let mut report = if chosen.send.is_empty() {

@@ -182,7 +182,7 @@ pub async fn records(
     which: &Which,
     filter: LogFilter,
 ) -> Result<LogListing> {
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     if !location.has_backup() {
         return Err(location.no_backup());
     }

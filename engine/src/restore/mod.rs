@@ -111,7 +111,7 @@ pub struct RestoreReport {
 pub async fn restore(target: Arc<dyn Target>, opts: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
     let dest = SourceDirs::new(&opts.db, opts.index.as_deref());
-    let location = Location::read(target.clone()).await?;
+    let location = Location::open(target.clone()).await?;
     guard::restore_destination(&location, &dest)?;
     if !location.has_backup() {
         return Err(location.no_backup());

@@ -64,13 +64,14 @@ async fn a_run_sends_about_what_was_appended_and_an_idle_run_almost_nothing() {
     );
     // 9, plus one `head` per root copy of an inline or in-place file (4 checkpoints,
     // `indexmap`, the 2 stream-existence files): the check that the root mirror is whole;
-    // plus one `get` per page of the previous point's file table.
+    // plus one `get` per page of the previous point's file table; plus the `get` of the
+    // location's settings (`.esbackup/config`: is it compressed or encrypted?).
     let pages = esbackup_tests::support::latest_point(&target)
         .await
         .pages
         .len() as u64;
     assert!(
-        idle.uploaded.requests <= 16 + pages,
+        idle.uploaded.requests <= 17 + pages,
         "idle run made {} requests ({pages} pages)",
         idle.uploaded.requests
     );
