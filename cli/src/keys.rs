@@ -53,8 +53,9 @@ pub async fn init(a: &InitArgs, file: &FileConfig) -> Result<i32, Failure> {
         compression: level,
         encrypt: a.encrypt,
         kdf: KdfParams::default(),
+        lock: Default::default(),
     };
-    codec::init(store.as_ref(), &opts, password.as_ref()).await?;
+    codec::init(store.clone(), &opts, password.as_ref()).await?;
     let opened = codec::open(store.clone(), password.as_ref()).await?;
     let report = Initialised {
         target: opened.describe(),

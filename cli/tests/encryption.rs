@@ -361,3 +361,41 @@ fn copies_re_encode_between_plain_and_encrypted_locations_and_back() {
         &[],
     );
 }
+
+/// `init` and `backup` started together on an empty location: whichever takes the lock first
+/// decides, and neither says ok about a location the other broke (a backup's plain objects in
+/// an encrypted location, or an init over a backup).
+#[test]
+fn init_beside_a_backup_never_leaves_plain_objects_in_an_encrypted_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    settled_node(&db, 27, 30);
+    for round in 0..4 {
+        let loc = dir.path().join(format!("loc-{round}"));
+        let pw = env("pw");
+        let spawn = |args: &[&str]| {
+            common::esbackup_command(&pw)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut init = spawn(&["init", "--target", path(&loc), "--encrypt"]);
+        let mut backup = spawn(&["backup", "--db", path(&db), "--target", path(&loc)]);
+        let (init, backup) = (init.wait().unwrap(), backup.wait().unwrap());
+        assert!(
+            init.success() || backup.success(),
+            "round {round}: one of them wins"
+        );
+        if init.success() {
+            assert!(loc.join(".esbackup/config").exists());
+            assert_no_plain_bytes(&loc, &db);
+        }
+        if backup.success() {
+            let into = dir.path().join(format!("r-{round}"));
+            assert_restores(path(&loc), &into, &db, &pw);
+        }
+        println!("round {round}: init {init}, backup {backup}");
+    }
+}

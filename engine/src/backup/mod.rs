@@ -123,8 +123,13 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     let target: Arc<dyn Target> = metered.clone();
     let source = SourceDirs::new(&opts.db, opts.index.as_deref());
     source.validate()?;
-    // Refusals before the lock is taken (nothing is written to a wrong target).
-    let location = Location::open(target.clone()).await?;
+    // Refusals before the lock is taken (nothing is written to a wrong target). Whether the
+    // location is encoded is decided under the lock (an `init` may run meanwhile); a dry run,
+    // which takes none, looks now.
+    let location = match opts.dry_run {
+        true => Location::open(target.clone()).await?,
+        false => Location::read(target.clone()).await?,
+    };
     guard::backup_target(&location, &source).await?;
 
     let lock = match opts.dry_run {
@@ -134,7 +139,8 @@ pub async fn backup(target: Arc<dyn Target>, opts: &BackupOptions) -> Result<Bac
     let outcome = opts.stop.or_interrupted("the backup", async {
         // What the run decides on is read with the lock held.
         let location = match lock {
-            Some(_) => Location::read(target.clone()).await?,
+            // `Location::open` again: an `init` may have made the location encoded meanwhile.
+            Some(_) => Location::open(target.clone()).await?,
             None => location,
         };
         run(&location, &source, opts, lock.as_ref()).await

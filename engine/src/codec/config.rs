@@ -106,10 +106,15 @@ pub async fn read(target: &dyn Target) -> Result<Option<LocationConfig>> {
 /// Writes the settings of a new location: refused where the location holds anything (init is
 /// for empty locations) or where another `init` won the race.
 pub async fn create(target: &dyn Target, config: &LocationConfig) -> Result<()> {
-    let held = target
+    let listed = target
         .list("")
         .await
         .map_err(|e| EngineError::storage("listing the location", e))?;
+    // Locks aside (the caller holds one).
+    let held: Vec<_> = listed
+        .iter()
+        .filter(|o| !o.key.starts_with(crate::layout::LOCKS_DIR))
+        .collect();
     if let Some(o) = held.first() {
         return Err(EngineError::new(
             ErrorKind::DestinationNotEmpty,

@@ -174,26 +174,36 @@ pub struct InitOptions {
     /// Encrypt, with this first password.
     pub encrypt: bool,
     pub kdf: KdfParams,
+    /// How long to wait for a run that holds the location's lock.
+    pub lock: crate::lock::LockOptions,
 }
 
 /// Makes an empty location compressed and/or encrypted (or plain, with neither): writes its
-/// settings and, to encrypt, a first key slot for `password`. Returns the settings.
+/// settings and, to encrypt, a first key slot for `password`, holding the location's lock (a
+/// backup or copy that starts meanwhile waits, then finds the settings). Returns them.
 pub async fn init(
-    target: &dyn Target,
+    target: Arc<dyn Target>,
     opts: &InitOptions,
     password: Option<&Password>,
 ) -> Result<LocationConfig> {
     let settings = LocationConfig::new(opts.compression, opts.encrypt);
     let password = match (opts.encrypt, password) {
-        (true, None) => return Err(password_needed(target)),
+        (true, None) => return Err(password_needed(target.as_ref())),
         (true, Some(p)) => Some(p),
         (false, _) => None,
     };
-    config::create(target, &settings).await?;
-    if let Some(password) = password {
-        keys::add_slot(target, &DataKey::random(), password, opts.kdf).await?;
+    let run_id = crate::point::new_run_id();
+    let lock = crate::lock::Lock::acquire(target.clone(), &run_id, "init", &opts.lock).await?;
+    let made = async {
+        config::create(target.as_ref(), &settings).await?;
+        if let Some(password) = password {
+            keys::add_slot(target.as_ref(), &DataKey::random(), password, opts.kdf).await?;
+        }
+        Ok::<_, EngineError>(())
     }
-    Ok(settings)
+    .await;
+    let released = lock.release().await;
+    made.and(released).map(|()| settings)
 }
 
 fn password_needed(target: &dyn Target) -> EngineError {
@@ -241,7 +251,7 @@ pub(crate) async fn check_opened(target: &dyn Target) -> Result<()> {
         Some(s) if s.encodes() => Err(EngineError::new(
             ErrorKind::InvalidInput,
             format!(
-                "{} is a compressed or encrypted location: open it with esbackup_engine::codec::open",
+                "{} is a compressed or encrypted location (.esbackup/config) opened as a plain one: a library opens it with esbackup_engine::codec::open; a command that started while `esbackup init` made it can run again",
                 target.describe()
             ),
         )),

@@ -223,8 +223,9 @@ async fn initialised(password: &str) -> Arc<MemoryTarget> {
         compression: Some(3),
         encrypt: true,
         kdf: KdfParams::insecure_for_tests(),
+        ..InitOptions::default()
     };
-    init(inner.as_ref(), &opts, Some(&pw(password)))
+    init(inner.clone(), &opts, Some(&pw(password)))
         .await
         .unwrap();
     inner
@@ -300,16 +301,16 @@ async fn init_is_for_empty_locations_and_one_of_two_racing_wins() {
         ..InitOptions::default()
     };
     let (a, b) = tokio::join!(
-        init(inner.as_ref(), &opts, None),
-        init(inner.as_ref(), &opts, None)
+        init(inner.clone(), &opts, None),
+        init(inner.clone(), &opts, None)
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
-    let err = init(inner.as_ref(), &opts, None).await.unwrap_err();
+    let err = init(inner.clone(), &opts, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DestinationNotEmpty);
     let used = Arc::new(MemoryTarget::new());
     used.insert("chunk-000000.000000", Bytes::from_static(b"x"));
     assert_eq!(
-        init(used.as_ref(), &opts, None).await.unwrap_err().kind(),
+        init(used.clone(), &opts, None).await.unwrap_err().kind(),
         ErrorKind::DestinationNotEmpty
     );
     let open = open(inner.clone(), None).await.unwrap();

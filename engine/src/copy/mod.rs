@@ -143,7 +143,8 @@ pub async fn copy(
         let lock = Lock::acquire(to.clone(), &new_run_id(), "copy", &opts.lock).await?;
         let result = opts.stop.or_interrupted("the copy", async {
             guard::not_the_source(from.as_ref(), to.as_ref(), lock.key()).await?;
-            let destination = Location::read(to.clone()).await?;
+            // `open` again: an `init` may have made the destination encoded meanwhile.
+            let destination = Location::open(to.clone()).await?;
             guard::copy_destination(&source, &destination).await?;
             copy_locked(&source, &destination, opts, Some(&lock)).await
         });
