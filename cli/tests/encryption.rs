@@ -6,7 +6,7 @@ mod common;
 
 use common::{esbackup, ok, path};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use esbackup_tests::scenarios::{mutate, settled_node};
 use esbackup_tests::support::database_files;
@@ -57,12 +57,24 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
+/// A settled database of `seed` in a fresh folder, and a location path beside it.
+fn database(seed: u64, steps: usize) -> (tempfile::TempDir, PathBuf, esdb_sim::Node, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let mut node = settled_node(&db, 21, 60);
+    let node = settled_node(&db, seed, steps);
     let loc = dir.path().join("loc");
+    (dir, db, node, loc)
+}
+
+/// `init --target loc <flags>`, then a backup of `db` into it, both with `pw`.
+fn init_and_back_up(db: &Path, loc: &Path, flags: &[&str], pw: &[(String, String)]) {
+    ok(&[&["init", "--target", path(loc)], flags].concat(), pw);
+    ok(&["backup", "--db", path(db), "--target", path(loc)], pw);
+}
+
+#[test]
+fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
+    let (dir, db, mut node, loc) = database(21, 60);
     let pw = env("correct horse");
     let init = ok(
         &[
@@ -131,13 +143,9 @@ fn an_encrypted_compressed_location_backs_up_restores_and_hides_the_events() {
 
 #[test]
 fn a_wrong_or_missing_password_is_exit_2_naming_how_to_give_it_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 22, 30);
-    let loc = dir.path().join("loc");
+    let (dir, db, _node, loc) = database(22, 30);
     let pw = env("right");
-    ok(&["init", "--target", path(&loc), "--encrypt"], &pw);
-    ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+    init_and_back_up(&db, &loc, &["--encrypt"], &pw);
     let before: Vec<_> = walk(&loc);
     let into = dir.path().join("restored");
     let err = fails(
@@ -179,18 +187,8 @@ fn a_wrong_or_missing_password_is_exit_2_naming_how_to_give_it_and_writes_nothin
 
 #[test]
 fn key_slots_are_added_listed_and_removed_and_the_last_one_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 23, 30);
-    let loc = dir.path().join("loc");
-    ok(
-        &["init", "--target", path(&loc), "--encrypt"],
-        &env("first"),
-    );
-    ok(
-        &["backup", "--db", path(&db), "--target", path(&loc)],
-        &env("first"),
-    );
+    let (dir, db, _node, loc) = database(23, 30);
+    init_and_back_up(&db, &loc, &["--encrypt"], &env("first"));
     let mut both = env("first");
     both.push(("ESBACKUP_NEW_PASSWORD".into(), "second".into()));
     let added = ok(&["key", "add", "--target", path(&loc)], &both);
@@ -227,10 +225,7 @@ fn key_slots_are_added_listed_and_removed_and_the_last_one_stays() {
 
 #[test]
 fn init_refuses_a_used_location_and_a_bad_compression() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 24, 20);
-    let loc = dir.path().join("loc");
+    let (dir, db, _node, loc) = database(24, 20);
     ok(&["backup", "--db", path(&db), "--target", path(&loc)], &[]);
     let err = fails(
         &["init", "--target", path(&loc), "--compression", "zstd"],
@@ -273,23 +268,9 @@ fn tamper(file: &Path, cut: bool) {
 #[test]
 fn a_tampered_or_cut_object_is_exit_5_naming_it_in_verify_and_restore() {
     for cut in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db");
-        settled_node(&db, 25, 40);
-        let loc = dir.path().join("loc");
+        let (dir, db, _node, loc) = database(25, 40);
         let pw = env("pw");
-        ok(
-            &[
-                "init",
-                "--target",
-                path(&loc),
-                "--encrypt",
-                "--compression",
-                "zstd",
-            ],
-            &pw,
-        );
-        ok(&["backup", "--db", path(&db), "--target", path(&loc)], &pw);
+        init_and_back_up(&db, &loc, &["--encrypt", "--compression", "zstd"], &pw);
         tamper(&loc.join("chunk-000001.000000"), cut);
         let out = esbackup(&["verify", "--target", path(&loc), "--read-data"], &pw);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -308,9 +289,7 @@ fn a_tampered_or_cut_object_is_exit_5_naming_it_in_verify_and_restore() {
 
 #[test]
 fn copies_re_encode_between_plain_and_encrypted_locations_and_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let mut node = settled_node(&db, 26, 40);
+    let (dir, db, mut node, _) = database(26, 40);
     let near = dir.path().join("near");
     ok(&["backup", "--db", path(&db), "--target", path(&near)], &[]);
     mutate(&mut node, 1);
@@ -367,9 +346,7 @@ fn copies_re_encode_between_plain_and_encrypted_locations_and_back() {
 /// an encrypted location, or an init over a backup).
 #[test]
 fn init_beside_a_backup_never_leaves_plain_objects_in_an_encrypted_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    settled_node(&db, 27, 30);
+    let (dir, db, _node, _) = database(27, 30);
     for round in 0..4 {
         let loc = dir.path().join(format!("loc-{round}"));
         let pw = env("pw");

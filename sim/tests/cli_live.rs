@@ -1,22 +1,12 @@
 //! `esdb-sim live`: the steady writer of bench/continuous.sh.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+
+use common::esdb_sim;
 
 use esdb_sim::{check, CheckOptions};
-
-fn esdb_sim(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_esdb-sim"))
-        .args(args)
-        .output()
-        .expect("running esdb-sim");
-    assert!(
-        out.status.success(),
-        "esdb-sim {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
 
 #[test]
 fn live_appends_rate_times_duration_in_whole_transactions_and_leaves_a_settled_node() {

@@ -209,19 +209,6 @@ fn a_reopened_node_goes_on_with_the_payload_of_its_newest_event() {
     );
 }
 
-fn esdb_sim(args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esdb-sim"))
-        .args(args)
-        .output()
-        .expect("running esdb-sim");
-    assert!(
-        out.status.success(),
-        "esdb-sim {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
 #[test]
 fn the_cli_keeps_the_payload_a_db_was_created_with_unless_told_otherwise() {
     let dir = scratch();

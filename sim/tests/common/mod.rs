@@ -83,3 +83,17 @@ pub fn flip_byte(path: &Path, offset: u64) {
     bytes[offset as usize] ^= 0x5a;
     fs::write(path, bytes).unwrap();
 }
+
+/// `esdb-sim <args>`, which must succeed; the one JSON object it prints.
+pub fn esdb_sim(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esdb-sim"))
+        .args(args)
+        .output()
+        .expect("running esdb-sim");
+    assert!(
+        out.status.success(),
+        "esdb-sim {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
