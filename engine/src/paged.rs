@@ -21,13 +21,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::layout;
-use crate::point::{Checkpoints, FileRef, NeededObject, Point};
-use crate::source::log_times::LogTimes;
+use crate::point::{FileRef, NeededObject, Point};
 use crate::target::{get_bytes, Target, TargetError, Upload};
 
 /// About how many files one page holds.
@@ -35,35 +33,16 @@ pub const FILES_PER_PAGE: usize = 64;
 /// The most pages one point has (a database of more than 262,144 files has fuller pages).
 const MAX_PAGES: usize = 4096;
 
-/// The stored record of a format-4 point.
+/// The stored record of a format-4 point: the point itself holding only the checkpoint
+/// files at the database's root (they change with every run that saw writes, so they are
+/// kept here rather than in a page), and the pages of its other files.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Record {
-    pub format: u32,
-    pub id: String,
-    pub seq: u64,
-    pub time: DateTime<Utc>,
-    pub finished: DateTime<Utc>,
-    pub tool_version: String,
-    pub host: String,
-    pub source_db: String,
-    pub source_index: String,
-    pub chunk_size: u32,
-    pub checkpoints: Checkpoints,
-    pub bytes_added: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plain_added: Option<u64>,
-    #[serde(default)]
-    pub notes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_times: Option<LogTimes>,
+    #[serde(flatten)]
+    pub point: Point,
     /// Database files the point restores, and their bytes (for listings).
     pub file_count: u64,
     pub size: u64,
-    /// The checkpoint files at the database's root (they change with every run that saw
-    /// writes, so they are kept here rather than in a page).
-    pub files: BTreeMap<String, FileRef>,
     /// The other files' pages, in page order.
     pub pages: Vec<PageRef>,
 }
@@ -127,12 +106,14 @@ pub(crate) struct Stored {
 
 /// Splits `point` into its record and pages.
 pub(crate) fn split(point: &Point) -> Stored {
-    let (recorded, paged): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        point.files.iter().partition(|(k, _)| in_record(k));
+    let mut head = point.clone();
+    let (recorded, paged): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut head.files)
+        .into_iter()
+        .partition(|(k, _)| in_record(k));
     let count = page_count(paged.len());
     let mut tables = vec![BTreeMap::new(); count];
     for (key, file) in paged {
-        tables[page_of(key, count)].insert(key.clone(), file.clone());
+        tables[page_of(&key, count)].insert(key, file);
     }
     let pages: Vec<(PageRef, Bytes)> = tables
         .into_iter()
@@ -149,29 +130,13 @@ pub(crate) fn split(point: &Point) -> Stored {
             (page, bytes)
         })
         .collect();
+    head.format = 4;
+    head.files = recorded;
+    head.pages = Vec::new();
     let record = Record {
-        format: 4,
-        id: point.id.clone(),
-        seq: point.seq,
-        time: point.time,
-        finished: point.finished,
-        tool_version: point.tool_version.clone(),
-        host: point.host.clone(),
-        source_db: point.source_db.clone(),
-        source_index: point.source_index.clone(),
-        chunk_size: point.chunk_size,
-        checkpoints: point.checkpoints,
-        bytes_added: point.bytes_added,
-        plain_added: point.plain_added,
-        notes: point.notes.clone(),
-        node_state: point.node_state.clone(),
-        log_times: point.log_times,
+        point: head,
         file_count: point.files.len() as u64,
         size: point.size(),
-        files: recorded
-            .into_iter()
-            .map(|(k, f)| (k.clone(), f.clone()))
-            .collect(),
         pages: pages.iter().map(|(r, _)| r.clone()).collect(),
     };
     Stored {
@@ -234,9 +199,7 @@ pub(crate) async fn objects_of(
     record: &Record,
     cache: &PageCache,
 ) -> Result<Vec<String>, Unreadable> {
-    let mut keys: Vec<String> = record
-        .files
-        .values()
+    let mut keys: Vec<String> = (record.point.files.values())
         .flat_map(FileRef::objects)
         .map(|o| o.key)
         .collect();
@@ -269,8 +232,8 @@ pub(crate) async fn assemble(
         .collect();
     let tables: Vec<Arc<BTreeMap<String, FileRef>>> =
         stream::iter(reads).buffered(16).try_collect().await?;
-    let mut files = record.files;
     let count = record.pages.len();
+    let mut point = record.point;
     for (at, table) in tables.iter().enumerate() {
         for (key, file) in table.iter() {
             if page_of(key, count) != at || in_record(key) {
@@ -278,36 +241,18 @@ pub(crate) async fn assemble(
                     "page {at} holds {key:?}, which is not its"
                 )));
             }
-            files.insert(key.clone(), file.clone());
+            point.files.insert(key.clone(), file.clone());
         }
     }
-    if files.len() as u64 != record.file_count {
+    if point.files.len() as u64 != record.file_count {
         return Err(Unreadable::Damaged(format!(
             "it names {} files but its record and pages hold {}",
             record.file_count,
-            files.len()
+            point.files.len()
         )));
     }
-    Ok(Point {
-        format: record.format,
-        id: record.id,
-        seq: record.seq,
-        time: record.time,
-        finished: record.finished,
-        tool_version: record.tool_version,
-        host: record.host,
-        source_db: record.source_db,
-        source_index: record.source_index,
-        chunk_size: record.chunk_size,
-        checkpoints: record.checkpoints,
-        bytes_added: record.bytes_added,
-        plain_added: record.plain_added,
-        notes: record.notes,
-        node_state: record.node_state,
-        log_times: record.log_times,
-        files,
-        pages: record.pages.iter().map(PageRef::needed).collect(),
-    })
+    point.pages = record.pages.iter().map(PageRef::needed).collect();
+    Ok(point)
 }
 
 async fn read_page(
@@ -341,7 +286,7 @@ async fn read_page(
 /// What a record must hold before anything it names is read: safe names of checkpoint files
 /// in the record, pages named by MD5s (so their keys stay under the pages folder).
 pub(crate) fn check_record(record: &Record) -> Result<(), String> {
-    for key in record.files.keys() {
+    for key in record.point.files.keys() {
         if let Some(why) = layout::unsafe_file_key(key) {
             return Err(format!("it names a database file {key:?} ({why})"));
         }

@@ -317,23 +317,9 @@ impl Point {
                 Ok(PointSummary::from(&point))
             }
             Stored::Record(r) => Ok(PointSummary {
-                id: r.id,
-                seq: r.seq,
-                time: r.time,
-                writer: r.checkpoints.writer,
-                chaser: r.checkpoints.chaser,
-                epoch: r.checkpoints.epoch,
                 files: r.file_count,
                 bytes: r.size,
-                bytes_added: r.bytes_added,
-                plain_added: r.plain_added,
-                host: r.host,
-                source_db: r.source_db,
-                tool_version: r.tool_version,
-                notes: r.notes,
-                node_state: r.node_state,
-                first_record_time: r.log_times.map(|t| t.first),
-                last_record_time: r.log_times.map(|t| t.last),
+                ..PointSummary::from(&r.point)
             }),
         }
     }
