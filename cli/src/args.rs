@@ -240,11 +240,12 @@ pub struct TargetArg {
 }
 
 /// Where an encrypted location's password comes from: --password-command, else
-/// --password-file, else the variable ESBACKUP_PASSWORD itself.
+/// --password-file, else the variable ESBACKUP_PASSWORD itself, else (at a terminal, for an
+/// encrypted location) the password typed.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PasswordArgs {
     /// An encrypted location's password: the first line of this file [default: the variable
-    /// ESBACKUP_PASSWORD].
+    /// ESBACKUP_PASSWORD, else typed at a terminal].
     #[arg(long, env = "ESBACKUP_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// An encrypted location's password: the first line this command prints (run by `sh -c`).
@@ -291,7 +292,7 @@ pub enum KeyAction {
         #[command(flatten)]
         target: TargetArg,
         /// The new password: the first line of this file [default: the variable
-        /// ESBACKUP_NEW_PASSWORD].
+        /// ESBACKUP_NEW_PASSWORD, else typed twice at a terminal].
         #[arg(long, env = "ESBACKUP_NEW_PASSWORD_FILE", value_name = "FILE")]
         new_password_file: Option<PathBuf>,
         /// The new password: the first line this command prints.
@@ -560,7 +561,7 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub password: PasswordArgs,
     /// An encrypted source's password: the first line of this file [default: the variable
-    /// ESBACKUP_FROM_PASSWORD, else the destination's].
+    /// ESBACKUP_FROM_PASSWORD, else the destination's, else typed at a terminal].
     #[arg(long, env = "ESBACKUP_FROM_PASSWORD_FILE", value_name = "FILE")]
     pub from_password_file: Option<PathBuf>,
     /// An encrypted source's password: the first line this command prints.

@@ -48,7 +48,13 @@ struct Initialised {
 pub async fn init(a: &InitArgs, file: &FileConfig) -> Result<i32, Failure> {
     let level = compression(&a.compression)?;
     let store = open_target(a.target.url()?, &file.storage)?;
-    let password = a.target.password.password()?;
+    let password = match a.target.password.password()? {
+        None if a.encrypt => {
+            let prompt = format!("new password for {}: ", store.describe());
+            crate::password::ask(&prompt, true)?
+        }
+        given => given,
+    };
     let opts = InitOptions {
         compression: level,
         encrypt: a.encrypt,
@@ -75,9 +81,16 @@ pub async fn init(a: &InitArgs, file: &FileConfig) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The password that proves access, or a usage error naming how to give it.
-fn current(target: &TargetArg) -> Result<Password, Failure> {
-    target.password.password()?.ok_or_else(|| {
+/// The password that proves access (asked at a terminal when none is given), or a usage
+/// error naming how to give it.
+fn current(target: &TargetArg, store: &dyn esbackup_engine::Target) -> Result<Password, Failure> {
+    let given = target.password.password()?;
+    let prompt = format!("password for {}: ", store.describe());
+    let given = match given {
+        None => crate::password::ask(&prompt, false)?,
+        given => given,
+    };
+    given.ok_or_else(|| {
         Failure::usage(
             "give the location's current password with ESBACKUP_PASSWORD, --password-file FILE or --password-command CMD",
         )
@@ -106,7 +119,7 @@ pub async fn key(a: &KeyArgs, file: &FileConfig) -> Result<i32, Failure> {
     match &a.action {
         KeyAction::List { target, output } => {
             // Opening proves the password (and says when the location is not encrypted).
-            codec::keys::unlock(store.as_ref(), &current(target)?).await?;
+            codec::keys::unlock(store.as_ref(), &current(target, store.as_ref())?).await?;
             let slots = codec::keys::list_slots(store.as_ref()).await?;
             match output.json {
                 true => output::json(&serde_json::json!({ "key_slots": slots })),
@@ -123,21 +136,26 @@ pub async fn key(a: &KeyArgs, file: &FileConfig) -> Result<i32, Failure> {
             new_password_command,
             output,
         } => {
+            let current = current(target, store.as_ref())?;
             let new = crate::password::resolve(
                 new_password_command.as_deref(),
                 new_password_file.as_deref(),
                 "ESBACKUP_NEW_PASSWORD",
-            )?
+            )?;
+            let new = match new {
+                None => crate::password::ask("the new password: ", true)?,
+                given => given,
+            }
             .ok_or_else(|| Failure::usage("give the new password with ESBACKUP_NEW_PASSWORD, --new-password-file FILE or --new-password-command CMD"))?;
             let kdf = KdfParams::default();
-            let id = codec::add_key(store.as_ref(), &current(target)?, &new, kdf).await?;
+            let id = codec::add_key(store.as_ref(), &current, &new, kdf).await?;
             match output.json {
                 true => output::json(&serde_json::json!({ "added": id })),
                 false => println!("added key slot {id}"),
             }
         }
         KeyAction::Remove { target, id, output } => {
-            codec::remove_key(store.as_ref(), &current(target)?, id).await?;
+            codec::remove_key(store.as_ref(), &current(target, store.as_ref())?, id).await?;
             match output.json {
                 true => output::json(&serde_json::json!({ "removed": id })),
                 false => println!("removed key slot {id}"),

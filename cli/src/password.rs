@@ -1,6 +1,8 @@
 //! Where an encrypted location's password comes from (never a command-line value, which other
-//! users of the machine can read): a command's output, a file, or an environment variable.
+//! users of the machine can read): a command's output, a file, or an environment variable;
+//! else, where stdin and stderr are a terminal (not cron, not a pipeline), it is asked there.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -63,18 +65,83 @@ impl PasswordArgs {
     }
 }
 
-/// Opens `url` as its settings say: plain, or through the codec with `password`.
+/// Whether a password may be asked at the terminal: stdin and stderr are one.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks for a password at the terminal, without echo (twice when `confirm`, for a new one);
+/// `None` when the command does not run at a terminal.
+pub fn ask(prompt: &str, confirm: bool) -> Result<Option<Password>, Failure> {
+    if !interactive() {
+        return Ok(None);
+    }
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| Failure::usage(format!("reading the password at the terminal: {e}")))
+    };
+    let typed = read(prompt)?;
+    if typed.is_empty() {
+        return Err(Failure::usage("the password typed is empty"));
+    }
+    if confirm && read("the same password again: ")? != typed {
+        return Err(Failure::usage("the two passwords typed differ"));
+    }
+    Ok(Some(Password::new(typed, "the terminal")))
+}
+
+/// `given`, else (for an encrypted location, at a terminal) the password typed.
+async fn or_asked(
+    given: Option<&Password>,
+    store: &dyn Target,
+) -> Result<Option<Password>, Failure> {
+    if given.is_some() || !interactive() {
+        return Ok(given.cloned());
+    }
+    match codec::config::read(store).await? {
+        Some(c) if c.encryption.is_some() => {
+            ask(&format!("password for {}: ", store.describe()), false)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Opens `url` as its settings say: plain, or through the codec with `password` (asked at
+/// the terminal when none is given and the location is encrypted).
 pub async fn open_url(
     url: &str,
     password: Option<&Password>,
     file: &FileConfig,
 ) -> Result<Arc<dyn Target>, Failure> {
-    let store = open_target(url, &file.storage)?;
-    Ok(codec::open(store, password).await?)
+    open_store(url, password, file, true).await
 }
 
-/// Opens the location `--target` names.
+/// Opens the location `--target` names (its password asked as [`open_url`] does).
 pub async fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
     let password = target.password.password()?;
     open_url(target.url()?, password.as_ref(), file).await
+}
+
+/// [`open_url`] for a service (`esbackup run`), which never waits at a terminal for a
+/// password: one not given is missing.
+pub async fn open_url_unattended(
+    url: &str,
+    password: Option<&Password>,
+    file: &FileConfig,
+) -> Result<Arc<dyn Target>, Failure> {
+    open_store(url, password, file, false).await
+}
+
+async fn open_store(
+    url: &str,
+    password: Option<&Password>,
+    file: &FileConfig,
+    ask: bool,
+) -> Result<Arc<dyn Target>, Failure> {
+    let store = open_target(url, &file.storage)?;
+    let password = match ask {
+        true => or_asked(password, store.as_ref()).await?,
+        false => password.cloned(),
+    };
+    Ok(codec::open(store, password.as_ref()).await?)
 }

@@ -1,10 +1,11 @@
 //! Compressed and encrypted locations as an operator uses them: `init`, the password sources,
 //! `key list|add|remove`, wrong and missing keys (exit 2, nothing written), tampered and cut
-//! objects (exit 5 naming the object), and copies that re-encode between locations.
+//! objects (exit 5 naming the object), copies that re-encode between locations, and passwords
+//! typed at a terminal.
 
 mod common;
 
-use common::{esbackup, ok, path};
+use common::{esbackup, isolated, ok, path};
 
 use std::path::{Path, PathBuf};
 
@@ -375,4 +376,70 @@ fn init_beside_a_backup_never_leaves_plain_objects_in_an_encrypted_location() {
         }
         println!("round {round}: init {init}, backup {backup}");
     }
+}
+
+/// `esbackup <args>` run at a terminal (`script` gives it one) with `typed` as the keyboard's
+/// input and no password variable: its exit code and what the terminal showed.
+fn at_a_terminal(args: &[&str], typed: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let line = [&[env!("CARGO_BIN_EXE_esbackup")], args].concat().join(" ");
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    let mut child = isolated(script, &[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn a_password_is_asked_at_a_terminal_twice_when_new_and_never_in_a_pipeline() {
+    let (_dir, db, _node, loc) = database(27, 20);
+    let url = path(&loc);
+    let (code, shown) = at_a_terminal(&["init", "--target", url, "--encrypt"], "one\ntwo\n");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("the two passwords typed differ"), "{shown}");
+    assert!(
+        !loc.join(".esbackup").exists(),
+        "a refused init wrote {shown}"
+    );
+
+    let (code, shown) = at_a_terminal(&["init", "--target", url, "--encrypt"], "pw1\npw1\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("new password for") && shown.contains("again"),
+        "{shown}"
+    );
+    ok(&["backup", "--db", path(&db), "--target", url], &env("pw1"));
+
+    let (code, shown) = at_a_terminal(&["status", "--target", url], "pw1\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains(&format!("password for {url}")), "{shown}");
+    let (code, shown) = at_a_terminal(&["status", "--target", url], "wrong\n");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("the password from the terminal opens none"),
+        "{shown}"
+    );
+
+    // The current password first, then the new one twice.
+    let typed = "pw1\npw2\npw2\n";
+    let (code, shown) = at_a_terminal(&["key", "add", "--target", url], typed);
+    assert_eq!(code, Some(0), "{shown}");
+    ok(&["status", "--target", url], &env("pw2"));
+
+    // Without a terminal nothing is asked: the password must be given.
+    let stderr = fails(&["status", "--target", url], &[], 2);
+    assert!(stderr.contains("ESBACKUP_PASSWORD"), "{stderr}");
 }

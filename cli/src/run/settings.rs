@@ -9,10 +9,10 @@ use std::time::Duration;
 use esbackup_engine::{BackupOptions, CopyOptions, ForgetOptions, Stop, Target, VerifyOptions};
 
 use crate::args::{self, Command, RunArgs};
-use crate::commands::open;
 use crate::config::FileConfig;
 use crate::exit::Failure;
 use crate::node::Node;
+use crate::password::open_url_unattended;
 use crate::run::schedule;
 
 /// `run`'s settings.
@@ -89,14 +89,17 @@ impl RunSettings {
                 {
                     // The destination takes the same password as --target.
                     let password = a.target.password.password()?;
-                    let to = crate::password::open_url(url, password.as_ref(), file).await?;
+                    let to = open_url_unattended(url, password.as_ref(), file).await?;
                     Some((to, opts))
                 }
             }
             None => None,
         };
+        // A service never waits at a terminal for the password.
+        let password = a.target.password.password()?;
+        let target = open_url_unattended(a.target.url()?, password.as_ref(), file).await?;
         Ok(RunSettings {
-            target: open(&a.target, file).await?,
+            target,
             copy,
             db,
             backup,

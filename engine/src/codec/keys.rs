@@ -37,6 +37,7 @@ impl DataKey {
 
 /// A password, and how it was given (named in errors: "ESBACKUP_PASSWORD", "--password-file
 /// /etc/esbackup/pw").
+#[derive(Clone)]
 pub struct Password {
     pub secret: Zeroizing<String>,
     pub from: String,
