@@ -542,6 +542,13 @@ pub struct RunArgs {
     /// --to`; its retention is its own).
     #[arg(long = "copy-to", env = "ESBACKUP_COPY_TO", value_name = "URL")]
     pub copy_to: Option<String>,
+    /// An encrypted --copy-to location's password: the first line of this file [default: the
+    /// variable ESBACKUP_COPY_TO_PASSWORD, else --target's].
+    #[arg(long, env = "ESBACKUP_COPY_TO_PASSWORD_FILE", value_name = "FILE")]
+    pub copy_to_password_file: Option<PathBuf>,
+    /// An encrypted --copy-to location's password: the first line this command prints.
+    #[arg(long, env = "ESBACKUP_COPY_TO_PASSWORD_COMMAND", value_name = "CMD")]
+    pub copy_to_password_command: Option<String>,
     #[command(flatten)]
     pub watch: Watch,
     #[command(flatten)]

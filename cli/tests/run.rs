@@ -16,14 +16,11 @@ use esbackup_tests::support::check_restored;
 /// A generous bound for anything the tests wait for (a slow CI machine).
 const PATIENCE: Duration = Duration::from_secs(90);
 
+mod common;
+
+/// The binary without the caller's variables.
 fn esbackup() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") || k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
+    common::esbackup_command(&[])
 }
 
 /// `esbackup backup --db <db> --target <target>`, to be given more options.
@@ -398,11 +395,27 @@ fn sigterm_mid_run_exits_0_at_once_with_the_lock_released_and_every_point_restor
 
 #[test]
 fn run_copies_the_new_points_to_a_second_location() {
+    copies_to_a_second_location(None);
+}
+
+#[test]
+fn run_copies_to_an_encrypted_second_location_with_its_own_password() {
+    copies_to_a_second_location(Some("the far key"));
+}
+
+/// `run --copy-to far` from a plain location; with `far_password`, far is encrypted and its
+/// password comes from `--copy-to-password-file`.
+fn copies_to_a_second_location(far_password: Option<&str>) {
     let Settled { dir, db, node } = settled(9, 60);
     let live = esdb_sim::run_live(node);
     let (near, far) = (dir.path().join("near"), dir.path().join("far"));
     let (n, f) = (near.to_str().unwrap(), far.to_str().unwrap());
-    let args = [
+    let far_env: Vec<(String, String)> = far_password
+        .map(|pw| ("ESBACKUP_PASSWORD".to_string(), pw.to_string()))
+        .into_iter()
+        .collect();
+    let pw_file = dir.path().join("far-password");
+    let mut args = vec![
         "--db",
         db.to_str().unwrap(),
         "--target",
@@ -414,10 +427,21 @@ fn run_copies_the_new_points_to_a_second_location() {
         "--copy-every",
         "1s",
     ];
+    if let Some(pw) = far_password {
+        let init = esbackup()
+            .args(["init", "--target", f, "--encrypt"])
+            .envs(far_env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "{init:?}");
+        std::fs::write(&pw_file, format!("{pw}\n")).unwrap();
+        args.extend(["--copy-to-password-file", pw_file.to_str().unwrap()]);
+    }
     let mut sidecar = Sidecar::start(dir.path(), &args, &[]);
     wait_for("three points copied", || {
         let listed = esbackup()
             .args(["list", "--json", "--target", f])
+            .envs(far_env.iter().cloned())
             .output()
             .ok()?;
         let points: serde_json::Value = serde_json::from_slice(&listed.stdout).ok()?;
@@ -431,7 +455,7 @@ fn run_copies_the_new_points_to_a_second_location() {
     live.stop().unwrap();
     assert_eq!(status.code(), Some(0), "{}", sidecar.log());
     assert!(sidecar.log().contains("copied to"), "{}", sidecar.log());
-    every_point_restores(f, &[], &dir.path().join("far-restores"));
+    every_point_restores(f, &far_env, &dir.path().join("far-restores"));
     assert!(
         locks_in(&far).is_empty(),
         "the copy released the destination's lock"

@@ -86,12 +86,14 @@ impl RunSettings {
                     stop: stop.clone(),
                     ..CopyOptions::default()
                 };
-                {
-                    // The destination takes the same password as --target.
-                    let password = a.target.password.password()?;
-                    let to = open_url_unattended(url, password.as_ref(), file).await?;
-                    Some((to, opts))
-                }
+                let password = crate::password::resolve(
+                    a.copy_to_password_command.as_deref(),
+                    a.copy_to_password_file.as_deref(),
+                    "ESBACKUP_COPY_TO_PASSWORD",
+                )?
+                .or(a.target.password.password()?);
+                let to = open_url_unattended(url, password.as_ref(), file).await?;
+                Some((to, opts))
             }
             None => None,
         };
