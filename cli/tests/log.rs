@@ -72,18 +72,6 @@ fn backup(env: &[(String, String)], db: &Path, url: &str) -> String {
     report["point"].as_str().unwrap().to_string()
 }
 
-/// True when the chunk file holding `at` is scavenged.
-fn scavenged_at(db: &Path, at: i64) -> bool {
-    let files = layout::scan(db).unwrap();
-    layout::enumerate(&files, 0).iter().any(|slot| match slot {
-        layout::Slot::Latest { file, .. } => files[*file].info.as_ref().is_ok_and(|i| {
-            let h = &i.header;
-            h.is_scavenged && (h.start_position()..h.end_position()).contains(&at)
-        }),
-        _ => false,
-    })
-}
-
 /// What the node wrote: the deletions, and the point taken before them.
 struct History {
     before: String,
@@ -103,7 +91,7 @@ fn write_and_back_up(env: &[(String, String)], db: &Path, url: &str) -> History 
     let soft = node.soft_delete("order-7").unwrap();
     node.append(300).unwrap();
     let mut steps = 0;
-    while !scavenged_at(db, hard.position) {
+    while !layout::scavenged_at(db, hard.position).unwrap() {
         node.step().unwrap();
         steps += 1;
         assert!(steps < 5000, "no scavenge of the tombstone's chunk");

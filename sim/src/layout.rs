@@ -112,6 +112,19 @@ pub fn versions_of(files: &[ChunkFile], number: u32) -> Vec<usize> {
     v
 }
 
+/// Whether the chunk file that holds log position `at` in `db` is a scavenged one (what a
+/// test waits for after asking the node to scavenge).
+pub fn scavenged_at(db: &Path, at: i64) -> io::Result<bool> {
+    let files = scan(db)?;
+    Ok(enumerate(&files, 0).iter().any(|slot| match slot {
+        Slot::Latest { file, .. } => files[*file].info.as_ref().is_ok_and(|i| {
+            let h = &i.header;
+            h.is_scavenged && (h.start_position()..h.end_position()).contains(&at)
+        }),
+        _ => false,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

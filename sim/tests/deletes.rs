@@ -50,18 +50,6 @@ fn streams_after(db: &Path, from: i64) -> Vec<String> {
         .collect()
 }
 
-/// True when the chunk file holding log position `at` is a scavenged one.
-fn scavenged_at(db: &Path, at: i64) -> bool {
-    let files = layout::scan(db).unwrap();
-    layout::enumerate(&files, 0).iter().any(|slot| match slot {
-        layout::Slot::Latest { file, .. } => files[*file].info.as_ref().is_ok_and(|i| {
-            let h = &i.header;
-            h.is_scavenged && (h.start_position()..h.end_position()).contains(&at)
-        }),
-        _ => false,
-    })
-}
-
 #[test]
 fn deletions_are_written_as_the_server_writes_them_and_survive_scavenges() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +96,7 @@ fn deletions_are_written_as_the_server_writes_them_and_survive_scavenges() {
     // Appends, scavenges and merges later: the deleted streams get no events, the deletions stay.
     node.append(600).unwrap();
     let mut steps = 0;
-    while !scavenged_at(&db, hard.position) {
+    while !layout::scavenged_at(&db, hard.position).unwrap() {
         node.step().unwrap();
         steps += 1;
         assert!(
