@@ -1,4 +1,7 @@
 //! The promise the lock relies on: `put_if_absent` never overwrites, also under concurrency.
+//!
+//! Each `pub(super) async fn` named for a promise is its check, run in a scratch prefix by the
+//! public function of that name, which `promises!` in the parent module declares with its doc.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,20 +11,14 @@ use super::support::{checked, delete, ensure, expect_absent, expect_object, Scra
 use super::{Kit, KitFailure};
 use crate::target::{Target, TargetError, TargetErrorKind};
 
-/// `AlreadyExists` on an existing key (object unchanged), works again after `delete`; of
-/// [`Kit::concurrent_writers`] concurrent calls on one key exactly one wins; or every call says
-/// `Unsupported` (refused with [`Kit::requires_put_if_absent`]) and nothing is written.
-pub async fn put_if_absent_is_exclusive(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
-    checked("put_if_absent_is_exclusive", target, |s| async move {
-        if !one_after_another(&s).await? {
-            ensure!(
-                !kit.put_if_absent_required,
-                "expected put_if_absent to be supported by this store, it said Unsupported"
-            );
-        }
-        concurrent(&s, kit).await
-    })
-    .await
+pub(super) async fn put_if_absent_is_exclusive(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
+    if !one_after_another(s).await? {
+        ensure!(
+            !kit.put_if_absent_required,
+            "expected put_if_absent to be supported by this store, it said Unsupported"
+        );
+    }
+    concurrent(s, kit).await
 }
 
 /// Whether `put_if_absent` works at all, with no check of its promise (for reports).

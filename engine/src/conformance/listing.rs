@@ -1,14 +1,17 @@
 //! Promises about listings and keys: plain string prefixes, more than one page, unusual
 //! characters, and listings that show every write that returned.
+//!
+//! Each `pub(super) async fn` named for a promise is its check, run in a scratch prefix by the
+//! public function of that name, which `promises!` in the parent module declares with its doc.
 
 use futures::{StreamExt, TryStreamExt};
 
 use super::support::{
-    checked, copy, delete, describe, ensure, expect_absent, expect_object, pattern, put_bytes,
-    read_all, sorted, Scratch,
+    copy, delete, describe, ensure, expect_absent, expect_object, pattern, put_bytes, read_all,
+    sorted, Scratch,
 };
-use super::{Kit, KitFailure};
-use crate::target::{ObjectInfo, Target};
+use super::Kit;
+use crate::target::ObjectInfo;
 
 /// Keys listings often get wrong (relative to the scratch prefix).
 const SPECIAL_KEYS: &[&str] = &[
@@ -24,130 +27,108 @@ const SPECIAL_KEYS: &[&str] = &[
 /// Keys under one prefix in [`listing_longer_than_one_page`] (stores page at 1,000).
 const PAGE_PLUS_ONE: usize = 1_001;
 
-/// `list(prefix)` is every key starting with `prefix` as a string, recursive.
-pub async fn list_prefix_is_plain_string_prefix(
-    target: &dyn Target,
+pub(super) async fn list_prefix_is_plain_string_prefix(
+    s: &Scratch<'_>,
     _kit: &Kit,
-) -> Result<(), KitFailure> {
-    checked(
-        "list_prefix_is_plain_string_prefix",
-        target,
-        |s| async move {
-            let names = [
-                "list/a",
-                "list/b.txt",
-                "list/nested/deep/c",
-                "list/chunk-000001.000000",
-                "list/chunk-000001.000000.old",
-                "list/.hidden",
-                "lister/x",
-            ];
-            for (i, name) in names.iter().enumerate() {
-                put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?;
-            }
-            let prefixes = [
-                "list/",
-                "list",
-                "list/chunk-000001.000000",
-                "list/nested/",
-                "list/ch",
-                "list/nothing-here/",
-                "no-such-folder/",
-            ];
-            for prefix in prefixes {
-                let expected: Vec<ObjectInfo> = (names.iter().enumerate())
-                    .filter(|(_, n)| n.starts_with(prefix))
-                    .map(|(i, n)| ObjectInfo::new(s.key(n), i as u64 + 1))
-                    .collect();
-                expect_listing(&s, &s.key(prefix), &expected).await?;
-            }
-            Ok(())
-        },
-    )
-    .await
-}
-
-/// 1,001 keys under one prefix are all listed, with their sizes.
-pub async fn listing_longer_than_one_page(
-    target: &dyn Target,
-    _kit: &Kit,
-) -> Result<(), KitFailure> {
-    checked("listing_longer_than_one_page", target, |s| async move {
-        let expected: Vec<ObjectInfo> = (0..PAGE_PLUS_ONE)
-            .map(|i| ObjectInfo::new(s.key(&format!("page/{i:05}")), (i % 7) as u64))
+) -> Result<(), String> {
+    let names = [
+        "list/a",
+        "list/b.txt",
+        "list/nested/deep/c",
+        "list/chunk-000001.000000",
+        "list/chunk-000001.000000.old",
+        "list/.hidden",
+        "lister/x",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?;
+    }
+    let prefixes = [
+        "list/",
+        "list",
+        "list/chunk-000001.000000",
+        "list/nested/",
+        "list/ch",
+        "list/nothing-here/",
+        "no-such-folder/",
+    ];
+    for prefix in prefixes {
+        let expected: Vec<ObjectInfo> = (names.iter().enumerate())
+            .filter(|(_, n)| n.starts_with(prefix))
+            .map(|(i, n)| ObjectInfo::new(s.key(n), i as u64 + 1))
             .collect();
-        let puts: Vec<_> = (expected.iter())
-            .map(
-                |o| async move { put_bytes(s.target, &o.key, &pattern(o.size as usize, 12)).await },
-            )
-            .collect();
-        futures::stream::iter(puts)
-            .buffer_unordered(16)
-            .try_collect::<()>()
-            .await?;
-        put_bytes(s.target, &s.key("pages"), b"not under page/").await?;
-        expect_listing(&s, &s.key("page/"), &expected).await
-    })
-    .await
+        expect_listing(s, &s.key(prefix), &expected).await?;
+    }
+    Ok(())
 }
 
-/// Keys with spaces, `%`, `+`, `#`, unicode and deep paths round trip through every call.
-pub async fn keys_with_special_characters(
-    target: &dyn Target,
+pub(super) async fn listing_longer_than_one_page(
+    s: &Scratch<'_>,
     _kit: &Kit,
-) -> Result<(), KitFailure> {
-    checked("keys_with_special_characters", target, |s| async move {
-        let mut expected = Vec::new();
-        for name in SPECIAL_KEYS {
-            let (key, data) = (s.key(name), name.as_bytes());
-            put_bytes(s.target, &key, data).await?;
-            expect_object(s.target, &key, data).await?;
-            expected.push(ObjectInfo::new(key, data.len() as u64));
-        }
-        expect_listing(&s, &s.key(""), &expected).await?;
-        for name in SPECIAL_KEYS {
-            let (key, copied) = (s.key(name), s.key(&format!("copies/{name}")));
-            copy(s.target, &key, &copied).await?;
-            ensure!(
-                read_all(s.target, &copied, None).await? == name.as_bytes(),
-                "copy {key:?} -> {copied:?}: expected the copy to hold {name:?}"
-            );
-            for key in [&key, &copied] {
-                delete(s.target, key).await?;
-                expect_absent(s.target, key).await?;
-            }
-        }
-        Ok(())
-    })
-    .await
+) -> Result<(), String> {
+    let expected: Vec<ObjectInfo> = (0..PAGE_PLUS_ONE)
+        .map(|i| ObjectInfo::new(s.key(&format!("page/{i:05}")), (i % 7) as u64))
+        .collect();
+    let puts: Vec<_> = (expected.iter())
+        .map(|o| async move { put_bytes(s.target, &o.key, &pattern(o.size as usize, 12)).await })
+        .collect();
+    futures::stream::iter(puts)
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+    put_bytes(s.target, &s.key("pages"), b"not under page/").await?;
+    expect_listing(s, &s.key("page/"), &expected).await
 }
 
-/// Once `put`/`delete` returned, `list` shows it: new keys, new sizes, deleted keys gone.
-pub async fn read_after_write_listing(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("read_after_write_listing", target, |s| async move {
-        let mut expected = Vec::new();
-        for i in 0..6u64 {
-            let key = s.key(&format!("raw/{i}"));
-            put_bytes(s.target, &key, &pattern(i as usize + 1, 13)).await?;
-            expected.push(ObjectInfo::new(key, i + 1));
-            expect_listing(&s, &s.key("raw/"), &expected)
-                .await
-                .map_err(|e| format!("right after a put: {e}"))?;
+pub(super) async fn keys_with_special_characters(
+    s: &Scratch<'_>,
+    _kit: &Kit,
+) -> Result<(), String> {
+    let mut expected = Vec::new();
+    for name in SPECIAL_KEYS {
+        let (key, data) = (s.key(name), name.as_bytes());
+        put_bytes(s.target, &key, data).await?;
+        expect_object(s.target, &key, data).await?;
+        expected.push(ObjectInfo::new(key, data.len() as u64));
+    }
+    expect_listing(s, &s.key(""), &expected).await?;
+    for name in SPECIAL_KEYS {
+        let (key, copied) = (s.key(name), s.key(&format!("copies/{name}")));
+        copy(s.target, &key, &copied).await?;
+        ensure!(
+            read_all(s.target, &copied, None).await? == name.as_bytes(),
+            "copy {key:?} -> {copied:?}: expected the copy to hold {name:?}"
+        );
+        for key in [&key, &copied] {
+            delete(s.target, key).await?;
+            expect_absent(s.target, key).await?;
         }
-        put_bytes(s.target, &expected[0].key, &pattern(50, 14)).await?;
-        expected[0].size = 50;
-        expect_listing(&s, &s.key("raw/"), &expected)
+    }
+    Ok(())
+}
+
+pub(super) async fn read_after_write_listing(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let mut expected = Vec::new();
+    for i in 0..6u64 {
+        let key = s.key(&format!("raw/{i}"));
+        put_bytes(s.target, &key, &pattern(i as usize + 1, 13)).await?;
+        expected.push(ObjectInfo::new(key, i + 1));
+        expect_listing(s, &s.key("raw/"), &expected)
             .await
-            .map_err(|e| format!("right after replacing an object: {e}"))?;
-        while let Some(gone) = expected.pop() {
-            delete(s.target, &gone.key).await?;
-            expect_listing(&s, &s.key("raw/"), &expected)
-                .await
-                .map_err(|e| format!("right after a delete: {e}"))?;
-        }
-        Ok(())
-    })
-    .await
+            .map_err(|e| format!("right after a put: {e}"))?;
+    }
+    put_bytes(s.target, &expected[0].key, &pattern(50, 14)).await?;
+    expected[0].size = 50;
+    expect_listing(s, &s.key("raw/"), &expected)
+        .await
+        .map_err(|e| format!("right after replacing an object: {e}"))?;
+    while let Some(gone) = expected.pop() {
+        delete(s.target, &gone.key).await?;
+        expect_listing(s, &s.key("raw/"), &expected)
+            .await
+            .map_err(|e| format!("right after a delete: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `list(prefix)` must be exactly `expected` (keys and sizes, in any order).

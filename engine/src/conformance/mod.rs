@@ -52,21 +52,6 @@ use futures::future::BoxFuture;
 
 use crate::target::Target;
 
-pub use listing::{
-    keys_with_special_characters, list_prefix_is_plain_string_prefix, listing_longer_than_one_page,
-    read_after_write_listing,
-};
-pub use local::{
-    durable_after_sync, local_file_returns_the_keys_bytes, local_root_is_a_real_folder_or_none,
-    sync_succeeds,
-};
-pub use objects::{
-    copy_replaces_destination, delete_removes_the_object, describe_names_the_store,
-    failed_body_is_never_stored, missing_keys, put_if_absent_is_exclusive,
-    put_replaces_whole_object, put_then_get_round_trips, ranged_reads_at_the_edges,
-    replacement_is_atomic_for_readers,
-};
-
 /// Sizes the kit uses.
 #[derive(Clone, Debug)]
 pub struct ConformanceOptions {
@@ -206,7 +191,7 @@ impl Kit {
         if !failures.is_empty() {
             return Err(KitFailures(failures));
         }
-        report.put_if_absent_supported = objects::put_if_absent_supported(target)
+        report.put_if_absent_supported = exclusive::put_if_absent_supported(target)
             .await
             .map_err(|f| KitFailures(vec![f]))?;
         Ok(report)
@@ -308,33 +293,72 @@ pub async fn run_conformance_with(
 /// One promise: checks `target` as `kit` says.
 type Check = for<'a> fn(&'a dyn Target, &'a Kit) -> BoxFuture<'a, Result<(), KitFailure>>;
 
+/// Declares the promises, in the order [`Kit::run`] checks them: for each `module::name`, the
+/// public `async fn name(target, kit)` that runs the check `module::name` in a fresh scratch
+/// prefix ([`support::checked`]) and fails under its own name, and its row in `PROMISES`.
 macro_rules! promises {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), |target, kit| Box::pin($name(target, kit)))),*]
+    ($($(#[$doc:meta])* $module:ident::$name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub async fn $name(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
+                support::checked(stringify!($name), target, |s| async move {
+                    $module::$name(&s, kit).await
+                })
+                .await
+            }
+        )*
+
+        /// Every promise, in the order [`Kit::run`] checks them.
+        const PROMISES: &[(&str, Check)] =
+            &[$((stringify!($name), |target, kit| Box::pin($name(target, kit)))),*];
     };
 }
 
-/// Every promise, in the order [`Kit::run`] checks them.
-const PROMISES: &[(&str, Check)] = promises![
-    describe_names_the_store,
-    put_then_get_round_trips,
-    put_replaces_whole_object,
-    replacement_is_atomic_for_readers,
-    failed_body_is_never_stored,
-    ranged_reads_at_the_edges,
-    missing_keys,
-    delete_removes_the_object,
-    list_prefix_is_plain_string_prefix,
-    listing_longer_than_one_page,
-    keys_with_special_characters,
-    read_after_write_listing,
-    put_if_absent_is_exclusive,
-    copy_replaces_destination,
-    sync_succeeds,
-    local_root_is_a_real_folder_or_none,
-    local_file_returns_the_keys_bytes,
-    durable_after_sync,
-];
+promises! {
+    /// `describe()` is not empty.
+    objects::describe_names_the_store;
+    /// Empty, small and large objects round trip; `put` streams every byte of its body.
+    objects::put_then_get_round_trips;
+    /// A shorter or a longer `put` over a key leaves exactly the new bytes.
+    objects::put_replaces_whole_object;
+    /// Readers during replacements see the old or the new object whole (a read may fail, but never
+    /// succeeds with a mix of both, and never finds no object).
+    objects::replacement_is_atomic_for_readers;
+    /// A body that fails part-way or is shorter than its `len()` is never stored: `put` fails, a
+    /// new key stays absent, an old object stays as it was.
+    objects::failed_body_is_never_stored;
+    /// First byte, last byte, whole object, empty range, a part boundary, past the end.
+    objects::ranged_reads_at_the_edges;
+    /// `head`/`get` of a missing key → `NotFound`; `delete` of it → `Ok`; an empty listing.
+    objects::missing_keys;
+    /// After `delete`: `head` → `NotFound`, `list` does not show it, deleting again → `Ok`.
+    objects::delete_removes_the_object;
+    /// `list(prefix)` is every key starting with `prefix` as a string, recursive.
+    listing::list_prefix_is_plain_string_prefix;
+    /// 1,001 keys under one prefix are all listed, with their sizes.
+    listing::listing_longer_than_one_page;
+    /// Keys with spaces, `%`, `+`, `#`, unicode and deep paths round trip through every call.
+    listing::keys_with_special_characters;
+    /// Once `put`/`delete` returned, `list` shows it: new keys, new sizes, deleted keys gone.
+    listing::read_after_write_listing;
+    /// `AlreadyExists` on an existing key (object unchanged), works again after `delete`; of
+    /// [`Kit::concurrent_writers`] concurrent calls on one key exactly one wins; or every call says
+    /// `Unsupported` (refused with [`Kit::requires_put_if_absent`]) and nothing is written.
+    exclusive::put_if_absent_is_exclusive;
+    /// `copy` makes the destination equal to the source, replacing it; a missing source →
+    /// `NotFound` and the destination unchanged.
+    objects::copy_replaces_destination;
+    /// `sync` returns `Ok` after writes, copies and deletes, and again with nothing new.
+    local::sync_succeeds;
+    /// `local_root()` is `None` or an absolute, existing folder (`Some` with [`Kit::local`]).
+    local::local_root_is_a_real_folder_or_none;
+    /// Where `local_file(key)` is `Some`, that file holds exactly the key's bytes, also after a
+    /// replacement, and lies in `local_root` (`Some` required with [`Kit::local`]).
+    local::local_file_returns_the_keys_bytes;
+    /// With [`Kit::reopen`]: what was written, copied and deleted before `sync` is seen the same
+    /// through a freshly opened target.
+    local::durable_after_sync;
+}
 
 #[cfg(test)]
 mod tests {

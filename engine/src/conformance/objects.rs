@@ -1,4 +1,7 @@
 //! Promises about single objects: writing, replacing, failing bodies, reading, deleting, copying.
+//!
+//! Each `pub(super) async fn` named for a promise is its check, run in a scratch prefix by the
+//! public function of that name, which `promises!` in the parent module declares with its doc.
 
 use std::ops::Range;
 
@@ -6,76 +9,51 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use super::support::{
-    checked, copy, ensure, expect_absent, expect_not_found, expect_object, pattern, put_bytes,
-    put_file, put_streamed, read_all, Scratch, TempFile,
+    copy, ensure, expect_absent, expect_not_found, expect_object, pattern, put_bytes, put_file,
+    put_streamed, read_all, Scratch, TempFile,
 };
-use super::{Kit, KitFailure};
+use super::Kit;
 use crate::hashing::md5;
 use crate::target::{Target, TargetErrorKind, Upload};
 
-pub use super::exclusive::{put_if_absent_is_exclusive, put_if_absent_supported};
-
-/// `describe()` is not empty.
-pub async fn describe_names_the_store(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("describe_names_the_store", target, |s| async move {
-        let name = s.target.describe();
-        ensure!(
-            !name.trim().is_empty(),
-            "expected a description of the store, got {name:?}"
-        );
-        Ok(())
-    })
-    .await
+pub(super) async fn describe_names_the_store(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let name = s.target.describe();
+    ensure!(
+        !name.trim().is_empty(),
+        "expected a description of the store, got {name:?}"
+    );
+    Ok(())
 }
 
-/// Empty, small and large objects round trip; `put` streams every byte of its body.
-pub async fn put_then_get_round_trips(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
-    checked("put_then_get_round_trips", target, |s| async move {
-        let t = s.target;
-        put_file(t, &s.key("empty"), &[]).await?;
-        expect_object(t, &s.key("empty"), &[]).await?;
-        let small = b"hello, conformance";
-        put_file(t, &s.key("small.txt"), small).await?;
-        expect_object(t, &s.key("small.txt"), small).await?;
-        let memory = s.key("small-from-memory");
-        put_streamed(t, &memory, Upload::bytes(&small[..]), small).await?;
-        expect_object(t, &memory, small).await?;
-        let large = pattern(kit.sizes.large_size, 1);
-        put_file(t, &s.key("chunk-000000.000000"), &large).await?;
-        expect_object(t, &s.key("chunk-000000.000000"), &large).await
-    })
-    .await
+pub(super) async fn put_then_get_round_trips(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
+    let t = s.target;
+    put_file(t, &s.key("empty"), &[]).await?;
+    expect_object(t, &s.key("empty"), &[]).await?;
+    let small = b"hello, conformance";
+    put_file(t, &s.key("small.txt"), small).await?;
+    expect_object(t, &s.key("small.txt"), small).await?;
+    let memory = s.key("small-from-memory");
+    put_streamed(t, &memory, Upload::bytes(&small[..]), small).await?;
+    expect_object(t, &memory, small).await?;
+    let large = pattern(kit.sizes.large_size, 1);
+    put_file(t, &s.key("chunk-000000.000000"), &large).await?;
+    expect_object(t, &s.key("chunk-000000.000000"), &large).await
 }
 
-/// A shorter or a longer `put` over a key leaves exactly the new bytes.
-pub async fn put_replaces_whole_object(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("put_replaces_whole_object", target, |s| async move {
-        let key = s.key("index/indexmap");
-        let (long, short) = (pattern(3000, 2), pattern(1234, 3));
-        for data in [&long, &short, &long] {
-            put_file(s.target, &key, data).await?;
-            expect_object(s.target, &key, data).await?;
-        }
-        Ok(())
-    })
-    .await
+pub(super) async fn put_replaces_whole_object(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let key = s.key("index/indexmap");
+    let (long, short) = (pattern(3000, 2), pattern(1234, 3));
+    for data in [&long, &short, &long] {
+        put_file(s.target, &key, data).await?;
+        expect_object(s.target, &key, data).await?;
+    }
+    Ok(())
 }
 
-/// Readers during replacements see the old or the new object whole (a read may fail, but never
-/// succeeds with a mix of both, and never finds no object).
-pub async fn replacement_is_atomic_for_readers(
-    target: &dyn Target,
+pub(super) async fn replacement_is_atomic_for_readers(
+    s: &Scratch<'_>,
     kit: &Kit,
-) -> Result<(), KitFailure> {
-    checked(
-        "replacement_is_atomic_for_readers",
-        target,
-        |s| async move { replaced_while_read(&s, kit).await },
-    )
-    .await
-}
-
-async fn replaced_while_read(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
+) -> Result<(), String> {
     let (target, key) = (s.target, s.key("atomic"));
     let size = kit.sizes.overwrite_size;
     let a = Bytes::from(pattern(size, 4));
@@ -128,38 +106,33 @@ async fn replaced_while_read(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
     expect_object(target, &key, if rounds % 2 == 1 { &b } else { &a }).await
 }
 
-/// A body that fails part-way or is shorter than its `len()` is never stored: `put` fails, a
-/// new key stays absent, an old object stays as it was.
-pub async fn failed_body_is_never_stored(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
-    checked("failed_body_is_never_stored", target, |s| async move {
-        let (old, key) = (pattern(5000, 6), s.key("replaced/chunk-000002.000000"));
-        put_bytes(s.target, &key, &old).await?;
-        for size in [kit.sizes.large_size, 100_000] {
-            let (damaged, damaged_len) = damaged_trailing_md5(size)?;
-            let short = TempFile::with(&pattern(size, 7))?;
-            let bodies = [
-                ("a body failing its trailing MD5 part-way", damaged_len, {
-                    Upload::file(damaged.path(), damaged_len).check_trailing_md5()
-                }),
-                ("a body shorter than its len()", size as u64, {
-                    Upload::file(short.path(), size as u64 + 4096)
-                }),
-            ];
-            for (what, len, body) in bodies {
-                let new = s.key(&format!("new/{size}-{}", len));
-                refused(s.target, &new, body.clone(), what).await?;
-                expect_absent(s.target, &new)
-                    .await
-                    .map_err(|e| format!("after {what} ({len} bytes) to a new key: {e}"))?;
-                refused(s.target, &key, body, what).await?;
-                expect_object(s.target, &key, &old)
-                    .await
-                    .map_err(|e| format!("after {what} ({len} bytes) over an object: {e}"))?;
-            }
+pub(super) async fn failed_body_is_never_stored(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
+    let (old, key) = (pattern(5000, 6), s.key("replaced/chunk-000002.000000"));
+    put_bytes(s.target, &key, &old).await?;
+    for size in [kit.sizes.large_size, 100_000] {
+        let (damaged, damaged_len) = damaged_trailing_md5(size)?;
+        let short = TempFile::with(&pattern(size, 7))?;
+        let bodies = [
+            ("a body failing its trailing MD5 part-way", damaged_len, {
+                Upload::file(damaged.path(), damaged_len).check_trailing_md5()
+            }),
+            ("a body shorter than its len()", size as u64, {
+                Upload::file(short.path(), size as u64 + 4096)
+            }),
+        ];
+        for (what, len, body) in bodies {
+            let new = s.key(&format!("new/{size}-{}", len));
+            refused(s.target, &new, body.clone(), what).await?;
+            expect_absent(s.target, &new)
+                .await
+                .map_err(|e| format!("after {what} ({len} bytes) to a new key: {e}"))?;
+            refused(s.target, &key, body, what).await?;
+            expect_object(s.target, &key, &old)
+                .await
+                .map_err(|e| format!("after {what} ({len} bytes) over an object: {e}"))?;
         }
-        Ok(())
-    })
-    .await
+    }
+    Ok(())
 }
 
 /// A file of `size` bytes ending in an MD5 that does not match them: an upload checking its
@@ -189,31 +162,27 @@ async fn refused(target: &dyn Target, key: &str, body: Upload, what: &str) -> Re
     }
 }
 
-/// First byte, last byte, whole object, empty range, a part boundary, past the end.
-pub async fn ranged_reads_at_the_edges(target: &dyn Target, kit: &Kit) -> Result<(), KitFailure> {
-    checked("ranged_reads_at_the_edges", target, |s| async move {
-        for (name, size) in [("small", 100_000usize), ("large", kit.sizes.large_size)] {
-            let (key, data) = (s.key(name), pattern(size, 9));
-            put_bytes(s.target, &key, &data).await?;
-            let len = size as u64;
-            let five_mib = 5u64 << 20;
-            let mut ranges = vec![
-                0..1,
-                len - 1..len,
-                0..len,
-                len / 2..len / 2,
-                len - 10..len + 100,
-            ];
-            if len > five_mib + 3 {
-                ranges.push(five_mib - 1..five_mib + 3);
-            }
-            for range in ranges {
-                expect_range(s.target, &key, range, &data).await?;
-            }
+pub(super) async fn ranged_reads_at_the_edges(s: &Scratch<'_>, kit: &Kit) -> Result<(), String> {
+    for (name, size) in [("small", 100_000usize), ("large", kit.sizes.large_size)] {
+        let (key, data) = (s.key(name), pattern(size, 9));
+        put_bytes(s.target, &key, &data).await?;
+        let len = size as u64;
+        let five_mib = 5u64 << 20;
+        let mut ranges = vec![
+            0..1,
+            len - 1..len,
+            0..len,
+            len / 2..len / 2,
+            len - 10..len + 100,
+        ];
+        if len > five_mib + 3 {
+            ranges.push(five_mib - 1..five_mib + 3);
         }
-        Ok(())
-    })
-    .await
+        for range in ranges {
+            expect_range(s.target, &key, range, &data).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `range` of `key` must be those bytes of `data` (a range past the end: up to the end).
@@ -239,71 +208,58 @@ async fn expect_range(
     Ok(())
 }
 
-/// `head`/`get` of a missing key → `NotFound`; `delete` of it → `Ok`; an empty listing.
-pub async fn missing_keys(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("missing_keys", target, |s| async move {
-        let key = s.key("never-written");
-        expect_not_found(s.target, &key).await?;
-        for attempt in ["first", "second"] {
-            s.target.delete(&key).await.map_err(|e| {
-                format!("delete {key} ({attempt} time): expected Ok for a missing key, got {e}")
-            })?;
-        }
-        let prefix = s.key("no-such-folder/");
-        let listed = s
-            .target
-            .list(&prefix)
+pub(super) async fn missing_keys(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let key = s.key("never-written");
+    expect_not_found(s.target, &key).await?;
+    for attempt in ["first", "second"] {
+        s.target.delete(&key).await.map_err(|e| {
+            format!("delete {key} ({attempt} time): expected Ok for a missing key, got {e}")
+        })?;
+    }
+    let prefix = s.key("no-such-folder/");
+    let listed = s
+        .target
+        .list(&prefix)
+        .await
+        .map_err(|e| format!("list {prefix}: {e}"))?;
+    ensure!(
+        listed.is_empty(),
+        "list {prefix:?}: expected nothing, got {listed:?}"
+    );
+    Ok(())
+}
+
+pub(super) async fn delete_removes_the_object(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let (key, kept) = (s.key("delete/me"), s.key("delete/me-not"));
+    put_bytes(s.target, &key, b"bye").await?;
+    put_bytes(s.target, &kept, b"stay").await?;
+    for attempt in ["first", "second"] {
+        s.target
+            .delete(&key)
             .await
-            .map_err(|e| format!("list {prefix}: {e}"))?;
-        ensure!(
-            listed.is_empty(),
-            "list {prefix:?}: expected nothing, got {listed:?}"
-        );
-        Ok(())
-    })
-    .await
+            .map_err(|e| format!("delete {key} ({attempt} time): expected Ok, got {e}"))?;
+        expect_not_found(s.target, &key).await?;
+        expect_absent(s.target, &key).await?;
+    }
+    expect_object(s.target, &kept, b"stay").await
 }
 
-/// After `delete`: `head` → `NotFound`, `list` does not show it, deleting again → `Ok`.
-pub async fn delete_removes_the_object(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("delete_removes_the_object", target, |s| async move {
-        let (key, kept) = (s.key("delete/me"), s.key("delete/me-not"));
-        put_bytes(s.target, &key, b"bye").await?;
-        put_bytes(s.target, &kept, b"stay").await?;
-        for attempt in ["first", "second"] {
-            s.target
-                .delete(&key)
-                .await
-                .map_err(|e| format!("delete {key} ({attempt} time): expected Ok, got {e}"))?;
-            expect_not_found(s.target, &key).await?;
-            expect_absent(s.target, &key).await?;
+pub(super) async fn copy_replaces_destination(s: &Scratch<'_>, _kit: &Kit) -> Result<(), String> {
+    let (t, src, dst) = (s.target, s.key("copy/src"), s.key("copy/dir/dst.old"));
+    let (first, second) = (pattern(70_000, 10), pattern(10, 11));
+    for data in [&first, &second] {
+        put_file(t, &src, data).await?;
+        copy(t, &src, &dst).await?;
+        expect_object(t, &dst, data).await?;
+        expect_object(t, &src, data).await?;
+    }
+    match t.copy(&s.key("copy/missing"), &dst).await {
+        Err(e) if e.is_not_found() => {}
+        other => {
+            return Err(format!(
+                "copy of a missing source: expected NotFound, got {other:?}"
+            ))
         }
-        expect_object(s.target, &kept, b"stay").await
-    })
-    .await
-}
-
-/// `copy` makes the destination equal to the source, replacing it; a missing source →
-/// `NotFound` and the destination unchanged.
-pub async fn copy_replaces_destination(target: &dyn Target, _kit: &Kit) -> Result<(), KitFailure> {
-    checked("copy_replaces_destination", target, |s| async move {
-        let (t, src, dst) = (s.target, s.key("copy/src"), s.key("copy/dir/dst.old"));
-        let (first, second) = (pattern(70_000, 10), pattern(10, 11));
-        for data in [&first, &second] {
-            put_file(t, &src, data).await?;
-            copy(t, &src, &dst).await?;
-            expect_object(t, &dst, data).await?;
-            expect_object(t, &src, data).await?;
-        }
-        match t.copy(&s.key("copy/missing"), &dst).await {
-            Err(e) if e.is_not_found() => {}
-            other => {
-                return Err(format!(
-                    "copy of a missing source: expected NotFound, got {other:?}"
-                ))
-            }
-        }
-        expect_object(t, &dst, &second).await
-    })
-    .await
+    }
+    expect_object(t, &dst, &second).await
 }

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use esbackup_engine::{ByteStream, ObjectInfo, Stored, Target, TargetError, Upload};
 use futures::StreamExt;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 
 /// Bytes per `pieces` row.
 const PIECE: usize = 1 << 20;
@@ -77,6 +77,21 @@ impl SqliteTarget {
             .await
             .map_err(|e| TargetError::permanent(format!("{}: {e}", path.display())))?
             .map_err(|e| sqlite_error(&path, e))
+    }
+
+    /// Runs `write` in one write transaction on the shared connection, then commits it.
+    async fn transaction<T, F>(&self, write: F) -> Result<T, TargetError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.blocking(move |c| {
+            let tx = c.transaction()?;
+            let done = write(&tx)?;
+            tx.commit()?;
+            Ok(done)
+        })
+        .await
     }
 
     /// Inserts every piece of `body` as rows of the unpublished body `id`; returns what it
@@ -171,18 +186,12 @@ impl Target for SqliteTarget {
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
         let name = key.to_string();
         let created = self
-            .blocking(move |c| {
-                let tx = c.transaction()?;
-                if exists(&tx, &name)? {
+            .transaction(move |tx| {
+                if exists(tx, &name)? {
                     return Ok(false);
                 }
-                let id = new_body(&tx)?;
-                tx.execute(
-                    "INSERT INTO pieces (body, offset, data) VALUES (?1, 0, ?2)",
-                    params![id, &data[..]],
-                )?;
-                publish(&tx, &name, id, data.len() as u64)?;
-                tx.commit()?;
+                let one_piece = "INSERT INTO pieces (body, offset, data) VALUES (?1, 0, ?2)";
+                publish_new(tx, &name, data.len() as u64, one_piece, &data[..])?;
                 Ok(true)
             })
             .await?;
@@ -199,19 +208,13 @@ impl Target for SqliteTarget {
     async fn copy(&self, from: &str, to: &str) -> Result<(), TargetError> {
         let (src, dst) = (from.to_string(), to.to_string());
         let copied = self
-            .blocking(move |c| {
-                let tx = c.transaction()?;
-                let Some((body, size)) = current_body(&tx, &src)? else {
+            .transaction(move |tx| {
+                let Some((body, size)) = current_body(tx, &src)? else {
                     return Ok(false);
                 };
-                let id = new_body(&tx)?;
-                tx.execute(
-                    "INSERT INTO pieces (body, offset, data)
-                     SELECT ?1, offset, data FROM pieces WHERE body = ?2",
-                    params![id, body],
-                )?;
-                publish(&tx, &dst, id, size)?;
-                tx.commit()?;
+                let its_pieces = "INSERT INTO pieces (body, offset, data)
+                                  SELECT ?1, offset, data FROM pieces WHERE body = ?2";
+                publish_new(tx, &dst, size, its_pieces, body)?;
                 Ok(true)
             })
             .await?;
@@ -223,13 +226,12 @@ impl Target for SqliteTarget {
 
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
         let name = key.to_string();
-        self.blocking(move |c| {
-            let tx = c.transaction()?;
-            if let Some((body, _)) = current_body(&tx, &name)? {
+        self.transaction(move |tx| {
+            if let Some((body, _)) = current_body(tx, &name)? {
                 tx.execute("DELETE FROM objects WHERE key = ?1", [&name])?;
-                drop_body(&tx, body)?;
+                drop_body(tx, body)?;
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -253,13 +255,11 @@ impl Target for SqliteTarget {
 
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, TargetError> {
         let before = now_ms() - older_than.as_millis().min(i64::MAX as u128) as i64;
-        self.blocking(move |c| {
-            let tx = c.transaction()?;
-            let stale = unpublished(&tx, before)?;
+        self.transaction(move |tx| {
+            let stale = unpublished(tx, before)?;
             for id in &stale {
-                drop_body(&tx, *id)?;
+                drop_body(tx, *id)?;
             }
-            tx.commit()?;
             Ok(stale.len() as u64)
         })
         .await
@@ -300,6 +300,20 @@ fn publish(c: &Connection, key: &str, id: i64, size: u64) -> rusqlite::Result<()
         Some((body, _)) if body != id => drop_body(c, body),
         _ => Ok(()),
     }
+}
+
+/// Publishes as `key` a new body of `size` bytes whose pieces the statement `insert_pieces`
+/// inserts (`?1`: the new body, `?2`: `source`).
+fn publish_new(
+    c: &Connection,
+    key: &str,
+    size: u64,
+    insert_pieces: &str,
+    source: impl ToSql,
+) -> rusqlite::Result<()> {
+    let id = new_body(c)?;
+    c.execute(insert_pieces, params![id, source])?;
+    publish(c, key, id, size)
 }
 
 fn drop_body(c: &Connection, id: i64) -> rusqlite::Result<()> {
