@@ -22,6 +22,8 @@ enum Flaw {
     EmptyDescription,
     /// Returns a made-up account of what it stored instead of `Upload::stored`.
     MisreportsWhatItStored,
+    /// Returns a stored size other than what it stored (and lists).
+    MisreportsItsStoredSize,
     /// Writes a shorter object over a longer one without truncating it.
     KeepsTheOldTail,
     /// Stores the half of a new body first, then the whole.
@@ -149,7 +151,10 @@ impl Target for Broken {
         // What it stored, by its own account (`Upload::stored` for a whole body).
         let stored = Stored {
             size: data.len() as u64,
-            stored_size: data.len() as u64,
+            stored_size: match self.flaw {
+                Flaw::MisreportsItsStoredSize => data.len() as u64 + 1,
+                _ => data.len() as u64,
+            },
             md5: match self.flaw {
                 Flaw::MisreportsWhatItStored => [0; 16],
                 _ => esbackup_engine::md5(&data),
@@ -282,6 +287,8 @@ kit_catches! {
         EmptyDescription => "describe_names_the_store",
     a_put_that_misreports_what_it_stored_is_caught:
         MisreportsWhatItStored => "put_then_get_round_trips",
+    a_put_that_misreports_its_stored_size_is_caught:
+        MisreportsItsStoredSize => "put_then_get_round_trips",
     a_body_failure_reported_as_a_store_failure_is_caught:
         ReportsBodyFailuresAsStoreErrors => "failed_body_is_never_stored",
     a_shorter_put_that_keeps_the_old_tail_is_caught:

@@ -40,6 +40,11 @@ impl ServerLocations {
     pub fn kit_run(&self, kit: Kit) -> KitRun {
         KitRun::open(self.fresh_url(), self.options.clone(), kit)
     }
+
+    /// A fresh prefix for the conformance kit `kit`, through the codec.
+    pub fn encoded_kit_run(&self, kit: Kit) -> KitRun {
+        KitRun::open_encoded(self.fresh_url(), self.options.clone(), kit)
+    }
 }
 
 impl Locations for ServerLocations {
@@ -103,6 +108,20 @@ impl KitRun {
     pub fn open(url: String, options: TargetOptions, kit: Kit) -> KitRun {
         let open =
             move || open_target(&url, &options).unwrap_or_else(|e| panic!("open {url}: {e}"));
+        KitRun {
+            target: open(),
+            kit: kit.reopen(open),
+        }
+    }
+
+    /// [`KitRun::open`] through the codec ([`scenarios::encoded_scheme`], one key for both
+    /// openings): the kit checks that an encoded location keeps the store's promises.
+    pub fn open_encoded(url: String, options: TargetOptions, kit: Kit) -> KitRun {
+        let scheme = scenarios::encoded_scheme();
+        let open = move || {
+            let store = open_target(&url, &options).unwrap_or_else(|e| panic!("open {url}: {e}"));
+            scenarios::encoded(store, scheme.clone())
+        };
         KitRun {
             target: open(),
             kit: kit.reopen(open),

@@ -33,15 +33,21 @@ impl<L: Locations> Locations for Encoded<L> {
         format!("{} (zstd:3, encrypted)", self.0.name())
     }
     fn fresh(&self) -> Arc<dyn Target> {
-        let scheme = esbackup_engine::codec::Scheme {
-            level: Some(3),
-            key: Some(esbackup_engine::codec::DataKey::random()),
-        };
-        Arc::new(esbackup_engine::codec::CodecTarget::new(
-            self.0.fresh(),
-            scheme,
-        ))
+        encoded(self.0.fresh(), encoded_scheme())
     }
+}
+
+/// How [`Encoded`] locations encode: zstd:3, encrypted under a fresh random key.
+pub fn encoded_scheme() -> esbackup_engine::codec::Scheme {
+    esbackup_engine::codec::Scheme {
+        level: Some(3),
+        key: Some(esbackup_engine::codec::DataKey::random()),
+    }
+}
+
+/// `store` through the codec with `scheme`.
+pub fn encoded(store: Arc<dyn Target>, scheme: esbackup_engine::codec::Scheme) -> Arc<dyn Target> {
+    Arc::new(esbackup_engine::codec::CodecTarget::new(store, scheme))
 }
 
 /// A small node: 64 KiB chunks, index tables every 50 entries.

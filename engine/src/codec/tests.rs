@@ -330,3 +330,25 @@ async fn a_crafted_key_slot_cannot_ask_for_unbounded_work() {
     assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
     assert!(err.to_string().contains("out of bounds"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_kit_passes_through_the_codec_in_every_scheme() {
+    for scheme in schemes() {
+        let inner = MemoryTarget::new();
+        let target = CodecTarget::new(Arc::new(inner.clone()), scheme.clone());
+        let again = scheme.clone();
+        // Large objects of three frames and a bit (the servers' suites run the kit's default
+        // sizes through the codec).
+        let sizes = crate::conformance::ConformanceOptions {
+            large_size: 3 * FRAME + 12_345,
+            ..Default::default()
+        };
+        let kit = crate::conformance::Kit::new()
+            .with_sizes(sizes)
+            .requires_put_if_absent()
+            .reopen(move || Arc::new(CodecTarget::new(Arc::new(inner.clone()), again.clone())));
+        let report = kit.run(&target).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.put_if_absent_supported);
+        assert!(report.passed.len() >= 17, "{report}");
+    }
+}

@@ -40,8 +40,9 @@ pub(super) async fn list_prefix_is_plain_string_prefix(
         "list/.hidden",
         "lister/x",
     ];
+    let mut sizes = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?;
+        sizes.push(put_bytes(s.target, &s.key(name), &pattern(i + 1, i as u8)).await?);
     }
     let prefixes = [
         "list/",
@@ -55,7 +56,7 @@ pub(super) async fn list_prefix_is_plain_string_prefix(
     for prefix in prefixes {
         let expected: Vec<ObjectInfo> = (names.iter().enumerate())
             .filter(|(_, n)| n.starts_with(prefix))
-            .map(|(i, n)| ObjectInfo::new(s.key(n), i as u64 + 1))
+            .map(|(i, n)| ObjectInfo::new(s.key(n), sizes[i]))
             .collect();
         expect_listing(s, &s.key(prefix), &expected).await?;
     }
@@ -66,15 +67,18 @@ pub(super) async fn listing_longer_than_one_page(
     s: &Scratch<'_>,
     _kit: &Kit,
 ) -> Result<(), String> {
-    let expected: Vec<ObjectInfo> = (0..PAGE_PLUS_ONE)
-        .map(|i| ObjectInfo::new(s.key(&format!("page/{i:05}")), (i % 7) as u64))
+    let keys: Vec<String> = (0..PAGE_PLUS_ONE)
+        .map(|i| s.key(&format!("page/{i:05}")))
         .collect();
-    let puts: Vec<_> = (expected.iter())
-        .map(|o| async move { put_bytes(s.target, &o.key, &pattern(o.size as usize, 12)).await })
+    let puts: Vec<_> = (keys.iter().enumerate())
+        .map(|(i, key)| async move {
+            let size = put_bytes(s.target, key, &pattern(i % 7, 12)).await?;
+            Ok::<_, String>(ObjectInfo::new(key.clone(), size))
+        })
         .collect();
-    futures::stream::iter(puts)
+    let expected: Vec<ObjectInfo> = futures::stream::iter(puts)
         .buffer_unordered(16)
-        .try_collect::<()>()
+        .try_collect()
         .await?;
     put_bytes(s.target, &s.key("pages"), b"not under page/").await?;
     expect_listing(s, &s.key("page/"), &expected).await
@@ -87,9 +91,9 @@ pub(super) async fn keys_with_special_characters(
     let mut expected = Vec::new();
     for name in SPECIAL_KEYS {
         let (key, data) = (s.key(name), name.as_bytes());
-        put_bytes(s.target, &key, data).await?;
+        let size = put_bytes(s.target, &key, data).await?;
         expect_object(s.target, &key, data).await?;
-        expected.push(ObjectInfo::new(key, data.len() as u64));
+        expected.push(ObjectInfo::new(key, size));
     }
     expect_listing(s, &s.key(""), &expected).await?;
     for name in SPECIAL_KEYS {
@@ -111,14 +115,13 @@ pub(super) async fn read_after_write_listing(s: &Scratch<'_>, _kit: &Kit) -> Res
     let mut expected = Vec::new();
     for i in 0..6u64 {
         let key = s.key(&format!("raw/{i}"));
-        put_bytes(s.target, &key, &pattern(i as usize + 1, 13)).await?;
-        expected.push(ObjectInfo::new(key, i + 1));
+        let size = put_bytes(s.target, &key, &pattern(i as usize + 1, 13)).await?;
+        expected.push(ObjectInfo::new(key, size));
         expect_listing(s, &s.key("raw/"), &expected)
             .await
             .map_err(|e| format!("right after a put: {e}"))?;
     }
-    put_bytes(s.target, &expected[0].key, &pattern(50, 14)).await?;
-    expected[0].size = 50;
+    expected[0].size = put_bytes(s.target, &expected[0].key, &pattern(50, 14)).await?;
     expect_listing(s, &s.key("raw/"), &expected)
         .await
         .map_err(|e| format!("right after replacing an object: {e}"))?;

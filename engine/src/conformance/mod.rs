@@ -16,7 +16,7 @@
 //! | function | what it checks |
 //! | --- | --- |
 //! | [`describe_names_the_store`] | `describe()` is not empty |
-//! | [`put_then_get_round_trips`] | empty, small and large (file-backed) objects read back exactly through `get`, `head` and `list`; `put` read every byte through [`Upload::stream`](crate::Upload::stream) (the upload recorded their MD5) |
+//! | [`put_then_get_round_trips`] | empty, small and large (file-backed) objects read back exactly through `get`, `head` and `list`; `put` read every byte through [`Upload::stream`](crate::Upload::stream) (the upload recorded their MD5) and returned as `stored_size` what `head` and `list` then report |
 //! | [`put_replaces_whole_object`] | a shorter or longer `put` over a key leaves exactly the new bytes (no stale tail, no stale size) |
 //! | [`replacement_is_atomic_for_readers`] | readers during replacements see the old or the new object whole |
 //! | [`failed_body_is_never_stored`] | a body that fails part-way (a damaged trailing MD5) or is shorter than its `len()`: `put` fails, a new key stays absent, an old object stays unchanged (large bodies: the multipart/resumable/block paths) |
@@ -33,6 +33,10 @@
 //! | [`local_root_is_a_real_folder_or_none`] | `local_root()` is `None`, or an absolute, existing folder (`Some` required with [`Kit::local`]) |
 //! | [`local_file_returns_the_keys_bytes`] | where `local_file(key)` is `Some`, that file holds exactly the key's bytes, also after a replacement, and lies in `local_root` (`Some` required with [`Kit::local`]) |
 //! | [`durable_after_sync`] | with [`Kit::reopen`]: what was written, copied and deleted before `sync` is seen the same through a freshly opened target |
+//!
+//! Sizes are the store's own: for a target that [encodes](Target::encodes) what it stores (the
+//! codec), `head` and `list` report stored sizes, and the kit checks them against the
+//! `stored_size` each `put` returned rather than the plain length.
 //!
 //! Every function writes below its own fresh `conformance-<uuid>/` prefix and deletes what it
 //! wrote (also after a failure), so a shared bucket can be used. What does not apply to a store
@@ -317,7 +321,8 @@ macro_rules! promises {
 promises! {
     /// `describe()` is not empty.
     objects::describe_names_the_store;
-    /// Empty, small and large objects round trip; `put` streams every byte of its body.
+    /// Empty, small and large objects round trip; `put` streams every byte of its body and
+    /// returns as `stored_size` what `head` and `list` then report.
     objects::put_then_get_round_trips;
     /// A shorter or a longer `put` over a key leaves exactly the new bytes.
     objects::put_replaces_whole_object;

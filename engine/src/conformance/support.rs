@@ -122,6 +122,21 @@ pub(super) async fn put_streamed(
         data.len(),
         hex::encode(expected)
     );
+    let listed = match target.encodes() {
+        false => stored.size,
+        true => {
+            (target.head(key).await)
+                .map_err(|e| format!("head {key}: expected the object, got {e}"))?
+                .size
+        }
+    };
+    ensure!(
+        stored.stored_size == listed,
+        "put {key} returned a stored size of {} bytes, but the store holds {listed} (a target \
+         that does not encode returns stored_size = size; one that encodes, what head and list \
+         report)",
+        stored.stored_size
+    );
     Ok(())
 }
 
@@ -137,12 +152,13 @@ pub(super) async fn put_file(target: &dyn Target, key: &str, data: &[u8]) -> Res
     .await
 }
 
-/// Puts `data` under `key` from memory.
-pub(super) async fn put_bytes(target: &dyn Target, key: &str, data: &[u8]) -> Result<(), String> {
+/// Puts `data` under `key` from memory; the size `head` and `list` are then to report (its
+/// stored size).
+pub(super) async fn put_bytes(target: &dyn Target, key: &str, data: &[u8]) -> Result<u64, String> {
     target
         .put(key, Upload::bytes(data.to_vec()))
         .await
-        .map(drop)
+        .map(|stored| stored.stored_size)
         .map_err(|e| format!("put {key} ({} bytes) failed: {e}", data.len()))
 }
 
@@ -157,7 +173,8 @@ pub(super) async fn delete(target: &dyn Target, key: &str) -> Result<(), String>
     (target.delete(key).await).map_err(|e| format!("delete {key:?}: expected Ok, got {e}"))
 }
 
-/// Checks `get`, `head` and a listing of `key` against `data`.
+/// Checks `get`, `head` and a listing of `key` against `data`: its bytes, and its length (a
+/// target that encodes reports stored sizes: there `head` and `list` must agree).
 pub(super) async fn expect_object(
     target: &dyn Target,
     key: &str,
@@ -176,21 +193,21 @@ pub(super) async fn expect_object(
         .head(key)
         .await
         .map_err(|e| format!("head {key}: expected the object, got {e}"))?;
+    let size = match target.encodes() {
+        false => data.len() as u64,
+        true => info.size,
+    };
     ensure!(
-        info.key == key && info.size == data.len() as u64,
-        "head {key}: expected key {key:?} and size {}, got {info:?}",
-        data.len()
+        info.key == key && info.size == size,
+        "head {key}: expected key {key:?} and size {size}, got {info:?}"
     );
     let listed = target
         .list(key)
         .await
         .map_err(|e| format!("list {key}: {e}"))?;
     ensure!(
-        listed
-            .iter()
-            .any(|o| o.key == key && o.size == data.len() as u64),
-        "list {key:?}: expected {key:?} with size {}, got {}",
-        data.len(),
+        listed.iter().any(|o| o.key == key && o.size == size),
+        "list {key:?}: expected {key:?} with size {size}, got {}",
         describe(&listed)
     );
     Ok(())
