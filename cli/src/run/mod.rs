@@ -249,17 +249,17 @@ impl Runner {
         let report = result?;
         self.refresh_location(s).await;
         let (lag_bytes, lag_secs) = self.metrics.lag();
+        let point = report.point.as_deref().unwrap_or("");
         tracing::info!(
             command = "backup",
-            point = report.point.as_deref().unwrap_or(""),
+            point,
             uploaded_bytes = report.uploaded.bytes,
             stored_files = report.stored.files,
             duration_secs = report.duration_secs,
             writer = report.checkpoints.writer,
             lag_bytes,
             lag_secs,
-            "restore point {} stored",
-            report.point.as_deref().unwrap_or("")
+            "restore point {point} stored"
         );
         Ok(())
     }
@@ -270,12 +270,12 @@ impl Runner {
         self.metrics.forget_ended(started, &result);
         let report = result?;
         self.refresh_location(s).await;
+        let forgotten = report.forgotten.len();
         tracing::info!(
             command = "forget",
-            forgotten = report.forgotten.len(),
+            forgotten,
             pruned_bytes = report.pruned_bytes,
-            "{} point(s) forgotten",
-            report.forgotten.len()
+            "{forgotten} point(s) forgotten"
         );
         Ok(())
     }
@@ -298,12 +298,12 @@ impl Runner {
                 "verify found {problems} problem(s) (run `esbackup verify` for the list)"
             )));
         }
+        let points = report.points.len();
         tracing::info!(
             command = "verify",
-            points = report.points.len(),
+            points,
             read_bytes = report.read_bytes,
-            "{} point(s) intact",
-            report.points.len()
+            "{points} point(s) intact"
         );
         Ok(())
     }
@@ -315,14 +315,13 @@ impl Runner {
         let result = self.bounded(copy(s.target.clone(), to.clone(), opts)).await;
         self.metrics.copy_ended(started, &result);
         let report = result?;
+        let (copied, to) = (report.copied.len(), &report.to);
         tracing::info!(
             command = "copy",
-            to = %report.to,
-            copied = report.copied.len(),
+            to = %to,
+            copied,
             sent_bytes = report.bytes_sent,
-            "{} point(s) copied to {}",
-            report.copied.len(),
-            report.to
+            "{copied} point(s) copied to {to}"
         );
         Ok(())
     }
