@@ -8,6 +8,7 @@ use crate::args::{InitArgs, KeyAction, KeyArgs, Output, TargetArg};
 use crate::config::FileConfig;
 use crate::exit::Failure;
 use crate::output;
+use crate::password::given_or_typed;
 
 impl KeyArgs {
     pub fn output(&self) -> &Output {
@@ -48,12 +49,12 @@ struct Initialised {
 pub async fn init(a: &InitArgs, file: &FileConfig) -> Result<i32, Failure> {
     let level = compression(&a.compression)?;
     let store = open_target(a.target.url()?, &file.storage)?;
-    let password = match a.target.password.password()? {
-        None if a.encrypt => {
+    let password = match a.encrypt {
+        true => {
             let prompt = format!("new password for {}: ", store.describe());
-            crate::password::ask(&prompt, true)?
+            given_or_typed(a.target.password.password()?, &prompt, true)?
         }
-        given => given,
+        false => a.target.password.password()?,
     };
     let opts = InitOptions {
         compression: level,
@@ -84,13 +85,8 @@ pub async fn init(a: &InitArgs, file: &FileConfig) -> Result<i32, Failure> {
 /// The password that proves access (asked at a terminal when none is given), or a usage
 /// error naming how to give it.
 fn current(target: &TargetArg, store: &dyn esbackup_engine::Target) -> Result<Password, Failure> {
-    let given = target.password.password()?;
     let prompt = format!("password for {}: ", store.describe());
-    let given = match given {
-        None => crate::password::ask(&prompt, false)?,
-        given => given,
-    };
-    given.ok_or_else(|| {
+    given_or_typed(target.password.password()?, &prompt, false)?.ok_or_else(|| {
         Failure::usage(
             "give the location's current password with ESBACKUP_PASSWORD, --password-file FILE or --password-command CMD",
         )
@@ -142,10 +138,7 @@ pub async fn key(a: &KeyArgs, file: &FileConfig) -> Result<i32, Failure> {
                 new_password_file.as_deref(),
                 "ESBACKUP_NEW_PASSWORD",
             )?;
-            let new = match new {
-                None => crate::password::ask("the new password: ", true)?,
-                given => given,
-            }
+            let new = given_or_typed(new, "the new password: ", true)?
             .ok_or_else(|| Failure::usage("give the new password with ESBACKUP_NEW_PASSWORD, --new-password-file FILE or --new-password-command CMD"))?;
             let kdf = KdfParams::default();
             let id = codec::add_key(store.as_ref(), &current, &new, kdf).await?;

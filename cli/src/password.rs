@@ -90,6 +90,18 @@ pub fn ask(prompt: &str, confirm: bool) -> Result<Option<Password>, Failure> {
     Ok(Some(Password::new(typed, "the terminal")))
 }
 
+/// `given`, else the password typed at a terminal (twice when `confirm`; `None` without one).
+pub fn given_or_typed(
+    given: Option<Password>,
+    prompt: &str,
+    confirm: bool,
+) -> Result<Option<Password>, Failure> {
+    match given {
+        Some(p) => Ok(Some(p)),
+        None => ask(prompt, confirm),
+    }
+}
+
 /// `given`, else (for an encrypted location, at a terminal) the password typed.
 async fn or_asked(
     given: Option<&Password>,
