@@ -6,14 +6,13 @@ use std::process::{Command, Output};
 
 use esdb_sim::{Node, SimConfig};
 
+mod common;
+
+use common::assert_succeeded;
+
+/// The binary without the caller's variables.
 fn esbackup() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esbackup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESBACKUP_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
+    common::esbackup_command(&[])
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -23,11 +22,7 @@ fn run(cmd: &mut Command) -> Output {
 /// Runs `cmd`, which must succeed (its stderr is shown when it does not).
 fn succeeds(cmd: &mut Command) -> Output {
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "out");
     out
 }
 
@@ -616,11 +611,7 @@ fn shell_completions_and_the_manual_page_cover_every_command() {
         .arg(file.path())
         .output()
         .unwrap();
-    assert!(
-        syntax.status.success(),
-        "{}",
-        String::from_utf8_lossy(&syntax.stderr)
-    );
+    assert_succeeded(&syntax, "syntax");
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         assert!(
             !succeeds(esbackup().args(["completions", shell]))

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::assert_succeeded;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -15,12 +17,7 @@ fn esbackup(server: &dyn ObjectServer, args: &[&str], db: &Path) -> serde_json::
     let mut cmd = common::esbackup_command(&server.env());
     cmd.args(args).arg("--db").arg(db).arg("--json");
     let out = cmd.output().expect("esbackup runs");
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        server.kind(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, &format!("{} {args:?}", server.kind()));
     serde_json::from_slice(&out.stdout).expect("JSON summary")
 }
 
@@ -113,11 +110,7 @@ async fn s3_credentials_and_region_come_from_a_named_aws_profile() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "out");
     let keys = server.list_keys("profile/").await;
     assert!(keys.contains(&"profile/writer.chk".to_string()), "{keys:?}");
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::assert_succeeded;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -27,12 +29,8 @@ fn log(env: &[(String, String)], url: &str, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["log", "--json", "--target", url];
     all.extend_from_slice(args);
     let out = esbackup(env, &all);
+    assert_succeeded(&out, &format!("{args:?}"));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -63,11 +61,7 @@ fn backup(env: &[(String, String)], db: &Path, url: &str) -> String {
             db.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "out");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     report["point"].as_str().unwrap().to_string()
 }

@@ -18,6 +18,8 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 mod common;
 
+use common::assert_succeeded;
+
 /// The binary without the caller's variables.
 fn esbackup() -> Command {
     common::esbackup_command(&[])
@@ -242,11 +244,7 @@ fn run_stores_points_while_the_node_writes_and_serves_metrics_that_promtool_acce
     let promtool = Command::new(std::env::var("ESBACKUP_PROMTOOL").unwrap_or("promtool".into()))
         .args(["check", "metrics"])
         .output_with_stdin(metrics.as_bytes());
-    assert!(
-        promtool.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&promtool.stderr)
-    );
+    assert_succeeded(&promtool, "promtool");
     let (code, body) = http_get(sidecar.addr, "/healthz").unwrap();
     assert_eq!(code, 200, "{body}");
     let log = sidecar.log();
@@ -433,7 +431,7 @@ fn copies_to_a_second_location(far_password: Option<&str>) {
             .envs(far_env.iter().cloned())
             .output()
             .unwrap();
-        assert!(init.status.success(), "{init:?}");
+        assert_succeeded(&init, "init");
         std::fs::write(&pw_file, format!("{pw}\n")).unwrap();
         args.extend(["--copy-to-password-file", pw_file.to_str().unwrap()]);
     }
@@ -695,11 +693,7 @@ fn the_metrics_file_holds_every_documented_metric_and_the_alert_rules_check() {
     let checked = promtool()
         .args(["check", "metrics"])
         .output_with_stdin(written.as_bytes());
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert_succeeded(&checked, "checked");
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
@@ -715,11 +709,7 @@ fn the_metrics_file_holds_every_documented_metric_and_the_alert_rules_check() {
         .arg(&rules_path)
         .output()
         .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stdout)
-    );
+    assert_succeeded(&checked, "checked");
     let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
     serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
     let table = readme.lines().filter(|l| l.starts_with("| `esbackup_"));

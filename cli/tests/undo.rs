@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::assert_succeeded;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -20,11 +22,7 @@ fn esbackup(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> Output {
     let out = esbackup(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, &format!("{args:?}"));
     out
 }
 

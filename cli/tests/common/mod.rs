@@ -1,6 +1,6 @@
 //! What the CLI tests share.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `esbackup` binary with none of the caller's `ESBACKUP_*`, `AWS_*` or `AZURE*`
 /// variables (a developer's own must not leak into a test), and `env` set.
@@ -32,12 +32,21 @@ pub fn esbackup(args: &[&str], env: &[(String, String)]) -> std::process::Output
 #[allow(dead_code)]
 pub fn ok(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
     let out = esbackup(&[args, &["--json"]].concat(), env);
+    assert_succeeded(&out, &format!("{args:?}"));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Panics unless `out` is of a command that succeeded, naming `what` and showing what it
+/// printed.
+#[allow(dead_code)]
+pub fn assert_succeeded(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{what} ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 #[allow(dead_code)]
