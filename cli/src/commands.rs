@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::password::open_url;
+use crate::password::{open_url, Asking};
 use esbackup_engine::{
     copy, forget, list, restore, status, verify, BackupOptions, CopyOptions, ForgetOptions,
     RestoreOptions, Target, VerifyOptions, Which,
@@ -190,8 +190,8 @@ async fn run_copy(a: &CopyArgs, file: &FileConfig) -> Result<i32, Failure> {
     )?
     .or(a.password.password()?);
     let (from, to) = (
-        open_url(from, from_password.as_ref(), file).await?,
-        open_url(to, to_password.as_ref(), file).await?,
+        open_url(from, from_password.as_ref(), file, Asking::AtTerminal).await?,
+        open_url(to, to_password.as_ref(), file, Asking::AtTerminal).await?,
     );
     let started = SystemTime::now();
     let result = copy(from, to.clone(), &opts).await;

@@ -118,42 +118,33 @@ async fn or_asked(
     }
 }
 
-/// Opens `url` as its settings say: plain, or through the codec with `password` (asked at
-/// the terminal when none is given and the location is encrypted).
+/// Whether a command may ask at a terminal for a password it was not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asking {
+    /// Where stdin and stderr are a terminal, for an encrypted location.
+    AtTerminal,
+    /// Never (`esbackup run`, a service, never waits at a terminal).
+    Never,
+}
+
+/// Opens `url` as its settings say: plain, or through the codec with `password` (asked as
+/// `asking` says when none is given and the location is encrypted).
 pub async fn open_url(
     url: &str,
     password: Option<&Password>,
     file: &FileConfig,
-) -> Result<Arc<dyn Target>, Failure> {
-    open_store(url, password, file, true).await
-}
-
-/// Opens the location `--target` names (its password asked as [`open_url`] does).
-pub async fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
-    let password = target.password.password()?;
-    open_url(target.url()?, password.as_ref(), file).await
-}
-
-/// [`open_url`] for a service (`esbackup run`), which never waits at a terminal for a
-/// password: one not given is missing.
-pub async fn open_url_unattended(
-    url: &str,
-    password: Option<&Password>,
-    file: &FileConfig,
-) -> Result<Arc<dyn Target>, Failure> {
-    open_store(url, password, file, false).await
-}
-
-async fn open_store(
-    url: &str,
-    password: Option<&Password>,
-    file: &FileConfig,
-    ask: bool,
+    asking: Asking,
 ) -> Result<Arc<dyn Target>, Failure> {
     let store = open_target(url, &file.storage)?;
-    let password = match ask {
-        true => or_asked(password, store.as_ref()).await?,
-        false => password.cloned(),
+    let password = match asking {
+        Asking::AtTerminal => or_asked(password, store.as_ref()).await?,
+        Asking::Never => password.cloned(),
     };
     Ok(codec::open(store, password.as_ref()).await?)
+}
+
+/// Opens the location `--target` names (its password asked at a terminal when needed).
+pub async fn open(target: &TargetArg, file: &FileConfig) -> Result<Arc<dyn Target>, Failure> {
+    let password = target.password.password()?;
+    open_url(target.url()?, password.as_ref(), file, Asking::AtTerminal).await
 }

@@ -12,7 +12,7 @@ use crate::args::{self, Command, RunArgs};
 use crate::config::FileConfig;
 use crate::exit::Failure;
 use crate::node::Node;
-use crate::password::open_url_unattended;
+use crate::password::{open_url, Asking};
 use crate::run::schedule;
 
 /// `run`'s settings.
@@ -92,14 +92,13 @@ impl RunSettings {
                     "ESBACKUP_COPY_TO_PASSWORD",
                 )?
                 .or(a.target.password.password()?);
-                let to = open_url_unattended(url, password.as_ref(), file).await?;
+                let to = open_url(url, password.as_ref(), file, Asking::Never).await?;
                 Some((to, opts))
             }
             None => None,
         };
-        // A service never waits at a terminal for the password.
         let password = a.target.password.password()?;
-        let target = open_url_unattended(a.target.url()?, password.as_ref(), file).await?;
+        let target = open_url(a.target.url()?, password.as_ref(), file, Asking::Never).await?;
         Ok(RunSettings {
             target,
             copy,
