@@ -303,19 +303,7 @@ group_s3() {
 
             if wants s3-restore; then
                 local into=$BENCH_WORK/restore-s3
-                rm -rf "$into"
-                name=s3-restore.$tool.$rep
-                ok=1
-                if [[ $tool == esbackup ]]; then
-                    measure "$name" env "${s3_env[@]}" "$ESB" restore --target "s3://$GARAGE_BUCKET/esbackup" --db "$into" --json --quiet || ok=0
-                    esb_ok "$name" || ok=0
-                else
-                    # shellcheck disable=SC2086
-                    measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$GARAGE_BUCKET/rclone" "$into" || ok=0
-                fi
-                check_same "$DB" "$into" || { ok=0; note "s3-restore $tool run $rep: the restored folder differs from the database"; }
-                sample s3-restore "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
-                rm -rf "$into"
+                s3_restore s3-restore "$tool" "$rep" "s3-restore.$tool.$rep" "$DB" "$into" "s3://$GARAGE_BUCKET/esbackup"
                 if [[ $tool == rclone ]]; then
                     # Durable like esbackup's restore, which fsyncs every file.
                     name=s3-restore.rclone_sync.$rep
@@ -330,6 +318,25 @@ group_s3() {
             garage_stop "$srv"
         done
     done
+}
+
+# ROW TOOL REP NAME DB INTO URL [VAR=VALUE…]: one restore from Garage into the empty folder INTO
+# (esbackup from URL with the variables, or rclone copy back of rclone's upload), checked equal
+# to DB and recorded; the caller's s3_env, rclone_env, bytes and files apply.
+s3_restore() {
+    local row=$1 tool=$2 rep=$3 name=$4 db=$5 into=$6 url=$7 ok=1
+    shift 7
+    rm -rf "$into"
+    if [[ $tool == rclone ]]; then
+        # shellcheck disable=SC2086
+        measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$GARAGE_BUCKET/rclone" "$into" || ok=0
+    else
+        measure "$name" env "${s3_env[@]}" "$@" "$ESB" restore --target "$url" --db "$into" --json --quiet || ok=0
+        esb_ok "$name" || ok=0
+    fi
+    check_same "$db" "$into" || { ok=0; note "$row $tool run $rep: the restored folder differs from the database"; }
+    sample "$row" "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
+    rm -rf "$into"
 }
 
 # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
@@ -582,19 +589,8 @@ group_codec() {
             sample codec-backup "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
             ((rep == 1)) && note "codec-backup $tool: stored $(numfmt --to=iec "$stored") for $(numfmt --to=iec "$bytes") of database files ($(awk -v s="$stored" -v b="$bytes" 'BEGIN { printf "%.3f", s / b }') of the database)"
             if wants codec-restore && [[ $tool != "esbackup, plain" ]]; then
-                rm -rf "$into"
                 name="codec-restore.${tool//[ ,+]/_}.$rep"
-                ok=1
-                if [[ $tool == rclone ]]; then
-                    # shellcheck disable=SC2086
-                    measure "$name" env -u AWS_CA_BUNDLE "${rclone_env[@]}" rclone copy $RCLONE_FLAGS "garage:$GARAGE_BUCKET/rclone" "$into" || ok=0
-                else
-                    measure "$name" env "${s3_env[@]}" ESBACKUP_PASSWORD=bench "$ESB" restore --target "$url" --db "$into" --json --quiet || ok=0
-                    esb_ok "$name" || ok=0
-                fi
-                check_same "$DB_JSON" "$into" || { ok=0; note "codec-restore $tool run $rep: the restored folder differs"; }
-                sample codec-restore "$tool" "$rep" "$name" "$bytes" "$files" "$ok"
-                rm -rf "$into"
+                s3_restore codec-restore "$tool" "$rep" "$name" "$DB_JSON" "$into" "$url" ESBACKUP_PASSWORD=bench
             fi
             garage_stop "$srv"
         done
